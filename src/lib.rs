@@ -1,0 +1,1 @@
+//! image-cloner: copies the public images a cluster runs into a registry you own.

@@ -1,0 +1,1 @@
+//! Placeholder: the testbed is being written.
