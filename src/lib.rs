@@ -1,1 +1,4 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
+
+pub mod naming;
+pub mod reference;
