@@ -584,6 +584,30 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 impl Settings {
+    /// What every skopeo run is given.
+    pub fn skopeo_options(&self) -> crate::skopeo::SkopeoOptions {
+        crate::skopeo::SkopeoOptions {
+            program: self.skopeo.clone(),
+            authfile: self.docker_config.as_ref().map(|c| c.path.clone()),
+            insecure_registries: self.insecure_registries.clone(),
+            cert_dir: self.cert_dir.clone(),
+            tmp_dir: self.tmp_dir.clone(),
+            retry_times: self.retry_times,
+            copy_timeout: self.copy_timeout,
+            inspect_timeout: self.inspect_timeout,
+        }
+    }
+
+    /// How the mirror names, pins and limits copies.
+    pub fn mirror_options(&self) -> crate::mirror::MirrorOptions {
+        crate::mirror::MirrorOptions::new(
+            self.backup_registry.clone(),
+            self.naming,
+            self.pin,
+            self.max_concurrent_reconciles,
+        )
+    }
+
     /// The effective settings as `(key, value, origin)` rows, credentials left out: the docker
     /// config is shown as its path and the registries it holds credentials for.
     pub fn describe(&self) -> Vec<(&'static str, String, String)> {
