@@ -7,6 +7,7 @@ pub mod logging;
 pub mod manifest;
 pub mod mirror;
 pub mod naming;
+pub mod plan;
 pub mod reference;
 pub mod settings;
 pub mod skopeo;

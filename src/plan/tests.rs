@@ -1,0 +1,410 @@
+use super::*;
+use crate::mirror::Outcome;
+use crate::naming::Pin;
+use crate::reference::Digest;
+
+const BACKUP: &str = "registry.example.com/backup";
+
+fn policy() -> Policy {
+    Policy {
+        backup: BackupRegistry::parse(BACKUP).unwrap(),
+        naming: Naming::Flat,
+        ignored_namespaces: ["kube-system", "image-cloner", "legacy"]
+            .map(String::from)
+            .into(),
+        patch_gitops_managed: false,
+    }
+}
+
+fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
+    let mut containers: Vec<Container> = images
+        .iter()
+        .enumerate()
+        .map(|(i, (n, img))| Container {
+            name: (*n).into(),
+            image: (*img).into(),
+            init: false,
+            index: i,
+        })
+        .collect();
+    containers.extend(init.iter().enumerate().map(|(i, (n, img))| Container {
+        name: (*n).into(),
+        image: (*img).into(),
+        init: true,
+        index: i,
+    }));
+    Workload {
+        kind,
+        namespace: "shop".into(),
+        name: "web".into(),
+        annotations: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        containers,
+        namespace_opted_out: false,
+    }
+}
+
+/// The mirror's answer for any source, pinned by `pin`: what a verified copy looks like.
+fn mirrored(pin: Pin) -> impl Fn(&ImageRef) -> Option<MirroredImage> {
+    move |source: &ImageRef| {
+        let backup = BackupRegistry::parse(BACKUP).unwrap();
+        let target = backup.target(source, Naming::Flat).unwrap();
+        let digest = Digest::sha256_of(source.canonical().as_bytes());
+        Some(MirroredImage {
+            source: source.clone(),
+            backup: target.tagged().clone(),
+            backup_ref: target.pinned(&digest, pin),
+            digest,
+            converted: false,
+            outcome: Outcome::Copied,
+        })
+    }
+}
+
+/// The object the patch applies to: a minimal one of the workload's kind.
+fn object(w: &Workload) -> Value {
+    let list = |init: bool| -> Vec<Value> {
+        w.containers
+            .iter()
+            .filter(|c| c.init == init)
+            .map(|c| json!({"name": c.name, "image": c.image}))
+            .collect()
+    };
+    let pod_spec = json!({"containers": list(false), "initContainers": list(true)});
+    let spec = match w.kind {
+        Kind::Pod => pod_spec,
+        Kind::CronJob => {
+            json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}})
+        }
+        _ => json!({"template": {"spec": pod_spec}}),
+    };
+    let mut metadata = json!({"name": w.name, "namespace": w.namespace});
+    if !w.annotations.is_empty() {
+        metadata["annotations"] = json!(w.annotations);
+    }
+    json!({"metadata": metadata, "spec": spec})
+}
+
+fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
+    let mut doc = doc.clone();
+    let patch: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
+    json_patch::patch(&mut doc, &patch)?;
+    Ok(doc)
+}
+
+/// Reads the workload back from a patched object, as the controller would after a watch event.
+fn reread(before: &Workload, doc: &Value) -> Workload {
+    let spec = doc.pointer(before.kind.pod_spec_pointer()).unwrap();
+    let mut w = before.clone();
+    for c in &mut w.containers {
+        let list = if c.init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        c.image = spec[list][c.index]["image"].as_str().unwrap().into();
+    }
+    w.annotations = doc["metadata"]["annotations"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    w
+}
+
+fn plan_and_apply(w: &Workload, pin: Pin) -> (PatchPlan, Value) {
+    let plans = decide(w, &policy());
+    let p = patch(w, &plans, &mirrored(pin)).expect("a patch");
+    let after = apply(&object(w), &p.patch).unwrap();
+    (p, after)
+}
+
+#[test]
+fn every_kind_is_patched_at_its_own_pod_spec() {
+    for kind in Kind::ALL {
+        let w = workload(kind, &[("app", "nginx:1.27")], &[]);
+        let plans = decide(&w, &policy());
+        if kind == Kind::Job {
+            assert_eq!(plans[0].decision, Decision::Immutable);
+            assert!(patch(&w, &plans, &mirrored(Pin::Digest)).is_none());
+            assert_eq!(
+                to_mirror(&plans).len(),
+                1,
+                "a Job's images are still cloned"
+            );
+            continue;
+        }
+        let (_, after) = plan_and_apply(&w, Pin::Digest);
+        let image = after
+            .pointer(&format!("{}/containers/0/image", kind.pod_spec_pointer()))
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert!(
+            image.starts_with("registry.example.com/backup/docker.io_library_nginx:1.27@sha256:"),
+            "{kind}: {image}"
+        );
+    }
+}
+
+#[test]
+fn init_containers_are_patched_and_tested_too() {
+    let w = workload(
+        Kind::Deployment,
+        &[("app", "ghcr.io/x/app:2")],
+        &[("migrate", "busybox")],
+    );
+    let (p, after) = plan_and_apply(&w, Pin::Tag);
+    assert_eq!(
+        after["spec"]["template"]["spec"]["initContainers"][0]["image"],
+        "registry.example.com/backup/docker.io_library_busybox:latest"
+    );
+    let ops = p.patch.as_array().unwrap();
+    let tests = ops.iter().filter(|o| o["op"] == "test").count();
+    assert_eq!(tests, 2, "one test per replaced image: {ops:?}");
+    assert!(p.changes.iter().any(|c| c.init && c.container == "migrate"));
+}
+
+#[test]
+fn one_image_in_several_containers_is_copied_once_and_patched_everywhere() {
+    let w = workload(
+        Kind::StatefulSet,
+        &[("a", "nginx:1.27"), ("b", "docker.io/library/nginx:1.27")],
+        &[("c", "nginx:1.27")],
+    );
+    let plans = decide(&w, &policy());
+    assert_eq!(to_mirror(&plans).len(), 1);
+    let (p, _) = plan_and_apply(&w, Pin::Digest);
+    assert_eq!(p.changes.len(), 3);
+}
+
+#[test]
+fn an_already_patched_workload_plans_nothing() {
+    let w = workload(Kind::DaemonSet, &[("app", "nginx:1.27")], &[]);
+    let (_, after) = plan_and_apply(&w, Pin::Digest);
+    let again = reread(&w, &after);
+    let plans = decide(&again, &policy());
+    assert!(
+        plans
+            .iter()
+            .all(|p| p.decision == Decision::AlreadyInBackup)
+    );
+    assert!(to_mirror(&plans).is_empty());
+    assert!(patch(&again, &plans, &mirrored(Pin::Digest)).is_none());
+}
+
+#[test]
+fn ignored_namespaces_and_opt_outs_are_left_alone() {
+    let mut w = workload(Kind::Deployment, &[("app", "nginx")], &[]);
+    for ns in ["kube-system", "legacy", "image-cloner"] {
+        w.namespace = ns.into();
+        let plans = decide(&w, &policy());
+        assert_eq!(plans[0].decision, Decision::IgnoredNamespace, "{ns}");
+        assert!(to_mirror(&plans).is_empty());
+    }
+    w.namespace = "shop".into();
+    w.annotations.insert(SKIP_ANNOTATION.into(), "true".into());
+    assert_eq!(decide(&w, &policy())[0].decision, Decision::OptOut);
+    w.annotations.insert(SKIP_ANNOTATION.into(), "false".into());
+    assert_eq!(decide(&w, &policy())[0].decision, Decision::Clone);
+    w.namespace_opted_out = true;
+    assert_eq!(decide(&w, &policy())[0].decision, Decision::OptOut);
+}
+
+#[test]
+fn gitops_managed_workloads_are_cloned_but_not_patched_unless_asked() {
+    let cases: [(&str, &str, bool); 4] = [
+        (
+            "argocd.argoproj.io/tracking-id",
+            "shop:apps/Deployment:shop/web",
+            true,
+        ),
+        ("argocd.argoproj.io/instance", "shop", false),
+        ("kustomize.toolkit.fluxcd.io/name", "apps", false),
+        ("helm.toolkit.fluxcd.io/name", "web", false),
+    ];
+    for (key, value, annotation) in cases {
+        let mut w = workload(Kind::Deployment, &[("app", "nginx")], &[]);
+        if annotation {
+            w.annotations.insert(key.into(), value.into());
+        } else {
+            w.labels.insert(key.into(), value.into());
+        }
+        let plans = decide(&w, &policy());
+        assert!(
+            matches!(plans[0].decision, Decision::GitOpsManaged { .. }),
+            "{key}"
+        );
+        assert_eq!(to_mirror(&plans).len(), 1);
+        assert!(patch(&w, &plans, &mirrored(Pin::Digest)).is_none());
+        let mut anyway = policy();
+        anyway.patch_gitops_managed = true;
+        assert_eq!(decide(&w, &anyway)[0].decision, Decision::Clone, "{key}");
+    }
+    // The Helm label alone is not Argo CD; with kubectl's last-applied annotation it is.
+    let mut w = workload(Kind::Deployment, &[("app", "nginx")], &[]);
+    w.labels
+        .insert("app.kubernetes.io/instance".into(), "web".into());
+    assert_eq!(decide(&w, &policy())[0].decision, Decision::Clone);
+    w.annotations.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{}".into(),
+    );
+    assert!(matches!(
+        decide(&w, &policy())[0].decision,
+        Decision::GitOpsManaged { .. }
+    ));
+}
+
+#[test]
+fn invalid_references_are_reported_and_never_copied() {
+    let w = workload(
+        Kind::Deployment,
+        &[("bad", "NGINX:1"), ("good", "nginx:1")],
+        &[],
+    );
+    let plans = decide(&w, &policy());
+    assert!(matches!(
+        &plans[0].decision,
+        Decision::InvalidReference { error } if error.contains("NGINX:1")
+    ));
+    assert_eq!(to_mirror(&plans).len(), 1);
+    let (p, _) = plan_and_apply(&w, Pin::Digest);
+    assert_eq!(p.changes.len(), 1, "the valid container is still patched");
+}
+
+#[test]
+fn a_container_without_a_verified_copy_is_not_patched() {
+    let w = workload(Kind::Deployment, &[("a", "nginx"), ("b", "redis")], &[]);
+    let plans = decide(&w, &policy());
+    let only_nginx = |s: &ImageRef| {
+        if s.path() == "library/nginx" {
+            mirrored(Pin::Digest)(s)
+        } else {
+            None
+        }
+    };
+    let p = patch(&w, &plans, &only_nginx).unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].container, "a");
+    assert!(patch(&w, &plans, &|_| None).is_none());
+}
+
+#[test]
+fn digest_and_tag_pinning() {
+    let w = workload(Kind::Deployment, &[("app", "nginx:1.27")], &[]);
+    let (p, _) = plan_and_apply(&w, Pin::Digest);
+    assert!(p.changes[0].to.contains(":1.27@sha256:"));
+    let (p, _) = plan_and_apply(&w, Pin::Tag);
+    assert_eq!(
+        p.changes[0].to,
+        "registry.example.com/backup/docker.io_library_nginx:1.27"
+    );
+}
+
+#[test]
+fn a_concurrent_edit_makes_the_patch_fail_instead_of_being_overwritten() {
+    let w = workload(Kind::Deployment, &[("app", "nginx:1.27")], &[]);
+    let plans = decide(&w, &policy());
+    let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
+    let mut edited = object(&w);
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+    assert!(apply(&edited, &p.patch).is_err());
+}
+
+#[test]
+fn the_annotation_round_trip_restores_the_exact_originals() {
+    let mut w = workload(
+        Kind::CronJob,
+        &[
+            ("app", "nginx:1.27"),
+            (
+                "side",
+                "ghcr.io/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
+        ],
+        &[("init", "busybox")],
+    );
+    w.annotations.insert("team".into(), "shop".into());
+    let original = object(&w);
+    let (_, patched) = plan_and_apply(&w, Pin::Digest);
+    let after = reread(&w, &patched);
+    let recorded = original_images(&after.annotations).unwrap();
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(recorded["app"].original, "nginx:1.27");
+
+    let (back, kept) = restore(&after).unwrap();
+    assert!(kept.is_empty());
+    assert_eq!(back.changes.len(), 3);
+    let restored = apply(&patched, &back.patch).unwrap();
+    assert_eq!(restored, original, "restore gives back the exact object");
+}
+
+#[test]
+fn restore_keeps_an_image_changed_since_and_tests_what_it_replaces() {
+    let w = workload(Kind::Deployment, &[("a", "nginx:1"), ("b", "redis:7")], &[]);
+    let (_, patched) = plan_and_apply(&w, Pin::Digest);
+    let mut after = reread(&w, &patched);
+    after.containers[1].image = "redis:8".into();
+    let mut doc = patched.clone();
+    doc["spec"]["template"]["spec"]["containers"][1]["image"] = json!("redis:8");
+    let (back, kept) = restore(&after).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].container, "b");
+    let restored = apply(&doc, &back.patch).unwrap();
+    assert_eq!(
+        restored["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "a", "image": "nginx:1"}, {"name": "b", "image": "redis:8"}])
+    );
+    assert!(
+        restored["metadata"]
+            .get("annotations")
+            .is_none_or(|a| a.get(ORIGINAL_IMAGES_ANNOTATION).is_none())
+    );
+}
+
+#[test]
+fn a_new_container_later_is_added_to_the_existing_record() {
+    let w = workload(Kind::Deployment, &[("a", "nginx:1")], &[]);
+    let (_, patched) = plan_and_apply(&w, Pin::Digest);
+    let mut later = reread(&w, &patched);
+    later.containers.push(Container {
+        name: "b".into(),
+        image: "redis:7".into(),
+        init: false,
+        index: 1,
+    });
+    let mut doc = patched.clone();
+    doc["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "b", "image": "redis:7"}));
+    let plans = decide(&later, &policy());
+    let p = patch(&later, &plans, &mirrored(Pin::Digest)).unwrap();
+    assert_eq!(p.changes.len(), 1);
+    let after = reread(&later, &apply(&doc, &p.patch).unwrap());
+    let recorded = original_images(&after.annotations).unwrap();
+    assert_eq!(recorded.keys().collect::<Vec<_>>(), ["a", "b"]);
+}
+
+#[test]
+fn annotation_keys_are_escaped_in_the_pointer() {
+    let mut w = workload(Kind::Deployment, &[("a", "nginx")], &[]);
+    w.annotations.insert("other".into(), "x".into());
+    let plans = decide(&w, &policy());
+    let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
+    let last = p.patch.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["path"],
+        "/metadata/annotations/image-cloner.io~1original-images"
+    );
+}
+
+#[test]
+fn a_workload_without_our_annotation_has_nothing_to_restore() {
+    let w = workload(Kind::Deployment, &[("a", "nginx")], &[]);
+    assert!(restore(&w).is_none());
+}
