@@ -11,3 +11,4 @@ pub mod plan;
 pub mod reference;
 pub mod settings;
 pub mod skopeo;
+pub mod workload;

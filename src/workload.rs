@@ -1,0 +1,288 @@
+//! The workload kinds behind one trait: where each keeps its pod spec, whether an owner manages
+//! it, and how to trim it before it enters a cache.
+//!
+//! The controller caches every workload of the cluster; at 10,000 workloads the fields planning
+//! never reads (managedFields, status, env, volumes, probes, ...) are most of the memory. The
+//! [`trim`] function drops them as objects arrive from the watch, keeping only what planning and
+//! the JSON Patch indexes need: metadata (labels, annotations, owners) and each container's name
+//! and image, in their original order.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Container as K8sContainer, Pod, PodSpec};
+use kube::Resource;
+use kube::ResourceExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::plan::{Container, Kind, Workload};
+
+/// A kind of workload image-cloner reads (and, but for Job, patches).
+pub trait WorkloadKind:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+
+    fn pod_spec(&self) -> Option<&PodSpec>;
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec>;
+
+    /// Whether another controller owns this object and would undo or repeat our change: owned
+    /// ReplicaSets (Deployments), Pods (ReplicaSets, Jobs, ...) and Jobs (CronJobs) are left to
+    /// their owners, which image-cloner patches instead.
+    fn left_to_owner(&self) -> bool {
+        false
+    }
+
+    /// Kinds the daemon only reads when a setting asks for them.
+    fn opt_in() -> bool {
+        false
+    }
+}
+
+fn has_controller_owner<K: Resource>(obj: &K) -> bool {
+    obj.meta()
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.controller == Some(true)))
+}
+
+impl WorkloadKind for Deployment {
+    const KIND: Kind = Kind::Deployment;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.template.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.template.spec.as_mut()
+    }
+}
+
+impl WorkloadKind for StatefulSet {
+    const KIND: Kind = Kind::StatefulSet;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.template.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.template.spec.as_mut()
+    }
+}
+
+impl WorkloadKind for DaemonSet {
+    const KIND: Kind = Kind::DaemonSet;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.template.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.template.spec.as_mut()
+    }
+}
+
+impl WorkloadKind for ReplicaSet {
+    const KIND: Kind = Kind::ReplicaSet;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.template.as_ref()?.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.template.as_mut()?.spec.as_mut()
+    }
+    fn left_to_owner(&self) -> bool {
+        has_controller_owner(self)
+    }
+}
+
+impl WorkloadKind for CronJob {
+    const KIND: Kind = Kind::CronJob;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.job_template.spec.as_ref()?.template.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.job_template.spec.as_mut()?.template.spec.as_mut()
+    }
+}
+
+impl WorkloadKind for Job {
+    const KIND: Kind = Kind::Job;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref()?.template.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.as_mut()?.template.spec.as_mut()
+    }
+    fn left_to_owner(&self) -> bool {
+        has_controller_owner(self)
+    }
+}
+
+impl WorkloadKind for Pod {
+    const KIND: Kind = Kind::Pod;
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref()
+    }
+    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
+        self.spec.as_mut()
+    }
+    fn left_to_owner(&self) -> bool {
+        has_controller_owner(self)
+    }
+    fn opt_in() -> bool {
+        true
+    }
+}
+
+fn containers(list: &[K8sContainer], init: bool) -> impl Iterator<Item = Container> + '_ {
+    list.iter().enumerate().map(move |(index, c)| Container {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        init,
+        index,
+    })
+}
+
+/// Planning's view of a workload. `namespace_opted_out` comes from the namespace, which the
+/// object does not carry.
+pub fn view<K: WorkloadKind>(obj: &K, namespace_opted_out: bool) -> Workload {
+    let (main, init) = obj.pod_spec().map_or((&[][..], &[][..]), |s| {
+        (
+            &s.containers[..],
+            s.init_containers.as_deref().unwrap_or(&[]),
+        )
+    });
+    Workload {
+        kind: K::KIND,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+        annotations: obj.annotations().clone(),
+        labels: obj.labels().clone(),
+        containers: containers(main, false)
+            .chain(containers(init, true))
+            .collect(),
+        namespace_opted_out,
+    }
+}
+
+/// kubectl's copy of the whole object: only its presence matters to planning (GitOps
+/// detection), so its value is dropped from the cache.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from `obj` everything planning does not read, in place.
+pub fn trim<K: WorkloadKind>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut()
+        && let Some(v) = a.get_mut(LAST_APPLIED)
+    {
+        v.clear();
+    }
+    if let Some(spec) = obj.pod_spec_mut() {
+        let keep = |c: &K8sContainer| K8sContainer {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            ..Default::default()
+        };
+        let trimmed = PodSpec {
+            containers: spec.containers.iter().map(keep).collect(),
+            init_containers: spec
+                .init_containers
+                .as_ref()
+                .map(|l| l.iter().map(keep).collect()),
+            ..Default::default()
+        };
+        *spec = trimmed;
+    }
+}
+
+/// Labels and annotations of a namespace, as far as opting out goes.
+pub fn namespace_opted_out(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(crate::plan::SKIP_ANNOTATION)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": "web", "namespace": "shop",
+                "annotations": {LAST_APPLIED: "{\"big\":true}", "team": "a"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [
+                            {"name": "app", "image": "nginx:1.27", "env": [{"name": "A", "value": "1"}]},
+                            {"name": "side", "image": "redis:7"}
+                        ],
+                        "initContainers": [{"name": "init", "image": "busybox"}],
+                        "ephemeralContainers": [{"name": "debug", "image": "debian"}],
+                        "volumes": [{"name": "v", "emptyDir": {}}]
+                    }
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_view_lists_containers_then_init_containers_with_their_indexes() {
+        let w = view(&deployment(), false);
+        let got: Vec<_> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.init, c.index))
+            .collect();
+        assert_eq!(
+            got,
+            [("app", false, 0), ("side", false, 1), ("init", true, 0)]
+        );
+        assert_eq!(w.kind, Kind::Deployment);
+        assert_eq!((w.namespace.as_str(), w.name.as_str()), ("shop", "web"));
+    }
+
+    #[test]
+    fn trimming_keeps_what_planning_reads_and_nothing_else() {
+        let mut d = deployment();
+        let before = view(&d, false);
+        trim(&mut d);
+        let after = view(&d, false);
+        assert_eq!(before.containers, after.containers);
+        assert_eq!(before.labels, after.labels);
+        assert!(after.annotations.contains_key(LAST_APPLIED));
+        assert_eq!(after.annotations[LAST_APPLIED], "");
+        assert!(d.metadata.managed_fields.is_none());
+        let spec = d.pod_spec().unwrap();
+        assert!(spec.volumes.is_none());
+        assert!(spec.ephemeral_containers.is_none());
+        assert!(spec.containers[0].env.is_none());
+    }
+
+    #[test]
+    fn owned_replicasets_pods_and_jobs_are_left_to_their_owners() {
+        let owner = serde_json::json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u", "controller": true}]);
+        let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "ownerReferences": owner},
+        }))
+        .unwrap();
+        assert!(rs.left_to_owner());
+        let bare: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}})).unwrap();
+        assert!(!bare.left_to_owner());
+        assert!(!deployment().left_to_owner());
+    }
+}
