@@ -31,6 +31,40 @@ pub enum Command {
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
+    /// The daemon: watch the cluster, clone the images workloads run, verify, patch.
+    Run {
+        /// Reconcile everything present once, wait for it, print a summary and exit (0 when
+        /// all succeeded): for a cron job or CI.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Print what `run` would do, without writing or copying anything.
+    Plan {
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Also ask the backup registry which copies already exist (no copy is made).
+        #[arg(long)]
+        check_backup: bool,
+    },
+    /// Put the original images back, from the annotation image-cloner recorded.
+    Restore {
+        /// Only this namespace.
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Only workloads matching this label selector (app=web,tier!=db).
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+        /// Show what would be restored; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// How `plan` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
 }
 
 /// The full command definition: the derived commands plus one global flag per setting.

@@ -1,6 +1,9 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
 
+pub mod app;
 pub mod cli;
+pub mod cluster;
+pub mod controller;
 pub mod copy_command;
 pub mod docker_config;
 pub mod logging;
@@ -8,7 +11,10 @@ pub mod manifest;
 pub mod mirror;
 pub mod naming;
 pub mod plan;
+pub mod plan_command;
+pub mod reconcile;
 pub mod reference;
+pub mod restore_command;
 pub mod settings;
 pub mod skopeo;
 pub mod workload;

@@ -1,12 +1,17 @@
 //! Wiring only: parse the command line, load the settings, start logging, run the command.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use image_cloner::cli::{self, Command};
+use anyhow::Context as _;
+use image_cloner::app::{self, RestoreFilter};
+use image_cloner::cli::{self, Command, Output};
+use image_cloner::controller::wanted_kinds;
 use image_cloner::mirror::Mirror;
-use image_cloner::settings::{self, Inputs};
+use image_cloner::plan::Kind;
+use image_cloner::settings::{self, Inputs, Settings};
 use image_cloner::skopeo::Skopeo;
-use image_cloner::{copy_command, logging};
+use image_cloner::{copy_command, logging, plan_command, restore_command};
 
 /// Exit status for invalid settings, distinct from a run that failed.
 const EXIT_BAD_SETTINGS: u8 = 2;
@@ -33,30 +38,100 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    match cli.command {
-        Command::CheckConfig => {
-            print!("{settings}");
-            ExitCode::SUCCESS
+    if let Command::CheckConfig = cli.command {
+        print!("{settings}");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("image-cloner: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    match runtime.block_on(run(cli.command, &settings)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("image-cloner: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command; `Ok(false)` when it ran but something in it failed.
+async fn run(command: Command, settings: &Settings) -> anyhow::Result<bool> {
+    match command {
+        Command::CheckConfig => Ok(true),
         Command::Copy { images } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("image-cloner: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
             let mirror = Mirror::new(
                 Skopeo::new(settings.skopeo_options()),
                 settings.mirror_options(),
             );
-            let rows = runtime.block_on(copy_command::run(&mirror, &images));
+            let rows = copy_command::run(&mirror, &images).await;
             print!("{}", copy_command::render(&rows));
-            if rows.iter().all(|r| r.result.is_ok()) {
-                ExitCode::SUCCESS
+            Ok(rows.iter().all(|r| r.result.is_ok()))
+        }
+        Command::Run { once } => {
+            let setup = app::setup(settings, &wanted_kinds(settings.bare_pods))
+                .await
+                .context("connecting to the cluster")?;
+            if once {
+                let summary = app::run_once(&setup).await?;
+                let stats = setup.ctx.mirror.stats();
+                println!(
+                    "{} workload(s): {} patched ({} image(s)), {} cloned but not patched, {} invalid reference(s), {} failed; {} cop(y/ies) made, {} already in backup, {} API write(s)",
+                    summary.workloads,
+                    summary.patched,
+                    summary.images_patched,
+                    summary.cloned_only,
+                    summary.invalid,
+                    summary.failed.len(),
+                    stats.copies_succeeded,
+                    stats.already_in_backup,
+                    setup.ctx.writes(),
+                );
+                for f in &summary.failed {
+                    println!("failed: {f}");
+                }
+                Ok(summary.failed.is_empty())
             } else {
-                ExitCode::FAILURE
+                let synced = Arc::new(|kind: Kind| tracing::info!(%kind, "initial list synced"));
+                app::run_daemon(&setup, settings, synced).await?;
+                Ok(true)
             }
+        }
+        Command::Plan {
+            output,
+            check_backup,
+        } => {
+            let setup = app::setup(settings, &wanted_kinds(settings.bare_pods))
+                .await
+                .context("connecting to the cluster")?;
+            let rows = app::plan(&setup, check_backup).await?;
+            match output {
+                Output::Table => print!("{}", plan_command::render_table(&rows, check_backup)),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            }
+            Ok(true)
+        }
+        Command::Restore {
+            namespace,
+            selector,
+            dry_run,
+        } => {
+            let setup = app::setup(settings, &Kind::ALL)
+                .await
+                .context("connecting to the cluster")?;
+            let filter = RestoreFilter {
+                namespace,
+                selector,
+                dry_run,
+            };
+            let rows = app::restore(&setup, &filter).await?;
+            print!("{}", restore_command::render(&rows, dry_run));
+            Ok(rows.iter().all(|r| r.error.is_none()))
         }
     }
 }

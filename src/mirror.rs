@@ -287,6 +287,29 @@ impl Mirror {
             .then(|| record.result.clone())
     }
 
+    /// The pinned backup reference if the backup registry already holds a copy at the backup
+    /// tag, without copying anything or asking the source registry.
+    pub async fn lookup(&self, source: &ImageRef) -> Result<Option<String>, MirrorError> {
+        let target = self
+            .inner
+            .options
+            .backup
+            .target(source, self.inner.options.naming)
+            .map_err(|e| MirrorError::Naming {
+                image: source.to_string(),
+                source: e,
+            })?;
+        match self.inner.inspect(target.tagged()).await {
+            Ok(Some(m)) => Ok(Some(target.pinned(&m.digest, self.inner.options.pin))),
+            Ok(None) | Err(InspectError::Manifest(_)) => Ok(None),
+            Err(InspectError::Skopeo(e)) => Err(MirrorError::InspectBackup {
+                image: source.to_string(),
+                backup: target.tagged().to_string(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
     /// Makes sure `source` is in the backup registry, verified, and returns where.
     pub async fn ensure(&self, source: &ImageRef) -> Result<MirroredImage, MirrorError> {
         let key = source.canonical();

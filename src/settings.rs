@@ -103,6 +103,36 @@ pub const SPECS: &[Spec] = &[
         expected: "a writable directory for skopeo's temporary files",
     },
     Spec {
+        key: "kubeconfig",
+        bare_env: false,
+        expected: "the path of a readable kubeconfig (default: $KUBECONFIG, ~/.kube/config, then in-cluster)",
+    },
+    Spec {
+        key: "context",
+        bare_env: false,
+        expected: "the name of a context in the kubeconfig",
+    },
+    Spec {
+        key: "bare_pods",
+        bare_env: false,
+        expected: "true or false",
+    },
+    Spec {
+        key: "patch_gitops_managed",
+        bare_env: false,
+        expected: "true or false",
+    },
+    Spec {
+        key: "shutdown_grace",
+        bare_env: false,
+        expected: "a duration such as 30s or 5m",
+    },
+    Spec {
+        key: "metrics_address",
+        bare_env: false,
+        expected: "an address to listen on, such as 127.0.0.1:9090 or 0.0.0.0:9090",
+    },
+    Spec {
         key: "log_format",
         bare_env: false,
         expected: "\"text\" or \"json\"",
@@ -154,6 +184,18 @@ pub struct Settings {
     pub insecure_registries: Vec<String>,
     pub cert_dir: Option<PathBuf>,
     pub tmp_dir: Option<PathBuf>,
+    /// An explicit kubeconfig; `None` infers ($KUBECONFIG, ~/.kube/config, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Also patch Pods that have no owner (only their images can change).
+    pub bare_pods: bool,
+    /// Patch workloads managed by Argo CD or Flux anyway (they will revert it unless git is
+    /// updated too).
+    pub patch_gitops_managed: bool,
+    /// How long a stopping daemon lets running reconciles and copies finish.
+    pub shutdown_grace: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub metrics_address: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
     /// Where each setting's value came from, for `check-config`.
@@ -458,6 +500,27 @@ impl Validator<'_> {
         });
         let cert_dir = self.scalar("cert_dir", Some(None), |s| existing_dir(s).map(Some));
         let tmp_dir = self.scalar("tmp_dir", Some(None), |s| existing_dir(s).map(Some));
+        let kubeconfig = self.scalar("kubeconfig", Some(None), |s| {
+            let p = PathBuf::from(s);
+            if p.is_file() {
+                Ok(Some(p))
+            } else {
+                Err(Bad(Some("no such file".into())))
+            }
+        });
+        let context = self.scalar("context", Some(None), |s| Ok(Some(s.to_owned())));
+        let bare_pods = self.scalar("bare_pods", Some(false), parse_bool);
+        let patch_gitops_managed = self.scalar("patch_gitops_managed", Some(false), parse_bool);
+        let shutdown_grace = self.scalar(
+            "shutdown_grace",
+            Some(Duration::from_secs(30)),
+            parse_duration,
+        );
+        let metrics_address = self.scalar(
+            "metrics_address",
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9090))),
+            |s| s.parse().map_err(|_| Bad(None)),
+        );
         let log_format = self.scalar("log_format", Some(LogFormat::Text), |s| match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
@@ -482,6 +545,12 @@ impl Validator<'_> {
             insecure_registries,
             cert_dir: cert_dir?,
             tmp_dir: tmp_dir?,
+            kubeconfig: kubeconfig?,
+            context: context?,
+            bare_pods: bare_pods?,
+            patch_gitops_managed: patch_gitops_managed?,
+            shutdown_grace: shutdown_grace?,
+            metrics_address: metrics_address?,
             log_format: log_format?,
             log_level: log_level?,
             origins: std::mem::take(&mut self.origins),
@@ -553,6 +622,14 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, Bad> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(Bad(None)),
     }
 }
 
@@ -661,6 +738,23 @@ impl Settings {
             ("insecure_registries", self.insecure_registries.join(",")),
             ("cert_dir", opt(&self.cert_dir)),
             ("tmp_dir", opt(&self.tmp_dir)),
+            ("kubeconfig", opt(&self.kubeconfig)),
+            (
+                "context",
+                self.context
+                    .clone()
+                    .unwrap_or_else(|| "(current)".to_owned()),
+            ),
+            ("bare_pods", self.bare_pods.to_string()),
+            (
+                "patch_gitops_managed",
+                self.patch_gitops_managed.to_string(),
+            ),
+            (
+                "shutdown_grace",
+                humantime::format_duration(self.shutdown_grace).to_string(),
+            ),
+            ("metrics_address", self.metrics_address.to_string()),
             (
                 "log_format",
                 format!("{:?}", self.log_format).to_ascii_lowercase(),
@@ -827,6 +921,9 @@ mod tests {
             ("IMAGE_CLONER_INSECURE_REGISTRIES", "ok.io,http://bad.io"),
             ("IMAGE_CLONER_LOG_FORMAT", "xml"),
             ("NAMESPACES_TO_IGNORE", "Bad_NS"),
+            ("IMAGE_CLONER_BARE_PODS", "maybe"),
+            ("IMAGE_CLONER_METRICS_ADDRESS", "localhost"),
+            ("IMAGE_CLONER_KUBECONFIG", "/nonexistent/kubeconfig"),
         ]));
         let all = p.join("\n");
         assert!(
@@ -844,7 +941,13 @@ mod tests {
         );
         assert!(all.contains(r#"log_format = "xml""#), "{all}");
         assert!(all.contains(r#"namespaces_to_ignore = "Bad_NS""#), "{all}");
-        assert_eq!(p.len(), 7, "{all}");
+        assert!(all.contains(r#"bare_pods = "maybe""#), "{all}");
+        assert!(all.contains(r#"metrics_address = "localhost""#), "{all}");
+        assert!(
+            all.contains(r#"kubeconfig = "/nonexistent/kubeconfig""#),
+            "{all}"
+        );
+        assert_eq!(p.len(), 10, "{all}");
     }
 
     #[test]

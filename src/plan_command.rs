@@ -1,0 +1,210 @@
+//! `image-cloner plan`: what `run` would do, read from the cluster, without writing or copying
+//! anything. `--check-backup` also asks the backup registry which copies already exist.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::mirror::Mirror;
+use crate::plan::{self, Decision, Policy, Workload};
+use crate::reference::ImageRef;
+
+/// One container's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanRow {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    pub container: String,
+    pub image: String,
+    /// Where the copy goes (`repository:tag`; the digest is known once copied).
+    pub backup: Option<String>,
+    /// `clone`, `already in backup`, `ignored namespace`, `opt-out`, `gitops-managed`,
+    /// `immutable` or `invalid reference`.
+    pub decision: String,
+    /// Whether the copy will be patched into the workload.
+    pub patch: bool,
+    /// Why, when there is more to say (the GitOps tool, the parse error).
+    pub detail: Option<String>,
+    /// With `--check-backup`: the pinned backup reference when the copy already exists.
+    pub in_backup: Option<String>,
+}
+
+/// The rows of one workload (pure).
+pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
+    plan::decide(w, policy)
+        .into_iter()
+        .map(|p| {
+            let backup = match (&p.decision, &p.source) {
+                (Decision::AlreadyInBackup, Some(s)) => Some(s.to_string()),
+                (d, Some(s)) if d.copies() => policy
+                    .backup
+                    .target(s, policy.naming)
+                    .ok()
+                    .map(|t| t.tagged().to_string()),
+                _ => None,
+            };
+            let detail = match &p.decision {
+                Decision::GitOpsManaged { tool } => Some(format!("managed by {tool}")),
+                Decision::InvalidReference { error } => Some(error.clone()),
+                _ => None,
+            };
+            PlanRow {
+                namespace: w.namespace.clone(),
+                kind: w.kind.to_string(),
+                name: w.name.clone(),
+                container: p.container.name.clone(),
+                image: p.container.image.clone(),
+                backup,
+                patch: p.decision == Decision::Clone,
+                decision: p.decision.label().to_owned(),
+                detail,
+                in_backup: None,
+            }
+        })
+        .collect()
+}
+
+/// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made).
+pub async fn check_backup(rows: &mut [PlanRow], mirror: &Mirror) {
+    for row in rows.iter_mut() {
+        if row.backup.is_none() || row.decision == "already in backup" {
+            continue;
+        }
+        let Ok(source) = ImageRef::parse(&row.image) else {
+            continue;
+        };
+        row.in_backup = match mirror.lookup(&source).await {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => Some("no".to_owned()),
+            Err(e) => Some(format!("unknown: {e}")),
+        };
+    }
+}
+
+/// The table for people.
+pub fn render_table(rows: &[PlanRow], checked: bool) -> String {
+    let mut header = vec![
+        "NAMESPACE",
+        "KIND",
+        "NAME",
+        "CONTAINER",
+        "IMAGE",
+        "BACKUP",
+        "DECISION",
+    ];
+    if checked {
+        header.push("IN BACKUP");
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut decision = r.decision.clone();
+            if let Some(d) = &r.detail {
+                let _ = write!(decision, " ({d})");
+            }
+            let mut row = vec![
+                r.namespace.clone(),
+                r.kind.clone(),
+                r.name.clone(),
+                r.container.clone(),
+                r.image.clone(),
+                r.backup.clone().unwrap_or_else(|| "-".into()),
+                decision,
+            ];
+            if checked {
+                row.push(r.in_backup.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, row: &[String]| {
+        let last = row.len() - 1;
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                let _ = writeln!(out, "{c}");
+            } else {
+                let _ = write!(out, "{c:<w$}  ");
+            }
+        }
+    };
+    line(
+        &mut out,
+        &header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
+    );
+    for row in &cells {
+        line(&mut out, row);
+    }
+    let clone = rows.iter().filter(|r| r.patch).count();
+    let copy = rows
+        .iter()
+        .filter(|r| r.backup.is_some() && r.decision != "already in backup")
+        .count();
+    let _ = writeln!(
+        out,
+        "\n{} container(s): {copy} image(s) to clone, {clone} container(s) to patch",
+        rows.len()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::naming::{BackupRegistry, Naming};
+    use crate::plan::{Container, Kind};
+
+    #[test]
+    fn rows_name_the_backup_and_the_decision() {
+        let policy = Policy {
+            backup: BackupRegistry::parse("quay.io/b").unwrap(),
+            naming: Naming::Flat,
+            ignored_namespaces: BTreeSet::from(["kube-system".to_owned()]),
+            patch_gitops_managed: false,
+        };
+        let w = Workload {
+            kind: Kind::Deployment,
+            namespace: "shop".into(),
+            name: "web".into(),
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            containers: vec![
+                Container {
+                    name: "app".into(),
+                    image: "nginx:1.27".into(),
+                    init: false,
+                    index: 0,
+                },
+                Container {
+                    name: "done".into(),
+                    image: "quay.io/b/docker.io_library_redis:7".into(),
+                    init: false,
+                    index: 1,
+                },
+            ],
+            namespace_opted_out: false,
+        };
+        let r = rows(&w, &policy);
+        assert_eq!(
+            r[0].backup.as_deref(),
+            Some("quay.io/b/docker.io_library_nginx:1.27")
+        );
+        assert_eq!(r[0].decision, "clone");
+        assert!(r[0].patch);
+        assert_eq!(r[1].decision, "already in backup");
+        let table = render_table(&r, false);
+        assert!(table.starts_with("NAMESPACE  KIND"));
+        assert!(table.contains("1 image(s) to clone, 1 container(s) to patch"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json[0]["decision"], "clone");
+    }
+}
