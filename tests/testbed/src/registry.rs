@@ -372,11 +372,13 @@ impl Registry {
             if let Some(status) = exited {
                 self.child = None;
                 let new_log = read_from(&log_path, log_start);
-                let err = self.start_error(format!("the registry exited with {status}"));
                 return Err(if new_log.contains("address already in use") {
-                    Launch::PortTaken(err)
+                    Launch::PortTaken(self.start_error(format!(
+                        "{} is already in use (the registry exited with {status})",
+                        self.host()
+                    )))
                 } else {
-                    Launch::Failed(err)
+                    Launch::Failed(self.start_error(format!("the registry exited with {status}")))
                 });
             }
             let last_probe = match self.probe() {
@@ -393,7 +395,8 @@ impl Registry {
                 }
                 Err(reason) => reason,
             };
-            if Instant::now() >= deadline {
+            // A child that died meanwhile is reported (as such) at the top.
+            if Instant::now() >= deadline && self.is_running() {
                 let _ = self.stop();
                 return Err(Launch::Failed(self.start_error(format!(
                     "GET /v2/ did not answer within {READY_TIMEOUT:?}; last attempt: {last_probe}"
@@ -411,7 +414,7 @@ impl Registry {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
             .map_err(|e| format!("connect: {e}"))?;
-        let timeout = Some(Duration::from_secs(2));
+        let timeout = Some(Duration::from_secs(1));
         let _ = stream.set_read_timeout(timeout);
         let _ = stream.set_write_timeout(timeout);
         let request = format!(
@@ -422,7 +425,13 @@ impl Registry {
             .write_all(request.as_bytes())
             .map_err(|e| format!("send: {e}"))?;
         let mut response = Vec::new();
-        let _ = stream.take(64 * 1024).read_to_end(&mut response);
+        let read = stream.take(64 * 1024).read_to_end(&mut response);
+        if response.is_empty() {
+            return Err(match read {
+                Ok(_) => "connection closed without an HTTP answer".to_string(),
+                Err(e) => format!("no HTTP answer: {e}"),
+            });
+        }
         let response = String::from_utf8_lossy(&response);
         let status_line = response.lines().next().unwrap_or_default().to_string();
         let status = status_line.split_whitespace().nth(1).unwrap_or_default();

@@ -282,3 +282,38 @@ fn drop_kills_the_registry_and_removes_its_directory() {
     assert!(!dir.exists());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn restart_waits_for_a_port_taken_meanwhile() {
+    let mut registry = Registry::start(RegistryOptions::default()).unwrap();
+    registry.stop().unwrap();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", registry.port())).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        drop(squatter);
+    });
+    registry.restart().unwrap();
+    release.join().unwrap();
+    assert!(registry.is_running());
+    assert_eq!(digest_of(&registry, "any:1.0").unwrap(), None);
+    assert!(
+        std::fs::read_to_string(registry.log_path())
+            .unwrap()
+            .contains("address already in use"),
+        "the failed attempts are in the log"
+    );
+}
+
+#[test]
+fn restart_on_a_port_held_too_long_fails_with_the_log_tail() {
+    let mut registry = Registry::start(RegistryOptions::default()).unwrap();
+    registry.stop().unwrap();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", registry.port())).unwrap();
+    let started = std::time::Instant::now();
+    let err = registry.restart().unwrap_err();
+    eprintln!("{err}");
+    assert!(started.elapsed() >= testbed::READY_TIMEOUT);
+    assert!(matches!(err, TestbedError::StartRegistry { .. }), "{err}");
+    assert!(err.to_string().contains("address already in use"), "{err}");
+    assert!(!registry.is_running());
+}
