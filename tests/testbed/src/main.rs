@@ -151,7 +151,7 @@ fn run_registry(args: RegistryArgs) -> Result<ExitCode, BoxError> {
         host: registry.host(),
         url: registry.url(),
         dir,
-        ca_dir: registry.ca_dir(),
+        ca_dir: registry.ca_dir().map(Path::to_path_buf),
         username: registry.credentials().map(|c| c.username.clone()),
         password: registry.credentials().map(|c| c.password.clone()),
     };

@@ -95,6 +95,7 @@ pub struct Registry {
     port: u16,
     instance: String,
     child: Option<Child>,
+    ca_dir: Option<PathBuf>,
     ca_pem: Option<String>,
     // Declared last: removed after `Drop::drop` has killed the process.
     _tempdir: Option<TempDir>,
@@ -127,6 +128,7 @@ impl Registry {
             port: 0,
             instance: unique_token(),
             child: None,
+            ca_dir: None,
             ca_pem: None,
             _tempdir: tempdir,
         };
@@ -176,8 +178,8 @@ impl Registry {
     /// With TLS: a directory containing only `ca.crt` (the CA that signed the
     /// server certificate), as skopeo's `--cert-dir`, `--src-cert-dir` and
     /// `--dest-cert-dir` expect (CA files there must end in `.crt`).
-    pub fn ca_dir(&self) -> Option<PathBuf> {
-        self.options.tls.then(|| self.root.join("ca"))
+    pub fn ca_dir(&self) -> Option<&Path> {
+        self.ca_dir.as_deref()
     }
 
     /// With TLS: the CA certificate in PEM.
@@ -291,6 +293,7 @@ impl Registry {
             write(&tls_dir.join("server.key"), &certs.server_key_pem)?;
             write(&ca_dir.join("ca.crt"), &certs.ca_cert_pem)?;
             self.ca_pem = Some(certs.ca_cert_pem);
+            self.ca_dir = Some(ca_dir);
         }
         Ok(())
     }

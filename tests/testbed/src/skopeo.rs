@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -56,7 +56,7 @@ impl Registry {
                 .cloned()
                 .map_or(Creds::Anonymous, Creds::Basic),
             tls_verify: self.tls(),
-            cert_dir: self.ca_dir(),
+            cert_dir: self.ca_dir().map(Path::to_path_buf),
         }
     }
 }

@@ -152,7 +152,7 @@ fn tls_registry_needs_its_ca() {
     })
     .unwrap();
     assert_eq!(registry.url(), format!("https://{}", registry.host()));
-    let ca_dir = registry.ca_dir().unwrap();
+    let ca_dir = registry.ca_dir().unwrap().to_path_buf();
     assert!(ca_dir.join("ca.crt").is_file());
     assert!(
         registry
