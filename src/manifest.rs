@@ -40,6 +40,22 @@ struct Probe {
     fs_layers: Vec<FsLayer>,
     #[serde(default)]
     history: Vec<History>,
+    #[serde(default)]
+    signatures: Vec<Signature>,
+}
+
+#[derive(Deserialize)]
+struct Signature {
+    protected: String,
+}
+
+/// The JWS protected header of a signed schema-1 manifest: where the signed payload ends.
+#[derive(Deserialize)]
+struct Protected {
+    #[serde(rename = "formatLength")]
+    format_length: usize,
+    #[serde(rename = "formatTail")]
+    format_tail: String,
 }
 
 #[derive(Deserialize)]
@@ -70,12 +86,42 @@ struct V1Compatibility {
 #[error("the registry served a manifest that is not valid JSON of a known format: {0}")]
 pub struct ManifestError(String);
 
+/// The digest of a schema-1 manifest. A signed one is identified by its payload without the
+/// signatures (which the registry may recompute on every GET): the first `formatLength` bytes
+/// followed by the base64url-decoded `formatTail`, as libtrust defines it and containers/image's
+/// `manifest.Digest` computes it.
+fn schema1_digest(bytes: &[u8], signatures: &[Signature]) -> Result<Digest, ManifestError> {
+    use base64::Engine as _;
+    let Some(first) = signatures.first() else {
+        return Ok(Digest::sha256_of(bytes));
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64
+        .decode(first.protected.trim_end_matches('='))
+        .map_err(|e| ManifestError(format!("schema-1 signature header: {e}")))?;
+    let protected: Protected = serde_json::from_slice(&header)
+        .map_err(|e| ManifestError(format!("schema-1 signature header: {e}")))?;
+    let tail = b64
+        .decode(protected.format_tail.trim_end_matches('='))
+        .map_err(|e| ManifestError(format!("schema-1 formatTail: {e}")))?;
+    let head = bytes.get(..protected.format_length).ok_or_else(|| {
+        ManifestError(format!(
+            "schema-1 formatLength {} is beyond the manifest's {} bytes",
+            protected.format_length,
+            bytes.len()
+        ))
+    })?;
+    let mut payload = head.to_vec();
+    payload.extend_from_slice(&tail);
+    Ok(Digest::sha256_of(&payload))
+}
+
 impl RawManifest {
     pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
         let probe: Probe =
             serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
-        let digest = Digest::sha256_of(bytes);
         if probe.schema_version == Some(1) {
+            let digest = schema1_digest(bytes, &probe.signatures)?;
             // fsLayers and history run from the top layer down and pair up by index; the
             // conversion to schema 2 keeps the non-throwaway layers, base first.
             if probe.history.len() != probe.fs_layers.len() {
@@ -100,6 +146,7 @@ impl RawManifest {
                 media_type: probe.media_type,
             });
         }
+        let digest = Digest::sha256_of(bytes);
         if probe.schema_version != Some(2) {
             return Err(ManifestError(format!(
                 "schemaVersion {:?}, expected 1 or 2",
@@ -201,6 +248,27 @@ mod tests {
         let b = RawManifest::parse(reformatted.as_bytes()).unwrap();
         assert!(a.already_holds(&a));
         assert!(!b.already_holds(&a));
+    }
+
+    #[test]
+    fn a_signed_schema1_manifest_is_identified_by_its_payload_without_signatures() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = "{\n   \"schemaVersion\": 1,\n   \"fsLayers\": [],\n   \"history\": []\n}";
+        let format_length = payload.len() - 2;
+        let header = format!(
+            r#"{{"formatLength":{format_length},"formatTail":"{}","time":"2026-11-25T00:00:00Z"}}"#,
+            b64.encode("\n}")
+        );
+        let signed = format!(
+            "{},\n   \"signatures\": [{{\"protected\": \"{}\", \"signature\": \"sig\"}}]\n}}",
+            &payload[..format_length],
+            b64.encode(header)
+        );
+        let m = RawManifest::parse(signed.as_bytes()).unwrap();
+        assert_eq!(m.kind, ManifestKind::Schema1);
+        assert_eq!(m.digest, Digest::sha256_of(payload.as_bytes()));
+        assert_ne!(m.digest, Digest::sha256_of(signed.as_bytes()));
     }
 
     #[test]

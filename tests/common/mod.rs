@@ -1,0 +1,100 @@
+//! Shared by the integration tests: real registries (testbed) and the `image-cloner` binary run
+//! with a controlled environment.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testbed::{ImageSpec, Platform, PushOptions, Registry, RegistryOptions};
+
+/// 2 layers of 64 KiB: fast, but real blobs.
+pub fn small_image(name: &str, seed: u64) -> ImageSpec {
+    ImageSpec::new(name, seed).with_layers(2, 64 * 1024)
+}
+
+pub fn multi_arch(name: &str, seed: u64) -> ImageSpec {
+    small_image(name, seed).with_platforms(vec![Platform::linux_amd64(), Platform::linux_arm64()])
+}
+
+pub fn plain_registry() -> Registry {
+    Registry::start(RegistryOptions::default()).expect("start a registry")
+}
+
+pub fn push_all(registry: &Registry, spec: &ImageSpec, repo: &str, tag: &str) -> String {
+    let image = spec.build().expect("build the test image");
+    testbed::push(
+        &image,
+        registry,
+        repo,
+        tag,
+        PushOptions {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .expect("push the test image")
+}
+
+/// `image-cloner` with an environment holding only what the test gives it (plus PATH), and a
+/// HOME with no docker config, so nothing of the machine's leaks in.
+pub struct Cloner {
+    pub home: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Cloner {
+    pub fn new(backup: &str) -> Self {
+        Cloner {
+            home: tempfile::tempdir().unwrap(),
+            env: vec![("BACKUP_REGISTRY".into(), backup.into())],
+        }
+    }
+
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn insecure(self, registries: &[&Registry]) -> Self {
+        let list: Vec<String> = registries.iter().map(|r| r.host()).collect();
+        self.set("IMAGE_CLONER_INSECURE_REGISTRIES", list.join(","))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_image-cloner"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run image-cloner")
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A directory with the CA certificates of several registries, as `cert_dir` expects.
+pub fn cert_dir(registries: &[&Registry]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, r) in registries.iter().enumerate() {
+        let pem = r.ca_pem().expect("a TLS registry");
+        std::fs::write(dir.path().join(format!("registry-{i}.crt")), pem).unwrap();
+    }
+    dir
+}
+
+pub fn path_of(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_owned()
+}

@@ -1,0 +1,254 @@
+//! `image-cloner copy` against real registries and the real skopeo: what an operator on a
+//! bastion host sees, and what ends up in the backup registry.
+
+mod common;
+
+use common::*;
+use testbed::{Credentials, Format, PushOptions, Registry, RegistryOptions, digest_of};
+
+/// The flat backup repository of `repo` in `source` under `backup/mirror`.
+fn flat(source: &Registry, repo: &str) -> String {
+    format!(
+        "mirror/{}_{}",
+        source.host().replace(':', "--"),
+        repo.replace('/', "_")
+    )
+}
+
+#[test]
+fn a_multi_arch_image_arrives_byte_identical_and_a_second_run_copies_nothing() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let digest = push_all(&source, &multi_arch("web", 1), "team/web", "1.0");
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
+    let image = format!("{}/team/web:1.0", source.host());
+
+    let out = cloner.run(&["copy", &image]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let dest = flat(&source, "team/web");
+    let expected = format!("{image} → {}/{dest}:1.0@{digest} (copied)", backup.host());
+    assert!(text.contains(&expected), "{text}");
+    assert!(text.contains("1 image(s): 1 copied, 0 already in backup, 0 failed"));
+    assert_eq!(
+        digest_of(&backup, &format!("{dest}:1.0")).unwrap(),
+        Some(digest.clone())
+    );
+    // Every platform's manifest came along.
+    let index: serde_json::Value =
+        serde_json::from_slice(&testbed::inspect_raw(&backup, &format!("{dest}:1.0")).unwrap())
+            .unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        assert_eq!(
+            digest_of(&backup, &format!("{dest}@{d}"))
+                .unwrap()
+                .as_deref(),
+            Some(d)
+        );
+    }
+
+    let again = cloner.run(&["copy", &image]);
+    let text = stdout(&again);
+    assert!(again.status.success(), "{text}");
+    assert!(text.contains("(already in backup)"), "{text}");
+    assert!(text.contains("0 copied, 1 already in backup"), "{text}");
+}
+
+#[test]
+fn a_schema1_image_is_converted_and_says_so() {
+    let source = Registry::start(RegistryOptions {
+        schema1: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let backup = plain_registry();
+    let built = small_image("old", 7).build().unwrap();
+    testbed::push(
+        &built,
+        &source,
+        "legacy/app",
+        "0.9",
+        PushOptions {
+            format: Some(Format::V2s1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
+    let image = format!("{}/legacy/app:0.9", source.host());
+
+    let out = cloner.run(&["copy", &image]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("(copied; converted from schema 1 to schema 2"),
+        "{text}"
+    );
+    let dest = format!("{}:0.9", flat(&source, "legacy/app"));
+    let raw: serde_json::Value =
+        serde_json::from_slice(&testbed::inspect_raw(&backup, &dest).unwrap()).unwrap();
+    assert_eq!(raw["schemaVersion"], 2);
+    // The pinned reference printed is the converted copy's digest.
+    let digest = digest_of(&backup, &dest).unwrap().unwrap();
+    assert!(text.contains(&format!("{dest}@{digest}")), "{text}");
+
+    let again = stdout(&cloner.run(&["copy", &image]));
+    assert!(again.contains("(already in backup"), "{again}");
+}
+
+#[test]
+fn tag_and_digest_and_digest_only_sources() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let digest = push_all(&source, &small_image("pinned", 3), "app", "2.0");
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
+    let both = format!("{}/app:2.0@{digest}", source.host());
+    let only = format!("{}/app@{digest}", source.host());
+
+    let out = cloner.run(&["copy", &both, &only]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let dest = flat(&source, "app");
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(
+        text.contains(&format!("{both} → {}/{dest}:2.0@{digest}", backup.host())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{only} → {}/{dest}:sha256-{hex}@{digest}",
+            backup.host()
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        digest_of(&backup, &format!("{dest}:sha256-{hex}")).unwrap(),
+        Some(digest)
+    );
+}
+
+#[test]
+fn credentials_from_a_docker_config_and_tls_with_a_private_ca() {
+    let alice = Credentials::new("alice", "s3cret-source");
+    let bob = Credentials::new("bob", "s3cret-backup");
+    let source = Registry::start(RegistryOptions {
+        auth: Some(alice.clone()),
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let backup = Registry::start(RegistryOptions {
+        auth: Some(bob.clone()),
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let digest = push_all(&source, &multi_arch("private", 5), "corp/api", "3");
+    let cas = cert_dir(&[&source, &backup]);
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host()))
+        .set("IMAGE_CLONER_CERT_DIR", cas.path().to_string_lossy());
+    let config = cloner.home().join("docker.json");
+    testbed::write_docker_config(&config, &[(&source.host(), &alice), (&backup.host(), &bob)])
+        .unwrap();
+    let cloner = cloner.set("IMAGE_CLONER_DOCKER_CONFIG", config.to_string_lossy());
+    let image = format!("{}/corp/api:3", source.host());
+
+    let out = cloner.run(&["copy", &image]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("(copied)"), "{text}");
+    assert_eq!(
+        digest_of(&backup, &format!("{}:3", flat(&source, "corp/api"))).unwrap(),
+        Some(digest)
+    );
+
+    // check-config shows the credential file but never a secret.
+    let shown = cloner.run(&["check-config"]);
+    let all = format!("{}{}", stdout(&shown), stderr(&shown));
+    assert!(shown.status.success(), "{all}");
+    assert!(all.contains(&source.host()), "{all}");
+    assert!(!all.contains("s3cret"), "{all}");
+}
+
+#[test]
+fn a_wrong_password_fails_as_unauthorized_without_printing_it() {
+    let alice = Credentials::new("alice", "right-password");
+    let source = Registry::start(RegistryOptions {
+        auth: Some(alice.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let backup = plain_registry();
+    push_all(&source, &small_image("locked", 9), "app", "1");
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host()))
+        .insecure(&[&source, &backup])
+        .set("IMAGE_CLONER_RETRY_TIMES", "0");
+    let config = cloner.home().join("docker.json");
+    let wrong = Credentials::new("alice", "wrong-password-123");
+    testbed::write_docker_config(&config, &[(&source.host(), &wrong)]).unwrap();
+    let cloner = cloner.set("IMAGE_CLONER_DOCKER_CONFIG", config.to_string_lossy());
+
+    let out = cloner.run(&["copy", &format!("{}/app:1", source.host())]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("unauthorized"), "{all}");
+    assert!(!all.contains("wrong-password-123"), "{all}");
+    assert!(
+        all.contains("0 copied, 0 already in backup, 1 failed"),
+        "{all}"
+    );
+}
+
+#[test]
+fn missing_images_bad_references_and_an_unreachable_backup_are_reported_per_image() {
+    let source = plain_registry();
+    let mut backup = plain_registry();
+    push_all(&source, &small_image("ok", 11), "ok", "1");
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host()))
+        .insecure(&[&source, &backup])
+        .set("IMAGE_CLONER_RETRY_TIMES", "0");
+    let missing = format!("{}/nope:1", source.host());
+    let ok = format!("{}/ok:1", source.host());
+
+    let out = cloner.run(&["copy", &missing, "Not/Valid", &ok]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{missing} → error:")),
+        "{text}"
+    );
+    assert!(lines[0].contains("manifest unknown"), "{text}");
+    assert!(
+        lines[1].starts_with("Not/Valid → error: invalid image reference"),
+        "{text}"
+    );
+    assert!(lines[2].contains("(copied)"), "{text}");
+
+    backup.stop().unwrap();
+    let out = cloner.run(&["copy", &format!("{}/ok:1", source.host())]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("registry unreachable"), "{text}");
+    assert!(text.contains("connection refused"), "{text}");
+}
+
+#[test]
+fn skopeo_missing_or_not_executable_is_named() {
+    let cloner =
+        Cloner::new("registry.example.com/b").set("IMAGE_CLONER_SKOPEO", "/nonexistent/skopeo");
+    let out = cloner.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("skopeo = \"/nonexistent/skopeo\""), "{err}");
+
+    let cloner = Cloner::new("registry.example.com/b");
+    let not_exec = cloner.home().join("skopeo");
+    std::fs::write(&not_exec, "not a program").unwrap();
+    let cloner = cloner.set("IMAGE_CLONER_SKOPEO", not_exec.to_string_lossy());
+    let out = cloner.run(&["copy", "nginx:1.27"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not executable"), "{text}");
+}

@@ -1,0 +1,129 @@
+//! The mirror service under concurrency, against real registries and the real skopeo.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use image_cloner::mirror::{Mirror, MirrorOptions, Outcome};
+use image_cloner::naming::{BackupRegistry, Naming, Pin};
+use image_cloner::reference::ImageRef;
+use image_cloner::skopeo::{Skopeo, SkopeoOptions};
+use testbed::Registry;
+
+fn mirror(source: &Registry, backup: &Registry, max_copies: usize) -> Mirror {
+    let skopeo = Skopeo::new(SkopeoOptions {
+        program: which::which("skopeo").expect("skopeo on PATH"),
+        authfile: None,
+        insecure_registries: vec![source.host(), backup.host()],
+        cert_dir: None,
+        tmp_dir: None,
+        retry_times: 0,
+        copy_timeout: Duration::from_secs(120),
+        inspect_timeout: Duration::from_secs(30),
+    });
+    let backup = BackupRegistry::parse(&format!("{}/mirror", backup.host())).unwrap();
+    Mirror::new(
+        skopeo,
+        MirrorOptions::new(backup, Naming::Flat, Pin::Digest, max_copies),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_asks_for_one_image_make_one_copy() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let digest = push_all(&source, &multi_arch("hot", 21), "nginx", "1.27");
+    let mirror = mirror(&source, &backup, 5);
+    let image = ImageRef::parse(&format!("{}/nginx:1.27", source.host())).unwrap();
+
+    let asks = (0..100).map(|_| {
+        let m = mirror.clone();
+        let i = image.clone();
+        tokio::spawn(async move { m.ensure(&i).await })
+    });
+    let results = futures::future::join_all(asks).await;
+    let first = results[0].as_ref().unwrap().as_ref().unwrap().clone();
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap().as_ref().unwrap(), &first);
+    }
+    assert_eq!(first.digest.as_str(), digest);
+    assert_eq!(first.outcome, Outcome::Copied);
+    let stats = mirror.stats();
+    assert_eq!(stats.copies_started, 1, "{stats:?}");
+    assert_eq!(stats.copies_succeeded, 1, "{stats:?}");
+    // The reference a workload would be patched to resolves in the backup registry.
+    let pinned = first.backup_ref.split_once('/').unwrap().1;
+    let by_digest = pinned.split_once(':').unwrap().0.to_owned() + "@" + &digest;
+    assert_eq!(
+        testbed::digest_of(&backup, &by_digest).unwrap(),
+        Some(digest.clone())
+    );
+
+    // A new mirror (a restarted daemon) finds the copy and makes none.
+    let restarted = mirror_again(&source, &backup);
+    let again = restarted.ensure(&image).await.unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyInBackup);
+    assert_eq!(again.backup_ref, first.backup_ref);
+    assert_eq!(restarted.stats().copies_started, 0);
+}
+
+fn mirror_again(source: &Registry, backup: &Registry) -> Mirror {
+    mirror(source, backup, 5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_copies_run_at_once_than_the_limit() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let images: Vec<ImageRef> = (0..6)
+        .map(|i| {
+            let spec = testbed::ImageSpec::new(format!("img{i}"), 100 + i).with_layers(2, 1 << 20);
+            push_all(&source, &spec, &format!("app{i}"), "1");
+            ImageRef::parse(&format!("{}/app{i}:1", source.host())).unwrap()
+        })
+        .collect();
+    let mirror = mirror(&source, &backup, 2);
+    let all = images.iter().map(|i| {
+        let m = mirror.clone();
+        let i = i.clone();
+        tokio::spawn(async move { m.ensure(&i).await })
+    });
+    for r in futures::future::join_all(all).await {
+        r.unwrap().unwrap();
+    }
+    let stats = mirror.stats();
+    assert_eq!(stats.copies_succeeded, 6, "{stats:?}");
+    assert!((1..=2).contains(&stats.peak_copies_in_flight), "{stats:?}");
+    assert_eq!(stats.copies_in_flight, 0);
+}
+
+#[tokio::test]
+async fn an_image_already_under_the_backup_registry_is_not_copied() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let digest = push_all(&backup, &small_image("own", 31), "mirror/own", "1");
+    let mirror = mirror(&source, &backup, 2);
+    let image = ImageRef::parse(&format!("{}/mirror/own:1", backup.host())).unwrap();
+    let m = mirror.ensure(&image).await.unwrap();
+    assert_eq!(m.outcome, Outcome::SourceInBackupRegistry);
+    assert_eq!(m.digest.as_str(), digest);
+    assert_eq!(m.backup_ref, format!("{image}@{digest}"));
+    assert_eq!(mirror.stats().copies_started, 0);
+}
+
+#[tokio::test]
+async fn a_failed_copy_is_remembered_briefly_and_reported_by_kind() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let mirror = mirror(&source, &backup, 2);
+    let image = ImageRef::parse(&format!("{}/missing:1", source.host())).unwrap();
+    let e = mirror.ensure(&image).await.unwrap_err();
+    assert_eq!(e.reason(), "SourceNotFound", "{e}");
+    assert!(!e.is_transient());
+    let inspects = mirror.stats().inspects;
+    // Asked again within the failure TTL: answered from the record, no registry round trip.
+    let again = mirror.ensure(&image).await.unwrap_err();
+    assert_eq!(again.reason(), "SourceNotFound");
+    assert_eq!(mirror.stats().inspects, inspects);
+}
