@@ -46,7 +46,7 @@ pub struct Cloner {
 impl Cloner {
     pub fn new(backup: &str) -> Self {
         Cloner {
-            home: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().expect("a temp HOME"),
             env: vec![("BACKUP_REGISTRY".into(), backup.into())],
         }
     }
@@ -87,10 +87,10 @@ pub fn stderr(o: &Output) -> String {
 
 /// A directory with the CA certificates of several registries, as `cert_dir` expects.
 pub fn cert_dir(registries: &[&Registry]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temp cert dir");
     for (i, r) in registries.iter().enumerate() {
         let pem = r.ca_pem().expect("a TLS registry");
-        std::fs::write(dir.path().join(format!("registry-{i}.crt")), pem).unwrap();
+        std::fs::write(dir.path().join(format!("registry-{i}.crt")), pem).expect("write a CA file");
     }
     dir
 }
