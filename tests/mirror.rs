@@ -22,7 +22,7 @@ fn mirror(source: &Registry, backup: &Registry, max_copies: usize) -> Mirror {
         copy_timeout: Duration::from_secs(120),
         inspect_timeout: Duration::from_secs(30),
     });
-    let backup = BackupRegistry::parse(&format!("{}/mirror", backup.host())).unwrap();
+    let backup = BackupRegistry::parse(&format!("{}/mirror", backup.host())).expect("backup");
     Mirror::new(
         skopeo,
         MirrorOptions::new(backup, Naming::Flat, Pin::Digest, max_copies),
