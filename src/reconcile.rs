@@ -19,7 +19,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 
-use crate::mirror::{Mirror, MirrorError, MirroredImage};
+use crate::mirror::{Mirror, MirrorError, MirroredImage, Outcome};
 use crate::plan::{self, Decision, ImageChange, Policy, Workload};
 use crate::workload::{self, WorkloadKind};
 
@@ -353,7 +353,10 @@ pub async fn reconcile<K: WorkloadKind>(
                 .filter(|p| p.decision.label() == label)
                 .filter_map(|p| verified.get(&p.source.as_ref()?.canonical()).cloned())
                 .collect();
-            if copies.is_empty() {
+            // Only news is an Event: a converged workload (its copies already in the backup
+            // registry) gets none, so a restarted daemon writes nothing.
+            if !copies.iter().any(|m| m.outcome == Outcome::Copied) {
+                result.cloned_only.extend(copies);
                 continue;
             }
             let note = format!(
