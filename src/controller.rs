@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinSet;
 
@@ -136,7 +136,8 @@ async fn control<K: WorkloadKind>(
         .default_backoff()
         .modify(workload::trim::<K>)
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .predicate_filter(workload::relevant_state::<K>, PredicateConfig::default());
     let ready = reader.clone();
     tokio::spawn(async move {
         if ready.wait_until_ready().await.is_ok() {

@@ -201,6 +201,32 @@ pub fn trim<K: WorkloadKind>(obj: &mut K) {
     }
 }
 
+/// A hash of what planning reads (generation, labels, annotations, container images), so that
+/// the controllers reconcile on those changes and not on every status update (a running Job
+/// changes its status constantly).
+pub fn relevant_state<K: WorkloadKind>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let meta = obj.meta();
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.owner_references
+        .as_ref()
+        .map(|o| o.iter().map(|r| r.uid.clone()).collect::<Vec<_>>())
+        .hash(&mut h);
+    if let Some(spec) = obj.pod_spec() {
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            (&c.name, &c.image).hash(&mut h);
+        }
+    }
+    Some(h.finish())
+}
+
 /// Labels and annotations of a namespace, as far as opting out goes.
 pub fn namespace_opted_out(annotations: &BTreeMap<String, String>) -> bool {
     annotations
@@ -270,6 +296,25 @@ mod tests {
         assert!(spec.volumes.is_none());
         assert!(spec.ephemeral_containers.is_none());
         assert!(spec.containers[0].env.is_none());
+    }
+
+    #[test]
+    fn status_changes_do_not_count_as_changes() {
+        let d = deployment();
+        let mut with_status = d.clone();
+        with_status.status = Some(Default::default());
+        with_status.metadata.resource_version = Some("99".into());
+        assert_eq!(relevant_state(&d), relevant_state(&with_status));
+        let mut edited = d.clone();
+        edited.spec.template.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.28".into());
+        assert_ne!(relevant_state(&d), relevant_state(&edited));
+        let mut annotated = d.clone();
+        annotated
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(crate::plan::SKIP_ANNOTATION.into(), "true".into());
+        assert_ne!(relevant_state(&d), relevant_state(&annotated));
     }
 
     #[test]
