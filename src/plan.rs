@@ -113,6 +113,8 @@ pub struct Policy {
     pub naming: Naming,
     /// Already includes `kube-system` and the daemon's own namespace.
     pub ignored_namespaces: BTreeSet<String>,
+    /// When not empty, every other namespace counts as ignored.
+    pub only_namespaces: BTreeSet<String>,
     /// Patch workloads managed by Argo CD or Flux anyway.
     pub patch_gitops_managed: bool,
 }
@@ -207,7 +209,9 @@ fn opted_out(annotations: &BTreeMap<String, String>) -> bool {
 
 /// Decides, per container, what happens to its image.
 pub fn decide(workload: &Workload, policy: &Policy) -> Vec<ContainerPlan> {
-    let workload_skip = if policy.ignored_namespaces.contains(&workload.namespace) {
+    let outside =
+        !policy.only_namespaces.is_empty() && !policy.only_namespaces.contains(&workload.namespace);
+    let workload_skip = if outside || policy.ignored_namespaces.contains(&workload.namespace) {
         Some(Decision::IgnoredNamespace)
     } else if workload.namespace_opted_out || opted_out(&workload.annotations) {
         Some(Decision::OptOut)

@@ -170,6 +170,7 @@ mod tests {
             naming: Naming::Flat,
             ignored_namespaces: BTreeSet::from(["kube-system".to_owned()]),
             patch_gitops_managed: false,
+            only_namespaces: BTreeSet::new(),
         };
         let w = Workload {
             kind: Kind::Deployment,

@@ -53,6 +53,11 @@ pub const SPECS: &[Spec] = &[
         expected: "a comma-separated list of namespace names",
     },
     Spec {
+        key: "namespaces",
+        bare_env: false,
+        expected: "a comma-separated list of namespace names to act in (empty: all)",
+    },
+    Spec {
         key: "naming",
         bare_env: false,
         expected: "\"flat\" or \"nested\"",
@@ -172,6 +177,8 @@ pub struct Settings {
     pub max_concurrent_reconciles: usize,
     /// Always holds `kube-system`.
     pub namespaces_to_ignore: BTreeSet<String>,
+    /// When not empty, the only namespaces acted in (the rest count as ignored).
+    pub namespaces: BTreeSet<String>,
     pub naming: Naming,
     pub pin: Pin,
     /// `None` when no docker config exists at the default place: registries are then used
@@ -474,6 +481,8 @@ impl Validator<'_> {
             .into_iter()
             .collect();
         namespaces_to_ignore.insert(ALWAYS_IGNORED_NAMESPACE.to_owned());
+        let namespaces: BTreeSet<String> =
+            self.list("namespaces", is_dns_label).into_iter().collect();
         let naming = self.scalar("naming", Some(Naming::Flat), |s| {
             s.parse().map_err(|()| Bad(None))
         });
@@ -535,6 +544,7 @@ impl Validator<'_> {
             backup_registry: backup_registry?,
             max_concurrent_reconciles: max_concurrent_reconciles?,
             namespaces_to_ignore,
+            namespaces,
             naming: naming?,
             pin: pin?,
             docker_config: docker_config?,
@@ -721,6 +731,18 @@ impl Settings {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(","),
+            ),
+            (
+                "namespaces",
+                if self.namespaces.is_empty() {
+                    "(all)".to_owned()
+                } else {
+                    self.namespaces
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
             ),
             ("naming", self.naming.to_string()),
             ("pin", self.pin.to_string()),

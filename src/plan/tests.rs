@@ -13,6 +13,7 @@ fn policy() -> Policy {
             .map(String::from)
             .into(),
         patch_gitops_managed: false,
+        only_namespaces: BTreeSet::new(),
     }
 }
 
@@ -212,6 +213,16 @@ fn ignored_namespaces_and_opt_outs_are_left_alone() {
     assert_eq!(decide(&w, &policy())[0].decision, Decision::Clone);
     w.namespace_opted_out = true;
     assert_eq!(decide(&w, &policy())[0].decision, Decision::OptOut);
+}
+
+#[test]
+fn an_allow_list_of_namespaces_ignores_every_other() {
+    let mut p = policy();
+    p.only_namespaces = ["shop".to_owned()].into();
+    let mut w = workload(Kind::Deployment, &[("app", "nginx")], &[]);
+    assert_eq!(decide(&w, &p)[0].decision, Decision::Clone);
+    w.namespace = "other".into();
+    assert_eq!(decide(&w, &p)[0].decision, Decision::IgnoredNamespace);
 }
 
 #[test]
