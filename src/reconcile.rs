@@ -68,6 +68,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub namespaces: RwLock<Namespaces>,
     writes: AtomicU64,
+    /// Workloads created after this are news even when their images were already copied.
+    started_at: k8s_openapi::jiff::Timestamp,
 }
 
 impl Context {
@@ -85,6 +87,11 @@ impl Context {
             recorder,
             namespaces: RwLock::new(namespaces),
             writes: AtomicU64::new(0),
+            // creationTimestamp has whole seconds: compare at that resolution.
+            started_at: k8s_openapi::jiff::Timestamp::from_second(
+                k8s_openapi::jiff::Timestamp::now().as_second(),
+            )
+            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()),
         }
     }
 
@@ -353,9 +360,15 @@ pub async fn reconcile<K: WorkloadKind>(
                 .filter(|p| p.decision.label() == label)
                 .filter_map(|p| verified.get(&p.source.as_ref()?.canonical()).cloned())
                 .collect();
-            // Only news is an Event: a converged workload (its copies already in the backup
-            // registry) gets none, so a restarted daemon writes nothing.
-            if !copies.iter().any(|m| m.outcome == Outcome::Copied) {
+            // Only news is an Event: a copy made now, or a workload created since the daemon
+            // started. A converged workload seen again after a restart gets none, so a
+            // restarted daemon writes nothing.
+            let new_workload = current
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 >= ctx.started_at);
+            if !new_workload && !copies.iter().any(|m| m.outcome == Outcome::Copied) {
                 result.cloned_only.extend(copies);
                 continue;
             }

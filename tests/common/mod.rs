@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod e2e;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

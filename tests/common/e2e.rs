@@ -1,0 +1,417 @@
+//! The end-to-end environment: a Kubernetes API server (whichever kind), a source and a backup
+//! registry, test images, and `image-cloner` run against them as an operator would.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use kube::{Client, Config};
+use serde_json::{Value, json};
+use testbed::Registry;
+
+use super::{multi_arch, plain_registry, push_all, small_image};
+
+/// Source images every scenario can use, with their digests.
+pub struct Images {
+    /// A two-platform image.
+    pub multi: (String, String),
+    /// Single-platform images.
+    pub app: (String, String),
+    pub sidecar: (String, String),
+    pub init: (String, String),
+}
+
+pub struct Env {
+    pub name: &'static str,
+    pub kubeconfig: PathBuf,
+    pub source: Registry,
+    backup: std::sync::Mutex<Registry>,
+    pub backup_host: String,
+    pub images: Images,
+    pub client: Client,
+    pub rt: tokio::runtime::Runtime,
+    /// Whether the server serves batch/v1 CronJob (Kubernetes ≥ 1.21).
+    pub cronjobs: bool,
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new(name: &'static str, kubeconfig: &Path) -> Env {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let client = rt.block_on(async {
+            let kc = Kubeconfig::read_from(kubeconfig).expect("read the kubeconfig");
+            let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .expect("a client config");
+            Client::try_from(config).expect("a client")
+        });
+        let cronjobs = rt
+            .block_on(client.list_api_group_resources("batch/v1"))
+            .map(|l| l.resources.iter().any(|r| r.name == "cronjobs"))
+            .unwrap_or(false);
+        let source = plain_registry();
+        let backup = plain_registry();
+        let push = |spec: &testbed::ImageSpec, repo: &str, tag: &str| {
+            let digest = push_all(&source, spec, repo, tag);
+            (format!("{}/{repo}:{tag}", source.host()), digest)
+        };
+        let images = Images {
+            multi: push(&multi_arch("multi", 1), "team/web", "1.27"),
+            app: push(&small_image("app", 2), "team/app", "2.0"),
+            sidecar: push(&small_image("sidecar", 3), "proxy", "v1"),
+            init: push(&small_image("init", 4), "tools/migrate", "0.3"),
+        };
+        Env {
+            name,
+            kubeconfig: kubeconfig.to_owned(),
+            source,
+            backup_host: backup.host(),
+            backup: std::sync::Mutex::new(backup),
+            images,
+            client,
+            rt,
+            cronjobs,
+            home: tempfile::tempdir().expect("a temp HOME"),
+        }
+    }
+
+    /// Pushes a new single-platform image to the source registry; returns its reference.
+    pub fn push_fresh(&self, repo: &str, seed: u64) -> String {
+        push_all(&self.source, &small_image(repo, seed), repo, "1");
+        format!("{}/{repo}:1", self.source.host())
+    }
+
+    pub fn backup_registry(&self) -> String {
+        format!("{}/mirror", self.backup_host)
+    }
+
+    /// Stops, restarts... the backup registry (same port, same content).
+    pub fn backup_control(&self, f: impl FnOnce(&mut Registry)) {
+        let mut guard = self
+            .backup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard);
+    }
+
+    /// `image-cloner` with the cluster, the registries and `extra` settings, confined to
+    /// `namespaces` (so that scenarios, and a real cluster's own workloads, are left alone).
+    pub fn cloner(&self, namespaces: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-cloner"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("BACKUP_REGISTRY", self.backup_registry())
+            .env("IMAGE_CLONER_KUBECONFIG", &self.kubeconfig)
+            .env("IMAGE_CLONER_NAMESPACES", namespaces.join(","))
+            .env(
+                "IMAGE_CLONER_INSECURE_REGISTRIES",
+                format!("{},{}", self.source.host(), self.backup_host),
+            )
+            .env("IMAGE_CLONER_RETRY_TIMES", "0")
+            .env("IMAGE_CLONER_LOG_LEVEL", "info");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, namespaces: &[&str], extra: &[(&str, &str)], args: &[&str]) -> Output {
+        self.cloner(namespaces, extra)
+            .args(args)
+            .output()
+            .expect("run image-cloner")
+    }
+
+    pub fn namespace(&self, name: &str, annotations: &[(&str, &str)]) {
+        let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": annotations}
+        }))
+        .expect("a namespace");
+        let api = Api::<Namespace>::all(self.client.clone());
+        match self.rt.block_on(api.create(&PostParams::default(), &ns)) {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("creating namespace {name}: {e}"),
+        }
+    }
+
+    fn resource(kind: &str) -> ApiResource {
+        let (group, version, plural) = match kind {
+            "Deployment" => ("apps", "v1", "deployments"),
+            "StatefulSet" => ("apps", "v1", "statefulsets"),
+            "DaemonSet" => ("apps", "v1", "daemonsets"),
+            "ReplicaSet" => ("apps", "v1", "replicasets"),
+            "Job" => ("batch", "v1", "jobs"),
+            "CronJob" => ("batch", "v1", "cronjobs"),
+            "Pod" => ("", "v1", "pods"),
+            other => panic!("no resource for kind {other}"),
+        };
+        ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: if group.is_empty() {
+                version.into()
+            } else {
+                format!("{group}/{version}")
+            },
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    }
+
+    fn api(&self, kind: &str, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), ns, &Self::resource(kind))
+    }
+
+    /// Creates a workload from JSON (its `kind` and `metadata.namespace` say where).
+    pub fn create(&self, obj: Value) -> Value {
+        let kind = obj["kind"].as_str().expect("kind").to_owned();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .expect("namespace")
+            .to_owned();
+        let dynamic: DynamicObject = serde_json::from_value(obj).expect("an object");
+        let created = self
+            .rt
+            .block_on(
+                self.api(&kind, &ns)
+                    .create(&PostParams::default(), &dynamic),
+            )
+            .unwrap_or_else(|e| panic!("creating {kind} {ns}: {e}"));
+        serde_json::to_value(created).expect("json")
+    }
+
+    pub fn get(&self, kind: &str, ns: &str, name: &str) -> Value {
+        let obj = self
+            .rt
+            .block_on(self.api(kind, ns).get(name))
+            .unwrap_or_else(|e| panic!("getting {kind} {ns}/{name}: {e}"));
+        serde_json::to_value(obj).expect("json")
+    }
+
+    /// The images of a workload's pod spec: containers then init containers.
+    pub fn images(&self, kind: &str, ns: &str, name: &str) -> Vec<String> {
+        let obj = self.get(kind, ns, name);
+        let spec = match kind {
+            "Pod" => &obj["spec"],
+            "CronJob" => &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            _ => &obj["spec"]["template"]["spec"],
+        };
+        ["containers", "initContainers"]
+            .iter()
+            .flat_map(|list| spec[list].as_array().cloned().unwrap_or_default())
+            .map(|c| c["image"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    pub fn resource_version(&self, kind: &str, ns: &str, name: &str) -> String {
+        self.get(kind, ns, name)["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// `(type, reason, note)` of the Events about one object.
+    pub fn events(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
+        let api = Api::<Event>::namespaced(self.client.clone(), ns);
+        let list = self
+            .rt
+            .block_on(api.list(&ListParams::default()))
+            .expect("list events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes every workload of these kinds in `ns` (namespaces themselves never finish
+    /// deleting on a server without controllers).
+    pub fn clear(&self, ns: &str) {
+        for kind in [
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Job",
+            "CronJob",
+            "Pod",
+        ] {
+            if kind == "CronJob" && !self.cronjobs {
+                continue;
+            }
+            let api = self.api(kind, ns);
+            let _ = self.rt.block_on(
+                api.delete_collection(&DeleteParams::background(), &ListParams::default()),
+            );
+        }
+    }
+
+    /// Whether `image` (exactly as written into a workload) is in the backup registry at the
+    /// digest it pins: the proof a patched workload can run.
+    pub fn resolves_in_backup(&self, image: &str) -> bool {
+        let Some(rest) = image.strip_prefix(&format!("{}/", self.backup_host)) else {
+            return false;
+        };
+        let (name_tag, digest) = match rest.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (rest, None),
+        };
+        let found = {
+            let backup = self
+                .backup
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            testbed::digest_of(&backup, name_tag)
+        };
+        let Ok(Some(found)) = found else {
+            return false;
+        };
+        digest.is_none_or(|d| d == found)
+    }
+
+    /// Waits until `check` holds, up to `timeout`.
+    pub fn eventually(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?}: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// A running `image-cloner run`, stopped with SIGTERM on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(mut cmd: Command) -> Daemon {
+        let dir = tempfile::tempdir().expect("a log dir");
+        let log = dir.path().join("daemon.log");
+        let file = std::fs::File::create(&log).expect("a log file");
+        let child = cmd
+            .arg("run")
+            .stdout(file.try_clone().expect("clone the log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start the daemon");
+        Daemon {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.stop();
+        }
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A pod template with these containers and init containers.
+pub fn pod_spec(containers: &[(&str, &str)], init: &[(&str, &str)]) -> Value {
+    let list = |cs: &[(&str, &str)]| -> Vec<Value> {
+        cs.iter()
+            .map(|(n, i)| json!({"name": n, "image": i}))
+            .collect()
+    };
+    let mut spec = json!({"containers": list(containers), "restartPolicy": "Always"});
+    if !init.is_empty() {
+        spec["initContainers"] = json!(list(init));
+    }
+    spec
+}
+
+/// A workload of `kind` named `name` in `ns` running these containers.
+pub fn workload(
+    kind: &str,
+    ns: &str,
+    name: &str,
+    containers: &[(&str, &str)],
+    init: &[(&str, &str)],
+    meta: Value,
+) -> Value {
+    let labels = json!({"app": name});
+    let template = json!({"metadata": {"labels": labels}, "spec": pod_spec(containers, init)});
+    let (api_version, spec) = match kind {
+        "Deployment" | "ReplicaSet" | "DaemonSet" => (
+            "apps/v1",
+            json!({"selector": {"matchLabels": labels}, "template": template}),
+        ),
+        "StatefulSet" => (
+            "apps/v1",
+            json!({"selector": {"matchLabels": labels}, "serviceName": name, "template": template}),
+        ),
+        "Job" => {
+            let mut t = template.clone();
+            t["spec"]["restartPolicy"] = json!("Never");
+            ("batch/v1", json!({"template": t}))
+        }
+        "CronJob" => {
+            let mut t = template.clone();
+            t["spec"]["restartPolicy"] = json!("Never");
+            (
+                "batch/v1",
+                json!({"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": t}}}),
+            )
+        }
+        "Pod" => ("v1", pod_spec(containers, init)),
+        other => panic!("unknown kind {other}"),
+    };
+    let mut metadata = json!({"name": name, "namespace": ns});
+    if let Value::Object(extra) = meta {
+        for (k, v) in extra {
+            metadata[k] = v;
+        }
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec})
+}

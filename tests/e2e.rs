@@ -1,0 +1,558 @@
+//! End to end: the `image-cloner` binary against a Kubernetes API server, real registries and
+//! the real skopeo. Each scenario asserts what a user would check: the workload's stored spec,
+//! the Events on it, and that the exact image written into it resolves in the backup registry.
+//!
+//! The same scenarios run unchanged against every kind of cluster available: the real API
+//! server of `../shared/envtest` (when `KUBEBUILDER_ASSETS` is set), and a real cluster (when
+//! `IMAGE_CLONER_E2E_KUBECONFIG` names its kubeconfig; everything happens in namespaces named
+//! `e2e-*`, and the daemon is confined to them).
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use common::cluster::{Envtest, real_cluster};
+use common::e2e::{Daemon, Env, text, workload};
+use serde_json::json;
+
+type Scenario = (&'static str, fn(&Env));
+
+/// Scenarios that need no fault injection: they run on every kind of cluster.
+const SCENARIOS: &[Scenario] = &[
+    (
+        "every kind is cloned and patched; a Job only cloned",
+        every_kind,
+    ),
+    (
+        "ignored, opted-out and GitOps-managed workloads",
+        left_alone,
+    ),
+    (
+        "a missing source image leaves the workload untouched",
+        source_missing,
+    ),
+    (
+        "a converged cluster costs no copy and no write",
+        converged_restart,
+    ),
+    (
+        "plan writes nothing and run does what it said",
+        plan_matches_run,
+    ),
+    (
+        "restore gives back the exact original images",
+        restore_round_trip,
+    ),
+    (
+        "the daemon patches new workloads and waits out a backup outage",
+        daemon_and_outage,
+    ),
+];
+
+fn run_suite(env: &Env) {
+    let mut failed = Vec::new();
+    for (name, scenario) in SCENARIOS {
+        eprintln!("--- [{}] {name}", env.name);
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| scenario(env))) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            eprintln!("FAILED [{}] {name}: {msg}", env.name);
+            failed.push(*name);
+        }
+    }
+    assert!(failed.is_empty(), "failed on {}: {failed:?}", env.name);
+}
+
+#[test]
+fn on_the_real_api_server_of_envtest() {
+    let Some(envtest) = Envtest::start() else {
+        return;
+    };
+    run_suite(&Env::new("envtest", &envtest.kubeconfig()));
+}
+
+#[test]
+fn on_a_real_cluster() {
+    let Some(kubeconfig) = real_cluster() else {
+        eprintln!(
+            "SKIPPED: set IMAGE_CLONER_E2E_KUBECONFIG to run the end-to-end suite on a real cluster"
+        );
+        return;
+    };
+    run_suite(&Env::new("real cluster", &kubeconfig));
+}
+
+fn every_kind(env: &Env) {
+    let ns = "e2e-kinds";
+    env.namespace(ns, &[]);
+    let (multi, multi_digest) = &env.images.multi;
+    let (app, _) = &env.images.app;
+    let (sidecar, _) = &env.images.sidecar;
+    let (init, _) = &env.images.init;
+    let mut kinds = vec![
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "Pod",
+    ];
+    if env.cronjobs {
+        kinds.push("CronJob");
+    }
+    for kind in &kinds {
+        let name = kind.to_lowercase();
+        env.create(workload(
+            kind,
+            ns,
+            &name,
+            &[("web", multi), ("proxy", sidecar)],
+            &[("migrate", init)],
+            json!({}),
+        ));
+    }
+    env.create(workload("Job", ns, "job", &[("task", app)], &[], json!({})));
+
+    let out = env.run(
+        &[ns],
+        &[("IMAGE_CLONER_BARE_PODS", "true")],
+        &["run", "--once"],
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let patched = kinds.len();
+    assert!(
+        log.contains(&format!(
+            "{} workload(s): {patched} patched ({} image(s)), 1 cloned but not patched, 0 invalid reference(s), 0 failed; 4 cop(y/ies) made",
+            patched + 1,
+            patched * 3
+        )),
+        "{log}"
+    );
+    for kind in &kinds {
+        let images = env.images(kind, ns, &kind.to_lowercase());
+        assert_eq!(images.len(), 3, "{kind}: {images:?}");
+        for image in &images {
+            assert!(
+                env.resolves_in_backup(image),
+                "{kind}: {image} not in backup"
+            );
+        }
+        assert!(
+            images[0].ends_with(&format!(":1.27@{multi_digest}")),
+            "{kind}: the multi-arch index keeps its digest: {}",
+            images[0]
+        );
+        let events = env.events(ns, &kind.to_lowercase());
+        assert!(
+            events
+                .iter()
+                .any(|(t, r, _)| t == "Normal" && r == "Cloned"),
+            "{kind}: {events:?}"
+        );
+    }
+    assert_eq!(
+        env.images("Job", ns, "job"),
+        [app.clone()],
+        "a Job is never patched"
+    );
+    let events = env.events(ns, "job");
+    assert!(
+        events.iter().any(|(t, r, note)| t == "Warning"
+            && r == "ImmutablePodTemplate"
+            && note.contains(&env.backup_registry())),
+        "{events:?}"
+    );
+    env.clear(ns);
+}
+
+fn left_alone(env: &Env) {
+    let (app, _) = &env.images.app;
+    // GitOps-managed workloads on an image nobody copied yet: the copy is news, so an Event
+    // names it.
+    let fresh = env.push_fresh("gitops/app", 40);
+    env.namespace("e2e-ignored", &[]);
+    env.namespace("e2e-optout", &[("image-cloner.io/skip", "true")]);
+    env.namespace("e2e-gitops", &[]);
+    let deploy = |ns: &str, name: &str, meta| {
+        env.create(workload("Deployment", ns, name, &[("app", app)], &[], meta));
+    };
+    deploy("e2e-ignored", "web", json!({}));
+    deploy("e2e-optout", "web", json!({}));
+    deploy(
+        "e2e-gitops",
+        "skipped",
+        json!({"annotations": {"image-cloner.io/skip": "true"}}),
+    );
+    for (name, meta) in [
+        (
+            "argo",
+            json!({"annotations": {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:e2e-gitops/argo"}}),
+        ),
+        (
+            "flux",
+            json!({"labels": {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}}),
+        ),
+    ] {
+        env.create(workload(
+            "Deployment",
+            "e2e-gitops",
+            name,
+            &[("app", &fresh)],
+            &[],
+            meta,
+        ));
+    }
+    let out = env.run(
+        &["e2e-ignored", "e2e-optout", "e2e-gitops"],
+        &[("NAMESPACES_TO_IGNORE", "e2e-ignored")],
+        &["run", "--once"],
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for (ns, name) in [
+        ("e2e-ignored", "web"),
+        ("e2e-optout", "web"),
+        ("e2e-gitops", "skipped"),
+    ] {
+        assert_eq!(
+            env.images("Deployment", ns, name),
+            [app.clone()],
+            "{ns}/{name}"
+        );
+    }
+    for name in ["argo", "flux"] {
+        assert_eq!(
+            env.images("Deployment", "e2e-gitops", name),
+            [fresh.clone()],
+            "{name}"
+        );
+    }
+    for name in ["argo", "flux"] {
+        let events = env.events("e2e-gitops", name);
+        let note = events
+            .iter()
+            .find(|(t, r, _)| t == "Warning" && r == "GitOpsManaged")
+            .map(|(_, _, n)| n.clone())
+            .unwrap_or_else(|| panic!("{name}: no GitOpsManaged event: {events:?}"));
+        let backup_ref = note.rsplit(" → ").next().unwrap_or_default();
+        assert!(env.resolves_in_backup(backup_ref), "{name}: {note}");
+    }
+    assert!(env.events("e2e-gitops", "skipped").is_empty());
+    for ns in ["e2e-ignored", "e2e-optout", "e2e-gitops"] {
+        env.clear(ns);
+    }
+}
+
+fn source_missing(env: &Env) {
+    let ns = "e2e-missing";
+    env.namespace(ns, &[]);
+    let missing = format!("{}/nowhere/gone:1", env.source.host());
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[("app", &missing), ("ok", &env.images.sidecar.0)],
+        &[],
+        json!({}),
+    ));
+    let out = env.run(&[ns], &[], &["run", "--once"]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("1 failed"), "{log}");
+    let images = env.images("Deployment", ns, "web");
+    assert_eq!(images[0], missing, "the missing image stays");
+    assert!(
+        env.resolves_in_backup(&images[1]),
+        "the image that was mirrored is patched: {images:?}"
+    );
+    let events = env.events(ns, "web");
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "SourceNotFound" && n.contains("nowhere/gone")),
+        "{events:?}"
+    );
+    env.clear(ns);
+}
+
+fn converged_restart(env: &Env) {
+    let ns = "e2e-converged";
+    env.namespace(ns, &[]);
+    for i in 0..5 {
+        env.create(workload(
+            "Deployment",
+            ns,
+            &format!("web-{i}"),
+            &[("app", &env.images.app.0)],
+            &[],
+            json!({}),
+        ));
+    }
+    env.create(workload(
+        "Job",
+        ns,
+        "job",
+        &[("t", &env.images.app.0)],
+        &[],
+        json!({}),
+    ));
+    let first = env.run(&[ns], &[], &["run", "--once"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let versions: Vec<String> = (0..5)
+        .map(|i| env.resource_version("Deployment", ns, &format!("web-{i}")))
+        .collect();
+    let events_before = env.events(ns, "job").len();
+    // A restart comes later: creationTimestamp has whole seconds, and a workload created in
+    // the second the daemon starts counts as new to it.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let again = env.run(&[ns], &[], &["run", "--once"]);
+    let log = text(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(
+        log.contains("0 cop(y/ies) made") && log.contains("0 API write(s)"),
+        "{log}"
+    );
+    let after: Vec<String> = (0..5)
+        .map(|i| env.resource_version("Deployment", ns, &format!("web-{i}")))
+        .collect();
+    assert_eq!(versions, after, "no workload was written");
+    assert_eq!(env.events(ns, "job").len(), events_before, "no new Event");
+    env.clear(ns);
+}
+
+fn plan_matches_run(env: &Env) {
+    let ns = "e2e-plan";
+    env.namespace(ns, &[]);
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[("app", &env.images.multi.0), ("bad", "Not/A/Valid:Ref")],
+        &[("init", &env.images.init.0)],
+        json!({}),
+    ));
+    env.create(workload(
+        "StatefulSet",
+        ns,
+        "db",
+        &[("db", &env.images.app.0)],
+        &[],
+        json!({"annotations": {"argocd.argoproj.io/tracking-id": "x"}}),
+    ));
+    let before = (
+        env.resource_version("Deployment", ns, "web"),
+        env.resource_version("StatefulSet", ns, "db"),
+    );
+    let out = env.run(&[ns], &[], &["plan", "--output", "json", "--check-backup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    // Other namespaces appear too, as ignored (the run is confined to this one).
+    let rows: Vec<serde_json::Value> = rows.into_iter().filter(|r| r["namespace"] == ns).collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let table = env.run(&[ns], &[], &["plan"]);
+    assert!(table.status.success());
+    assert!(String::from_utf8_lossy(&table.stdout).contains("DECISION"));
+    assert_eq!(
+        before,
+        (
+            env.resource_version("Deployment", ns, "web"),
+            env.resource_version("StatefulSet", ns, "db"),
+        ),
+        "plan wrote nothing"
+    );
+    let decisions: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["container"].as_str().unwrap_or_default(),
+                r["decision"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(decisions.contains(&("app", "clone")), "{decisions:?}");
+    assert!(decisions.contains(&("init", "clone")), "{decisions:?}");
+    assert!(
+        decisions.contains(&("bad", "invalid reference")),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&("db", "gitops-managed")),
+        "{decisions:?}"
+    );
+
+    let run = env.run(&[ns], &[], &["run", "--once"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let web = env.images("Deployment", ns, "web");
+    let db = env.images("StatefulSet", ns, "db");
+    for row in &rows {
+        let container = row["container"].as_str().unwrap_or_default();
+        let now = match container {
+            "app" => &web[0],
+            "bad" => &web[1],
+            "init" => &web[2],
+            _ => &db[0],
+        };
+        if row["patch"] == true {
+            let backup = row["backup"].as_str().unwrap_or_default();
+            assert!(
+                now.starts_with(&format!("{backup}@sha256:")),
+                "{container}: planned {backup}, got {now}"
+            );
+        } else {
+            assert_eq!(
+                now,
+                row["image"].as_str().unwrap_or_default(),
+                "{container}"
+            );
+        }
+    }
+    env.clear(ns);
+}
+
+fn restore_round_trip(env: &Env) {
+    let ns = "e2e-restore";
+    env.namespace(ns, &[]);
+    let originals = [
+        (
+            "web",
+            vec![env.images.multi.0.clone(), env.images.init.0.clone()],
+        ),
+        ("api", vec![env.images.app.0.clone()]),
+    ];
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[("app", &originals[0].1[0])],
+        &[("init", &originals[0].1[1])],
+        json!({"labels": {"tier": "front"}}),
+    ));
+    env.create(workload(
+        "DaemonSet",
+        ns,
+        "api",
+        &[("app", &originals[1].1[0])],
+        &[],
+        json!({"labels": {"tier": "back"}}),
+    ));
+    let run = env.run(&[ns], &[], &["run", "--once"]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_ne!(env.images("Deployment", ns, "web"), originals[0].1);
+
+    let dry = env.run(
+        &[ns],
+        &[],
+        &["restore", "-n", ns, "-l", "tier=front", "--dry-run"],
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would restore"));
+    assert_ne!(
+        env.images("Deployment", ns, "web"),
+        originals[0].1,
+        "dry run"
+    );
+
+    let out = env.run(&[ns], &[], &["restore", "-n", ns, "-l", "tier=front"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.images("Deployment", ns, "web"), originals[0].1);
+    assert_ne!(
+        env.images("DaemonSet", ns, "api"),
+        originals[1].1,
+        "the selector left the other alone"
+    );
+    let web = env.get("Deployment", ns, "web");
+    assert!(
+        web["metadata"]["annotations"]
+            .get("image-cloner.io/original-images")
+            .is_none(),
+        "the record is gone: {}",
+        web["metadata"]
+    );
+    let out = env.run(&[ns], &[], &["restore", "-n", ns]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.images("DaemonSet", ns, "api"), originals[1].1);
+    env.clear(ns);
+}
+
+fn daemon_and_outage(env: &Env) {
+    let ns = "e2e-daemon";
+    env.namespace(ns, &[]);
+    let mut daemon = Daemon::start(env.cloner(&[ns], &[]));
+    env.create(workload(
+        "Deployment",
+        ns,
+        "first",
+        &[("app", &env.images.app.0)],
+        &[],
+        json!({}),
+    ));
+    env.eventually(
+        Duration::from_secs(30),
+        "the daemon patches a new workload",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "first")[0]),
+    );
+
+    // A GitOps-managed workload created now, on an image already copied: still told where.
+    env.create(workload(
+        "Deployment",
+        ns,
+        "gitops",
+        &[("app", &env.images.app.0)],
+        &[],
+        json!({"annotations": {"argocd.argoproj.io/tracking-id": "x:apps/Deployment:e2e-daemon/gitops"}}),
+    ));
+    env.eventually(Duration::from_secs(30), "a GitOpsManaged Warning", || {
+        env.events(ns, "gitops")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "GitOpsManaged")
+    });
+    assert_eq!(
+        env.images("Deployment", ns, "gitops"),
+        [env.images.app.0.clone()]
+    );
+
+    // The backup registry goes away: nothing is patched, and it recovers by itself.
+    stop_backup(env);
+    env.create(workload(
+        "Deployment",
+        ns,
+        "second",
+        &[("app", &env.images.sidecar.0)],
+        &[],
+        json!({}),
+    ));
+    env.eventually(
+        Duration::from_secs(30),
+        "a BackupUnavailable Warning",
+        || {
+            env.events(ns, "second")
+                .iter()
+                .any(|(t, r, _)| t == "Warning" && r == "BackupUnavailable")
+        },
+    );
+    assert_eq!(
+        env.images("Deployment", ns, "second"),
+        [env.images.sidecar.0.clone()]
+    );
+    start_backup(env);
+    env.eventually(
+        Duration::from_secs(60),
+        "patched once the backup is back",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "second")[0]),
+    );
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    env.clear(ns);
+}
+
+fn stop_backup(env: &Env) {
+    env.backup_control(|r| r.stop().expect("stop the backup registry"));
+}
+
+fn start_backup(env: &Env) {
+    env.backup_control(|r| r.restart().expect("restart the backup registry"));
+}
