@@ -156,7 +156,7 @@ fn every_kind(env: &Env) {
     }
     assert_eq!(
         env.images("Job", ns, "job"),
-        [app.clone()],
+        std::slice::from_ref(app),
         "a Job is never patched"
     );
     let events = env.events(ns, "job");
@@ -220,14 +220,14 @@ fn left_alone(env: &Env) {
     ] {
         assert_eq!(
             env.images("Deployment", ns, name),
-            [app.clone()],
+            std::slice::from_ref(app),
             "{ns}/{name}"
         );
     }
     for name in ["argo", "flux"] {
         assert_eq!(
             env.images("Deployment", "e2e-gitops", name),
-            [fresh.clone()],
+            std::slice::from_ref(&fresh),
             "{name}"
         );
     }
@@ -422,7 +422,7 @@ fn restore_round_trip(env: &Env) {
             "web",
             vec![env.images.multi.0.clone(), env.images.init.0.clone()],
         ),
-        ("api", vec![env.images.app.0.clone()]),
+        ("api", vec!std::slice::from_ref(&env.images.app.0)),
     ];
     env.create(workload(
         "Deployment",
@@ -513,7 +513,7 @@ fn daemon_and_outage(env: &Env) {
     });
     assert_eq!(
         env.images("Deployment", ns, "gitops"),
-        [env.images.app.0.clone()]
+        std::slice::from_ref(&env.images.app.0)
     );
 
     // The backup registry goes away: nothing is patched, and it recovers by itself.
@@ -537,7 +537,7 @@ fn daemon_and_outage(env: &Env) {
     );
     assert_eq!(
         env.images("Deployment", ns, "second"),
-        [env.images.sidecar.0.clone()]
+        std::slice::from_ref(&env.images.sidecar.0)
     );
     start_backup(env);
     env.eventually(
