@@ -422,7 +422,7 @@ fn restore_round_trip(env: &Env) {
             "web",
             vec![env.images.multi.0.clone(), env.images.init.0.clone()],
         ),
-        ("api", vec!std::slice::from_ref(&env.images.app.0)),
+        ("api", vec![env.images.app.0.clone()]),
     ];
     env.create(workload(
         "Deployment",
