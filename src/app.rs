@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -16,6 +17,8 @@ use tokio::sync::watch;
 
 use crate::cluster::{self, ClusterError};
 use crate::controller::{self, Daemon, OnceSummary};
+use crate::health::{self, Health, HealthError};
+use crate::metrics::Metrics;
 use crate::mirror::Mirror;
 use crate::plan::{Kind, Policy};
 use crate::plan_command::{self, PlanRow};
@@ -37,6 +40,8 @@ pub enum AppError {
     },
     #[error("waiting for a signal: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 /// Everything the cluster commands share.
@@ -75,10 +80,12 @@ pub async fn setup(settings: &Settings, kinds: &[Kind]) -> Result<Setup, AppErro
             source,
         })?;
     let own = cluster::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
+    let metrics = Arc::new(Metrics::new());
     let mirror = Mirror::new(
         Skopeo::new(settings.skopeo_options()),
         settings.mirror_options(),
-    );
+    )
+    .with_observer(Arc::clone(&metrics) as Arc<dyn crate::mirror::CopyObserver>);
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok();
@@ -95,6 +102,7 @@ pub async fn setup(settings: &Settings, kinds: &[Kind]) -> Result<Setup, AppErro
         policy(settings, own),
         recorder,
         Namespaces::Snapshot(Arc::new(opted_out)),
+        metrics,
     ));
     Ok(Setup {
         client,
@@ -124,13 +132,37 @@ async fn signal() -> Result<&'static str, AppError> {
     })
 }
 
-/// The daemon: runs until SIGTERM/SIGINT, then stops taking work and lets running reconciles
-/// finish within the grace period. `synced` is told when each kind's initial list is cached.
-pub async fn run_daemon(
-    setup: &Setup,
-    settings: &Settings,
-    synced: Arc<dyn Fn(Kind) + Send + Sync>,
-) -> Result<(), AppError> {
+/// How often the daemon's loop proves it is alive (to `/healthz` and systemd's watchdog).
+fn heartbeat_interval() -> Duration {
+    // systemd sets WATCHDOG_USEC; ping at a third of it, and at least every 10 s.
+    let from_systemd = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|us| Duration::from_micros(us / 3));
+    from_systemd
+        .unwrap_or(Duration::from_secs(10))
+        .min(Duration::from_secs(10))
+        .max(Duration::from_millis(100))
+}
+
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// The daemon: serves health and metrics, runs until SIGTERM/SIGINT, then stops taking work and
+/// lets running reconciles finish within the grace period. Tells systemd READY once every
+/// kind's initial list is cached, pings its watchdog from the loop, and says STOPPING.
+pub async fn run_daemon(setup: &Setup, settings: &Settings) -> Result<(), AppError> {
+    let health = Health::new(
+        setup.kinds.clone(),
+        settings.skopeo.clone(),
+        settings.docker_config.as_ref().map(|c| c.path.clone()),
+        Arc::clone(&setup.ctx.metrics),
+    );
+    let (address, server) = health::serve(settings.metrics_address, Arc::clone(&health)).await?;
+    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
     let (namespaces, ns_task) = controller::watch_namespaces(setup.client.clone());
     controller::use_namespaces(&setup.ctx, Namespaces::Store(namespaces));
     let daemon = Daemon::new(Arc::clone(&setup.ctx));
@@ -140,27 +172,48 @@ pub async fn run_daemon(
     }
     .boxed()
     .shared();
+    let h = Arc::clone(&health);
+    let synced: Arc<dyn Fn(Kind) + Send + Sync> = Arc::new(move |kind: Kind| {
+        tracing::info!(%kind, "initial list synced");
+        if h.synced(kind) {
+            tracing::info!("ready: every initial list is cached");
+            notify(sd_notify::NotifyState::Ready);
+        }
+    });
     tracing::info!(kinds = ?setup.kinds, "watching workloads");
     let controllers = controller::run(daemon, &setup.kinds, shutdown, synced);
     tokio::pin!(controllers);
-    tokio::select! {
-        () = &mut controllers => {
-            tracing::warn!("all controllers ended");
-        }
-        which = signal() => {
-            let which = which?;
-            let grace = settings.shutdown_grace;
-            tracing::info!(signal = which, grace = ?grace, "stopping: no new work; letting running reconciles finish");
-            let _ = stop_tx.send(true);
-            if tokio::time::timeout(grace, &mut controllers).await.is_err() {
-                tracing::warn!(
-                    copies_running = setup.ctx.mirror.flights_in_progress(),
-                    "grace period over: abandoning running copies; no workload is patched to an unfinished copy"
-                );
+    let mut ticker = tokio::time::interval(heartbeat_interval());
+    let stop = signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut controllers => {
+                tracing::warn!("all controllers ended");
+                break;
+            }
+            _ = ticker.tick() => {
+                health.beat();
+                notify(sd_notify::NotifyState::Watchdog);
+            }
+            which = &mut stop => {
+                let which = which?;
+                let grace = settings.shutdown_grace;
+                notify(sd_notify::NotifyState::Stopping);
+                tracing::info!(signal = which, grace = ?grace, "stopping: no new work; letting running reconciles finish");
+                let _ = stop_tx.send(true);
+                if tokio::time::timeout(grace, &mut controllers).await.is_err() {
+                    tracing::warn!(
+                        copies_running = setup.ctx.mirror.flights_in_progress(),
+                        "grace period over: abandoning running copies; no workload is patched to an unfinished copy"
+                    );
+                }
+                break;
             }
         }
     }
     ns_task.abort();
+    server.abort();
     Ok(())
 }
 

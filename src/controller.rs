@@ -98,6 +98,7 @@ async fn reconcile_action<K: WorkloadKind>(
     let result = reconcile(obj.as_ref(), &daemon.ctx).await;
     if result.is_ok() {
         daemon.failures().remove(&key(obj.as_ref()));
+        daemon.ctx.metrics.reconciled();
     }
     result.map(|_| Action::await_change())
 }
@@ -107,6 +108,7 @@ fn error_policy<K: WorkloadKind>(
     error: &ReconcileError,
     daemon: Arc<Daemon>,
 ) -> Action {
+    daemon.ctx.metrics.reconcile_failed(error.reason());
     if !error.is_transient() {
         tracing::warn!(error = %error, retry_in = ?PERMANENT_RETRY, "needs attention; retrying slowly");
         return Action::requeue(PERMANENT_RETRY);
@@ -290,6 +292,7 @@ pub async fn run_once(
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok(r)) => {
+                ctx.metrics.reconciled();
                 if !r.patched.is_empty() {
                     summary.patched += 1;
                     summary.images_patched += r.patched.len();
@@ -298,6 +301,7 @@ pub async fn run_once(
                 summary.invalid += r.invalid;
             }
             Ok(Err(e)) => {
+                ctx.metrics.reconcile_failed(e.reason());
                 tracing::warn!(error = %e, "reconcile failed");
                 summary.failed.push(e.to_string());
             }

@@ -1,7 +1,6 @@
 //! Wiring only: parse the command line, load the settings, start logging, run the command.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use image_cloner::app::{self, RestoreFilter};
@@ -97,8 +96,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<bool> {
                 }
                 Ok(summary.failed.is_empty())
             } else {
-                let synced = Arc::new(|kind: Kind| tracing::info!(%kind, "initial list synced"));
-                app::run_daemon(&setup, settings, synced).await?;
+                app::run_daemon(&setup, settings).await?;
                 Ok(true)
             }
         }

@@ -26,6 +26,14 @@ use crate::naming::{BackupRegistry, BackupTarget, Naming, NamingError, Pin};
 use crate::reference::{Digest, ImageRef};
 use crate::skopeo::{CopyFormat, Skopeo, SkopeoError};
 
+/// Told about every copy, for metrics. Does nothing by default.
+pub trait CopyObserver: Send + Sync {
+    fn copy_started(&self) {}
+    fn copy_finished(&self, _succeeded: bool, _duration: Duration) {}
+    /// A copy verified in the backup registry.
+    fn image_mirrored(&self) {}
+}
+
 /// How the mirror names, pins, limits and remembers.
 #[derive(Debug, Clone)]
 pub struct MirrorOptions {
@@ -233,6 +241,7 @@ struct Inner {
     inspect_slots: Semaphore,
     state: Mutex<State>,
     counters: Counters,
+    observer: Option<Arc<dyn CopyObserver>>,
 }
 
 /// The mirror service. Cheap to clone; clones share everything.
@@ -251,7 +260,21 @@ impl Mirror {
                 options,
                 state: Mutex::default(),
                 counters: Counters::default(),
+                observer: None,
             }),
+        }
+    }
+
+    /// The same mirror, reporting its copies to `observer`. Call before sharing it.
+    pub fn with_observer(self, observer: Arc<dyn CopyObserver>) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.observer = Some(observer);
+                Mirror {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Mirror { inner },
         }
     }
 
@@ -518,6 +541,9 @@ impl Inner {
                 });
             }
         }
+        if let Some(o) = &self.observer {
+            o.image_mirrored();
+        }
         Ok(MirroredImage {
             backup_ref: target.pinned(&expected, self.options.pin),
             source: source.clone(),
@@ -609,8 +635,14 @@ impl Inner {
         let now = c.copies_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         c.peak_copies_in_flight.fetch_max(now, Ordering::Relaxed);
         let started = Instant::now();
+        if let Some(o) = &self.observer {
+            o.copy_started();
+        }
         let result = self.skopeo.copy(source, dest, format).await;
         c.copies_in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(o) = &self.observer {
+            o.copy_finished(result.is_ok(), started.elapsed());
+        }
         match &result {
             Ok(digest) => {
                 c.copies_succeeded.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 
+use crate::metrics::Metrics;
 use crate::mirror::{Mirror, MirrorError, MirroredImage, Outcome};
 use crate::plan::{self, Decision, ImageChange, Policy, Workload};
 use crate::workload::{self, WorkloadKind};
@@ -67,6 +68,7 @@ pub struct Context {
     pub policy: Policy,
     pub recorder: Recorder,
     pub namespaces: RwLock<Namespaces>,
+    pub metrics: Arc<Metrics>,
     writes: AtomicU64,
     /// Workloads created after this are news even when their images were already copied.
     started_at: k8s_openapi::jiff::Timestamp,
@@ -79,6 +81,7 @@ impl Context {
         policy: Policy,
         recorder: Recorder,
         namespaces: Namespaces,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Context {
             client,
@@ -86,6 +89,7 @@ impl Context {
             policy,
             recorder,
             namespaces: RwLock::new(namespaces),
+            metrics,
             writes: AtomicU64::new(0),
             // creationTimestamp has whole seconds: compare at that resolution.
             started_at: k8s_openapi::jiff::Timestamp::from_second(
@@ -398,6 +402,7 @@ pub async fn reconcile<K: WorkloadKind>(
                         from = c.from, to = c.to, "patched"
                     );
                 }
+                ctx.metrics.workloads_patched.inc();
                 ctx.event(&current, EventType::Normal, reasons::CLONED, note)
                     .await;
                 result.patched.extend(patch.changes);

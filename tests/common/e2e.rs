@@ -119,6 +119,7 @@ impl Env {
                 format!("{},{}", self.source.host(), self.backup_host),
             )
             .env("IMAGE_CLONER_RETRY_TIMES", "0")
+            .env("IMAGE_CLONER_METRICS_ADDRESS", "127.0.0.1:0")
             .env("IMAGE_CLONER_LOG_LEVEL", "info");
         for (k, v) in extra {
             cmd.env(k, v);
@@ -329,6 +330,43 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`, from the daemon's log.
+    pub fn metrics_address(&self) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("serving /healthz"))?;
+        let addr = line.split("address=").nth(1)?;
+        Some(addr.split_whitespace().next()?.trim_matches('"').to_owned())
+    }
+
+    /// `GET path` on the daemon's health listener: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self
+            .metrics_address()
+            .expect("the daemon logged its listen address");
+        let mut stream =
+            std::net::TcpStream::connect(&addr).expect("connect to the health listener");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send a request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read the response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// SIGTERM, then the exit code.

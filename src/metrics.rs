@@ -1,0 +1,169 @@
+//! Prometheus metrics, by Prometheus naming conventions with the `image_cloner_` prefix
+//! (the prefix is the registry's, so names below are written without it).
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::mirror::CopyObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub copies: Family<ResultLabel, Counter>,
+    pub copy_duration: Histogram,
+    pub copies_in_flight: Gauge,
+    pub images_mirrored: Counter,
+    pub workloads_patched: Counter,
+    pub reconcile_errors: Family<ReasonLabel, Counter>,
+    pub last_successful_reconcile: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("image_cloner");
+        let copies = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "copies",
+            "skopeo copies finished, by result (succeeded, failed)",
+            copies.clone(),
+        );
+        // 0.1 s to ~27 min: a small image on loopback to a large one across the internet.
+        let copy_duration = Histogram::new(exponential_buckets(0.1, 2.0, 15));
+        registry.register_with_unit(
+            "copy_duration",
+            "Wall time of skopeo copies",
+            prometheus_client::registry::Unit::Seconds,
+            copy_duration.clone(),
+        );
+        let copies_in_flight = Gauge::default();
+        registry.register(
+            "copies_in_flight",
+            "skopeo copies running now",
+            copies_in_flight.clone(),
+        );
+        let images_mirrored = Counter::default();
+        registry.register(
+            "images_mirrored",
+            "Images copied into the backup registry and verified",
+            images_mirrored.clone(),
+        );
+        let workloads_patched = Counter::default();
+        registry.register(
+            "workloads_patched",
+            "Workloads patched to their backup images",
+            workloads_patched.clone(),
+        );
+        let reconcile_errors = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by reason",
+            reconcile_errors.clone(),
+        );
+        let last_successful_reconcile = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last reconcile that succeeded",
+            last_successful_reconcile.clone(),
+        );
+        Metrics {
+            registry,
+            copies,
+            copy_duration,
+            copies_in_flight,
+            images_mirrored,
+            workloads_patched,
+            reconcile_errors,
+            last_successful_reconcile,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn reconciled(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.last_successful_reconcile.set(now);
+    }
+
+    pub fn reconcile_failed(&self, reason: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+}
+
+impl CopyObserver for Metrics {
+    fn copy_started(&self) {
+        self.copies_in_flight.inc();
+    }
+
+    fn copy_finished(&self, succeeded: bool, duration: Duration) {
+        self.copies_in_flight.dec();
+        self.copy_duration.observe(duration.as_secs_f64());
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.copies.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    fn image_mirrored(&self) {
+        self.images_mirrored.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_the_conventional_names() {
+        let m = Metrics::new();
+        m.copy_started();
+        m.copy_finished(true, Duration::from_millis(300));
+        m.image_mirrored();
+        m.reconcile_failed("SourceNotFound");
+        m.workloads_patched.inc();
+        m.reconciled();
+        let text = m.encode();
+        for line in [
+            "image_cloner_copies_total{result=\"succeeded\"} 1",
+            "image_cloner_copy_duration_seconds_count 1",
+            "image_cloner_copies_in_flight 0",
+            "image_cloner_images_mirrored_total 1",
+            "image_cloner_workloads_patched_total 1",
+            "image_cloner_reconcile_errors_total{reason=\"SourceNotFound\"} 1",
+            "# TYPE image_cloner_last_successful_reconcile_timestamp_seconds gauge",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+}
