@@ -18,6 +18,9 @@ BINDIR := $(PREFIX)/bin
 SYSTEMD_UNIT_DIR ?= /etc/systemd/system
 SYSCONF_DIR ?= /etc/image-cloner
 
+# What `install` installs; the release build unless told otherwise.
+BINARY ?= target/release/image-cloner
+
 IMAGE ?= image-cloner:latest
 BACKUP_REGISTRY ?=
 DOCKER_CONFIG_FILE ?= $(HOME)/.docker/config.json
@@ -36,7 +39,9 @@ VALIDATE_K8S_VERSION := 1.33.0
 
 all: build
 
-build:
+build: target/release/image-cloner
+
+target/release/image-cloner: FORCE
 	$(CARGO) build --release --locked --package image-cloner
 
 ## The gate. KUBEBUILDER_ASSETS (see README) enables the real-API-server tests.
@@ -84,8 +89,8 @@ packaging-check: venv
 	@# "2" would mean 0.2): the unit's 1.1 passes 11 and fails 10.
 	systemd-analyze security --offline=yes --threshold=20 systemd/image-cloner.service
 
-install: build
-	install -D -m 0755 target/release/image-cloner $(DESTDIR)$(BINDIR)/image-cloner
+install: $(BINARY)
+	install -D -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/image-cloner
 	install -d -m 0755 $(DESTDIR)$(SYSTEMD_UNIT_DIR)
 	sed 's|/usr/local/bin/image-cloner|$(BINDIR)/image-cloner|' systemd/image-cloner.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/image-cloner.service
 	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/image-cloner.service
