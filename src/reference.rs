@@ -657,4 +657,35 @@ mod tests {
             let _ = ImageRef::parse(&s);
         }
     }
+
+    /// No input panics, and whatever parses names the same image again when re-parsed from
+    /// its canonical form (what later reaches skopeo's arguments).
+    #[test]
+    fn arbitrary_strings_never_panic_and_parsed_ones_round_trip() {
+        const ALPHABET: &[u8] = b"abcxyzAZ0189-_.:/@[]sha256";
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut parsed = 0;
+        for _ in 0..50_000 {
+            let len = (next() % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
+                .collect();
+            if let Ok(r) = ImageRef::parse(&s) {
+                parsed += 1;
+                let again = ImageRef::parse(&r.canonical()).unwrap();
+                assert_eq!(again.canonical(), r.canonical(), "{s:?}");
+                assert_eq!(again.repository(), r.repository(), "{s:?}");
+            }
+        }
+        assert!(
+            parsed > 100,
+            "the generator also produces valid references ({parsed})"
+        );
+    }
 }

@@ -183,7 +183,9 @@ fn a_wrong_password_fails_as_unauthorized_without_printing_it() {
     push_all(&source, &small_image("locked", 9), "app", "1");
     let cloner = Cloner::new(&format!("{}/mirror", backup.host()))
         .insecure(&[&source, &backup])
-        .set("IMAGE_CLONER_RETRY_TIMES", "0");
+        .set("IMAGE_CLONER_RETRY_TIMES", "0")
+        // Every command line and decision is logged at this level: still no password.
+        .set("IMAGE_CLONER_LOG_LEVEL", "trace");
     let config = cloner.home().join("docker.json");
     let wrong = Credentials::new("alice", "wrong-password-123");
     testbed::write_docker_config(&config, &[(&source.host(), &wrong)]).unwrap();
@@ -194,6 +196,12 @@ fn a_wrong_password_fails_as_unauthorized_without_printing_it() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("unauthorized"), "{all}");
     assert!(!all.contains("wrong-password-123"), "{all}");
+    // Nor its base64 form, as it sits in the docker config.
+    assert!(!all.contains("YWxpY2U6d3JvbmctcGFzc3dvcmQtMTIz"), "{all}");
+    assert!(
+        all.contains("running skopeo"),
+        "the trace log was on: {all}"
+    );
     assert!(
         all.contains("0 copied, 0 already in backup, 1 failed"),
         "{all}"
