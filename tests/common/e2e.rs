@@ -195,6 +195,51 @@ impl Env {
         serde_json::to_value(created).expect("json")
     }
 
+    /// Creates many workloads, 32 requests at a time.
+    pub fn create_many(&self, objects: Vec<Value>) {
+        use futures::StreamExt as _;
+        self.rt.block_on(async {
+            futures::stream::iter(objects)
+                .map(|obj| async move {
+                    let kind = obj["kind"].as_str().expect("kind").to_owned();
+                    let ns = obj["metadata"]["namespace"]
+                        .as_str()
+                        .expect("ns")
+                        .to_owned();
+                    let dynamic: DynamicObject = serde_json::from_value(obj).expect("an object");
+                    self.api(&kind, &ns)
+                        .create(&PostParams::default(), &dynamic)
+                        .await
+                        .unwrap_or_else(|e| panic!("creating {kind} in {ns}: {e}"));
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<()>>()
+                .await;
+        });
+    }
+
+    /// `(name, generation, first container image)` of every workload of a kind in `ns`.
+    pub fn generations(&self, kind: &str, ns: &str) -> Vec<(String, i64, String)> {
+        let list = self
+            .rt
+            .block_on(self.api(kind, ns).list(&ListParams::default()))
+            .expect("list");
+        list.items
+            .into_iter()
+            .map(|o| {
+                let v = serde_json::to_value(&o).expect("json");
+                (
+                    o.metadata.name.clone().unwrap_or_default(),
+                    o.metadata.generation.unwrap_or_default(),
+                    v["spec"]["template"]["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+
     pub fn get(&self, kind: &str, ns: &str, name: &str) -> Value {
         let obj = self
             .rt
