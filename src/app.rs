@@ -19,13 +19,11 @@ use crate::cluster::{self, ClusterError};
 use crate::controller::{self, Daemon, OnceSummary};
 use crate::health::{self, Health, HealthError};
 use crate::metrics::Metrics;
-use crate::mirror::Mirror;
 use crate::plan::{Kind, Policy};
 use crate::plan_command::{self, PlanRow};
 use crate::reconcile::{Context, Namespaces};
 use crate::restore_command::{self, RestoreRow};
 use crate::settings::Settings;
-use crate::skopeo::Skopeo;
 use crate::workload::{self, WorkloadKind};
 
 #[derive(Debug, Error)]
@@ -81,11 +79,9 @@ pub async fn setup(settings: &Settings, kinds: &[Kind]) -> Result<Setup, AppErro
         })?;
     let own = cluster::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
     let metrics = Arc::new(Metrics::new());
-    let mirror = Mirror::new(
-        Skopeo::new(settings.skopeo_options()),
-        settings.mirror_options(),
-    )
-    .with_observer(Arc::clone(&metrics) as Arc<dyn crate::mirror::CopyObserver>);
+    let mirror = settings
+        .mirror()
+        .with_observer(Arc::clone(&metrics) as Arc<dyn crate::mirror::CopyObserver>);
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok();

@@ -1,8 +1,10 @@
 //! The operator's docker `config.json`: checked at start-up so that a broken file is reported
 //! once, by name, instead of as a confusing skopeo failure on every copy.
 //!
-//! The file itself is handed to skopeo by path; this module only reads it to validate it and to
-//! list which registries it holds credentials for. No credential ever leaves this module.
+//! The file itself is handed to skopeo by path; this module reads it to validate it and to list
+//! which registries it holds credentials for. The one exception, [`credentials_for_head`],
+//! hands the `auth` values to the manifest HEAD client, which only ever puts them in an
+//! Authorization header; nothing here logs or prints one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -101,6 +103,31 @@ impl DockerConfig {
             helpers,
         })
     }
+}
+
+/// What the manifest HEAD client may use: `(registry key, base64 "user:pass")` for the `auths`
+/// entries, and the registries whose credentials it cannot produce (credential helpers, a
+/// default `credsStore` as `*`, identity tokens), for which it defers to skopeo.
+pub fn credentials_for_head(path: &Path) -> (Vec<(String, String)>, Vec<String>) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return (Vec::new(), vec!["*".to_owned()]);
+    };
+    let Ok(raw) = serde_json::from_slice::<RawConfig>(&bytes) else {
+        return (Vec::new(), vec!["*".to_owned()]);
+    };
+    let mut basic = Vec::new();
+    let mut deferred: Vec<String> = raw.cred_helpers.into_keys().collect();
+    if raw.creds_store.is_some() {
+        deferred.push("*".to_owned());
+    }
+    for (registry, entry) in raw.auths {
+        match (entry.auth, entry.identity_token) {
+            (_, Some(_)) => deferred.push(registry),
+            (Some(auth), None) => basic.push((registry, auth.trim().to_owned())),
+            (None, None) => {}
+        }
+    }
+    (basic, deferred)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod docker_config;
 pub mod health;
 pub mod logging;
 pub mod manifest;
+pub mod manifest_head;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;

@@ -6,10 +6,8 @@ use anyhow::Context as _;
 use image_cloner::app::{self, RestoreFilter};
 use image_cloner::cli::{self, Command, Output};
 use image_cloner::controller::wanted_kinds;
-use image_cloner::mirror::Mirror;
 use image_cloner::plan::Kind;
 use image_cloner::settings::{self, Inputs, Settings};
-use image_cloner::skopeo::Skopeo;
 use image_cloner::{copy_command, logging, plan_command, restore_command};
 
 /// Exit status for invalid settings, distinct from a run that failed.
@@ -64,10 +62,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<bool> {
     match command {
         Command::CheckConfig => Ok(true),
         Command::Copy { images } => {
-            let mirror = Mirror::new(
-                Skopeo::new(settings.skopeo_options()),
-                settings.mirror_options(),
-            );
+            let mirror = settings.mirror();
             let rows = copy_command::run(&mirror, &images).await;
             print!("{}", copy_command::render(&rows));
             Ok(rows.iter().all(|r| r.result.is_ok()))

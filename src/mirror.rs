@@ -22,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::{Semaphore, watch};
 
 use crate::manifest::{ManifestError, ManifestKind, RawManifest};
+use crate::manifest_head::ManifestHead;
 use crate::naming::{BackupRegistry, BackupTarget, Naming, NamingError, Pin};
 use crate::reference::{Digest, ImageRef};
 use crate::skopeo::{CopyFormat, Skopeo, SkopeoError};
@@ -204,6 +205,8 @@ pub struct MirrorStats {
     /// `ensure` calls answered from the in-memory record or by joining a running flight.
     pub shared: u64,
     pub inspects: u64,
+    /// Manifest HEADs sent to the backup registry.
+    pub heads: u64,
     pub copies_in_flight: usize,
     /// The most skopeo copies ever running at once.
     pub peak_copies_in_flight: usize,
@@ -217,6 +220,7 @@ struct Counters {
     already_in_backup: AtomicU64,
     shared: AtomicU64,
     inspects: AtomicU64,
+    heads: AtomicU64,
     copies_in_flight: AtomicUsize,
     peak_copies_in_flight: AtomicUsize,
 }
@@ -242,6 +246,7 @@ struct Inner {
     state: Mutex<State>,
     counters: Counters,
     observer: Option<Arc<dyn CopyObserver>>,
+    head: Option<ManifestHead>,
 }
 
 /// The mirror service. Cheap to clone; clones share everything.
@@ -261,7 +266,22 @@ impl Mirror {
                 state: Mutex::default(),
                 counters: Counters::default(),
                 observer: None,
+                head: None,
             }),
+        }
+    }
+
+    /// The same mirror, asking the backup registry with manifest HEADs (falling back to
+    /// `skopeo inspect` whenever a HEAD cannot answer). Call before sharing it.
+    pub fn with_manifest_head(self, head: ManifestHead) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.head = Some(head);
+                Mirror {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Mirror { inner },
         }
     }
 
@@ -291,6 +311,7 @@ impl Mirror {
             already_in_backup: c.already_in_backup.load(Ordering::Relaxed),
             shared: c.shared.load(Ordering::Relaxed),
             inspects: c.inspects.load(Ordering::Relaxed),
+            heads: c.heads.load(Ordering::Relaxed),
             copies_in_flight: c.copies_in_flight.load(Ordering::Relaxed),
             peak_copies_in_flight: c.peak_copies_in_flight.load(Ordering::Relaxed),
         }
@@ -322,10 +343,10 @@ impl Mirror {
                 image: source.to_string(),
                 source: e,
             })?;
-        match self.inner.inspect(target.tagged()).await {
-            Ok(Some(m)) => Ok(Some(target.pinned(&m.digest, self.inner.options.pin))),
-            Ok(None) | Err(InspectError::Manifest(_)) => Ok(None),
-            Err(InspectError::Skopeo(e)) => Err(MirrorError::InspectBackup {
+        match self.inner.backup_digest(target.tagged()).await {
+            Ok(Some(d)) => Ok(Some(target.pinned(&d, self.inner.options.pin))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(MirrorError::InspectBackup {
                 image: source.to_string(),
                 backup: target.tagged().to_string(),
                 source: Box::new(e),
@@ -409,6 +430,24 @@ impl Inner {
         }
     }
 
+    /// The digest at `image` in the backup registry, `None` when absent: by manifest HEAD when
+    /// the client can answer, else by `skopeo inspect`. An unreadable manifest counts as
+    /// absent (the copy replaces it, and verification reads the result).
+    async fn backup_digest(&self, image: &ImageRef) -> Result<Option<Digest>, SkopeoError> {
+        if let Some(head) = &self.head {
+            self.counters.heads.fetch_add(1, Ordering::Relaxed);
+            match head.digest(image).await {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(image = %image, error = %e, "asking skopeo instead"),
+            }
+        }
+        match self.inspect(image).await {
+            Ok(found) => Ok(found.map(|m| m.digest)),
+            Err(InspectError::Manifest(_)) => Ok(None),
+            Err(InspectError::Skopeo(e)) => Err(e),
+        }
+    }
+
     async fn work(&self, source: &ImageRef) -> Result<MirroredImage, MirrorError> {
         let image = source.to_string();
         if self.options.backup.contains(source) {
@@ -424,19 +463,35 @@ impl Inner {
             })?;
         let backup = target.tagged().clone();
         let backup_name = backup.to_string();
-        let inspect_backup = || async {
-            match self.inspect(&backup).await {
-                Ok(found) => Ok(found),
-                // Whatever unreadable thing sits at the backup tag is replaced by the copy.
-                Err(InspectError::Manifest(_)) => Ok(None),
-                Err(InspectError::Skopeo(e)) => Err(MirrorError::InspectBackup {
+        // The backup side is asked for a digest only (a manifest HEAD when possible).
+        let backup_digest = || async {
+            self.backup_digest(&backup)
+                .await
+                .map_err(|e| MirrorError::InspectBackup {
                     image: image.clone(),
                     backup: backup_name.clone(),
                     source: Box::new(e),
-                }),
-            }
+                })
         };
+        // The source by manifest HEAD when it answers with a modern manifest type (no skopeo
+        // process, and a HEAD is not a pull against Docker Hub's rate limit); by skopeo when
+        // the manifest itself is needed (schema 1) or the HEAD cannot answer.
         let inspect_source = || async {
+            if let Some(head) = &self.head {
+                self.counters.heads.fetch_add(1, Ordering::Relaxed);
+                match head.resolve(source).await {
+                    Ok(Some(r)) if r.is_modern() => {
+                        return Ok(RawManifest {
+                            digest: r.digest,
+                            kind: ManifestKind::Modern,
+                            layers: Vec::new(),
+                            media_type: r.media_type,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(image = %source, error = %e, "asking skopeo instead"),
+                }
+            }
             self.inspect(source).await.and_then(|m| {
                 m.ok_or_else(|| {
                     InspectError::Skopeo(SkopeoError::ManifestUnknown {
@@ -467,24 +522,31 @@ impl Inner {
         // anyway, so both questions go out together.
         let (source_manifest, existing) = match source.digest() {
             Some(digest) => {
-                let existing = inspect_backup().await?;
-                if let Some(existing) = &existing
-                    && existing.digest == *digest
-                {
-                    return Ok(self.found(source, &target, existing.digest.clone(), false));
+                let existing = backup_digest().await?;
+                if existing.as_ref() == Some(digest) {
+                    return Ok(self.found(source, &target, digest.clone(), false));
                 }
                 (inspect_source().await.map_err(source_error)?, existing)
             }
             None => {
-                let (s, b) = tokio::join!(inspect_source(), inspect_backup());
+                let (s, b) = tokio::join!(inspect_source(), backup_digest());
                 (s.map_err(source_error)?, b?)
             }
         };
         let converted = source_manifest.kind == ManifestKind::Schema1;
-        if let Some(existing) = existing
-            && existing.already_holds(&source_manifest)
-        {
-            return Ok(self.found(source, &target, existing.digest, converted));
+        match (&existing, converted) {
+            (Some(d), false) if *d == source_manifest.digest => {
+                return Ok(self.found(source, &target, d.clone(), false));
+            }
+            // A converted copy has its own digest: compare the layers, from the full manifest.
+            (Some(_), true) => {
+                if let Ok(Some(m)) = self.inspect(&backup).await
+                    && m.already_holds(&source_manifest)
+                {
+                    return Ok(self.found(source, &target, m.digest, true));
+                }
+            }
+            _ => {}
         }
 
         let format = if converted {
@@ -515,29 +577,22 @@ impl Inner {
                 found: format!("{pushed} (skopeo's digest file)"),
             });
         }
-        let found = self.inspect(&backup).await.map_err(|e| match e {
-            InspectError::Skopeo(e) => MirrorError::VerifyInspect {
+        let found = self
+            .backup_digest(&backup)
+            .await
+            .map_err(|e| MirrorError::VerifyInspect {
                 image: image.clone(),
                 backup: backup_name.clone(),
                 source: Box::new(e),
-            },
-            InspectError::Manifest(e) => MirrorError::Verify {
-                image: image.clone(),
-                backup: backup_name.clone(),
-                expected: expected.to_string(),
-                found: e.to_string(),
-            },
-        })?;
+            })?;
         match found {
-            Some(m) if m.digest == expected => {}
+            Some(d) if d == expected => {}
             other => {
                 return Err(MirrorError::Verify {
                     image,
                     backup: backup_name,
                     expected: expected.to_string(),
-                    found: other.map_or("nothing (manifest unknown)".into(), |m| {
-                        m.digest.to_string()
-                    }),
+                    found: other.map_or("nothing (manifest unknown)".into(), |d| d.to_string()),
                 });
             }
         }

@@ -685,6 +685,38 @@ impl Settings {
         }
     }
 
+    /// The manifest HEAD client for the backup registry, with the docker config's credentials.
+    pub fn manifest_head(
+        &self,
+    ) -> Result<crate::manifest_head::ManifestHead, crate::manifest_head::TlsSetupError> {
+        let (basic, deferred) = match &self.docker_config {
+            Some(c) => crate::docker_config::credentials_for_head(&c.path),
+            None => (Vec::new(), Vec::new()),
+        };
+        crate::manifest_head::ManifestHead::new(
+            basic,
+            deferred,
+            self.insecure_registries.clone(),
+            self.cert_dir.as_deref(),
+            self.inspect_timeout,
+        )
+    }
+
+    /// The mirror service these settings describe.
+    pub fn mirror(&self) -> crate::mirror::Mirror {
+        let mirror = crate::mirror::Mirror::new(
+            crate::skopeo::Skopeo::new(self.skopeo_options()),
+            self.mirror_options(),
+        );
+        match self.manifest_head() {
+            Ok(head) => mirror.with_manifest_head(head),
+            Err(e) => {
+                tracing::warn!(error = %e, "asking the backup registry with skopeo only");
+                mirror
+            }
+        }
+    }
+
     /// How the mirror names, pins and limits copies.
     pub fn mirror_options(&self) -> crate::mirror::MirrorOptions {
         crate::mirror::MirrorOptions::new(

@@ -127,3 +127,64 @@ async fn a_failed_copy_is_remembered_briefly_and_reported_by_kind() {
     assert_eq!(again.reason(), "SourceNotFound");
     assert_eq!(mirror.stats().inspects, inspects);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_private_ca() {
+    use image_cloner::manifest_head::{ManifestHead, encode_basic};
+    let source = plain_registry();
+    let bob = testbed::Credentials::new("bob", "backup-pass");
+    let backup = Registry::start(testbed::RegistryOptions {
+        auth: Some(bob.clone()),
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let digest = push_all(&source, &multi_arch("headed", 51), "app", "1");
+    let cas = cert_dir(&[&backup]);
+    let config = cas.path().join("config.json");
+    testbed::write_docker_config(&config, &[(&backup.host(), &bob)]).unwrap();
+    let build = || {
+        let skopeo = Skopeo::new(SkopeoOptions {
+            program: which::which("skopeo").unwrap(),
+            authfile: Some(config.clone()),
+            insecure_registries: vec![source.host()],
+            cert_dir: Some(cas.path().to_owned()),
+            tmp_dir: None,
+            retry_times: 0,
+            copy_timeout: Duration::from_secs(120),
+            inspect_timeout: Duration::from_secs(30),
+        });
+        let head = ManifestHead::new(
+            vec![(backup.host(), encode_basic("bob", "backup-pass"))],
+            vec![],
+            vec![source.host()],
+            Some(cas.path()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let target = BackupRegistry::parse(&format!("{}/mirror", backup.host())).unwrap();
+        Mirror::new(
+            skopeo,
+            MirrorOptions::new(target, Naming::Flat, Pin::Digest, 2),
+        )
+        .with_manifest_head(head)
+    };
+    let image = ImageRef::parse(&format!("{}/app:1", source.host())).unwrap();
+
+    let mirror = build();
+    let copied = mirror.ensure(&image).await.unwrap();
+    assert_eq!(copied.outcome, Outcome::Copied);
+    assert_eq!(copied.digest.as_str(), digest);
+    let stats = mirror.stats();
+    assert_eq!(stats.inspects, 0, "no skopeo inspect at all: {stats:?}");
+    assert_eq!(
+        stats.heads, 3,
+        "source resolved, backup checked before and verified after: {stats:?}"
+    );
+
+    let again = build();
+    let found = again.ensure(&image).await.unwrap();
+    assert_eq!(found.outcome, Outcome::AlreadyInBackup);
+    assert_eq!(found.backup_ref, copied.backup_ref);
+    assert_eq!(again.stats().heads, 2, "source and backup, one HEAD each");
+}
