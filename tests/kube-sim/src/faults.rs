@@ -1,0 +1,218 @@
+//! Fault injection and observation: what a test or a benchmark needs and a real API server
+//! does not offer. Reachable from Rust through [`Faults`] and over HTTP under `/__sim/`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::status::ApiError;
+
+/// Answer the next `count` requests matching `verb` and `resource` with `status`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FailRule {
+    /// RBAC verb: get, list, watch, create, update, patch, delete, deletecollection; None: any.
+    #[serde(default)]
+    pub verb: Option<String>,
+    /// Plural resource name (`deployments`); None: any.
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub count: u64,
+    pub status: u16,
+    /// Seconds for a `Retry-After` header (429, 503).
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+/// Another client's write, made just before the next write a client makes to a matching
+/// object: the client's write then meets an object changed since it read it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Interference {
+    pub resource: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A JSON merge patch (RFC 7386) applied as the other client's write.
+    pub merge_patch: Value,
+}
+
+/// One request, as the request log keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub verb: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub code: u16,
+    pub user_agent: String,
+}
+
+impl RequestRecord {
+    pub fn is_write(&self) -> bool {
+        is_write(&self.verb)
+    }
+}
+
+pub fn is_write(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}
+
+const LOG_LIMIT: usize = 200_000;
+
+#[derive(Default)]
+struct State {
+    rules: Vec<FailRule>,
+    latency: Duration,
+    interferences: Vec<Interference>,
+    counters: BTreeMap<(String, String), u64>,
+    log: VecDeque<RequestRecord>,
+}
+
+#[derive(Default)]
+pub struct Faults {
+    state: Mutex<State>,
+}
+
+fn matches(want: &Option<String>, have: &str) -> bool {
+    want.as_deref().is_none_or(|w| w == have)
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn fail_next(&self, rule: FailRule) {
+        self.lock().rules.push(rule);
+    }
+
+    /// Every request waits this long before it is served.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    pub fn interfere_next_write(&self, i: Interference) {
+        self.lock().interferences.push(i);
+    }
+
+    /// Removes every pending failure, latency and interference.
+    pub fn clear(&self) {
+        let mut s = self.lock();
+        s.rules.clear();
+        s.latency = Duration::ZERO;
+        s.interferences.clear();
+    }
+
+    pub fn reset_counters(&self) {
+        let mut s = self.lock();
+        s.counters.clear();
+        s.log.clear();
+    }
+
+    /// Requests by (verb, resource).
+    pub fn counters(&self) -> BTreeMap<(String, String), u64> {
+        self.lock().counters.clone()
+    }
+
+    pub fn count(&self, verb: &str, resource: &str) -> u64 {
+        self.lock()
+            .counters
+            .get(&(verb.to_owned(), resource.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Writes of any kind to any resource.
+    pub fn writes(&self) -> u64 {
+        self.lock()
+            .counters
+            .iter()
+            .filter(|((v, _), _)| is_write(v))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Writes to one resource (plural name).
+    pub fn writes_to(&self, resource: &str) -> u64 {
+        self.lock()
+            .counters
+            .iter()
+            .filter(|((v, r), _)| is_write(v) && r == resource)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The latest requests (up to 200,000), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().log.iter().cloned().collect()
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        self.lock().latency
+    }
+
+    /// The injected failure for this request, if a rule matches (and uses up one count).
+    pub(crate) fn take_failure(&self, verb: &str, resource: &str) -> Option<ApiError> {
+        let mut s = self.lock();
+        let i = s.rules.iter().position(|r| {
+            r.count > 0 && matches(&r.verb, verb) && matches(&r.resource, resource)
+        })?;
+        let rule = &mut s.rules[i];
+        rule.count -= 1;
+        let e = ApiError::injected(rule.status, rule.retry_after);
+        if rule.count == 0 {
+            s.rules.remove(i);
+        }
+        Some(e)
+    }
+
+    pub(crate) fn take_interference(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        let mut s = self.lock();
+        let i = s.interferences.iter().position(|i| {
+            i.resource == resource && matches(&i.namespace, ns) && matches(&i.name, name)
+        })?;
+        Some(s.interferences.remove(i).merge_patch)
+    }
+
+    pub(crate) fn record(&self, r: RequestRecord) {
+        let mut s = self.lock();
+        *s.counters
+            .entry((r.verb.clone(), r.resource.clone()))
+            .or_default() += 1;
+        if s.log.len() >= LOG_LIMIT {
+            s.log.pop_front();
+        }
+        s.log.push_back(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_used_up() {
+        let f = Faults::default();
+        f.fail_next(FailRule {
+            verb: Some("patch".into()),
+            resource: None,
+            count: 2,
+            status: 429,
+            retry_after: Some(1),
+        });
+        assert!(f.take_failure("get", "pods").is_none());
+        let e = f.take_failure("patch", "deployments").expect("first");
+        assert_eq!(
+            (e.code, e.reason(), e.retry_after),
+            (429, "TooManyRequests", Some(1))
+        );
+        assert!(f.take_failure("patch", "pods").is_some());
+        assert!(f.take_failure("patch", "pods").is_none());
+    }
+}
