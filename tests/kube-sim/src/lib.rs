@@ -146,7 +146,13 @@ impl Sim {
             .enable_all()
             .build()
             .map_err(SimError::Runtime)?;
-        let mut sim = runtime.block_on(Sim::serve(options))?;
+        // From a thread of its own, so that this also works from inside another runtime.
+        let mut sim = std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(Sim::serve(options)))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         sim.runtime = Some(runtime);
         Ok(sim)
     }

@@ -362,6 +362,34 @@ impl Store {
                 obj["status"] = json!({"phase": "Active"});
             }
             "Pod" => obj["status"] = json!({"phase": "Pending"}),
+            "Job" => {
+                // generateSelector (pkg/registry/batch/job/strategy.go): the Job's pods are
+                // labelled with its uid, the selector matches that, and a Job without labels
+                // takes its template's.
+                if obj["spec"]["manualSelector"] != json!(true) {
+                    let uid = meta_str(obj, "uid").to_owned();
+                    let name = meta_str(obj, "name").to_owned();
+                    let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
+                    for (k, v) in [
+                        ("batch.kubernetes.io/controller-uid", &uid),
+                        ("batch.kubernetes.io/job-name", &name),
+                        ("controller-uid", &uid),
+                        ("job-name", &name),
+                    ] {
+                        labels[k] = json!(v);
+                    }
+                    obj["spec"]["selector"] =
+                        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+                }
+                if obj["metadata"]["labels"]
+                    .as_object()
+                    .is_none_or(|l| l.is_empty())
+                {
+                    obj["metadata"]["labels"] =
+                        obj["spec"]["template"]["metadata"]["labels"].clone();
+                }
+                obj["status"] = json!({});
+            }
             "Service" => {
                 let spec = &mut obj["spec"];
                 if spec["type"].as_str() != Some("ExternalName") && spec["clusterIP"].is_null() {

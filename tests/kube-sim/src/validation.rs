@@ -66,6 +66,23 @@ pub fn validate(r: &ResourceType, obj: &Value) -> Vec<Cause> {
             }
         }
     }
+    if let Some(path) = pod_spec_path(r.kind).filter(|_| matches!(r.kind, "Job" | "CronJob")) {
+        let field = format!("{}.restartPolicy", path.join("."));
+        match at(obj, path)["restartPolicy"].as_str() {
+            None => causes.push(Cause::required(
+                &field,
+                "valid values: \"OnFailure\", \"Never\"",
+            )),
+            Some("OnFailure" | "Never") => {}
+            Some(policy) => causes.push(Cause {
+                reason: "FieldValueNotSupported",
+                field,
+                message: format!(
+                    "Unsupported value: {policy:?}: supported values: \"OnFailure\", \"Never\""
+                ),
+            }),
+        }
+    }
     if matches!(
         r.kind,
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
@@ -211,7 +228,7 @@ mod tests {
     #[test]
     fn job_template_is_immutable() {
         let r = by_path("batch", "v1", "jobs").expect("jobs");
-        let job = |image: &str| json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": image}]}}}});
+        let job = |image: &str| json!({"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": image}]}}}});
         let c = immutable(r, &job("a:1"), &job("a:2"));
         assert_eq!(c[0].field, "spec.template");
         assert!(immutable(r, &job("a:1"), &job("a:1")).is_empty());
