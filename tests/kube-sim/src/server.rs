@@ -329,6 +329,10 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> 
 }
 
 fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    // client-go's typed clients prefer protobuf; the simulator speaks JSON (and YAML) only.
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
     let v: Value = if content_type.contains("yaml") {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
