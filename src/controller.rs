@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{Future, StreamExt};
+use futures::{Future, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -134,18 +134,23 @@ async fn control<K: WorkloadKind>(
     let api = Api::<K>::all(daemon.ctx.client.clone());
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().page_size(PAGE_SIZE);
+    // The initial list is complete at the first InitDone. (Not `Store::wait_until_ready`:
+    // its one-shot channel wakes only the last task that polled it — the controller's own
+    // runner — so a second waiter never wakes.)
+    let mut synced = Some(synced);
     let stream = watcher(api, config)
         .default_backoff()
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone)
+                && let Some(f) = synced.take()
+            {
+                f(K::KIND);
+            }
+        })
         .modify(workload::trim::<K>)
         .reflect(writer)
         .touched_objects()
         .predicate_filter(workload::relevant_state::<K>, PredicateConfig::default());
-    let ready = reader.clone();
-    tokio::spawn(async move {
-        if ready.wait_until_ready().await.is_ok() {
-            synced(K::KIND);
-        }
-    });
     Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown)
         .run(reconcile_action::<K>, error_policy::<K>, daemon)

@@ -54,9 +54,25 @@ const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
+/// Scenarios that need the simulator's fault injection.
+const FAULT_SCENARIOS: &[Scenario] = &[
+    (
+        "an edit between the daemon's read and its write survives",
+        concurrent_edit,
+    ),
+    (
+        "a dropped watch and a 410 Expired: no workload missed",
+        watch_faults,
+    ),
+];
+
 fn run_suite(env: &Env) {
+    run_scenarios(env, SCENARIOS);
+}
+
+fn run_scenarios(env: &Env, scenarios: &[Scenario]) {
     let mut failed = Vec::new();
-    for (name, scenario) in SCENARIOS {
+    for (name, scenario) in scenarios {
         eprintln!("--- [{}] {name}", env.name);
         if let Err(e) = catch_unwind(AssertUnwindSafe(|| scenario(env))) {
             let msg = e
@@ -69,6 +85,13 @@ fn run_suite(env: &Env) {
         }
     }
     assert!(failed.is_empty(), "failed on {}: {failed:?}", env.name);
+}
+
+#[test]
+fn on_the_simulator() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = Env::on_simulator(dir.path());
+    run_scenarios(&env, &[SCENARIOS, FAULT_SCENARIOS].concat());
 }
 
 #[test]
@@ -314,7 +337,18 @@ fn converged_restart(env: &Env) {
     // the second the daemon starts counts as new to it.
     std::thread::sleep(Duration::from_millis(1100));
 
+    if let Some(sim) = &env.sim {
+        sim.faults().reset_counters();
+    }
     let again = env.run(&[ns], &[], &["run", "--once"]);
+    if let Some(sim) = &env.sim {
+        assert_eq!(
+            sim.faults().writes(),
+            0,
+            "API writes on a converged cluster: {:?}",
+            sim.faults().counters()
+        );
+    }
     let log = text(&again);
     assert!(again.status.success(), "{log}");
     assert!(
@@ -352,6 +386,9 @@ fn plan_matches_run(env: &Env) {
         env.resource_version("Deployment", ns, "web"),
         env.resource_version("StatefulSet", ns, "db"),
     );
+    if let Some(sim) = &env.sim {
+        sim.faults().reset_counters();
+    }
     let out = env.run(&[ns], &[], &["plan", "--output", "json", "--check-backup"]);
     assert!(out.status.success(), "{}", text(&out));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("plan JSON");
@@ -360,6 +397,18 @@ fn plan_matches_run(env: &Env) {
     assert_eq!(rows.len(), 4, "{rows:?}");
     let table = env.run(&[ns], &[], &["plan"]);
     assert!(table.status.success());
+    if let Some(sim) = &env.sim {
+        assert_eq!(
+            sim.faults().writes(),
+            0,
+            "plan wrote: {:?}",
+            sim.faults().counters()
+        );
+        assert!(
+            sim.faults().count("list", "deployments") > 0,
+            "plan read the cluster"
+        );
+    }
     assert!(String::from_utf8_lossy(&table.stdout).contains("DECISION"));
     assert_eq!(
         before,
@@ -581,6 +630,9 @@ fn two_thousand_workloads(env: &Env) {
         .collect();
     env.create_many(objects);
 
+    if let Some(sim) = &env.sim {
+        sim.faults().reset_counters();
+    }
     let out = env.run(
         &[ns],
         &[("MAX_CONCURRENT_RECONCILES", "5")],
@@ -594,9 +646,19 @@ fn two_thousand_workloads(env: &Env) {
     );
     let summary = log
         .lines()
-        .find(|l| l.starts_with("2000 workload(s)"))
+        .find(|l| l.contains("workload(s)") && l.contains("patched"))
         .unwrap_or_else(|| panic!("no summary in {}", &log[log.len().saturating_sub(3000)..]));
     eprintln!("{summary}");
+    if let Some(sim) = &env.sim {
+        let patches = sim.faults().count("patch", "deployments");
+        eprintln!(
+            "simulator counters: {patches} patch(es) of deployments, {} write(s) to deployments, {} write(s) in all",
+            sim.faults().writes_to("deployments"),
+            sim.faults().writes()
+        );
+        assert_eq!(patches, 2000, "one patch per workload");
+        assert_eq!(sim.faults().writes_to("deployments"), 2000);
+    }
     assert!(
         summary.contains("2000 patched (2000 image(s))")
             && summary.contains("0 failed; 50 cop(y/ies) made")
@@ -616,5 +678,137 @@ fn two_thousand_workloads(env: &Env) {
     for (_, _, image) in generations.iter().step_by(97) {
         assert!(env.resolves_in_backup(image), "{image}");
     }
+    env.clear(ns);
+}
+
+/// Another client changes the image between the daemon's read and its write: the daemon's
+/// `test` op fails, it re-reads and re-plans, and the edit is kept (and cloned in turn).
+fn concurrent_edit(env: &Env) {
+    let sim = env
+        .sim
+        .as_ref()
+        .expect("fault scenarios run on the simulator");
+    let ns = "e2e-edit";
+    env.namespace(ns, &[]);
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[("app", &env.images.app.0)],
+        &[],
+        json!({}),
+    ));
+    let edited = &env.images.sidecar.0;
+    sim.faults().interfere_next_write(kube_sim::Interference {
+        resource: "deployments".into(),
+        namespace: Some(ns.into()),
+        name: Some("web".into()),
+        merge_patch: json!({
+            "metadata": {"labels": {"edited-by": "someone-else"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": edited}]}}}
+        }),
+    });
+    sim.faults().reset_counters();
+    let out = env.run(&[ns], &[], &["run", "--once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let d = env.get("Deployment", ns, "web");
+    assert_eq!(
+        d["metadata"]["labels"]["edited-by"], "someone-else",
+        "the edit survives"
+    );
+    let image = &env.images("Deployment", ns, "web")[0];
+    assert!(env.resolves_in_backup(image), "converged: {image}");
+    let original: serde_json::Value = serde_json::from_str(
+        d["metadata"]["annotations"]["image-cloner.io/original-images"]
+            .as_str()
+            .expect("the annotation"),
+    )
+    .expect("annotation JSON");
+    assert_eq!(
+        original["app"]["original"], *edited,
+        "the edited image is what was cloned, not the one first read"
+    );
+    let rejected = sim
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource == "deployments" && r.code == 422)
+        .count();
+    assert_eq!(rejected, 1, "exactly one patch met the edit");
+    env.clear(ns);
+}
+
+/// The daemon's watches are dropped and cannot come back while workloads are created, and
+/// the history is compacted past its resourceVersion: it must relist and patch them all.
+fn watch_faults(env: &Env) {
+    let sim = env
+        .sim
+        .as_ref()
+        .expect("fault scenarios run on the simulator");
+    let ns = "e2e-watch";
+    env.namespace(ns, &[]);
+    let mut daemon = Daemon::start(env.cloner(&[ns], &[]));
+    env.eventually(Duration::from_secs(30), "the daemon is ready", || {
+        daemon.metrics_address().is_some() && daemon.get("/readyz").0 == 200
+    });
+    let block = || kube_sim::FailRule {
+        verb: Some("watch".into()),
+        resource: None,
+        count: 1_000_000,
+        status: 503,
+        retry_after: None,
+    };
+    // 1. Dropped: the changes made meanwhile are replayed from the watch history.
+    sim.faults().fail_next(block());
+    sim.store().drop_watches();
+    env.create(workload(
+        "Deployment",
+        ns,
+        "while-dropped",
+        &[("app", &env.images.app.0)],
+        &[],
+        json!({}),
+    ));
+    sim.faults().clear();
+    env.eventually(
+        Duration::from_secs(60),
+        "the workload created while the watch was down",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "while-dropped")[0]),
+    );
+    // 2. Dropped and expired: 410 on the re-watch, a relist finds the rest.
+    let lists_before = sim.faults().count("list", "deployments");
+    sim.faults().fail_next(block());
+    sim.store().drop_watches();
+    env.create(workload(
+        "Deployment",
+        ns,
+        "while-expired",
+        &[("app", &env.images.sidecar.0)],
+        &[],
+        json!({}),
+    ));
+    env.create(workload(
+        "StatefulSet",
+        ns,
+        "db-while-expired",
+        &[("db", &env.images.init.0)],
+        &[],
+        json!({}),
+    ));
+    sim.store().expire();
+    sim.faults().clear();
+    env.eventually(
+        Duration::from_secs(60),
+        "the workloads created before the 410",
+        || {
+            env.resolves_in_backup(&env.images("Deployment", ns, "while-expired")[0])
+                && env.resolves_in_backup(&env.images("StatefulSet", ns, "db-while-expired")[0])
+        },
+    );
+    assert!(
+        sim.faults().count("list", "deployments") > lists_before,
+        "the daemon relisted after the 410"
+    );
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
     env.clear(ns);
 }

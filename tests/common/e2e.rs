@@ -39,6 +39,8 @@ pub struct Env {
     /// Whether the server serves batch/v1 CronJob (Kubernetes ≥ 1.21).
     pub cronjobs: bool,
     home: tempfile::TempDir,
+    /// The simulator, when the suite runs on it: faults and request counters.
+    pub sim: Option<kube_sim::Sim>,
 }
 
 impl Env {
@@ -82,7 +84,19 @@ impl Env {
             rt,
             cronjobs,
             home: tempfile::tempdir().expect("a temp HOME"),
+            sim: None,
         }
+    }
+
+    /// The suite on a fresh simulator.
+    pub fn on_simulator(dir: &Path) -> Env {
+        let sim = kube_sim::Sim::start(kube_sim::Options::default()).expect("start kube-sim");
+        let kubeconfig = dir.join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig)
+            .expect("write the kubeconfig");
+        let mut env = Env::new("kube-sim", &kubeconfig);
+        env.sim = Some(sim);
+        env
     }
 
     /// Pushes a new single-platform image to the source registry; returns its reference.

@@ -27,7 +27,10 @@ async fn namespace(client: &Client, name: &str) {
 }
 
 fn cm(name: &str, value: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"set": "a"}}, "data": {"v": value}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"set": "a"}}, "data": {"v": value}}),
+    )
+    .unwrap()
 }
 
 async fn list_and_patch(c: &Cluster) {
@@ -35,7 +38,9 @@ async fn list_and_patch(c: &Cluster) {
     namespace(&client, "kr").await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kr");
     for i in 0..7 {
-        api.create(&PostParams::default(), &cm(&format!("c{i}"), "0")).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("c{i}"), "0"))
+            .await
+            .unwrap();
     }
     // Pagination: pages of 3 with continue tokens, every object once, in name order.
     let mut names = Vec::new();
@@ -51,27 +56,58 @@ async fn list_and_patch(c: &Cluster) {
         }
     }
     assert_eq!(pages, 3, "[{}]", c.name);
-    assert_eq!(names, (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>(), "[{}]", c.name);
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>(),
+        "[{}]",
+        c.name
+    );
 
     // Each patch type.
     let pp = PatchParams::default();
-    api.patch("c0", &pp, &Patch::Merge(json!({"data": {"v": "merge"}}))).await.unwrap();
-    api.patch("c1", &pp, &Patch::Strategic(json!({"data": {"v": "strategic"}}))).await.unwrap();
+    api.patch("c0", &pp, &Patch::Merge(json!({"data": {"v": "merge"}})))
+        .await
+        .unwrap();
+    api.patch(
+        "c1",
+        &pp,
+        &Patch::Strategic(json!({"data": {"v": "strategic"}})),
+    )
+    .await
+    .unwrap();
     let jp: json_patch::Patch = serde_json::from_value(json!([
         {"op": "test", "path": "/data/v", "value": "0"},
-        {"op": "replace", "path": "/data/v", "value": "json"}])).unwrap();
-    api.patch("c2", &pp, &Patch::Json::<()>(jp.clone())).await.unwrap();
+        {"op": "replace", "path": "/data/v", "value": "json"}]))
+    .unwrap();
+    api.patch("c2", &pp, &Patch::Json::<()>(jp.clone()))
+        .await
+        .unwrap();
     // The same test op now fails: an ApiError 422, as the real server answers.
-    let err = api.patch("c2", &pp, &Patch::Json::<()>(jp)).await.unwrap_err();
+    let err = api
+        .patch("c2", &pp, &Patch::Json::<()>(jp))
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(s) => assert_eq!(s.code, 422, "[{}] {s:?}", c.name),
         other => panic!("[{}] expected an API error, got {other}", c.name),
     }
     let apply = PatchParams::apply("kube-client-test").force();
-    api.patch("c3", &apply, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "c3"}, "data": {"v": "apply"}}))).await.unwrap();
-    api.patch("new", &apply, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "new"}, "data": {"v": "applied"}}))).await.unwrap();
+    api.patch(
+        "c3",
+        &apply,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c3"}, "data": {"v": "apply"}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "new",
+        &apply,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "new"}, "data": {"v": "applied"}})),
+    )
+    .await
+    .unwrap();
     let values: BTreeMap<String, String> = api
         .list(&ListParams::default())
         .await
@@ -80,7 +116,13 @@ async fn list_and_patch(c: &Cluster) {
         .into_iter()
         .map(|i| (i.metadata.name.unwrap(), i.data.unwrap()["v"].clone()))
         .collect();
-    for (name, v) in [("c0", "merge"), ("c1", "strategic"), ("c2", "json"), ("c3", "apply"), ("new", "applied")] {
+    for (name, v) in [
+        ("c0", "merge"),
+        ("c1", "strategic"),
+        ("c2", "json"),
+        ("c3", "apply"),
+        ("new", "applied"),
+    ] {
         assert_eq!(values[name], v, "[{}] {name}", c.name);
     }
 }
@@ -104,7 +146,13 @@ struct Seen {
 impl Seen {
     fn apply(&mut self, e: watcher::Event<ConfigMap>) {
         let kv = |o: &ConfigMap| {
-            (o.metadata.name.clone().unwrap(), o.data.as_ref().and_then(|d| d.get("v").cloned()).unwrap_or_default())
+            (
+                o.metadata.name.clone().unwrap(),
+                o.data
+                    .as_ref()
+                    .and_then(|d| d.get("v").cloned())
+                    .unwrap_or_default(),
+            )
         };
         match e {
             watcher::Event::Apply(o) => {
@@ -128,7 +176,9 @@ impl Seen {
 }
 
 async fn watch_until(
-    stream: &mut (impl futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin),
+    stream: &mut (
+             impl futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin
+         ),
     seen: &mut Seen,
     what: &str,
     done: impl Fn(&Seen) -> bool,
@@ -156,15 +206,28 @@ async fn the_watcher_misses_nothing() {
             .default_backoff()
             .boxed();
         let mut seen = Seen::default();
-        watch_until(&mut stream, &mut seen, "the initial list", |s| s.inits == 1 && s.relist.is_empty()).await;
+        watch_until(&mut stream, &mut seen, "the initial list", |s| {
+            s.inits == 1 && s.relist.is_empty()
+        })
+        .await;
         // Every change arrives: creations, updates, deletions.
         for i in 0..5 {
-            api.create(&PostParams::default(), &cm(&format!("w{i}"), "1")).await.unwrap();
+            api.create(&PostParams::default(), &cm(&format!("w{i}"), "1"))
+                .await
+                .unwrap();
         }
-        api.patch("w0", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "2"}}))).await.unwrap();
+        api.patch(
+            "w0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "2"}})),
+        )
+        .await
+        .unwrap();
         api.delete("w4", &Default::default()).await.unwrap();
         let expected = |s: &Seen| {
-            s.state.len() == 4 && s.state.get("w0").is_some_and(|v| v == "2") && !s.state.contains_key("w4")
+            s.state.len() == 4
+                && s.state.get("w0").is_some_and(|v| v == "2")
+                && !s.state.contains_key("w4")
         };
         watch_until(&mut stream, &mut seen, "every change", expected).await;
 
@@ -173,27 +236,49 @@ async fn the_watcher_misses_nothing() {
         };
         // A dropped watch: the watcher re-watches from its resourceVersion; changes made
         // while no watch was open are replayed.
-        let block_watches = || FailRule { verb: Some("watch".into()), resource: Some("configmaps".into()), count: 1_000_000, status: 503, retry_after: None };
+        let block_watches = || FailRule {
+            verb: Some("watch".into()),
+            resource: Some("configmaps".into()),
+            count: 1_000_000,
+            status: 503,
+            retry_after: None,
+        };
         sim.faults().fail_next(block_watches());
         sim.store().drop_watches();
-        api.create(&PostParams::default(), &cm("dropped", "1")).await.unwrap();
+        api.create(&PostParams::default(), &cm("dropped", "1"))
+            .await
+            .unwrap();
         sim.faults().clear();
-        watch_until(&mut stream, &mut seen, "the change made while the watch was down", |s| s.state.contains_key("dropped")).await;
+        watch_until(
+            &mut stream,
+            &mut seen,
+            "the change made while the watch was down",
+            |s| s.state.contains_key("dropped"),
+        )
+        .await;
         let inits = seen.inits;
 
         // A 410: the history is compacted past the watcher's resourceVersion while its watch
         // is down; it must relist and still see everything.
         sim.faults().fail_next(block_watches());
         sim.store().drop_watches();
-        api.create(&PostParams::default(), &cm("after-410", "1")).await.unwrap();
+        api.create(&PostParams::default(), &cm("after-410", "1"))
+            .await
+            .unwrap();
         api.delete("w1", &Default::default()).await.unwrap();
         sim.store().expire();
         sim.faults().clear();
-        watch_until(&mut stream, &mut seen, "the relist after 410 Expired", |s| {
-            s.inits > inits && s.state.contains_key("after-410") && !s.state.contains_key("w1")
-        })
+        watch_until(
+            &mut stream,
+            &mut seen,
+            "the relist after 410 Expired",
+            |s| s.inits > inits && s.state.contains_key("after-410") && !s.state.contains_key("w1"),
+        )
         .await;
-        assert!(sim.faults().count("list", "configmaps") >= 2, "the watcher relisted");
+        assert!(
+            sim.faults().count("list", "configmaps") >= 2,
+            "the watcher relisted"
+        );
         assert_eq!(seen.state.len(), 5, "{:?}", seen.state);
     }
 }
