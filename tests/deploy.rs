@@ -49,18 +49,15 @@ fn can(kubeconfig: &Path, verb: &str, resource: &str, namespace: Option<&str>) -
     String::from_utf8_lossy(&out.stdout).trim() == "yes"
 }
 
-#[test]
-fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
-    let Some(envtest) = Envtest::start() else {
-        return;
-    };
-    let kc = envtest.kubeconfig();
+/// `make deploy` with the image, backup registry and credentials of an operator, then
+/// `kubectl get` of every object it creates.
+fn deploy_and_get_everything(kc: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let docker_config = dir.path().join("config.json");
     std::fs::write(&docker_config, r#"{"auths":{"quay.io":{"auth":"dTpw"}}}"#).unwrap();
 
     let out = make(
-        &kc,
+        kc,
         "deploy",
         &[
             ("IMAGE", "quay.io/acme/image-cloner:1.0"),
@@ -71,7 +68,7 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
     assert!(out.status.success(), "{}", text(&out));
 
     let got = kubectl(
-        &kc,
+        kc,
         &[
             "get",
             "namespace/image-cloner",
@@ -92,7 +89,7 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
     assert_eq!(String::from_utf8_lossy(&got.stdout).lines().count(), 8);
 
     let image = kubectl(
-        &kc,
+        kc,
         &[
             "-n",
             "image-cloner",
@@ -107,7 +104,7 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
         "quay.io/acme/image-cloner:1.0"
     );
     let backup = kubectl(
-        &kc,
+        kc,
         &[
             "-n",
             "image-cloner",
@@ -121,6 +118,41 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
         String::from_utf8_lossy(&backup.stdout),
         "registry.example.com/backup"
     );
+}
+
+#[test]
+fn make_deploy_and_undeploy_on_the_simulator() {
+    let sim = kube_sim::Sim::start(kube_sim::Options::default()).expect("start kube-sim");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kc).unwrap();
+    deploy_and_get_everything(&kc);
+    let got = kubectl(&kc, &["get", "all", "-n", "image-cloner"]);
+    eprintln!("{}", text(&got));
+    let out = make(&kc, "undeploy", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while kubectl(&kc, &["get", "namespace/image-cloner"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the namespace is finalized"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let gone = kubectl(&kc, &["get", "clusterrole/image-cloner"]);
+    assert!(!gone.status.success(), "the ClusterRole is removed");
+}
+
+#[test]
+fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
+    let Some(envtest) = Envtest::start() else {
+        return;
+    };
+    let kc = envtest.kubeconfig();
+    deploy_and_get_everything(&kc);
 
     // Every verb the daemon uses...
     for (verb, resource) in [
