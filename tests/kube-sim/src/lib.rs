@@ -6,11 +6,11 @@
 mod discovery;
 mod events;
 pub mod faults;
-mod resources;
+pub mod resources;
 pub mod seed;
 mod selector;
 mod server;
-mod status;
+pub mod status;
 pub mod store;
 mod strategic;
 mod tls;

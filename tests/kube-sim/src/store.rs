@@ -852,10 +852,13 @@ impl Store {
     }
 }
 
-fn resource(plural: &str) -> &'static ResourceType {
+/// The core-group resource named `plural` (namespaces, pods, ...) or, for the apps and batch
+/// kinds, the one of that plural in any group.
+pub fn resource(plural: &str) -> &'static ResourceType {
     RESOURCES
         .iter()
         .find(|r| r.plural == plural && r.group.is_empty())
+        .or_else(|| RESOURCES.iter().find(|r| r.plural == plural))
         .unwrap_or(&RESOURCES[0])
 }
 
