@@ -87,8 +87,12 @@ fn deployments(sim: &Sim) -> Result<Vec<std::sync::Arc<Value>>> {
 
 /// What one daemon run measured.
 struct RunFigures {
-    /// Start → every initial list cached.
-    ready: Duration,
+    /// Start → the daemon's last list request served (its initial lists, paged).
+    lists: Duration,
+    /// Start → the daemon logged "ready: every initial list is cached" (None: never).
+    ready: Option<Duration>,
+    /// What `/readyz` answered at the end.
+    readyz: u16,
     /// Start → the workloads patched (cold only).
     converged: Option<Duration>,
     /// Start → the last successful reconcile.
@@ -114,6 +118,8 @@ fn daemon_run(
     let daemon = Daemon::start(cloner_command(cloner, home, env), log)?;
     let addr = daemon.metrics_address()?;
     let mut ready = None;
+    let mut lists_seen = 0;
+    let mut lists = Duration::ZERO;
     let mut converged = None;
     let mut last_ts = 0.0;
     let mut last_change = Instant::now();
@@ -122,6 +128,17 @@ fn daemon_run(
         daemon.check_alive()?;
         if ready.is_none() && daemon.log().contains("ready: every initial list is cached") {
             ready = Some(daemon.started.elapsed());
+        }
+        let list_requests: u64 = sim
+            .faults()
+            .counters()
+            .iter()
+            .filter(|((verb, _), _)| verb == "list")
+            .map(|(_, n)| n)
+            .sum();
+        if list_requests != lists_seen {
+            lists_seen = list_requests;
+            lists = daemon.started.elapsed();
         }
         let (_, m) = scrape(&addr)?;
         let n_patched = m
@@ -146,7 +163,7 @@ fn daemon_run(
             .get("image_cloner_copies_in_flight")
             .copied()
             .unwrap_or(0.0);
-        let done = ready.is_some()
+        let done = lists_seen > 0
             && (patched.is_none() || converged.is_some())
             && last_ts > 0.0
             && in_flight == 0.0
@@ -156,14 +173,16 @@ fn daemon_run(
         }
         if Instant::now() > deadline {
             bail!(
-                "the daemon did not converge within {}s ({n_patched} workloads patched); end of its log:\n{}",
+                "the daemon did not settle within {}s ({n_patched} workloads patched, {lists_seen} list requests, last reconcile {:.1}s ago, {in_flight} copies in flight); end of its log:\n{}",
                 CONVERGE_TIMEOUT.as_secs(),
+                last_change.elapsed().as_secs_f64(),
                 tail(&daemon.log(), 20)
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     };
     let peak_rss_kib = daemon.peak_rss_kib()?;
+    let readyz = demo::http_get(&addr, "/readyz").map_or(0, |(status, _)| status);
     let counters = sim.faults().counters();
     let mut writes_by_resource = BTreeMap::new();
     for ((verb, resource), n) in &counters {
@@ -174,7 +193,9 @@ fn daemon_run(
         }
     }
     let figures = RunFigures {
-        ready: ready.unwrap_or_default(),
+        lists,
+        ready,
+        readyz,
         converged,
         settled: Duration::from_secs_f64((last_ts - start_unix).max(0.0)),
         metrics,
@@ -194,7 +215,7 @@ fn copies(m: &BTreeMap<String, f64>, result: &str) -> u64 {
 }
 
 fn catalog_size(host: &str) -> Result<usize> {
-    let (status, body) = demo::http_get(host, "/v2/_catalog?n=100000")?;
+    let (status, body) = demo::http_get(host, "/v2/_catalog?n=1000")?;
     if status != 200 {
         bail!("GET http://{host}/v2/_catalog answered {status}");
     }
@@ -391,11 +412,12 @@ fn run() -> Result<()> {
         .count();
     let backup_repos = catalog_size(&backup)?;
     println!(
-        "  converged in {} (initial lists after {}, last reconcile at {}); {in_backup}/{COLD_WORKLOADS} Deployments pinned to the backup",
+        "  converged in {} (initial lists served after {}, last reconcile at {}); {in_backup}/{COLD_WORKLOADS} Deployments pinned to the backup",
         secs(cold_time),
-        secs(cold.ready),
+        secs(cold.lists),
         secs(cold.settled)
     );
+    report_ready(&cold);
 
     heading(&format!(
         "Warm restart: {WARM_WORKLOADS} converged Deployments, a new daemon"
@@ -430,12 +452,13 @@ fn run() -> Result<()> {
         &sim,
         None,
     )?;
-    let warm_settle = warm.settled.saturating_sub(warm.ready);
+    let warm_settle = warm.settled.saturating_sub(warm.lists);
     println!(
-        "  initial lists after {}, last reconcile at {}",
-        secs(warm.ready),
+        "  initial lists served after {}, last reconcile at {}",
+        secs(warm.lists),
         secs(warm.settled)
     );
+    report_ready(&warm);
 
     heading("Results (figure, measured, target)");
     let ratio = cold_time.as_secs_f64() / baseline_time.as_secs_f64();
@@ -499,8 +522,8 @@ fn run() -> Result<()> {
             "",
         ),
         (
-            "warm: start → initial lists cached".into(),
-            secs(warm.ready),
+            "warm: start → initial lists served".into(),
+            secs(warm.lists),
             String::new(),
             "",
         ),
@@ -552,6 +575,21 @@ fn run() -> Result<()> {
     );
     drop(sim);
     Ok(())
+}
+
+/// The daemon's own readiness signal, next to what the simulator saw.
+fn report_ready(f: &RunFigures) {
+    match f.ready {
+        Some(d) => println!(
+            "  the daemon logged \"ready: every initial list is cached\" after {}; /readyz answered {}",
+            secs(d),
+            f.readyz
+        ),
+        None => println!(
+            "  note: the daemon never logged \"ready: every initial list is cached\" (/readyz answered {}); initial lists are timed by the simulator's list requests",
+            f.readyz
+        ),
+    }
 }
 
 fn by_request(m: &BTreeMap<String, u64>) -> String {
