@@ -52,9 +52,10 @@ fn can(kubeconfig: &Path, verb: &str, resource: &str, namespace: Option<&str>) -
 /// `make deploy` with the image, backup registry and credentials of an operator, then
 /// `kubectl get` of every object it creates.
 fn deploy_and_get_everything(kc: &Path) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temp dir");
     let docker_config = dir.path().join("config.json");
-    std::fs::write(&docker_config, r#"{"auths":{"quay.io":{"auth":"dTpw"}}}"#).unwrap();
+    std::fs::write(&docker_config, r#"{"auths":{"quay.io":{"auth":"dTpw"}}}"#)
+        .expect("write the docker config");
 
     let out = make(
         kc,
@@ -62,7 +63,10 @@ fn deploy_and_get_everything(kc: &Path) {
         &[
             ("IMAGE", "quay.io/acme/image-cloner:1.0"),
             ("BACKUP_REGISTRY", "registry.example.com/backup"),
-            ("DOCKER_CONFIG_FILE", docker_config.to_str().unwrap()),
+            (
+                "DOCKER_CONFIG_FILE",
+                docker_config.to_str().expect("a UTF-8 path"),
+            ),
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -123,9 +127,9 @@ fn deploy_and_get_everything(kc: &Path) {
 #[test]
 fn make_deploy_and_undeploy_on_the_simulator() {
     let sim = kube_sim::Sim::start(kube_sim::Options::default()).expect("start kube-sim");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temp dir");
     let kc = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kc).unwrap();
+    sim.write_kubeconfig(&kc).expect("write the kubeconfig");
     deploy_and_get_everything(&kc);
     let got = kubectl(&kc, &["get", "all", "-n", "image-cloner"]);
     eprintln!("{}", text(&got));
