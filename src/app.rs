@@ -6,9 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -19,6 +16,7 @@ use crate::cluster::{self, ClusterError};
 use crate::controller::{self, Daemon, OnceSummary};
 use crate::health::{self, Health, HealthError};
 use crate::metrics::Metrics;
+use crate::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
 use crate::plan::{Kind, Policy};
 use crate::plan_command::{self, PlanRow};
 use crate::reconcile::{Context, Namespaces};

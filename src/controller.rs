@@ -15,16 +15,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{Future, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinSet;
 
+use crate::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
 use crate::plan::Kind;
 use crate::reconcile::{Context, Namespaces, ReconcileError, Reconciled, reconcile};
 use crate::workload::{self, WorkloadKind};
@@ -91,11 +90,21 @@ impl Daemon {
     }
 }
 
+/// Reconciles in flight per kind. Copies are limited elsewhere (the mirror's slots); this only
+/// bounds memory: unbounded, kube-runtime's runner starts the futures of all 10,000 objects of
+/// a warm start at once. A reconcile waiting on a copy holds a slot, so the bound is far above
+/// what copies can keep busy.
+const RECONCILES_IN_FLIGHT: u16 = 1024;
+
 async fn reconcile_action<K: WorkloadKind>(
     obj: Arc<K>,
     daemon: Arc<Daemon>,
 ) -> Result<Action, ReconcileError> {
-    let result = reconcile(obj.as_ref(), &daemon.ctx).await;
+    // Boxed: kube-runtime's runner creates the futures of every scheduled object before it
+    // polls any (10,000 at a warm start), and the pipeline's state machine is ~12 KiB; boxed,
+    // it is allocated at the first poll and — for a converged workload, which finishes at
+    // once — freed right after.
+    let result = Box::pin(reconcile(obj.as_ref(), &daemon.ctx)).await;
     if result.is_ok() {
         daemon.failures().remove(&key(obj.as_ref()));
         daemon.ctx.metrics.reconciled();
@@ -152,6 +161,7 @@ async fn control<K: WorkloadKind>(
         .touched_objects()
         .predicate_filter(workload::relevant_state::<K>, PredicateConfig::default());
     Controller::for_stream(stream, reader)
+        .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_action::<K>, error_policy::<K>, daemon)
         .for_each(|result| async move {

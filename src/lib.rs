@@ -13,6 +13,7 @@ pub mod manifest_head;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;
+pub mod partial;
 pub mod plan;
 pub mod plan_command;
 pub mod reconcile;

@@ -3,22 +3,23 @@
 //!
 //! The controller caches every workload of the cluster; at 10,000 workloads the fields planning
 //! never reads (managedFields, status, env, volumes, probes, ...) are most of the memory. The
-//! [`trim`] function drops them as objects arrive from the watch, keeping only what planning and
-//! the JSON Patch indexes need: metadata (labels, annotations, owners) and each container's name
-//! and image, in their original order.
+//! kinds are the partial types of [`crate::partial`], which only read each container's name and
+//! image (in their original order, which the JSON Patch indexes need) besides the metadata;
+//! [`trim`] drops from the metadata what is left that planning never reads.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Container as K8sContainer, Pod, PodSpec};
 use kube::Resource;
 use kube::ResourceExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::partial::{
+    ContainerImage, CronJob, DaemonSet, Deployment, Job, Pod, PodSpecImages, ReplicaSet,
+    StatefulSet,
+};
 use crate::plan::{Container, Kind, Workload};
 
 /// A kind of workload image-cloner reads (and, but for Job, patches).
@@ -34,8 +35,7 @@ pub trait WorkloadKind:
 {
     const KIND: Kind;
 
-    fn pod_spec(&self) -> Option<&PodSpec>;
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec>;
+    fn pod_spec(&self) -> Option<&PodSpecImages>;
 
     /// Whether another controller owns this object and would undo or repeat our change: owned
     /// ReplicaSets (Deployments), Pods (ReplicaSets, Jobs, ...) and Jobs (CronJobs) are left to
@@ -59,41 +59,29 @@ fn has_controller_owner<K: Resource>(obj: &K) -> bool {
 
 impl WorkloadKind for Deployment {
     const KIND: Kind = Kind::Deployment;
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.template.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.template.spec.as_mut()
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
+        self.spec.as_ref()?.template.as_ref()?.spec.as_ref()
     }
 }
 
 impl WorkloadKind for StatefulSet {
     const KIND: Kind = Kind::StatefulSet;
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.template.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.template.spec.as_mut()
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
+        self.spec.as_ref()?.template.as_ref()?.spec.as_ref()
     }
 }
 
 impl WorkloadKind for DaemonSet {
     const KIND: Kind = Kind::DaemonSet;
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.template.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.template.spec.as_mut()
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
+        self.spec.as_ref()?.template.as_ref()?.spec.as_ref()
     }
 }
 
 impl WorkloadKind for ReplicaSet {
     const KIND: Kind = Kind::ReplicaSet;
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.template.as_ref()?.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.template.as_mut()?.spec.as_mut()
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
+        self.spec.as_ref()?.template.as_ref()?.spec.as_ref()
     }
     fn left_to_owner(&self) -> bool {
         has_controller_owner(self)
@@ -102,21 +90,24 @@ impl WorkloadKind for ReplicaSet {
 
 impl WorkloadKind for CronJob {
     const KIND: Kind = Kind::CronJob;
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.job_template.spec.as_ref()?.template.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.job_template.spec.as_mut()?.template.spec.as_mut()
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
+        self.spec
+            .as_ref()?
+            .job_template
+            .as_ref()?
+            .spec
+            .as_ref()?
+            .template
+            .as_ref()?
+            .spec
+            .as_ref()
     }
 }
 
 impl WorkloadKind for Job {
     const KIND: Kind = Kind::Job;
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.as_ref()?.template.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.as_mut()?.template.spec.as_mut()
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
+        self.spec.as_ref()?.template.as_ref()?.spec.as_ref()
     }
     fn left_to_owner(&self) -> bool {
         has_controller_owner(self)
@@ -125,11 +116,8 @@ impl WorkloadKind for Job {
 
 impl WorkloadKind for Pod {
     const KIND: Kind = Kind::Pod;
-    fn pod_spec(&self) -> Option<&PodSpec> {
+    fn pod_spec(&self) -> Option<&PodSpecImages> {
         self.spec.as_ref()
-    }
-    fn pod_spec_mut(&mut self) -> Option<&mut PodSpec> {
-        self.spec.as_mut()
     }
     fn left_to_owner(&self) -> bool {
         has_controller_owner(self)
@@ -139,7 +127,7 @@ impl WorkloadKind for Pod {
     }
 }
 
-fn containers(list: &[K8sContainer], init: bool) -> impl Iterator<Item = Container> + '_ {
+fn containers(list: &[ContainerImage], init: bool) -> impl Iterator<Item = Container> + '_ {
     list.iter().enumerate().map(move |(index, c)| Container {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
@@ -182,22 +170,7 @@ pub fn trim<K: WorkloadKind>(obj: &mut K) {
         && let Some(v) = a.get_mut(LAST_APPLIED)
     {
         v.clear();
-    }
-    if let Some(spec) = obj.pod_spec_mut() {
-        let keep = |c: &K8sContainer| K8sContainer {
-            name: c.name.clone(),
-            image: c.image.clone(),
-            ..Default::default()
-        };
-        let trimmed = PodSpec {
-            containers: spec.containers.iter().map(keep).collect(),
-            init_containers: spec
-                .init_containers
-                .as_ref()
-                .map(|l| l.iter().map(keep).collect()),
-            ..Default::default()
-        };
-        *spec = trimmed;
+        v.shrink_to_fit();
     }
 }
 
@@ -292,21 +265,30 @@ mod tests {
         assert!(after.annotations.contains_key(LAST_APPLIED));
         assert_eq!(after.annotations[LAST_APPLIED], "");
         assert!(d.metadata.managed_fields.is_none());
-        let spec = d.pod_spec().unwrap();
-        assert!(spec.volumes.is_none());
-        assert!(spec.ephemeral_containers.is_none());
-        assert!(spec.containers[0].env.is_none());
+        // Ephemeral containers, env, volumes: never read into the cache at all.
+        let cached = serde_json::to_value(&d).unwrap();
+        let spec = &cached["spec"]["template"]["spec"];
+        assert!(spec.get("volumes").is_none());
+        assert!(spec.get("ephemeralContainers").is_none());
+        assert!(spec["containers"][0].get("env").is_none());
+        assert_eq!(spec["containers"][1]["image"], "redis:7");
     }
 
     #[test]
     fn status_changes_do_not_count_as_changes() {
         let d = deployment();
         let mut with_status = d.clone();
-        with_status.status = Some(Default::default());
         with_status.metadata.resource_version = Some("99".into());
         assert_eq!(relevant_state(&d), relevant_state(&with_status));
         let mut edited = d.clone();
-        edited.spec.template.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.28".into());
+        edited
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.as_mut())
+            .and_then(|t| t.spec.as_mut())
+            .unwrap()
+            .containers[0]
+            .image = Some("nginx:1.28".into());
         assert_ne!(relevant_state(&d), relevant_state(&edited));
         let mut annotated = d.clone();
         annotated
