@@ -13,6 +13,7 @@ mod server;
 pub mod status;
 pub mod store;
 mod strategic;
+mod table;
 mod tls;
 mod validation;
 

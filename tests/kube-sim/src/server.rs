@@ -27,6 +27,7 @@ use crate::resources::{ResourceType, by_path};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{self, ListOptions, Patch, Store, WatchStart};
+use crate::table;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -354,6 +355,16 @@ async fn resource_request(
     query: &HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
     let r = target.r;
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let as_table = table::wanted(accept);
+    let include = query
+        .get("includeObject")
+        .map_or("Metadata", String::as_str)
+        .to_owned();
     let status_only = match target.subresource.as_deref() {
         None => false,
         Some("status") if r.status && matches!(verb, "get" | "update" | "patch") => true,
@@ -373,15 +384,26 @@ async fn resource_request(
     match verb {
         "get" => {
             let obj = store.get(r, &ns, &name)?;
+            if as_table {
+                let rv = obj["metadata"]["resourceVersion"].clone();
+                let t = table::table(r, &[&*obj], json!({"resourceVersion": rv}), &include);
+                return Ok(json_response(200, &t));
+            }
             Ok(json_response(200, &obj))
         }
         "list" => {
             let opts = list_options(target, query)?;
             let ns = target.namespace.as_deref().filter(|_| r.namespaced);
             let page = store.list(r, ns, &opts)?;
-            Ok(json_response(200, &store::list_body(r, &page)))
+            let body = store::list_body(r, &page);
+            if as_table {
+                let items: Vec<&Value> = page.items.iter().map(|o| &**o).collect();
+                let t = table::table(r, &items, body["metadata"].clone(), &include);
+                return Ok(json_response(200, &t));
+            }
+            Ok(json_response(200, &body))
         }
-        "watch" => watch(sh, target, query),
+        "watch" => watch(sh, target, query, as_table.then_some(include)),
         "create" => {
             let (ct, body) = read_body(req).await?;
             let obj = parse_object(&ct, &body)?;
@@ -483,6 +505,7 @@ fn watch(
     sh: &Shared,
     target: &Target,
     query: &HashMap<String, String>,
+    as_table: Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let r = target.r;
     let opts = list_options(target, query)?;
@@ -518,8 +541,16 @@ fn watch(
         }) => {
             tokio::spawn(async move {
                 let mut cursor = cursor;
+                // Each event's object as the client asked: the object, or a one-row Table.
+                let shown = |o: &Value| match &as_table {
+                    Some(include) => {
+                        let rv = o["metadata"]["resourceVersion"].clone();
+                        table::table(r, &[o], json!({"resourceVersion": rv}), include)
+                    }
+                    None => o.clone(),
+                };
                 for o in initial {
-                    if tx.send(event_line("ADDED", &o)).await.is_err() {
+                    if tx.send(event_line("ADDED", &shown(&o))).await.is_err() {
                         return;
                     }
                 }
@@ -530,8 +561,9 @@ fn watch(
                     changes
                         .iter()
                         .filter_map(|c| {
-                            store::visible(c, r, ns.as_deref(), &opts)
-                                .map(|t| event_line(t.as_str(), &store::to_external(r, &c.object)))
+                            store::visible(c, r, ns.as_deref(), &opts).map(|t| {
+                                event_line(t.as_str(), &shown(&store::to_external(r, &c.object)))
+                            })
                         })
                         .collect::<Vec<_>>()
                 };

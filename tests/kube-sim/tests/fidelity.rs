@@ -597,3 +597,60 @@ async fn the_simulator_answers_as_the_real_api_server() {
         differences.join("\n")
     );
 }
+
+/// The columns of `kubectl get` (server-side printing), priority 0, per resource.
+async fn table_columns(cluster: &Cluster) -> Vec<(String, Vec<String>)> {
+    let client = cluster.client().await;
+    let mut out = Vec::new();
+    for path in [
+        "/api/v1/namespaces",
+        "/api/v1/pods",
+        "/api/v1/configmaps",
+        "/api/v1/secrets",
+        "/api/v1/serviceaccounts",
+        "/api/v1/services",
+        "/api/v1/events",
+        "/apis/apps/v1/deployments",
+        "/apis/apps/v1/statefulsets",
+        "/apis/apps/v1/daemonsets",
+        "/apis/apps/v1/replicasets",
+        "/apis/coordination.k8s.io/v1/leases",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    ] {
+        let req = http::Request::builder()
+            .uri(path)
+            .header(
+                "accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            )
+            .body(kube::client::Body::empty())
+            .unwrap();
+        let resp = client.send(req).await.expect("list as a Table");
+        let body: Value =
+            serde_json::from_slice(&resp.into_body().collect_bytes().await.unwrap()).unwrap();
+        assert_eq!(body["kind"], "Table", "[{}] {path}", cluster.name);
+        let names = body["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["priority"] == 0)
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        out.push((path.to_owned(), names));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_the_real_columns() {
+    let sim = table_columns(&Cluster::sim()).await;
+    assert_eq!(
+        sim[7].1,
+        ["Name", "Ready", "Up-to-date", "Available", "Age"]
+    );
+    let Some(real) = Cluster::envtest() else {
+        return;
+    };
+    assert_eq!(sim, table_columns(&real).await);
+}
