@@ -122,6 +122,18 @@ impl Guard {
         Ok(host)
     }
 
+    /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now.
+    pub fn release_registry(&self, host: &str) {
+        let registry = {
+            let mut s = self.lock();
+            let Some(i) = s.registries.iter().position(|r| r.host() == host) else {
+                return;
+            };
+            s.registries.remove(i)
+        };
+        drop(registry);
+    }
+
     /// A temporary directory removed at cleanup; returns its path.
     pub fn temp_dir(&self, prefix: &str) -> Result<PathBuf> {
         let dir = tempfile::Builder::new()
@@ -325,20 +337,25 @@ impl Daemon {
 
     /// Peak resident set size (VmHWM), KiB.
     pub fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .context("reading the daemon's /proc status")?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmHWM in /proc/PID/status")
+        peak_rss_kib(self.pid)
     }
 
     /// SIGTERM and wait (SIGKILL after `grace`).
     pub fn stop(&self, grace: Duration) -> Option<ExitStatus> {
         guard().stop(self.pid, grace)
     }
+}
+
+/// Peak resident set size (VmHWM) of a running process, KiB.
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmHWM in /proc/{pid}/status (exited?)"))
 }
 
 /// `GET path` over plain HTTP/1.1: (status, body).
