@@ -143,13 +143,16 @@ pub fn render_table(rows: &[PlanRow], checked: bool) -> String {
         line(&mut out, row);
     }
     let clone = rows.iter().filter(|r| r.patch).count();
+    // Distinct images: 500 containers on one image cost one copy.
     let copy = rows
         .iter()
         .filter(|r| r.backup.is_some() && r.decision != "already in backup")
-        .count();
+        .map(|r| r.image.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let _ = writeln!(
         out,
-        "\n{} container(s): {copy} image(s) to clone, {clone} container(s) to patch",
+        "\n{} container(s): {copy} distinct image(s) to clone, {clone} container(s) to patch",
         rows.len()
     );
     out
@@ -204,8 +207,19 @@ mod tests {
         assert_eq!(r[1].decision, "already in backup");
         let table = render_table(&r, false);
         assert!(table.starts_with("NAMESPACE  KIND"));
-        assert!(table.contains("1 image(s) to clone, 1 container(s) to patch"));
+        assert!(table.contains("1 distinct image(s) to clone, 1 container(s) to patch"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json[0]["decision"], "clone");
+
+        // A second workload on the same image: one more container to patch, no more copies.
+        let mut other = w.clone();
+        other.name = "web-2".into();
+        let mut both = r.clone();
+        both.extend(rows(&other, &policy));
+        let table = render_table(&both, false);
+        assert!(
+            table.contains("4 container(s): 1 distinct image(s) to clone, 2 container(s) to patch"),
+            "{table}"
+        );
     }
 }
