@@ -4,6 +4,7 @@
 //! fault injection and request counters. `README.md` lists what it reproduces and what not.
 
 mod discovery;
+pub mod envtest;
 mod events;
 pub mod faults;
 pub mod resources;

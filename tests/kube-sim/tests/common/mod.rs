@@ -4,66 +4,13 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kube_sim::envtest::Envtest;
 use kube_sim::{Options, Sim};
 use serde_json::{Map, Value};
-
-/// A real kube-apiserver + etcd started by envtest's `start` script, stopped on drop.
-pub struct Envtest {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Envtest {
-    /// `None` (after saying so loudly) when `KUBEBUILDER_ASSETS` is not set.
-    pub fn start() -> Option<Envtest> {
-        let Ok(assets) = std::env::var("KUBEBUILDER_ASSETS") else {
-            eprintln!(
-                "SKIPPED: the real-API-server side of the fidelity tests needs KUBEBUILDER_ASSETS \
-                 (export KUBEBUILDER_ASSETS=$(../shared/envtest/setup); see README)"
-            );
-            return None;
-        };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/envtest/start");
-        let dir = tempfile::tempdir().expect("envtest dir");
-        let child = Command::new(&script)
-            .arg(dir.path())
-            .env("KUBEBUILDER_ASSETS", assets)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", script.display()));
-        let env = Envtest { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !env.kubeconfig().exists() {
-            assert!(
-                Instant::now() < deadline,
-                "envtest did not write its kubeconfig within 90 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Some(env)
-    }
-
-    pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-}
-
-impl Drop for Envtest {
-    fn drop(&mut self) {
-        // The script traps TERM and stops the API server and etcd before exiting.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// One API server under test.
 pub struct Cluster {
