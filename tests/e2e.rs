@@ -49,6 +49,10 @@ const SCENARIOS: &[Scenario] = &[
         daemon_and_outage,
     ),
     (
+        "SIGTERM mid-copy: nothing patched past the grace period, finished within it",
+        stopped_mid_copy,
+    ),
+    (
         "2,000 workloads over 50 images: 50 copies, one write each",
         two_thousand_workloads,
     ),
@@ -810,5 +814,65 @@ fn watch_faults(env: &Env) {
         "the daemon relisted after the 410"
     );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    env.clear(ns);
+}
+
+/// SIGTERM while a copy runs. With a grace period shorter than the copy, the daemon exits 0
+/// and the workload keeps its original image (a copy killed mid-way never leads to a patch);
+/// with a longer one, the copy finishes, the workload is patched, then the daemon exits 0.
+fn stopped_mid_copy(env: &Env) {
+    let ns = "e2e-sigterm";
+    env.namespace(ns, &[]);
+    // 4 MiB served at 1 MiB/s: a copy of about four seconds.
+    let slow = common::throttle::Throttle::start(&env.source.host(), 1024 * 1024);
+    let spec = testbed::ImageSpec::new("slow", 77).with_layers(2, 2 * 1024 * 1024);
+    common::push_all(&env.source, &spec, "team/slow", "1.0");
+    let image = format!("{}/team/slow:1.0", slow.host());
+    let insecure = format!(
+        "{},{},{}",
+        env.source.host(),
+        slow.host(),
+        env.backup_registry()
+    );
+    let insecure = insecure.replace("/mirror", "");
+    for (name, grace, patched) in [("cut-short", "1s", false), ("let-finish", "60s", true)] {
+        env.create(workload(
+            "Deployment",
+            ns,
+            name,
+            &[("app", &image)],
+            &[],
+            json!({}),
+        ));
+        let mut daemon = Daemon::start(env.cloner(
+            &[ns],
+            &[
+                ("IMAGE_CLONER_SHUTDOWN_GRACE", grace),
+                ("IMAGE_CLONER_INSECURE_REGISTRIES", &insecure),
+            ],
+        ));
+        env.eventually(Duration::from_secs(30), "a copy in flight", || {
+            daemon.metrics_address().is_some()
+                && daemon
+                    .get("/metrics")
+                    .1
+                    .contains("image_cloner_copies_in_flight 1")
+        });
+        assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+        let now = &env.images("Deployment", ns, name)[0];
+        if patched {
+            assert!(
+                env.resolves_in_backup(now),
+                "{name}: finished and patched: {now}"
+            );
+        } else {
+            assert_eq!(now, &image, "{name}: not patched to an unfinished copy");
+            assert!(
+                daemon.log().contains("grace period over"),
+                "{}",
+                daemon.log()
+            );
+        }
+    }
     env.clear(ns);
 }
