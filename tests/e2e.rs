@@ -68,6 +68,10 @@ const FAULT_SCENARIOS: &[Scenario] = &[
         "a dropped watch and a 410 Expired: no workload missed",
         watch_faults,
     ),
+    (
+        "the API server fails patches: retried with backoff, no hot loop",
+        api_errors,
+    ),
 ];
 
 fn run_suite(env: &Env) {
@@ -874,5 +878,52 @@ fn stopped_mid_copy(env: &Env) {
             );
         }
     }
+    env.clear(ns);
+}
+
+/// The API server answers the daemon's first two patches with 500: the error policy retries
+/// with backoff (5 s, then 10 s) and the workload converges, with exactly three attempts.
+fn api_errors(env: &Env) {
+    let sim = env
+        .sim
+        .as_ref()
+        .expect("fault scenarios run on the simulator");
+    let ns = "e2e-api-errors";
+    env.namespace(ns, &[]);
+    sim.faults().reset_counters();
+    sim.faults().fail_next(kube_sim::FailRule {
+        verb: Some("patch".into()),
+        resource: Some("deployments".into()),
+        count: 2,
+        status: 500,
+        retry_after: None,
+    });
+    let mut daemon = Daemon::start(env.cloner(&[ns], &[]));
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[("app", &env.images.init.0)],
+        &[],
+        json!({}),
+    ));
+    env.eventually(
+        Duration::from_secs(60),
+        "patched after two failures",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "web")[0]),
+    );
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    let codes: Vec<u16> = sim
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource == "deployments" && r.name == "web")
+        .map(|r| r.code)
+        .collect();
+    assert_eq!(
+        codes,
+        [500, 500, 200],
+        "retried, and only as often as the backoff allows"
+    );
     env.clear(ns);
 }
