@@ -348,6 +348,23 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_never_meets_a_remembered_failure() {
+        // The mirror remembers failures briefly; the earliest retry must come after that, or
+        // each retry after an outage counts as one more failure and the backoff doubles.
+        let options = crate::mirror::MirrorOptions::new(
+            crate::naming::BackupRegistry::parse("registry.example.com/backup").expect("valid"),
+            crate::naming::Naming::Flat,
+            Default::default(),
+            5,
+        );
+        assert!(
+            options.failure_ttl < backoff(1, 0.0),
+            "{:?}",
+            options.failure_ttl
+        );
+    }
+
+    #[test]
     fn jitter_stays_within_a_quarter() {
         assert_eq!(backoff(1, 0.0), Duration::from_millis(3750));
         assert_eq!(backoff(1, 1.0), Duration::from_millis(6250));

@@ -47,7 +47,11 @@ pub struct MirrorOptions {
     pub max_concurrent_inspects: usize,
     /// How long a verified copy of a source named by tag is trusted without asking again.
     pub success_ttl: Duration,
-    /// How long a failure is returned as-is before the registry is asked again.
+    /// How long a failure is returned as-is before the registry is asked again. Short: it only
+    /// spares the registry a burst (500 workloads on one missing image fail together), and it
+    /// must end before a workload's first retry (the controller's 5 s backoff, −25 % jitter),
+    /// or a retry just after an outage meets the remembered failure and the backoff doubles for
+    /// nothing — recovery then took over a minute.
     pub failure_ttl: Duration,
 }
 
@@ -60,7 +64,7 @@ impl MirrorOptions {
             max_concurrent_copies: max_copies.max(1),
             max_concurrent_inspects: (max_copies * 2).max(4),
             success_ttl: Duration::from_secs(600),
-            failure_ttl: Duration::from_secs(30),
+            failure_ttl: Duration::from_secs(3),
         }
     }
 }
