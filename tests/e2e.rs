@@ -827,9 +827,10 @@ fn watch_faults(env: &Env) {
 fn stopped_mid_copy(env: &Env) {
     let ns = "e2e-sigterm";
     env.namespace(ns, &[]);
-    // 4 MiB served at 1 MiB/s: a copy of about four seconds.
+    // Two 4 MiB layers at 1 MiB/s per connection: a copy of about four seconds, so the daemon
+    // is caught in the middle of it, and the second daemon still has seconds of it left.
     let slow = common::throttle::Throttle::start(&env.source.host(), 1024 * 1024);
-    let spec = testbed::ImageSpec::new("slow", 77).with_layers(2, 2 * 1024 * 1024);
+    let spec = testbed::ImageSpec::new("slow", 77).with_layers(2, 4 * 1024 * 1024);
     common::push_all(&env.source, &spec, "team/slow", "1.0");
     let image = format!("{}/team/slow:1.0", slow.host());
     let insecure = format!(
