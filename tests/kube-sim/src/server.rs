@@ -413,9 +413,8 @@ async fn resource_request(
         "update" => {
             let (ct, body) = read_body(req).await?;
             let obj = parse_object(&ct, &body)?;
-            let existed = store.get(r, &ns, &name).is_ok();
-            let out = store.update(r, &ns, &name, obj, status_only, dry_run)?;
-            Ok(json_response(if existed { 200 } else { 201 }, &out))
+            let w = store.update(r, &ns, &name, obj, status_only, dry_run)?;
+            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
         }
         "patch" => {
             let (ct, body) = read_body(req).await?;
@@ -436,9 +435,8 @@ async fn resource_request(
                 }
                 other => return Err(ApiError::unsupported_media_type(other)),
             };
-            let existed = store.get(r, &ns, &name).is_ok();
-            let out = store.patch(r, &ns, &name, patch, status_only, dry_run)?;
-            Ok(json_response(if existed { 200 } else { 201 }, &out))
+            let w = store.patch(r, &ns, &name, patch, status_only, dry_run)?;
+            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
         }
         "delete" => {
             let (_, body) = read_body(req).await?;
@@ -697,16 +695,9 @@ mod tests {
                 )
             })
         };
-        let own = |a: &str, b: &str, c: &str, d: &str| {
-            Some((RESOURCE(a), b.to_owned(), c.to_owned(), d.to_owned()))
+        let own = |a: &'static str, b: &str, c: &str, d: &str| {
+            Some((a, b.to_owned(), c.to_owned(), d.to_owned()))
         };
-        #[allow(non_snake_case)]
-        fn RESOURCE(s: &str) -> &'static str {
-            crate::resources::RESOURCES
-                .iter()
-                .find(|r| r.plural == s)
-                .map_or("", |r| r.plural)
-        }
         assert_eq!(
             t("/apis/apps/v1/deployments"),
             own("deployments", "", "", "")

@@ -87,6 +87,13 @@ pub struct WatchStart {
     pub cursor: u64,
 }
 
+/// What an update or a patch stored, and whether it created the object (a PUT of a missing
+/// object where the resource allows it, a server-side apply of a new one): 201 then, not 200.
+pub struct Written {
+    pub object: Arc<Value>,
+    pub created: bool,
+}
+
 /// A patch body and how to read it.
 pub enum Patch<'a> {
     Json(&'a [u8]),
@@ -249,15 +256,20 @@ impl Store {
     }
 
     fn check_kind(r: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-        let (av, kind) = (obj["apiVersion"].as_str(), obj["kind"].as_str());
-        if let (Some(av), Some(kind)) = (av, kind)
-            && (av != r.api_version() || kind != r.kind)
-        {
+        let (Some(av), Some(kind)) = (obj["apiVersion"].as_str(), obj["kind"].as_str()) else {
+            return Ok(());
+        };
+        if kind != r.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                r.kind
+            )));
+        }
+        if av != r.api_version() {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({av}) does not match the expected API version ({})",
                 r.api_version()
-            ))
-            .with_kind_mismatch(kind, r.kind));
+            )));
         }
         Ok(())
     }
@@ -290,11 +302,7 @@ impl Store {
     ) -> Result<Arc<Value>, ApiError> {
         Self::check_kind(r, &body)?;
         let mut obj = to_storage(r, body);
-        let storage_r = if r.group == "events.k8s.io" {
-            resource("events")
-        } else {
-            r
-        };
+        let storage_r = storage_of(r);
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -428,7 +436,7 @@ impl Store {
         body: Value,
         status_only: bool,
         dry_run: bool,
-    ) -> Result<Arc<Value>, ApiError> {
+    ) -> Result<Written, ApiError> {
         Self::check_kind(r, &body)?;
         let original = body.clone();
         let mut obj = to_storage(r, body);
@@ -446,7 +454,10 @@ impl Store {
         let Some(old) = Self::current(&s, r, ns, name) else {
             if r.create_on_update && !status_only {
                 drop(s);
-                return self.create(r, ns, original, dry_run);
+                return self.create(r, ns, original, dry_run).map(|object| Written {
+                    object,
+                    created: true,
+                });
             }
             return Err(ApiError::not_found(r, name));
         };
@@ -455,6 +466,10 @@ impl Store {
             return Err(ApiError::conflict(r, name));
         }
         self.replace(&mut s, r, old, obj, status_only, dry_run)
+            .map(|object| Written {
+                object,
+                created: false,
+            })
     }
 
     /// The common end of update and patch: keep what the client may not change, validate,
@@ -542,7 +557,7 @@ impl Store {
         patch: Patch<'_>,
         status_only: bool,
         dry_run: bool,
-    ) -> Result<Arc<Value>, ApiError> {
+    ) -> Result<Written, ApiError> {
         let mut s = self.lock();
         let old = match Self::current(&s, r, ns, name) {
             Some(old) => old,
@@ -551,7 +566,10 @@ impl Store {
                     drop(s);
                     let obj = parse_apply(body)?;
                     check_apply_identity(r, name, &obj)?;
-                    return self.create(r, ns, obj, dry_run);
+                    return self.create(r, ns, obj, dry_run).map(|object| Written {
+                        object,
+                        created: true,
+                    });
                 }
                 return Err(ApiError::not_found(r, name));
             }
@@ -598,6 +616,10 @@ impl Store {
         }
         let obj = to_storage(r, patched);
         self.replace(&mut s, r, old, obj, status_only, dry_run)
+            .map(|object| Written {
+                object,
+                created: false,
+            })
     }
 
     /// DELETE one object. Returns what the real server returns: the object for kinds with
@@ -845,11 +867,6 @@ impl Store {
         let from = s.history.partition_point(|c| c.rv <= cursor);
         Some((s.history.range(from..).cloned().collect(), s.rv))
     }
-
-    /// Every object of every resource, for an overview (`/__sim/objects`) and the seed check.
-    pub fn count(&self, plural: &str) -> usize {
-        self.lock().objects.get(plural).map_or(0, BTreeMap::len)
-    }
 }
 
 /// The core-group resource named `plural` (namespaces, pods, ...) or, for the apps and batch
@@ -961,26 +978,14 @@ pub fn list_body(r: &ResourceType, page: &ListPage) -> Value {
     })
 }
 
-impl ApiError {
-    fn with_kind_mismatch(self, given: &str, expected: &str) -> ApiError {
-        if given == expected {
-            self
-        } else {
-            ApiError::bad_request(format!(
-                "the kind in the data ({given}) does not match the expected kind ({expected})"
-            ))
-        }
-    }
-}
-
 /// Whether a change is visible to a watch on `r` in `ns` with `opts`, and as which type.
 pub fn visible(
     change: &Change,
-    r: &ResourceType,
+    r: &'static ResourceType,
     ns: Option<&str>,
     opts: &ListOptions,
 ) -> Option<ChangeType> {
-    if change.storage != storage_of_plural(r) || ns.is_some_and(|n| n != change.namespace) {
+    if change.storage != storage_of(r).plural || ns.is_some_and(|n| n != change.namespace) {
         return None;
     }
     let sel = |o: &Value| opts.labels.matches(o) && opts.fields.matches(o);
@@ -995,17 +1000,6 @@ pub fn visible(
             (true, false) => Some(ChangeType::Deleted),
             (false, false) => None,
         },
-    }
-}
-
-fn storage_of_plural(r: &ResourceType) -> &'static str {
-    if r.group == "events.k8s.io" {
-        "events"
-    } else {
-        RESOURCES
-            .iter()
-            .find(|t| std::ptr::eq(*t, r))
-            .map_or("", |t| t.plural)
     }
 }
 

@@ -39,10 +39,8 @@ enum Step {
         &'static str,
         Option<Value>,
     ),
-    /// GET, change, PUT back with the current resourceVersion.
-    Put(&'static str, String, fn(&mut Value)),
-    /// The same with a stale resourceVersion.
-    PutStale(&'static str, String, fn(&mut Value)),
+    /// GET, change, PUT back with the resourceVersion read, or a stale one when `stale`.
+    Put(&'static str, String, fn(&mut Value), bool),
 }
 
 const JSON: &str = "application/json";
@@ -190,10 +188,14 @@ fn scenario() -> Vec<Step> {
             "update with the current resourceVersion",
             web.clone(),
             |d| d["spec"]["replicas"] = json!(2),
+            false,
         ),
-        PutStale("update with a stale resourceVersion", web.clone(), |d| {
-            d["spec"]["replicas"] = json!(3)
-        }),
+        Put(
+            "update with a stale resourceVersion",
+            web.clone(),
+            |d| d["spec"]["replicas"] = json!(3),
+            true,
+        ),
         Req(
             "change the selector",
             "PATCH",
@@ -415,8 +417,7 @@ async fn run(cluster: &Cluster) -> (Vec<Seen>, Vec<(String, String, Value)>) {
                 let (code, body) = raw(&client, method, &path, ct, body).await;
                 (label, code, body)
             }
-            Step::Put(label, path, change) | Step::PutStale(label, path, change) => {
-                let stale = label.contains("stale");
+            Step::Put(label, path, change, stale) => {
                 let (_, mut obj) = raw(&client, "GET", &path, JSON, None).await;
                 change(&mut obj);
                 if stale {
@@ -440,7 +441,6 @@ async fn run(cluster: &Cluster) -> (Vec<Seen>, Vec<(String, String, Value)>) {
         });
     }
     // Every change to the namespace's deployments since it was created, in order.
-    let (_, _) = (start_rv, ());
     let path = format!(
         "{DEPLOYMENTS}?watch=true&resourceVersion={}&timeoutSeconds=2",
         start_rv.unwrap_or(0)
