@@ -13,7 +13,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use common::cluster::{Envtest, real_cluster};
-use common::e2e::{Daemon, Env, text, workload};
+use common::e2e::{Daemon, Env, text};
+use kube_sim::fixtures::workload;
 use serde_json::json;
 
 type Scenario = (&'static str, fn(&Env));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
+use kube::api::GroupVersionKind;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
@@ -164,27 +165,12 @@ impl Env {
     }
 
     fn resource(kind: &str) -> ApiResource {
-        let (group, version, plural) = match kind {
-            "Deployment" => ("apps", "v1", "deployments"),
-            "StatefulSet" => ("apps", "v1", "statefulsets"),
-            "DaemonSet" => ("apps", "v1", "daemonsets"),
-            "ReplicaSet" => ("apps", "v1", "replicasets"),
-            "Job" => ("batch", "v1", "jobs"),
-            "CronJob" => ("batch", "v1", "cronjobs"),
-            "Pod" => ("", "v1", "pods"),
-            other => panic!("no resource for kind {other}"),
-        };
-        ApiResource {
-            group: group.into(),
-            version: version.into(),
-            api_version: if group.is_empty() {
-                version.into()
-            } else {
-                format!("{group}/{version}")
-            },
-            kind: kind.into(),
-            plural: plural.into(),
-        }
+        let r = kube_sim::resources::of_kind(kind)
+            .unwrap_or_else(|| panic!("no resource for kind {kind}"));
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(r.group, r.version, r.kind),
+            r.plural,
+        )
     }
 
     fn api(&self, kind: &str, ns: &str) -> Api<DynamicObject> {
@@ -452,63 +438,4 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// A pod template with these containers and init containers.
-pub fn pod_spec(containers: &[(&str, &str)], init: &[(&str, &str)]) -> Value {
-    let list = |cs: &[(&str, &str)]| -> Vec<Value> {
-        cs.iter()
-            .map(|(n, i)| json!({"name": n, "image": i}))
-            .collect()
-    };
-    let mut spec = json!({"containers": list(containers), "restartPolicy": "Always"});
-    if !init.is_empty() {
-        spec["initContainers"] = json!(list(init));
-    }
-    spec
-}
-
-/// A workload of `kind` named `name` in `ns` running these containers.
-pub fn workload(
-    kind: &str,
-    ns: &str,
-    name: &str,
-    containers: &[(&str, &str)],
-    init: &[(&str, &str)],
-    meta: Value,
-) -> Value {
-    let labels = json!({"app": name});
-    let template = json!({"metadata": {"labels": labels}, "spec": pod_spec(containers, init)});
-    let (api_version, spec) = match kind {
-        "Deployment" | "ReplicaSet" | "DaemonSet" => (
-            "apps/v1",
-            json!({"selector": {"matchLabels": labels}, "template": template}),
-        ),
-        "StatefulSet" => (
-            "apps/v1",
-            json!({"selector": {"matchLabels": labels}, "serviceName": name, "template": template}),
-        ),
-        "Job" => {
-            let mut t = template.clone();
-            t["spec"]["restartPolicy"] = json!("Never");
-            ("batch/v1", json!({"template": t}))
-        }
-        "CronJob" => {
-            let mut t = template.clone();
-            t["spec"]["restartPolicy"] = json!("Never");
-            (
-                "batch/v1",
-                json!({"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": t}}}),
-            )
-        }
-        "Pod" => ("v1", pod_spec(containers, init)),
-        other => panic!("unknown kind {other}"),
-    };
-    let mut metadata = json!({"name": name, "namespace": ns});
-    if let Value::Object(extra) = meta {
-        for (k, v) in extra {
-            metadata[k] = v;
-        }
-    }
-    json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec})
 }

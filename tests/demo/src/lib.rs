@@ -436,21 +436,8 @@ pub fn cloner_command(binary: &Path, home: &Path, env: &[(&str, String)]) -> Com
     cmd
 }
 
-/// A pod spec with these containers and init containers.
-pub fn pod_spec(containers: &[(&str, &str)], init: &[(&str, &str)], restart: &str) -> Value {
-    let list = |cs: &[(&str, &str)]| -> Vec<Value> {
-        cs.iter()
-            .map(|(n, i)| json!({"name": n, "image": i}))
-            .collect()
-    };
-    let mut spec = json!({"containers": list(containers), "restartPolicy": restart});
-    if !init.is_empty() {
-        spec["initContainers"] = json!(list(init));
-    }
-    spec
-}
-
-/// A workload object of `kind` named `name` in `ns` running these containers.
+/// A workload object (the simulator's fixture for `kind`), labelled `app: <name>` and
+/// carrying `annotations`.
 pub fn workload(
     kind: &str,
     ns: &str,
@@ -458,33 +445,16 @@ pub fn workload(
     containers: &[(&str, &str)],
     init: &[(&str, &str)],
     annotations: &[(&str, &str)],
-) -> Result<Value> {
-    let labels = json!({"app": name});
-    let template = |restart| json!({"metadata": {"labels": labels}, "spec": pod_spec(containers, init, restart)});
-    let (api_version, spec) = match kind {
-        "Deployment" | "ReplicaSet" | "DaemonSet" => (
-            "apps/v1",
-            json!({"selector": {"matchLabels": labels}, "template": template("Always")}),
-        ),
-        "StatefulSet" => (
-            "apps/v1",
-            json!({"selector": {"matchLabels": labels}, "serviceName": name, "template": template("Always")}),
-        ),
-        "Job" => ("batch/v1", json!({"template": template("Never")})),
-        "CronJob" => (
-            "batch/v1",
-            json!({"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template("Never")}}}),
-        ),
-        "Pod" => ("v1", pod_spec(containers, init, "Always")),
-        other => bail!("unknown kind {other}"),
-    };
+) -> Value {
     let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
-    Ok(json!({
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": annotations},
-        "spec": spec,
-    }))
+    kube_sim::fixtures::workload(
+        kind,
+        ns,
+        name,
+        containers,
+        init,
+        json!({"labels": {"app": name}, "annotations": annotations}),
+    )
 }
 
 /// The pod spec inside a workload object.

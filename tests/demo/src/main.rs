@@ -12,6 +12,7 @@ use demo::{
     Daemon, cloner_command, containers_of, guard, heading, interrupted, kube_client,
     require_programs, secs, sibling_binary, tail, workload,
 };
+use kube::api::GroupVersionKind;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
@@ -65,28 +66,13 @@ struct Sample {
 }
 
 fn resource(kind: &str) -> Result<ApiResource> {
-    let (group, version, plural) = match kind {
-        "Deployment" => ("apps", "v1", "deployments"),
-        "StatefulSet" => ("apps", "v1", "statefulsets"),
-        "DaemonSet" => ("apps", "v1", "daemonsets"),
-        "ReplicaSet" => ("apps", "v1", "replicasets"),
-        "Job" => ("batch", "v1", "jobs"),
-        "CronJob" => ("batch", "v1", "cronjobs"),
-        "Pod" => ("", "v1", "pods"),
-        "Namespace" => ("", "v1", "namespaces"),
-        other => bail!("no resource for kind {other}"),
+    let Some(r) = kube_sim::resources::of_kind(kind) else {
+        bail!("no resource for kind {kind}");
     };
-    Ok(ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    })
+    Ok(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(r.group, r.version, r.kind),
+        r.plural,
+    ))
 }
 
 struct Cluster {
@@ -320,7 +306,7 @@ fn run() -> Result<()> {
     for s in &samples {
         let c: Vec<(&str, &str)> = s.containers.iter().map(|(n, i)| (*n, i.as_str())).collect();
         let i: Vec<(&str, &str)> = s.init.iter().map(|(n, i)| (*n, i.as_str())).collect();
-        cluster.create(workload(s.kind, s.ns, s.name, &c, &i, &s.annotations)?)?;
+        cluster.create(workload(s.kind, s.ns, s.name, &c, &i, &s.annotations))?;
         let expect = match s.expect {
             Expect::Patched => "patched",
             Expect::Left(why) => why,

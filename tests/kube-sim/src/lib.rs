@@ -7,6 +7,7 @@ mod discovery;
 pub mod envtest;
 mod events;
 pub mod faults;
+pub mod fixtures;
 pub mod resources;
 pub mod seed;
 mod selector;

@@ -121,6 +121,11 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
         .find(|r| r.api_version() == api_version && r.kind == kind)
 }
 
+/// The resource serving objects of `kind`, the core group's first (an Event is core/v1's).
+pub fn of_kind(kind: &str) -> Option<&'static ResourceType> {
+    RESOURCES.iter().find(|r| r.kind == kind)
+}
+
 /// The group/versions served, in the order discovery lists them (core first).
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();

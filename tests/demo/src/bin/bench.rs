@@ -355,7 +355,7 @@ fn populate(sim: &Sim, source: &str, images: &[String]) -> Result<()> {
                 &[("app", image.as_str())],
                 &[],
                 &[],
-            )?,
+            ),
         )?;
     }
     Ok(())
