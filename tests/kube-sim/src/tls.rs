@@ -5,17 +5,16 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("generating the simulator's certificates: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(#[from] testbed::TestbedError),
+    #[error("reading the generated certificates: {0}")]
+    Pem(#[from] rustls::pki_types::pem::Error),
     #[error("configuring TLS: {0}")]
     Configure(#[from] rustls::Error),
 }
@@ -25,43 +24,21 @@ pub struct Certificates {
     pub config: Arc<ServerConfig>,
 }
 
+/// The same throw-away CA and loopback serving certificate as the test registries get.
 pub fn generate() -> Result<Certificates, TlsError> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-sim-ca");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &issuer)?;
-
-    let chain = vec![
-        CertificateDer::from(cert.der().to_vec()),
-        CertificateDer::from(ca_cert.der().to_vec()),
-    ];
-    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let certs = testbed::tls::generate()?;
+    let chain = vec![CertificateDer::from_pem_slice(
+        certs.server_cert_pem.as_bytes(),
+    )?];
+    let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, private)?;
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Certificates {
-        ca_pem: ca_cert.pem(),
+        ca_pem: certs.ca_cert_pem,
         config: Arc::new(config),
     })
 }

@@ -28,7 +28,7 @@ mod image;
 mod process;
 mod registry;
 mod skopeo;
-mod tls;
+pub mod tls;
 
 pub use error::{Result, TestbedError};
 pub use image::{

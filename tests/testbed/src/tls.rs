@@ -7,7 +7,8 @@ use rcgen::{
 
 use crate::error::{Result, TestbedError};
 
-pub(crate) struct Certs {
+/// A CA and a serving certificate it signed, all PEM.
+pub struct Certs {
     pub ca_cert_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
@@ -15,7 +16,7 @@ pub(crate) struct Certs {
 
 /// ECDSA P-256 CA (CA:true, keyCertSign) and a server certificate signed by it
 /// with SANs IP 127.0.0.1, IP ::1 and DNS localhost, extended key usage serverAuth.
-pub(crate) fn generate() -> Result<Certs> {
+pub fn generate() -> Result<Certs> {
     let err = |e: rcgen::Error| TestbedError::GenerateCertificates {
         reason: e.to_string(),
     };
