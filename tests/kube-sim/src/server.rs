@@ -395,13 +395,12 @@ async fn resource_request(
             let opts = list_options(target, query)?;
             let ns = target.namespace.as_deref().filter(|_| r.namespaced);
             let page = store.list(r, ns, &opts)?;
-            let body = store::list_body(r, &page);
             if as_table {
                 let items: Vec<&Value> = page.items.iter().map(|o| &**o).collect();
-                let t = table::table(r, &items, body["metadata"].clone(), &include);
+                let t = table::table(r, &items, store::list_metadata(&page), &include);
                 return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &body))
+            Ok(json_response(200, &store::list_body(r, &page)))
         }
         "watch" => watch(sh, target, query, as_table.then_some(include)),
         "create" => {

@@ -947,17 +947,6 @@ fn decode_continue(token: &str) -> Result<(u64, Key), ApiError> {
 
 /// An object list in the real server's JSON form: items without apiVersion and kind.
 pub fn list_body(r: &ResourceType, page: &ListPage) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert(
-        "resourceVersion".into(),
-        json!(page.resource_version.to_string()),
-    );
-    if let Some(c) = &page.continue_token {
-        metadata.insert("continue".into(), json!(c));
-    }
-    if let Some(n) = page.remaining {
-        metadata.insert("remainingItemCount".into(), json!(n));
-    }
     let items: Vec<Value> = page
         .items
         .iter()
@@ -973,9 +962,25 @@ pub fn list_body(r: &ResourceType, page: &ListPage) -> Value {
     json!({
         "kind": format!("{}List", r.kind),
         "apiVersion": r.api_version(),
-        "metadata": metadata,
+        "metadata": list_metadata(page),
         "items": items,
     })
+}
+
+/// A list's `metadata`: its resourceVersion, and where the next page starts.
+pub fn list_metadata(page: &ListPage) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert(
+        "resourceVersion".into(),
+        json!(page.resource_version.to_string()),
+    );
+    if let Some(c) = &page.continue_token {
+        metadata.insert("continue".into(), json!(c));
+    }
+    if let Some(n) = page.remaining {
+        metadata.insert("remainingItemCount".into(), json!(n));
+    }
+    Value::Object(metadata)
 }
 
 /// Whether a change is visible to a watch on `r` in `ns` with `opts`, and as which type.
