@@ -1,24 +1,13 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
+//!
+//! The folders read as the pipeline of DESIGN.md, from the bottom up: `image` and `workload`
+//! (pure), `registry`, `settings` and `reconcile`, then `cluster` and `ops`, then `commands`.
 
-pub mod app;
-pub mod cli;
 pub mod cluster;
-pub mod controller;
-pub mod copy_command;
-pub mod docker_config;
-pub mod health;
-pub mod logging;
-pub mod manifest;
-pub mod manifest_head;
-pub mod metrics;
-pub mod mirror;
-pub mod naming;
-pub mod partial;
-pub mod plan;
-pub mod plan_command;
+pub mod commands;
+pub mod image;
+pub mod ops;
 pub mod reconcile;
-pub mod reference;
-pub mod restore_command;
+pub mod registry;
 pub mod settings;
-pub mod skopeo;
 pub mod workload;

@@ -3,12 +3,15 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use image_cloner::app::{self, RestoreFilter};
-use image_cloner::cli::{self, Command, Output};
-use image_cloner::controller::wanted_kinds;
-use image_cloner::plan::Kind;
+use image_cloner::cluster::controller::wanted_kinds;
+use image_cloner::commands::app::{self, RestoreFilter};
+use image_cloner::commands::{
+    copy as copy_command, plan as plan_command, restore as restore_command,
+};
+use image_cloner::ops::logging;
+use image_cloner::reconcile::plan::Kind;
+use image_cloner::settings::cli::{self, Command, Output};
 use image_cloner::settings::{self, Inputs, Settings};
-use image_cloner::{copy_command, logging, plan_command, restore_command};
 
 /// Exit status for invalid settings, distinct from a run that failed.
 const EXIT_BAD_SETTINGS: u8 = 2;

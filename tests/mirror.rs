@@ -5,10 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use image_cloner::mirror::{Mirror, MirrorOptions, Outcome};
-use image_cloner::naming::{BackupRegistry, Naming, Pin};
-use image_cloner::reference::ImageRef;
-use image_cloner::skopeo::{Skopeo, SkopeoOptions};
+use image_cloner::image::naming::{BackupRegistry, Naming, Pin};
+use image_cloner::image::reference::ImageRef;
+use image_cloner::registry::mirror::{Mirror, MirrorOptions, Outcome};
+use image_cloner::registry::skopeo::{Skopeo, SkopeoOptions};
 use testbed::Registry;
 
 fn mirror(source: &Registry, backup: &Registry, max_copies: usize) -> Mirror {
@@ -130,7 +130,7 @@ async fn a_failed_copy_is_remembered_briefly_and_reported_by_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_private_ca() {
-    use image_cloner::manifest_head::{ManifestHead, encode_basic};
+    use image_cloner::registry::manifest_head::{ManifestHead, encode_basic};
     let source = plain_registry();
     let bob = testbed::Credentials::new("bob", "backup-pass");
     let backup = Registry::start(testbed::RegistryOptions {

@@ -12,16 +12,16 @@ use kube::runtime::events::{Recorder, Reporter};
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::cluster::{self, ClusterError};
-use crate::controller::{self, Daemon, OnceSummary};
-use crate::health::{self, Health, HealthError};
-use crate::metrics::Metrics;
-use crate::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
-use crate::plan::{Kind, Policy};
-use crate::plan_command::{self, PlanRow};
+use crate::cluster::client::{self as cluster, ClusterError};
+use crate::cluster::controller::{self, Daemon, OnceSummary};
+use crate::commands::plan::{self as plan_command, PlanRow};
+use crate::commands::restore::{self as restore_command, RestoreRow};
+use crate::ops::health::{self, Health, HealthError};
+use crate::ops::metrics::Metrics;
+use crate::reconcile::plan::{Kind, Policy};
 use crate::reconcile::{Context, Namespaces};
-use crate::restore_command::{self, RestoreRow};
 use crate::settings::Settings;
+use crate::workload::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
 use crate::workload::{self, WorkloadKind};
 
 #[derive(Debug, Error)]
@@ -79,7 +79,7 @@ pub async fn setup(settings: &Settings, kinds: &[Kind]) -> Result<Setup, AppErro
     let metrics = Arc::new(Metrics::new());
     let mirror = settings
         .mirror()
-        .with_observer(Arc::clone(&metrics) as Arc<dyn crate::mirror::CopyObserver>);
+        .with_observer(Arc::clone(&metrics) as Arc<dyn crate::registry::mirror::CopyObserver>);
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok();

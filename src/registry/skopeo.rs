@@ -20,7 +20,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::process::Command;
 
-use crate::reference::{Digest, ImageRef};
+use crate::image::reference::{Digest, ImageRef};
 
 /// How much of skopeo's stderr an error keeps.
 const STDERR_TAIL_BYTES: usize = 1500;

@@ -7,6 +7,8 @@
 //! - a patch rejected by its `test` ops (someone edited the images since we read them) is not
 //!   an error: the object is read again and planned again, and the edit is never overwritten.
 
+pub mod plan;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -19,9 +21,9 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 
-use crate::metrics::Metrics;
-use crate::mirror::{Mirror, MirrorError, MirroredImage, Outcome};
-use crate::plan::{self, Decision, ImageChange, Policy, Workload};
+use self::plan::{Decision, ImageChange, Policy, Workload};
+use crate::ops::metrics::Metrics;
+use crate::registry::mirror::{Mirror, MirrorError, MirroredImage, Outcome};
 use crate::workload::{self, WorkloadKind};
 
 /// The field manager our patches are recorded under.

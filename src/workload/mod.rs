@@ -3,9 +3,11 @@
 //!
 //! The controller caches every workload of the cluster; at 10,000 workloads the fields planning
 //! never reads (managedFields, status, env, volumes, probes, ...) are most of the memory. The
-//! kinds are the partial types of [`crate::partial`], which only read each container's name and
+//! kinds are the partial types of [`crate::workload::partial`], which only read each container's name and
 //! image (in their original order, which the JSON Patch indexes need) besides the metadata;
 //! [`trim`] drops from the metadata what is left that planning never reads.
+
+pub mod partial;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -16,11 +18,11 @@ use kube::ResourceExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::partial::{
+use crate::reconcile::plan::{Container, Kind, Workload};
+use crate::workload::partial::{
     ContainerImage, CronJob, DaemonSet, Deployment, Job, Pod, PodSpecImages, ReplicaSet,
     StatefulSet,
 };
-use crate::plan::{Container, Kind, Workload};
 
 /// A kind of workload image-cloner reads (and, but for Job, patches).
 pub trait WorkloadKind:
@@ -203,7 +205,7 @@ pub fn relevant_state<K: WorkloadKind>(obj: &K) -> Option<u64> {
 /// Labels and annotations of a namespace, as far as opting out goes.
 pub fn namespace_opted_out(annotations: &BTreeMap<String, String>) -> bool {
     annotations
-        .get(crate::plan::SKIP_ANNOTATION)
+        .get(crate::reconcile::plan::SKIP_ANNOTATION)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
@@ -295,7 +297,10 @@ mod tests {
             .metadata
             .annotations
             .get_or_insert_default()
-            .insert(crate::plan::SKIP_ANNOTATION.into(), "true".into());
+            .insert(
+                crate::reconcile::plan::SKIP_ANNOTATION.into(),
+                "true".into(),
+            );
         assert_ne!(relevant_state(&d), relevant_state(&annotated));
     }
 

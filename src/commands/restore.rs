@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::plan::{self, ImageChange, Kept, Workload};
+use crate::reconcile::plan::{self, ImageChange, Kept, Workload};
 
 /// What restore does (or would do) to one workload.
 #[derive(Debug, Clone, Serialize)]

@@ -20,8 +20,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use thiserror::Error;
 
-use crate::metrics::Metrics;
-use crate::plan::Kind;
+use crate::ops::metrics::Metrics;
+use crate::reconcile::plan::Kind;
 
 /// A heartbeat older than this means the loop is stuck.
 pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);

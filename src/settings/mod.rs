@@ -8,6 +8,9 @@
 //! collected and reported together, each naming the setting, the bad value, where it came
 //! from and what is expected, before the daemon touches a cluster or a registry.
 
+pub mod cli;
+pub mod docker_config;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,9 +19,9 @@ use std::time::Duration;
 use config::{Config, File, FileFormat, Map, Source, Value, ValueKind};
 use thiserror::Error;
 
-use crate::docker_config::DockerConfig;
-use crate::naming::{BackupRegistry, Naming, Pin};
-use crate::reference::valid_domain;
+use crate::image::naming::{BackupRegistry, Naming, Pin};
+use crate::image::reference::valid_domain;
+use crate::settings::docker_config::DockerConfig;
 
 /// The config file read when `--config` is not given; it is optional.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/image-cloner/config.toml";
@@ -672,8 +675,8 @@ fn is_dns_label(s: &str) -> bool {
 
 impl Settings {
     /// What every skopeo run is given.
-    pub fn skopeo_options(&self) -> crate::skopeo::SkopeoOptions {
-        crate::skopeo::SkopeoOptions {
+    pub fn skopeo_options(&self) -> crate::registry::skopeo::SkopeoOptions {
+        crate::registry::skopeo::SkopeoOptions {
             program: self.skopeo.clone(),
             authfile: self.docker_config.as_ref().map(|c| c.path.clone()),
             insecure_registries: self.insecure_registries.clone(),
@@ -688,12 +691,15 @@ impl Settings {
     /// The manifest HEAD client for the backup registry, with the docker config's credentials.
     pub fn manifest_head(
         &self,
-    ) -> Result<crate::manifest_head::ManifestHead, crate::manifest_head::TlsSetupError> {
+    ) -> Result<
+        crate::registry::manifest_head::ManifestHead,
+        crate::registry::manifest_head::TlsSetupError,
+    > {
         let (basic, deferred) = match &self.docker_config {
-            Some(c) => crate::docker_config::credentials_for_head(&c.path),
+            Some(c) => crate::settings::docker_config::credentials_for_head(&c.path),
             None => (Vec::new(), Vec::new()),
         };
-        crate::manifest_head::ManifestHead::new(
+        crate::registry::manifest_head::ManifestHead::new(
             basic,
             deferred,
             self.insecure_registries.clone(),
@@ -703,9 +709,9 @@ impl Settings {
     }
 
     /// The mirror service these settings describe.
-    pub fn mirror(&self) -> crate::mirror::Mirror {
-        let mirror = crate::mirror::Mirror::new(
-            crate::skopeo::Skopeo::new(self.skopeo_options()),
+    pub fn mirror(&self) -> crate::registry::mirror::Mirror {
+        let mirror = crate::registry::mirror::Mirror::new(
+            crate::registry::skopeo::Skopeo::new(self.skopeo_options()),
             self.mirror_options(),
         );
         match self.manifest_head() {
@@ -718,8 +724,8 @@ impl Settings {
     }
 
     /// How the mirror names, pins and limits copies.
-    pub fn mirror_options(&self) -> crate::mirror::MirrorOptions {
-        crate::mirror::MirrorOptions::new(
+    pub fn mirror_options(&self) -> crate::registry::mirror::MirrorOptions {
+        crate::registry::mirror::MirrorOptions::new(
             self.backup_registry.clone(),
             self.naming,
             self.pin,

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::mirror::{Mirror, MirroredImage, Outcome};
-use crate::reference::ImageRef;
+use crate::image::reference::ImageRef;
+use crate::registry::mirror::{Mirror, MirroredImage, Outcome};
 
 /// One requested image and what became of it.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ pub fn render(rows: &[CopyRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::Digest;
+    use crate::image::reference::Digest;
 
     #[test]
     fn the_report_names_each_image_and_counts() {

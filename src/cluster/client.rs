@@ -10,7 +10,7 @@ use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigEr
 use kube::{Client, Config};
 use thiserror::Error;
 
-use crate::plan::Kind;
+use crate::reconcile::plan::Kind;
 
 #[derive(Debug, Error)]
 pub enum ClusterError {

@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::mirror::MirroredImage;
-use crate::naming::{BackupRegistry, Naming};
-use crate::reference::ImageRef;
+use crate::image::naming::{BackupRegistry, Naming};
+use crate::image::reference::ImageRef;
+use crate::registry::mirror::MirroredImage;
 
 /// Where the original images are recorded, on the workload's own metadata (not the pod
 /// template, so recording them does not roll the pods a second time).

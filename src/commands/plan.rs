@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::mirror::Mirror;
-use crate::plan::{self, Decision, Policy, Workload};
-use crate::reference::ImageRef;
+use crate::image::reference::ImageRef;
+use crate::reconcile::plan::{self, Decision, Policy, Workload};
+use crate::registry::mirror::Mirror;
 
 /// One container's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -163,8 +163,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::naming::{BackupRegistry, Naming};
-    use crate::plan::{Container, Kind};
+    use crate::image::naming::{BackupRegistry, Naming};
+    use crate::reconcile::plan::{Container, Kind};
 
     #[test]
     fn rows_name_the_backup_and_the_decision() {

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::reference::Digest;
+use crate::image::reference::Digest;
 
 /// The kinds of manifest the mirror treats differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

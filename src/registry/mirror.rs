@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{Semaphore, watch};
 
-use crate::manifest::{ManifestError, ManifestKind, RawManifest};
-use crate::manifest_head::ManifestHead;
-use crate::naming::{BackupRegistry, BackupTarget, Naming, NamingError, Pin};
-use crate::reference::{Digest, ImageRef};
-use crate::skopeo::{CopyFormat, Skopeo, SkopeoError};
+use crate::image::manifest::{ManifestError, ManifestKind, RawManifest};
+use crate::image::naming::{BackupRegistry, BackupTarget, Naming, NamingError, Pin};
+use crate::image::reference::{Digest, ImageRef};
+use crate::registry::manifest_head::ManifestHead;
+use crate::registry::skopeo::{CopyFormat, Skopeo, SkopeoError};
 
 /// Told about every copy, for metrics. Does nothing by default.
 pub trait CopyObserver: Send + Sync {
@@ -499,9 +499,9 @@ impl Inner {
             self.inspect(source).await.and_then(|m| {
                 m.ok_or_else(|| {
                     InspectError::Skopeo(SkopeoError::ManifestUnknown {
-                        command: crate::skopeo::CommandLine(format!(
+                        command: crate::registry::skopeo::CommandLine(format!(
                             "skopeo inspect --raw {}",
-                            crate::skopeo::transport(source)
+                            crate::registry::skopeo::transport(source)
                         )),
                         summary: format!("{source} not found in its registry"),
                         stderr: String::new(),
@@ -646,9 +646,9 @@ impl Inner {
                     backup: image.clone(),
                     image,
                     source: Box::new(SkopeoError::ManifestUnknown {
-                        command: crate::skopeo::CommandLine(format!(
+                        command: crate::registry::skopeo::CommandLine(format!(
                             "skopeo inspect --raw {}",
-                            crate::skopeo::transport(source)
+                            crate::registry::skopeo::transport(source)
                         )),
                         summary: "not found in the backup registry".into(),
                         stderr: String::new(),

@@ -29,7 +29,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-use crate::reference::{
+use crate::image::reference::{
     Digest, ImageRef, NAME_TOTAL_LENGTH_MAX, TAG_LENGTH_MAX, normalize_domain, valid_domain,
     valid_path_component,
 };

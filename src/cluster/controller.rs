@@ -23,9 +23,9 @@ use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinSet;
 
-use crate::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
-use crate::plan::Kind;
+use crate::reconcile::plan::Kind;
 use crate::reconcile::{Context, Namespaces, ReconcileError, Reconciled, reconcile};
+use crate::workload::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
 use crate::workload::{self, WorkloadKind};
 
 /// First retry after a transient failure; doubled each time up to [`BACKOFF_CAP`].
@@ -351,9 +351,10 @@ mod tests {
     fn a_retry_never_meets_a_remembered_failure() {
         // The mirror remembers failures briefly; the earliest retry must come after that, or
         // each retry after an outage counts as one more failure and the backoff doubles.
-        let options = crate::mirror::MirrorOptions::new(
-            crate::naming::BackupRegistry::parse("registry.example.com/backup").expect("valid"),
-            crate::naming::Naming::Flat,
+        let options = crate::registry::mirror::MirrorOptions::new(
+            crate::image::naming::BackupRegistry::parse("registry.example.com/backup")
+                .expect("valid"),
+            crate::image::naming::Naming::Flat,
             Default::default(),
             5,
         );

@@ -1,7 +1,7 @@
 use super::*;
-use crate::mirror::Outcome;
-use crate::naming::Pin;
-use crate::reference::Digest;
+use crate::image::naming::Pin;
+use crate::image::reference::Digest;
+use crate::registry::mirror::Outcome;
 
 const BACKUP: &str = "registry.example.com/backup";
 

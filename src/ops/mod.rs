@@ -1,0 +1,5 @@
+//! The operator's surface: health, metrics, logging.
+
+pub mod health;
+pub mod logging;
+pub mod metrics;
