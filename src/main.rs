@@ -2,16 +2,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use image_cloner::cluster::controller::wanted_kinds;
-use image_cloner::commands::app::{self, RestoreFilter};
-use image_cloner::commands::{
-    copy as copy_command, plan as plan_command, restore as restore_command,
-};
+use image_cloner::commands;
 use image_cloner::ops::logging;
-use image_cloner::reconcile::plan::Kind;
-use image_cloner::settings::cli::{self, Command, Output};
-use image_cloner::settings::{self, Inputs, Settings};
+use image_cloner::settings::cli::{self, Command};
+use image_cloner::settings::{self, Inputs};
 
 /// Exit status for invalid settings, distinct from a run that failed.
 const EXIT_BAD_SETTINGS: u8 = 2;
@@ -56,85 +50,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, &settings)) {
+    match runtime.block_on(commands::execute(cli.command, &settings)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
+            let e = anyhow::Error::from(e);
             tracing::error!("{e:#}");
             eprintln!("image-cloner: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Runs a command; `Ok(false)` when it ran but something in it failed.
-async fn run(command: Command, settings: &Settings) -> anyhow::Result<bool> {
-    match command {
-        Command::CheckConfig => Ok(true),
-        Command::Copy { images } => {
-            let mirror = settings.mirror();
-            let rows = copy_command::run(&mirror, &images).await;
-            print!("{}", copy_command::render(&rows));
-            Ok(rows.iter().all(|r| r.result.is_ok()))
-        }
-        Command::Run { once } => {
-            let setup = app::setup(settings, &wanted_kinds(settings.bare_pods))
-                .await
-                .context("connecting to the cluster")?;
-            if once {
-                let summary = app::run_once(&setup).await?;
-                let stats = setup.ctx.mirror.stats();
-                println!(
-                    "{} workload(s): {} patched ({} image(s)), {} cloned but not patched, {} invalid reference(s), {} failed; {} cop(y/ies) made, {} already in backup, {} API write(s)",
-                    summary.workloads,
-                    summary.patched,
-                    summary.images_patched,
-                    summary.cloned_only,
-                    summary.invalid,
-                    summary.failed.len(),
-                    stats.copies_succeeded,
-                    stats.already_in_backup,
-                    setup.ctx.writes(),
-                );
-                for f in &summary.failed {
-                    println!("failed: {f}");
-                }
-                Ok(summary.failed.is_empty())
-            } else {
-                app::run_daemon(&setup, settings).await?;
-                Ok(true)
-            }
-        }
-        Command::Plan {
-            output,
-            check_backup,
-        } => {
-            let setup = app::setup(settings, &wanted_kinds(settings.bare_pods))
-                .await
-                .context("connecting to the cluster")?;
-            let rows = app::plan(&setup, check_backup).await?;
-            match output {
-                Output::Table => print!("{}", plan_command::render_table(&rows, check_backup)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-            }
-            Ok(true)
-        }
-        Command::Restore {
-            namespace,
-            selector,
-            dry_run,
-        } => {
-            let setup = app::setup(settings, &Kind::ALL)
-                .await
-                .context("connecting to the cluster")?;
-            let filter = RestoreFilter {
-                namespace,
-                selector,
-                dry_run,
-            };
-            let rows = app::restore(&setup, &filter).await?;
-            print!("{}", restore_command::render(&rows, dry_run));
-            Ok(rows.iter().all(|r| r.error.is_none()))
         }
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use common::*;
 use image_cloner::image::naming::{BackupRegistry, Naming, Pin};
 use image_cloner::image::reference::ImageRef;
-use image_cloner::registry::mirror::{Mirror, MirrorOptions, Outcome};
+use std::sync::Arc;
+
+use image_cloner::registry::client::Registries;
+use image_cloner::registry::mirror::{Mirror, MirrorOptions, Outcome, Unobserved};
 use image_cloner::registry::skopeo::{Skopeo, SkopeoOptions};
 use testbed::Registry;
 
@@ -23,10 +26,9 @@ fn mirror(source: &Registry, backup: &Registry, max_copies: usize) -> Mirror {
         inspect_timeout: Duration::from_secs(30),
     });
     let backup = BackupRegistry::parse(&format!("{}/mirror", backup.host())).expect("backup");
-    Mirror::new(
-        skopeo,
-        MirrorOptions::new(backup, Naming::Flat, Pin::Digest, max_copies),
-    )
+    let options = MirrorOptions::new(backup, Naming::Flat, Pin::Digest, max_copies);
+    let client = Registries::new(skopeo, None, options.max_concurrent_checks());
+    Mirror::new(Arc::new(client), options, Arc::new(Unobserved))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,11 +165,9 @@ async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_pr
         )
         .unwrap();
         let target = BackupRegistry::parse(&format!("{}/mirror", backup.host())).unwrap();
-        Mirror::new(
-            skopeo,
-            MirrorOptions::new(target, Naming::Flat, Pin::Digest, 2),
-        )
-        .with_manifest_head(head)
+        let options = MirrorOptions::new(target, Naming::Flat, Pin::Digest, 2);
+        let client = Registries::new(skopeo, Some(head), options.max_concurrent_checks());
+        Mirror::new(Arc::new(client), options, Arc::new(Unobserved))
     };
     let image = ImageRef::parse(&format!("{}/app:1", source.host())).unwrap();
 

@@ -10,7 +10,7 @@ use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigEr
 use kube::{Client, Config};
 use thiserror::Error;
 
-use crate::reconcile::plan::Kind;
+use crate::workload::Kind;
 
 #[derive(Debug, Error)]
 pub enum ClusterError {
@@ -75,19 +75,6 @@ pub async fn client(
     Client::try_from(config).map_err(ClusterError::Client)
 }
 
-/// The group/version and resource name under which each kind is served.
-pub fn api_resource(kind: Kind) -> (&'static str, &'static str) {
-    match kind {
-        Kind::Deployment => ("apps/v1", "deployments"),
-        Kind::StatefulSet => ("apps/v1", "statefulsets"),
-        Kind::DaemonSet => ("apps/v1", "daemonsets"),
-        Kind::ReplicaSet => ("apps/v1", "replicasets"),
-        Kind::CronJob => ("batch/v1", "cronjobs"),
-        Kind::Job => ("batch/v1", "jobs"),
-        Kind::Pod => ("v1", "pods"),
-    }
-}
-
 /// The kinds among `wanted` that the server serves, and a warning for each it does not.
 pub async fn served_kinds(
     client: &Client,
@@ -95,7 +82,8 @@ pub async fn served_kinds(
 ) -> Result<(BTreeSet<Kind>, Vec<String>), ClusterError> {
     let mut served = BTreeSet::new();
     let mut warnings = Vec::new();
-    let mut group_versions: Vec<&'static str> = wanted.iter().map(|k| api_resource(*k).0).collect();
+    let mut group_versions: Vec<&'static str> =
+        wanted.iter().map(|k| k.facts().api_version).collect();
     group_versions.sort_unstable();
     group_versions.dedup();
     for gv in group_versions {
@@ -115,8 +103,8 @@ pub async fn served_kinds(
                 });
             }
         };
-        for kind in wanted.iter().filter(|k| api_resource(**k).0 == gv) {
-            let (_, resource) = api_resource(*kind);
+        for kind in wanted.iter().filter(|k| k.facts().api_version == gv) {
+            let resource = kind.facts().plural;
             if names.contains(resource) {
                 served.insert(*kind);
             } else {

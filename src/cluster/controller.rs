@@ -1,8 +1,9 @@
-//! The daemon's controllers, and `run --once`.
+//! The daemon's controllers.
 //!
 //! One kube-runtime `Controller` per served workload kind, all sharing one [`Context`] (and so
 //! one mirror: a copy started for a Deployment is joined by the StatefulSet that needs the same
-//! image). Objects are trimmed as they arrive from the watch, before they enter the caches.
+//! image). Objects are trimmed as they arrive from the watch, before they enter the caches. A
+//! namespace that stops opting out has its workloads reconciled at once.
 //!
 //! Error policy: transient failures (network, 5xx, 429, timeouts, a copy that failed on the
 //! way) are retried with exponential backoff and jitter, capped; permanent ones (source image
@@ -15,18 +16,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{Future, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
-use crate::reconcile::plan::Kind;
-use crate::reconcile::{Context, Namespaces, ReconcileError, Reconciled, reconcile};
-use crate::workload::partial::{CronJob, DaemonSet, Deployment, Job, Pod, ReplicaSet, StatefulSet};
-use crate::workload::{self, WorkloadKind};
+use crate::cluster::list::PAGE_SIZE;
+use crate::reconcile::{Context, ReconcileError, reconcile};
+use crate::workload::{self, Kind, KindVisitor, WorkloadKind, dispatch};
 
 /// First retry after a transient failure; doubled each time up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -34,16 +34,14 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// Retry after a permanent failure: slow, in case someone fixed it without touching the
 /// workload (pushed the missing image, fixed the credentials).
 const PERMANENT_RETRY: Duration = Duration::from_secs(900);
-/// Objects per list page: bounded memory per request at 10,000 workloads.
-const PAGE_SIZE: u32 = 500;
-
-/// The kinds a daemon with these settings reads.
-pub fn wanted_kinds(bare_pods: bool) -> Vec<Kind> {
-    Kind::ALL
-        .into_iter()
-        .filter(|k| *k != Kind::Pod || bare_pods)
-        .collect()
-}
+/// Retry of a workload whose namespace's opt-out is not known yet: soon, and without counting
+/// as a failure (the namespace cache comes back on its own).
+const NAMESPACE_RETRY: Duration = Duration::from_secs(2);
+/// Reconciles in flight per kind. Copies are limited elsewhere (the mirror's slots); this only
+/// bounds memory: unbounded, kube-runtime's runner starts the futures of all 10,000 objects of
+/// a warm start at once. A reconcile waiting on a copy holds a slot, so the bound is far above
+/// what copies can keep busy.
+const RECONCILES_IN_FLIGHT: u16 = 1024;
 
 /// The delay before retry `attempt` (1-based) of a transient failure, with ±25% jitter.
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
@@ -62,10 +60,12 @@ fn jitter() -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
-/// The daemon's shared state: the reconcile context and per-object failure counts.
+/// What every controller shares: the reconcile context, per-object failure counts, and the
+/// announcements of namespaces that stopped opting out.
 pub struct Daemon {
     pub ctx: Arc<Context>,
     failures: Mutex<HashMap<String, u32>>,
+    opted_in: broadcast::Sender<String>,
 }
 
 fn key<K: WorkloadKind>(obj: &K) -> String {
@@ -78,10 +78,12 @@ fn key<K: WorkloadKind>(obj: &K) -> String {
 }
 
 impl Daemon {
-    pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+    /// `opted_in` announces namespaces whose workloads must be reconciled again.
+    pub fn new(ctx: Arc<Context>, opted_in: broadcast::Sender<String>) -> Arc<Self> {
         Arc::new(Daemon {
             ctx,
             failures: Mutex::default(),
+            opted_in,
         })
     }
 
@@ -89,12 +91,6 @@ impl Daemon {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-/// Reconciles in flight per kind. Copies are limited elsewhere (the mirror's slots); this only
-/// bounds memory: unbounded, kube-runtime's runner starts the futures of all 10,000 objects of
-/// a warm start at once. A reconcile waiting on a copy holds a slot, so the bound is far above
-/// what copies can keep busy.
-const RECONCILES_IN_FLIGHT: u16 = 1024;
 
 async fn reconcile_action<K: WorkloadKind>(
     obj: Arc<K>,
@@ -107,7 +103,7 @@ async fn reconcile_action<K: WorkloadKind>(
     let result = Box::pin(reconcile(obj.as_ref(), &daemon.ctx)).await;
     if result.is_ok() {
         daemon.failures().remove(&key(obj.as_ref()));
-        daemon.ctx.metrics.reconciled();
+        daemon.ctx.observer.reconciled();
     }
     result.map(|_| Action::await_change())
 }
@@ -117,7 +113,11 @@ fn error_policy<K: WorkloadKind>(
     error: &ReconcileError,
     daemon: Arc<Daemon>,
 ) -> Action {
-    daemon.ctx.metrics.reconcile_failed(error.reason());
+    if let ReconcileError::NamespaceUnknown { .. } = error {
+        tracing::debug!(error = %error, retry_in = ?NAMESPACE_RETRY, "waiting");
+        return Action::requeue(NAMESPACE_RETRY);
+    }
+    daemon.ctx.observer.reconcile_failed(error.reason());
     if !error.is_transient() {
         tracing::warn!(error = %error, retry_in = ?PERMANENT_RETRY, "needs attention; retrying slowly");
         return Action::requeue(PERMANENT_RETRY);
@@ -133,6 +133,36 @@ fn error_policy<K: WorkloadKind>(
     Action::requeue(delay)
 }
 
+/// The cached workloads of a namespace that stopped opting out, as reconcile requests.
+fn opted_in_workloads<K: WorkloadKind>(
+    announcements: broadcast::Receiver<String>,
+    store: Store<K>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static {
+    let names = futures::stream::unfold(announcements, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(namespace) => return Some((namespace, rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "namespace announcements missed; those workloads are reconciled at their next change"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    names.flat_map(move |namespace| {
+        let refs: Vec<ObjectRef<K>> = store
+            .state()
+            .iter()
+            .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
+}
+
 /// Runs the controller of one kind until `shutdown` resolves and its running reconciles end.
 /// `synced` is called once the kind's initial list is in the cache.
 async fn control<K: WorkloadKind>(
@@ -140,7 +170,7 @@ async fn control<K: WorkloadKind>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     synced: impl FnOnce(Kind) + Send + 'static,
 ) {
-    let api = Api::<K>::all(daemon.ctx.client.clone());
+    let api = Api::<K>::all(daemon.ctx.api.client().clone());
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().page_size(PAGE_SIZE);
     // The initial list is complete at the first InitDone. (Not `Store::wait_until_ready`:
@@ -160,7 +190,9 @@ async fn control<K: WorkloadKind>(
         .reflect(writer)
         .touched_objects()
         .predicate_filter(workload::relevant_state::<K>, PredicateConfig::default());
+    let opted_in = opted_in_workloads(daemon.opted_in.subscribe(), reader.clone());
     Controller::for_stream(stream, reader)
+        .reconcile_on(opted_in)
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_action::<K>, error_policy::<K>, daemon)
@@ -176,28 +208,27 @@ async fn control<K: WorkloadKind>(
         .await;
 }
 
-/// Watches namespaces for the opt-out annotation; returns the live store.
-pub fn watch_namespaces(client: Client) -> (Store<Namespace>, tokio::task::JoinHandle<()>) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(Api::<Namespace>::all(client), watcher::Config::default())
-        .default_backoff()
-        .modify(|ns: &mut Namespace| {
-            ns.metadata.managed_fields = None;
-            ns.spec = None;
-            ns.status = None;
-        })
-        .reflect(writer)
-        .touched_objects();
-    let task = tokio::spawn(async move {
-        stream
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "namespace watch");
-                }
-            })
-            .await;
-    });
-    (reader, task)
+/// Spawns the controller of one kind.
+struct Spawn<'a, S> {
+    daemon: &'a Arc<Daemon>,
+    shutdown: &'a S,
+    synced: &'a Arc<dyn Fn(Kind) + Send + Sync>,
+    tasks: &'a mut JoinSet<()>,
+}
+
+impl<S> KindVisitor for Spawn<'_, S>
+where
+    S: Future<Output = ()> + Send + Sync + Clone + 'static,
+{
+    type Output = ();
+    fn visit<K: WorkloadKind>(self) {
+        let synced = Arc::clone(self.synced);
+        self.tasks.spawn(control::<K>(
+            Arc::clone(self.daemon),
+            self.shutdown.clone(),
+            move |k| synced(k),
+        ));
+    }
 }
 
 /// Runs one controller per kind in `kinds` until `shutdown` fires.
@@ -211,126 +242,15 @@ pub async fn run<S>(
 {
     let mut tasks = JoinSet::new();
     for kind in kinds {
-        let d = Arc::clone(&daemon);
-        let s = shutdown.clone();
-        let f = Arc::clone(&synced);
-        let done = move |k| f(k);
-        match kind {
-            Kind::Deployment => tasks.spawn(control::<Deployment>(d, s, done)),
-            Kind::StatefulSet => tasks.spawn(control::<StatefulSet>(d, s, done)),
-            Kind::DaemonSet => tasks.spawn(control::<DaemonSet>(d, s, done)),
-            Kind::ReplicaSet => tasks.spawn(control::<ReplicaSet>(d, s, done)),
-            Kind::CronJob => tasks.spawn(control::<CronJob>(d, s, done)),
-            Kind::Job => tasks.spawn(control::<Job>(d, s, done)),
-            Kind::Pod => tasks.spawn(control::<Pod>(d, s, done)),
+        let spawn = Spawn {
+            daemon: &daemon,
+            shutdown: &shutdown,
+            synced: &synced,
+            tasks: &mut tasks,
         };
+        dispatch(*kind, spawn);
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// Lists every object of a kind, page by page, trimmed.
-pub async fn list_all<K: WorkloadKind>(client: &Client) -> Result<Vec<K>, kube::Error> {
-    let api = Api::<K>::all(client.clone());
-    let mut out = Vec::new();
-    let mut params = ListParams::default().limit(PAGE_SIZE);
-    loop {
-        let page = api.list(&params).await?;
-        out.extend(page.items.into_iter().map(|mut o| {
-            workload::trim(&mut o);
-            o
-        }));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
-/// The opted-out namespaces, read once.
-pub async fn opted_out_namespaces(client: &Client) -> Result<BTreeSet<String>, kube::Error> {
-    let list = Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|ns| workload::namespace_opted_out(ns.annotations()))
-        .map(|ns| ns.name_any())
-        .collect())
-}
-
-/// What `run --once` did.
-#[derive(Debug, Default)]
-pub struct OnceSummary {
-    pub workloads: usize,
-    pub patched: usize,
-    pub images_patched: usize,
-    pub cloned_only: usize,
-    pub invalid: usize,
-    pub failed: Vec<String>,
-}
-
-async fn once_kind<K: WorkloadKind>(
-    ctx: Arc<Context>,
-    tasks: &mut JoinSet<Result<Reconciled, ReconcileError>>,
-) -> Result<usize, kube::Error> {
-    let objects = list_all::<K>(&ctx.client).await?;
-    let n = objects.len();
-    for obj in objects {
-        let ctx = Arc::clone(&ctx);
-        tasks.spawn(async move { reconcile(&obj, &ctx).await });
-    }
-    Ok(n)
-}
-
-/// Reconciles every workload present once, all concurrently (the mirror bounds the copies), and
-/// waits for all of them.
-pub async fn run_once(
-    ctx: Arc<Context>,
-    kinds: &BTreeSet<Kind>,
-) -> Result<OnceSummary, kube::Error> {
-    let mut tasks = JoinSet::new();
-    let mut summary = OnceSummary::default();
-    for kind in kinds {
-        let c = Arc::clone(&ctx);
-        summary.workloads += match kind {
-            Kind::Deployment => once_kind::<Deployment>(c, &mut tasks).await?,
-            Kind::StatefulSet => once_kind::<StatefulSet>(c, &mut tasks).await?,
-            Kind::DaemonSet => once_kind::<DaemonSet>(c, &mut tasks).await?,
-            Kind::ReplicaSet => once_kind::<ReplicaSet>(c, &mut tasks).await?,
-            Kind::CronJob => once_kind::<CronJob>(c, &mut tasks).await?,
-            Kind::Job => once_kind::<Job>(c, &mut tasks).await?,
-            Kind::Pod => once_kind::<Pod>(c, &mut tasks).await?,
-        };
-    }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(r)) => {
-                ctx.metrics.reconciled();
-                if !r.patched.is_empty() {
-                    summary.patched += 1;
-                    summary.images_patched += r.patched.len();
-                }
-                summary.cloned_only += r.cloned_only.len();
-                summary.invalid += r.invalid;
-            }
-            Ok(Err(e)) => {
-                ctx.metrics.reconcile_failed(e.reason());
-                tracing::warn!(error = %e, "reconcile failed");
-                summary.failed.push(e.to_string());
-            }
-            Err(e) => summary.failed.push(format!("internal error: {e}")),
-        }
-    }
-    Ok(summary)
-}
-
-/// Replaces the context's namespace source (the daemon switches to its live store).
-pub fn use_namespaces(ctx: &Context, namespaces: Namespaces) {
-    *ctx.namespaces
-        .write()
-        .unwrap_or_else(PoisonError::into_inner) = namespaces;
 }
 
 #[cfg(test)]
@@ -373,12 +293,5 @@ mod tests {
             let j = jitter();
             assert!((0.0..1.0).contains(&j));
         }
-    }
-
-    #[test]
-    fn bare_pods_are_opt_in() {
-        assert!(!wanted_kinds(false).contains(&Kind::Pod));
-        assert!(wanted_kinds(true).contains(&Kind::Pod));
-        assert_eq!(wanted_kinds(true).len(), 7);
     }
 }

@@ -1,4 +1,8 @@
-//! The Kubernetes side: the client, and the controllers that feed workloads to reconcile.
+//! The Kubernetes side: the client and discovery, the daemon's controllers and namespace cache,
+//! `run --once`, and paged lists. Uses reconcile for each workload.
 
 pub mod client;
 pub mod controller;
+pub mod list;
+pub mod namespaces;
+pub mod once;

@@ -2,9 +2,11 @@
 //! service the daemon uses, so its output is a preview of what the daemon would pin.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::image::reference::ImageRef;
-use crate::registry::mirror::{Mirror, MirroredImage, Outcome};
+use crate::registry::mirror::{Mirror, MirroredImage, Outcome, Unobserved};
+use crate::settings::Settings;
 
 /// One requested image and what became of it.
 #[derive(Debug)]
@@ -13,9 +15,17 @@ pub struct CopyRow {
     pub result: Result<MirroredImage, String>,
 }
 
+/// `copy`: clones the images, prints the report; `false` when one failed.
+pub async fn run(settings: &Settings, images: &[String]) -> bool {
+    let mirror = settings.mirror(Arc::new(Unobserved));
+    let rows = copy(&mirror, images).await;
+    print!("{}", render(&rows));
+    rows.iter().all(|r| r.result.is_ok())
+}
+
 /// Clones every image concurrently (the mirror applies the copy limit) and returns the rows in
 /// the order asked.
-pub async fn run(mirror: &Mirror, images: &[String]) -> Vec<CopyRow> {
+pub async fn copy(mirror: &Mirror, images: &[String]) -> Vec<CopyRow> {
     let tasks: Vec<_> = images
         .iter()
         .map(|input| {

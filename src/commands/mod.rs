@@ -1,6 +1,41 @@
-//! One file per subcommand.
+//! One file per subcommand, and what the cluster commands share ([`session`]).
 
-pub mod app;
+pub mod check_config;
 pub mod copy;
+pub mod error;
 pub mod plan;
 pub mod restore;
+pub mod run;
+pub mod session;
+
+pub use error::CommandError;
+
+use crate::settings::Settings;
+use crate::settings::cli::Command;
+
+/// Runs a command: `Ok(true)` when all of it succeeded, `Ok(false)` when it ran but something
+/// in it failed (the command's output says what).
+pub async fn execute(command: Command, settings: &Settings) -> Result<bool, CommandError> {
+    match command {
+        Command::CheckConfig => Ok(check_config::run(settings)),
+        Command::Copy { images } => Ok(copy::run(settings, &images).await),
+        Command::Run { once: true } => run::once(settings).await,
+        Command::Run { once: false } => run::daemon(settings).await,
+        Command::Plan {
+            output,
+            check_backup,
+        } => plan::run(settings, output, check_backup).await,
+        Command::Restore {
+            namespace,
+            selector,
+            dry_run,
+        } => {
+            let filter = restore::RestoreFilter {
+                namespace,
+                selector,
+                dry_run,
+            };
+            restore::run(settings, &filter).await
+        }
+    }
+}

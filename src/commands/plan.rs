@@ -1,13 +1,24 @@
 //! `image-cloner plan`: what `run` would do, read from the cluster, without writing or copying
 //! anything. `--check-backup` also asks the backup registry which copies already exist.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use serde::Serialize;
+use futures::future::BoxFuture;
+use kube::Client;
+use serde::{Serialize, Serializer};
 
+use crate::cluster::{client, list};
+use crate::commands::error::CommandError;
+use crate::commands::session::{self, Session};
 use crate::image::reference::ImageRef;
-use crate::reconcile::plan::{self, Decision, Policy, Workload};
+use crate::ops::metrics::Metrics;
+use crate::reconcile::plan::{self, Decision, Policy};
 use crate::registry::mirror::Mirror;
+use crate::settings::Settings;
+use crate::settings::cli::Output;
+use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
 
 /// One container's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,13 +32,18 @@ pub struct PlanRow {
     pub backup: Option<String>,
     /// `clone`, `already in backup`, `ignored namespace`, `opt-out`, `gitops-managed`,
     /// `immutable` or `invalid reference`.
-    pub decision: String,
+    #[serde(serialize_with = "label")]
+    pub decision: Decision,
     /// Whether the copy will be patched into the workload.
     pub patch: bool,
     /// Why, when there is more to say (the GitOps tool, the parse error).
     pub detail: Option<String>,
     /// With `--check-backup`: the pinned backup reference when the copy already exists.
     pub in_backup: Option<String>,
+}
+
+fn label<S: Serializer>(decision: &Decision, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(decision.label())
 }
 
 /// The rows of one workload (pure).
@@ -57,7 +73,7 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
                 image: p.container.image.clone(),
                 backup,
                 patch: p.decision == Decision::Clone,
-                decision: p.decision.label().to_owned(),
+                decision: p.decision,
                 detail,
                 in_backup: None,
             }
@@ -68,7 +84,7 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
 /// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made).
 pub async fn check_backup(rows: &mut [PlanRow], mirror: &Mirror) {
     for row in rows.iter_mut() {
-        if row.backup.is_none() || row.decision == "already in backup" {
+        if row.backup.is_none() || row.decision == Decision::AlreadyInBackup {
             continue;
         }
         let Ok(source) = ImageRef::parse(&row.image) else {
@@ -99,7 +115,7 @@ pub fn render_table(rows: &[PlanRow], checked: bool) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut decision = r.decision.clone();
+            let mut decision = r.decision.label().to_owned();
             if let Some(d) = &r.detail {
                 let _ = write!(decision, " ({d})");
             }
@@ -146,7 +162,7 @@ pub fn render_table(rows: &[PlanRow], checked: bool) -> String {
     // Distinct images: 500 containers on one image cost one copy.
     let copy = rows
         .iter()
-        .filter(|r| r.backup.is_some() && r.decision != "already in backup")
+        .filter(|r| r.backup.is_some() && r.decision != Decision::AlreadyInBackup)
         .map(|r| r.image.as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .len();
@@ -158,13 +174,75 @@ pub fn render_table(rows: &[PlanRow], checked: bool) -> String {
     out
 }
 
+/// Lists one kind and appends its rows.
+struct ListRows<'a> {
+    client: &'a Client,
+    policy: &'a Policy,
+    opted_out: &'a BTreeSet<String>,
+    rows: &'a mut Vec<PlanRow>,
+}
+
+impl<'a> KindVisitor for ListRows<'a> {
+    type Output = BoxFuture<'a, Result<(), CommandError>>;
+    fn visit<K: WorkloadKind>(self) -> Self::Output {
+        Box::pin(async move {
+            let objects = list::list::<K>(self.client, None, None)
+                .await
+                .map_err(CommandError::list(format!("{}s", K::KIND)))?;
+            for obj in objects.iter().filter(|o| !o.left_to_owner()) {
+                let ns = kube::ResourceExt::namespace(obj).unwrap_or_default();
+                let w = workload::view(obj, self.opted_out.contains(&ns));
+                self.rows.extend(rows(&w, self.policy));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `plan`: the rows of every workload, sorted by namespace, kind, name, container, printed.
+pub async fn run(settings: &Settings, output: Output, check: bool) -> Result<bool, CommandError> {
+    let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
+    let opted_out = list::opted_out_namespaces(&session.client)
+        .await
+        .map_err(CommandError::list("namespaces"))?;
+    let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
+    let policy = session::policy(settings, own);
+    let mut rows = Vec::new();
+    for kind in &session.kinds {
+        let visitor = ListRows {
+            client: &session.client,
+            policy: &policy,
+            opted_out: &opted_out,
+            rows: &mut rows,
+        };
+        dispatch(*kind, visitor).await?;
+    }
+    rows.sort_by(|a, b| {
+        (&a.namespace, &a.kind, &a.name, &a.container).cmp(&(
+            &b.namespace,
+            &b.kind,
+            &b.name,
+            &b.container,
+        ))
+    });
+    if check {
+        let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
+        check_backup(&mut rows, &mirror).await;
+    }
+    match output {
+        Output::Table => print!("{}", render_table(&rows, check)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use crate::image::naming::{BackupRegistry, Naming};
-    use crate::reconcile::plan::{Container, Kind};
+    use crate::workload::{Container, Kind};
 
     #[test]
     fn rows_name_the_backup_and_the_decision() {
@@ -202,9 +280,9 @@ mod tests {
             r[0].backup.as_deref(),
             Some("quay.io/b/docker.io_library_nginx:1.27")
         );
-        assert_eq!(r[0].decision, "clone");
+        assert_eq!(r[0].decision, Decision::Clone);
         assert!(r[0].patch);
-        assert_eq!(r[1].decision, "already in backup");
+        assert_eq!(r[1].decision, Decision::AlreadyInBackup);
         let table = render_table(&r, false);
         assert!(table.starts_with("NAMESPACE  KIND"));
         assert!(table.contains("1 distinct image(s) to clone, 1 container(s) to patch"));

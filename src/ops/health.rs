@@ -21,7 +21,7 @@ use axum::routing::get;
 use thiserror::Error;
 
 use crate::ops::metrics::Metrics;
-use crate::reconcile::plan::Kind;
+use crate::workload::Kind;
 
 /// A heartbeat older than this means the loop is stuck.
 pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
+use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +25,22 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiCallLabels {
+    pub verb: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    pub verb: &'static str,
+}
+
+fn api_latency_histogram() -> Histogram {
+    // 1 ms to ~33 s: loopback to a loaded API server across a WAN, and the timeouts.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -33,6 +51,8 @@ pub struct Metrics {
     pub workloads_patched: Counter,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
+    pub api_requests: Family<ApiCallLabels, Counter>,
+    pub api_request_duration: Family<VerbLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -88,8 +108,25 @@ impl Metrics {
             "Unix time of the last reconcile that succeeded",
             last_successful_reconcile.clone(),
         );
+        let api_requests = Family::<ApiCallLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Calls to the Kubernetes API made by reconciles, by verb and outcome (success, error, timeout)",
+            api_requests.clone(),
+        );
+        let api_request_duration = Family::<VerbLabel, Histogram>::new_with_constructor(
+            api_latency_histogram as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "api_request_duration",
+            "Latency of the Kubernetes API calls made by reconciles, by verb",
+            prometheus_client::registry::Unit::Seconds,
+            api_request_duration.clone(),
+        );
         Metrics {
             registry,
+            api_requests,
+            api_request_duration,
             copies,
             copy_duration,
             copies_in_flight,
@@ -107,19 +144,39 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
 
-    pub fn reconciled(&self) {
+impl ReconcileObserver for Metrics {
+    fn workload_patched(&self) {
+        self.workloads_patched.inc();
+    }
+
+    fn reconciled(&self) {
+        // A clock before 1970 is not worth an error path: the gauge would read 0.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+            .map_or(0.0, |d| d.as_secs_f64());
         self.last_successful_reconcile.set(now);
     }
 
-    pub fn reconcile_failed(&self, reason: &'static str) {
+    fn reconcile_failed(&self, reason: &'static str) {
         self.reconcile_errors
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+}
+
+impl ApiObserver for Metrics {
+    fn api_call(&self, verb: Verb, outcome: CallOutcome, duration: Duration) {
+        self.api_requests
+            .get_or_create(&ApiCallLabels {
+                verb: verb.label(),
+                outcome: outcome.label(),
+            })
+            .inc();
+        self.api_request_duration
+            .get_or_create(&VerbLabel { verb: verb.label() })
+            .observe(duration.as_secs_f64());
     }
 }
 
@@ -151,8 +208,14 @@ mod tests {
         m.copy_finished(true, Duration::from_millis(300));
         m.image_mirrored();
         m.reconcile_failed("SourceNotFound");
-        m.workloads_patched.inc();
+        m.workload_patched();
         m.reconciled();
+        m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
+        m.api_call(
+            Verb::CreateEvent,
+            CallOutcome::Timeout,
+            Duration::from_secs(10),
+        );
         let text = m.encode();
         for line in [
             "image_cloner_copies_total{result=\"succeeded\"} 1",
@@ -162,6 +225,9 @@ mod tests {
             "image_cloner_workloads_patched_total 1",
             "image_cloner_reconcile_errors_total{reason=\"SourceNotFound\"} 1",
             "# TYPE image_cloner_last_successful_reconcile_timestamp_seconds gauge",
+            "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",
+            "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"timeout\"} 1",
+            "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -1,239 +1,48 @@
-//! One workload through the pipeline: plan (pure) → mirror → verify → patch → event.
+//! One workload through the pipeline, as named steps:
 //!
-//! Shared by the daemon's controllers and by `run --once`. The rules it enforces:
-//! - a workload is only ever patched to copies the mirror verified; a failed copy leaves it as
-//!   it is;
-//! - every write goes through [`Context::write`], which counts them;
-//! - a patch rejected by its `test` ops (someone edited the images since we read them) is not
-//!   an error: the object is read again and planned again, and the edit is never overwritten.
+//! 1. [`plan`] (pure) — per container: clone and patch, clone only, or leave alone;
+//! 2. [`ensure_copies`] — the mirror copies and verifies each distinct image (shared with every
+//!    other workload on the same image);
+//! 3. [`report_unpatched`] — Events for what will not be patched, and why ([`report`], pure);
+//! 4. [`write_patch`] — one JSON Patch ([`patch`], pure) with a `test` op on every image it
+//!    replaces; rejected because someone edited the workload meanwhile → read it again and
+//!    plan again, never overwrite the edit;
+//! 5. the `Cloned` Event.
+//!
+//! Shared by the daemon's controllers and by `run --once`. The rules it enforces: a workload is
+//! only ever patched to copies the mirror verified (a failed copy leaves it as it is); nothing
+//! is planned in a namespace whose opt-out is not known; every API call goes through
+//! [`api::WorkloadApi`], bounded and counted.
 
+pub mod api;
+pub mod context;
+pub mod error;
+pub mod patch;
 pub mod plan;
+pub mod reasons;
+pub mod report;
+pub mod restore;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+#[cfg(test)]
+mod plan_tests;
+
+use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
-use thiserror::Error;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use tracing::Instrument as _;
 
-use self::plan::{Decision, ImageChange, Policy, Workload};
-use crate::ops::metrics::Metrics;
-use crate::registry::mirror::{Mirror, MirrorError, MirroredImage, Outcome};
-use crate::workload::{self, WorkloadKind};
+pub use self::context::Context;
+pub use self::error::{ApiError, MAX_REPLANS, ReconcileError};
+use self::patch::ImageChange;
+use self::plan::{ContainerPlan, Decision};
+use self::report::{AfterRejection, Notice, Verified};
+use crate::registry::mirror::{MirrorError, MirroredImage};
+use crate::workload::{self, Workload, WorkloadKind};
 
-/// The field manager our patches are recorded under.
-pub const FIELD_MANAGER: &str = "image-cloner";
-/// How many times a workload is re-read and re-planned after concurrent edits before the
-/// attempt is left to the next reconcile.
-const MAX_REPLANS: usize = 3;
-/// Kubernetes caps an Event's note at 1 kB.
-const EVENT_NOTE_MAX: usize = 1000;
-
-/// Event reasons, stable for alerting rules.
-pub mod reasons {
-    pub const CLONED: &str = "Cloned";
-    pub const GITOPS_MANAGED: &str = "GitOpsManaged";
-    pub const IMMUTABLE: &str = "ImmutablePodTemplate";
-    pub const INVALID_REFERENCE: &str = "InvalidReference";
-    pub const PATCH_REJECTED: &str = "PatchRejected";
-}
-
-/// Where opt-out annotations of namespaces are read from.
-#[derive(Clone)]
-pub enum Namespaces {
-    /// The daemon's live cache.
-    Store(Store<Namespace>),
-    /// A one-off read (`plan`, `run --once`): the names of opted-out namespaces.
-    Snapshot(Arc<BTreeSet<String>>),
-}
-
-impl Namespaces {
-    fn opted_out(&self, name: &str) -> bool {
-        match self {
-            Namespaces::Store(store) => store
-                .get(&kube::runtime::reflector::ObjectRef::new(name))
-                .is_some_and(|ns| workload::namespace_opted_out(ns.annotations())),
-            Namespaces::Snapshot(set) => set.contains(name),
-        }
-    }
-}
-
-/// Everything a reconcile needs, shared by every controller.
-pub struct Context {
-    pub client: Client,
-    pub mirror: Mirror,
-    pub policy: Policy,
-    pub recorder: Recorder,
-    pub namespaces: RwLock<Namespaces>,
-    pub metrics: Arc<Metrics>,
-    writes: AtomicU64,
-    /// Workloads created after this are news even when their images were already copied.
-    started_at: k8s_openapi::jiff::Timestamp,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        mirror: Mirror,
-        policy: Policy,
-        recorder: Recorder,
-        namespaces: Namespaces,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Context {
-            client,
-            mirror,
-            policy,
-            recorder,
-            namespaces: RwLock::new(namespaces),
-            metrics,
-            writes: AtomicU64::new(0),
-            // creationTimestamp has whole seconds: compare at that resolution.
-            started_at: k8s_openapi::jiff::Timestamp::from_second(
-                k8s_openapi::jiff::Timestamp::now().as_second(),
-            )
-            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()),
-        }
-    }
-
-    /// Workload writes made so far.
-    pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
-    }
-
-    fn namespace_opted_out(&self, name: &str) -> bool {
-        self.namespaces
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .opted_out(name)
-    }
-
-    /// The one function that writes a workload.
-    pub async fn write<K: WorkloadKind>(
-        &self,
-        namespace: &str,
-        name: &str,
-        patch: &serde_json::Value,
-    ) -> Result<K, kube::Error> {
-        let patch: json_patch::Patch =
-            serde_json::from_value(patch.clone()).map_err(kube::Error::SerdeError)?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        Api::<K>::namespaced(self.client.clone(), namespace)
-            .patch(
-                name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_owned()),
-                    ..PatchParams::default()
-                },
-                &Patch::Json::<()>(patch),
-            )
-            .await
-    }
-
-    async fn event<K: WorkloadKind>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
-        let mut note = note;
-        if note.len() > EVENT_NOTE_MAX {
-            let mut cut = EVENT_NOTE_MAX - 3;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-            note.push_str("...");
-        }
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: if reason == reasons::CLONED {
-                "Patch".to_owned()
-            } else {
-                "Clone".to_owned()
-            },
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(
-                namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(),
-                reason, error = %e, "could not publish an Event"
-            );
-        }
-    }
-}
-
-/// A failed reconcile.
-#[derive(Debug, Error)]
-pub enum ReconcileError {
-    #[error("{kind} {namespace}/{name}: {failures} image(s) could not be mirrored: {first}")]
-    Mirror {
-        kind: plan::Kind,
-        namespace: String,
-        name: String,
-        failures: usize,
-        first: Box<MirrorError>,
-        transient: bool,
-    },
-    #[error("{kind} {namespace}/{name}: patching: {source}")]
-    Patch {
-        kind: plan::Kind,
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("{kind} {namespace}/{name}: re-reading after a rejected patch: {source}")]
-    Reread {
-        kind: plan::Kind,
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error(
-        "{kind} {namespace}/{name}: still being edited after {MAX_REPLANS} attempts; trying again later"
-    )]
-    Contended {
-        kind: plan::Kind,
-        namespace: String,
-        name: String,
-    },
-}
-
-impl ReconcileError {
-    /// Whether it can pass on its own (backoff and retry) or needs a person (slow retry).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ReconcileError::Mirror { transient, .. } => *transient,
-            ReconcileError::Patch { source, .. } | ReconcileError::Reread { source, .. } => {
-                kube_error_is_transient(source)
-            }
-            ReconcileError::Contended { .. } => true,
-        }
-    }
-
-    /// A short label for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ReconcileError::Mirror { first, .. } => first.reason(),
-            ReconcileError::Patch { .. } => "PatchFailed",
-            ReconcileError::Reread { .. } => "ReadFailed",
-            ReconcileError::Contended { .. } => "Contended",
-        }
-    }
-}
-
-/// Network trouble, throttling, server errors and timeouts pass; 4xx answers do not.
-pub fn kube_error_is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code == 429 || s.code >= 500 || s.code == 409,
-        kube::Error::SerdeError(_) => false,
-        _ => true,
-    }
-}
+/// How long a reconcile waits for the namespace cache before it is retried later.
+const NAMESPACE_WAIT: Duration = Duration::from_secs(30);
 
 /// What a reconcile did, for `run --once`'s summary and the logs.
 #[derive(Debug, Default)]
@@ -244,246 +53,247 @@ pub struct Reconciled {
     pub invalid: usize,
 }
 
-fn is_patch_rejection(e: &kube::Error) -> bool {
-    // A failed `test` op is answered 422 Invalid ("the server rejected our request due to an
-    // error in our request", checked against kube-apiserver 1.20.2); 409 covers a conflicting
-    // write. Whether it really was a concurrent edit is decided by reading the object again.
-    matches!(e, kube::Error::Api(s) if s.code == 422 || s.code == 409)
+/// The outcome of step 2: verified copies, and the images that could not be mirrored.
+struct Copies {
+    verified: Verified,
+    failures: Vec<MirrorError>,
 }
 
-fn mapping(items: impl Iterator<Item = (String, String)>) -> String {
-    items
-        .map(|(from, to)| format!("{from} → {to}"))
-        .collect::<Vec<_>>()
-        .join("; ")
+/// The outcome of step 4.
+enum Written<K> {
+    Patched(Vec<ImageChange>),
+    NothingToPatch,
+    Replan(K),
 }
 
-fn log_decisions(w: &Workload, plans: &[plan::ContainerPlan]) {
-    for p in plans {
-        let (ns, kind, name, container, image) = (
-            w.namespace.as_str(),
-            w.kind.to_string(),
-            w.name.as_str(),
-            p.container.name.as_str(),
-            p.container.image.as_str(),
-        );
-        let decision = p.decision.label();
-        match &p.decision {
-            Decision::AlreadyInBackup | Decision::IgnoredNamespace | Decision::OptOut => {
-                tracing::debug!(namespace = ns, kind, name, container, image, decision)
-            }
-            Decision::InvalidReference { error } => {
-                tracing::warn!(
-                    namespace = ns,
-                    kind,
-                    name,
-                    container,
-                    image,
-                    decision,
-                    error
-                )
-            }
-            _ => tracing::info!(namespace = ns, kind, name, container, image, decision),
-        }
-    }
-}
-
-/// Runs one workload through the pipeline.
+/// Runs one workload through the pipeline, in a span naming it.
 pub async fn reconcile<K: WorkloadKind>(
     obj: &K,
     ctx: &Context,
 ) -> Result<Reconciled, ReconcileError> {
-    let namespace = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = obj.namespace().unwrap_or_default(),
+        kind = %K::KIND,
+        name = obj.name_any()
+    );
+    pipeline(obj, ctx).instrument(span).await
+}
+
+async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled, ReconcileError> {
     let mut current = obj.clone();
     let mut result = Reconciled::default();
     for _ in 0..MAX_REPLANS {
         if current.left_to_owner() {
             return Ok(result);
         }
-        let w = workload::view(&current, ctx.namespace_opted_out(&namespace));
+        let w = planning_view(&current, ctx).await?;
         let plans = plan::decide(&w, &ctx.policy);
-        log_decisions(&w, &plans);
-        let invalid: Vec<String> = plans
-            .iter()
-            .filter_map(|p| match &p.decision {
-                Decision::InvalidReference { error } => Some(error.clone()),
-                _ => None,
-            })
-            .collect();
-        result.invalid = invalid.len();
-        if !invalid.is_empty() {
-            ctx.event(
-                &current,
-                EventType::Warning,
-                reasons::INVALID_REFERENCE,
-                invalid.join("; "),
-            )
-            .await;
-        }
-        let sources = plan::to_mirror(&plans);
-        if sources.is_empty() {
-            return Ok(result);
-        }
-        let outcomes = join_all(sources.iter().map(|s| ctx.mirror.ensure(s))).await;
-        let mut verified: HashMap<String, MirroredImage> = HashMap::new();
-        let mut failures = Vec::new();
-        for (source, outcome) in sources.iter().zip(outcomes) {
-            match outcome {
-                Ok(m) => {
-                    verified.insert(source.canonical(), m);
-                }
-                Err(e) => failures.push(e),
+        log_decisions(&plans);
+        let copies = ensure_copies(ctx, &plans).await;
+        report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
+        match write_patch(ctx, &current, &w, &plans, &copies.verified).await? {
+            Written::Patched(changes) => {
+                result.patched = changes;
+                return finish(result, copies.failures, &w);
             }
-        }
-        for e in &failures {
-            tracing::warn!(
-                namespace, kind = %K::KIND, name, reason = e.reason(), error = %e,
-                "image not mirrored; the workload keeps its image"
-            );
-            ctx.event(&current, EventType::Warning, e.reason(), e.to_string())
-                .await;
-        }
-        // Copied but deliberately not patched: say where the copies are.
-        let not_patched = |reason: &str| plans.iter().any(|p| p.decision.label() == reason);
-        for (label, reason, advice) in [
-            (
-                "gitops-managed",
-                reasons::GITOPS_MANAGED,
-                "managed by GitOps, so not patched (its controller would revert it); commit these backup references to git",
-            ),
-            (
-                "immutable",
-                reasons::IMMUTABLE,
-                "a Job's pod template cannot change, so not patched; the images are in the backup registry",
-            ),
-        ] {
-            if !not_patched(label) {
-                continue;
-            }
-            let copies: Vec<MirroredImage> = plans
-                .iter()
-                .filter(|p| p.decision.label() == label)
-                .filter_map(|p| verified.get(&p.source.as_ref()?.canonical()).cloned())
-                .collect();
-            // Only news is an Event: a copy made now, or a workload created since the daemon
-            // started. A converged workload seen again after a restart gets none, so a
-            // restarted daemon writes nothing.
-            let new_workload = current
-                .meta()
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| t.0 >= ctx.started_at);
-            if !new_workload && !copies.iter().any(|m| m.outcome == Outcome::Copied) {
-                result.cloned_only.extend(copies);
-                continue;
-            }
-            let note = format!(
-                "{advice}: {}",
-                mapping(
-                    copies
-                        .iter()
-                        .map(|m| (m.source.to_string(), m.backup_ref.clone()))
-                )
-            );
-            tracing::info!(namespace, kind = %K::KIND, name, reason, "{note}");
-            ctx.event(&current, EventType::Warning, reason, note).await;
-            result.cloned_only.extend(copies);
-        }
-
-        let Some(patch) = plan::patch(&w, &plans, &|s| verified.get(&s.canonical()).cloned())
-        else {
-            return finish(result, failures, K::KIND, &namespace, &name);
-        };
-        match ctx.write::<K>(&namespace, &name, &patch.patch).await {
-            Ok(_) => {
-                let note = mapping(patch.changes.iter().map(|c| (c.from.clone(), c.to.clone())));
-                for c in &patch.changes {
-                    tracing::info!(
-                        namespace, kind = %K::KIND, name, container = c.container,
-                        from = c.from, to = c.to, "patched"
-                    );
-                }
-                ctx.metrics.workloads_patched.inc();
-                ctx.event(&current, EventType::Normal, reasons::CLONED, note)
-                    .await;
-                result.patched.extend(patch.changes);
-                return finish(result, failures, K::KIND, &namespace, &name);
-            }
-            Err(e) if is_patch_rejection(&e) => {
-                let fresh = Api::<K>::namespaced(ctx.client.clone(), &namespace)
-                    .get(&name)
-                    .await
-                    .map_err(|source| ReconcileError::Reread {
-                        kind: K::KIND,
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                        source,
-                    })?;
-                let mut fresh = fresh;
-                workload::trim(&mut fresh);
-                let before = workload::view(&current, false).containers;
-                let after = workload::view(&fresh, false).containers;
-                if before == after
-                    && fresh.annotations().get(plan::ORIGINAL_IMAGES_ANNOTATION)
-                        == current.annotations().get(plan::ORIGINAL_IMAGES_ANNOTATION)
-                {
-                    // Nothing we tested changed: the server refused the patch itself.
-                    ctx.event(
-                        &current,
-                        EventType::Warning,
-                        reasons::PATCH_REJECTED,
-                        e.to_string(),
-                    )
-                    .await;
-                    return Err(ReconcileError::Patch {
-                        kind: K::KIND,
-                        namespace,
-                        name,
-                        source: e,
-                    });
-                }
-                tracing::info!(
-                    namespace, kind = %K::KIND, name,
-                    "the workload changed since it was read; planning again"
-                );
-                current = fresh;
-            }
-            Err(source) => {
-                return Err(ReconcileError::Patch {
-                    kind: K::KIND,
-                    namespace,
-                    name,
-                    source,
-                });
-            }
+            Written::NothingToPatch => return finish(result, copies.failures, &w),
+            Written::Replan(fresh) => current = fresh,
         }
     }
     Err(ReconcileError::Contended {
         kind: K::KIND,
-        namespace,
-        name,
+        namespace: current.namespace().unwrap_or_default(),
+        name: current.name_any(),
     })
 }
 
+/// Planning's view of the object, once its namespace's opt-out is known.
+async fn planning_view<K: WorkloadKind>(
+    obj: &K,
+    ctx: &Context,
+) -> Result<Workload, ReconcileError> {
+    let namespace = obj.namespace().unwrap_or_default();
+    if ctx.namespaces.opted_out(&namespace).is_none() {
+        ctx.namespaces.wait_known(&namespace, NAMESPACE_WAIT).await;
+    }
+    match ctx.namespaces.opted_out(&namespace) {
+        Some(opted_out) => Ok(workload::view(obj, opted_out)),
+        None => Err(ReconcileError::NamespaceUnknown {
+            kind: K::KIND,
+            namespace,
+            name: obj.name_any(),
+        }),
+    }
+}
+
+fn log_decisions(plans: &[ContainerPlan]) {
+    for p in plans {
+        let (container, image) = (p.container.name.as_str(), p.container.image.as_str());
+        let decision = p.decision.label();
+        match &p.decision {
+            Decision::AlreadyInBackup | Decision::IgnoredNamespace | Decision::OptOut => {
+                tracing::debug!(container, image, decision)
+            }
+            Decision::InvalidReference { error } => {
+                tracing::warn!(container, image, decision, error)
+            }
+            Decision::Clone | Decision::GitOpsManaged { .. } | Decision::Immutable => {
+                tracing::info!(container, image, decision)
+            }
+        }
+    }
+}
+
+/// Step 2: every distinct image the plan copies, through the shared mirror.
+async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan]) -> Copies {
+    let sources = plan::to_mirror(plans);
+    let outcomes = join_all(sources.iter().map(|s| ctx.mirror.ensure(s))).await;
+    let mut copies = Copies {
+        verified: Verified::new(),
+        failures: Vec::new(),
+    };
+    for (source, outcome) in sources.iter().zip(outcomes) {
+        match outcome {
+            Ok(m) => {
+                copies.verified.insert(source.canonical(), m);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    reason = e.reason(), error = %e,
+                    "image not mirrored; the workload keeps its image"
+                );
+                copies.failures.push(e);
+            }
+        }
+    }
+    copies
+}
+
+/// Step 3: Events for invalid references, failed copies, and copies not patched.
+async fn report_unpatched<K: WorkloadKind>(
+    ctx: &Context,
+    obj: &K,
+    plans: &[ContainerPlan],
+    copies: &Copies,
+    result: &mut Reconciled,
+) {
+    let new_workload = obj
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .is_some_and(|t| t.0 >= ctx.started_at);
+    let unpatched = report::unpatched(plans, &copies.verified, &copies.failures, new_workload);
+    for notice in unpatched.notices {
+        publish(ctx, obj, notice).await;
+    }
+    result.invalid = unpatched.invalid;
+    result.cloned_only = unpatched.cloned_only;
+}
+
+async fn publish<K: WorkloadKind>(ctx: &Context, obj: &K, notice: Notice) {
+    // Failures and invalid references were logged where they were found; what is copied but
+    // not patched is only news here.
+    if matches!(notice.reason, reasons::GITOPS_MANAGED | reasons::IMMUTABLE) {
+        tracing::info!(reason = notice.reason, "{}", notice.note);
+    }
+    let type_ = if notice.warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    ctx.api.event(obj, type_, notice.reason, notice.note).await;
+}
+
+/// Step 4: the patch to the verified copies, unless the namespace opted out meanwhile; a patch
+/// rejected by a concurrent edit gives the fresh object to plan again.
+async fn write_patch<K: WorkloadKind>(
+    ctx: &Context,
+    obj: &K,
+    w: &Workload,
+    plans: &[ContainerPlan],
+    verified: &Verified,
+) -> Result<Written<K>, ReconcileError> {
+    let Some(planned) = patch::patch(w, plans, &|s| {
+        verified.get(&s.canonical()).map(|m| m.backup_ref.clone())
+    }) else {
+        return Ok(Written::NothingToPatch);
+    };
+    // Copies can take minutes: an opt-out added meanwhile still holds.
+    if ctx.namespaces.opted_out(&w.namespace) != Some(false) {
+        tracing::info!("the namespace opted out (or is not known) while copying; not patched");
+        return Ok(Written::NothingToPatch);
+    }
+    let patch_error = |source| ReconcileError::Patch {
+        kind: w.kind,
+        namespace: w.namespace.clone(),
+        name: w.name.clone(),
+        source,
+    };
+    let operations = planned
+        .operations()
+        .map_err(|e| patch_error(ApiError::Kube(kube::Error::SerdeError(e))))?;
+    match ctx.api.patch::<K>(&w.namespace, &w.name, operations).await {
+        Ok(_) => {
+            for c in &planned.changes {
+                tracing::info!(container = c.container, from = c.from, to = c.to, "patched");
+            }
+            ctx.observer.workload_patched();
+            publish(ctx, obj, report::patched_notice(&planned.changes)).await;
+            Ok(Written::Patched(planned.changes))
+        }
+        Err(e) if e.is_patch_rejection() => {
+            let fresh = reread(ctx, w).await?;
+            match report::after_rejection(w, &workload::view(&fresh, false)) {
+                AfterRejection::Refused => {
+                    let notice = Notice {
+                        warning: true,
+                        reason: reasons::PATCH_REJECTED,
+                        note: e.to_string(),
+                    };
+                    publish(ctx, obj, notice).await;
+                    Err(patch_error(e))
+                }
+                AfterRejection::Replan => {
+                    tracing::info!("the workload changed since it was read; planning again");
+                    Ok(Written::Replan(fresh))
+                }
+            }
+        }
+        Err(e) => Err(patch_error(e)),
+    }
+}
+
+async fn reread<K: WorkloadKind>(ctx: &Context, w: &Workload) -> Result<K, ReconcileError> {
+    let mut fresh = ctx
+        .api
+        .get::<K>(&w.namespace, &w.name)
+        .await
+        .map_err(|source| ReconcileError::Reread {
+            kind: w.kind,
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            source,
+        })?;
+    workload::trim(&mut fresh);
+    Ok(fresh)
+}
+
+/// The reconcile's result: an error when an image could not be mirrored, so that it is retried.
 fn finish(
     result: Reconciled,
     mut failures: Vec<MirrorError>,
-    kind: plan::Kind,
-    namespace: &str,
-    name: &str,
+    w: &Workload,
 ) -> Result<Reconciled, ReconcileError> {
     if failures.is_empty() {
         return Ok(result);
     }
-    let transient = failures.iter().any(MirrorError::is_transient);
-    let count = failures.len();
     Err(ReconcileError::Mirror {
-        kind,
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        failures: count,
+        kind: w.kind,
+        namespace: w.namespace.clone(),
+        name: w.name.clone(),
+        failures: failures.len(),
+        transient: failures.iter().any(MirrorError::is_transient),
         first: Box::new(failures.swap_remove(0)),
-        transient,
     })
 }

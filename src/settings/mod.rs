@@ -708,19 +708,25 @@ impl Settings {
         )
     }
 
-    /// The mirror service these settings describe.
-    pub fn mirror(&self) -> crate::registry::mirror::Mirror {
-        let mirror = crate::registry::mirror::Mirror::new(
-            crate::registry::skopeo::Skopeo::new(self.skopeo_options()),
-            self.mirror_options(),
-        );
-        match self.manifest_head() {
-            Ok(head) => mirror.with_manifest_head(head),
+    /// The mirror service these settings describe, reporting its copies to `observer`.
+    pub fn mirror(
+        &self,
+        observer: std::sync::Arc<dyn crate::registry::mirror::CopyObserver>,
+    ) -> crate::registry::mirror::Mirror {
+        let head = match self.manifest_head() {
+            Ok(head) => Some(head),
             Err(e) => {
                 tracing::warn!(error = %e, "asking the backup registry with skopeo only");
-                mirror
+                None
             }
-        }
+        };
+        let options = self.mirror_options();
+        let client = crate::registry::client::Registries::new(
+            crate::registry::skopeo::Skopeo::new(self.skopeo_options()),
+            head,
+            options.max_concurrent_checks(),
+        );
+        crate::registry::mirror::Mirror::new(std::sync::Arc::new(client), options, observer)
     }
 
     /// How the mirror names, pins and limits copies.

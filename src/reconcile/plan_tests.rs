@@ -1,7 +1,14 @@
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::image::naming::Pin;
+use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::Digest;
-use crate::registry::mirror::Outcome;
+use crate::image::reference::ImageRef;
+use crate::reconcile::patch::*;
+use crate::reconcile::plan::*;
+use crate::reconcile::restore::*;
+use crate::workload::{Container, Kind, SKIP_ANNOTATION, Workload};
+use serde_json::{Value, json};
 
 const BACKUP: &str = "registry.example.com/backup";
 
@@ -45,20 +52,13 @@ fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workl
     }
 }
 
-/// The mirror's answer for any source, pinned by `pin`: what a verified copy looks like.
-fn mirrored(pin: Pin) -> impl Fn(&ImageRef) -> Option<MirroredImage> {
+/// The mirror's answer for any source, pinned by `pin`: the reference of a verified copy.
+fn mirrored(pin: Pin) -> impl Fn(&ImageRef) -> Option<String> {
     move |source: &ImageRef| {
         let backup = BackupRegistry::parse(BACKUP).unwrap();
         let target = backup.target(source, Naming::Flat).unwrap();
         let digest = Digest::sha256_of(source.canonical().as_bytes());
-        Some(MirroredImage {
-            source: source.clone(),
-            backup: target.tagged().clone(),
-            backup_ref: target.pinned(&digest, pin),
-            digest,
-            converted: false,
-            outcome: Outcome::Copied,
-        })
+        Some(target.pinned(&digest, pin))
     }
 }
 
@@ -125,7 +125,7 @@ fn plan_and_apply(w: &Workload, pin: Pin) -> (PatchPlan, Value) {
 
 #[test]
 fn every_kind_is_patched_at_its_own_pod_spec() {
-    for kind in Kind::ALL {
+    for &kind in Kind::ALL {
         let w = workload(kind, &[("app", "nginx:1.27")], &[]);
         let plans = decide(&w, &policy());
         if kind == Kind::Job {

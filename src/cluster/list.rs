@@ -1,0 +1,55 @@
+//! Paged, trimmed lists: what `run --once`, `plan` and `restore` read in one go.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::workload::{self, WorkloadKind};
+
+/// Objects per list page: bounded memory per request at 10,000 workloads.
+pub const PAGE_SIZE: u32 = 500;
+
+/// Every object of a kind (in `namespace`, matching `selector`, when given), page by page,
+/// trimmed as the caches would hold it.
+pub async fn list<K: WorkloadKind>(
+    client: &Client,
+    namespace: Option<&str>,
+    selector: Option<&str>,
+) -> Result<Vec<K>, kube::Error> {
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    if let Some(selector) = selector {
+        params = params.labels(selector);
+    }
+    let mut out = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        out.extend(page.items.into_iter().map(|mut o| {
+            workload::trim(&mut o);
+            o
+        }));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The opted-out namespaces, read once.
+pub async fn opted_out_namespaces(client: &Client) -> Result<BTreeSet<String>, kube::Error> {
+    let list = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|ns| workload::opted_out(ns.annotations()))
+        .map(|ns| ns.name_any())
+        .collect())
+}

@@ -1,0 +1,83 @@
+//! What every reconcile shares: the mirror, the planning policy, the API calls, where namespace
+//! opt-outs are read from, and whom to tell what happened.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::reconcile::api::WorkloadApi;
+use crate::reconcile::plan::Policy;
+use crate::registry::mirror::Mirror;
+
+/// Where the opt-out annotation of namespaces is read from.
+pub trait NamespaceOptOuts: Send + Sync {
+    /// Whether `namespace` opted out; `None` while that cannot be known (the daemon's cache has
+    /// not completed its initial list, or its watch is broken), in which case nothing in that
+    /// namespace may be planned.
+    fn opted_out(&self, namespace: &str) -> Option<bool>;
+
+    /// Resolves once [`opted_out`](Self::opted_out) can answer for `namespace`, or after
+    /// `limit`.
+    fn wait_known<'a>(&'a self, _namespace: &'a str, _limit: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// A one-off read (`plan`, `run --once`): the names of the opted-out namespaces.
+pub struct Snapshot(pub BTreeSet<String>);
+
+impl NamespaceOptOuts for Snapshot {
+    fn opted_out(&self, namespace: &str) -> Option<bool> {
+        Some(self.0.contains(namespace))
+    }
+}
+
+/// Told about reconciles (metrics).
+pub trait ReconcileObserver: Send + Sync {
+    fn workload_patched(&self) {}
+    fn reconciled(&self) {}
+    fn reconcile_failed(&self, _reason: &'static str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Unobserved;
+impl ReconcileObserver for Unobserved {}
+
+/// Everything a reconcile needs, shared by every controller.
+pub struct Context {
+    pub mirror: Mirror,
+    pub policy: Policy,
+    pub api: WorkloadApi,
+    pub namespaces: Arc<dyn NamespaceOptOuts>,
+    pub observer: Arc<dyn ReconcileObserver>,
+    /// Workloads created after this are news even when their images were already copied.
+    pub started_at: k8s_openapi::jiff::Timestamp,
+}
+
+impl Context {
+    pub fn new(
+        mirror: Mirror,
+        policy: Policy,
+        api: WorkloadApi,
+        namespaces: Arc<dyn NamespaceOptOuts>,
+        observer: Arc<dyn ReconcileObserver>,
+    ) -> Self {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        Context {
+            mirror,
+            policy,
+            api,
+            namespaces,
+            observer,
+            // creationTimestamp has whole seconds: compare at that resolution.
+            started_at: k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
+        }
+    }
+
+    /// Workload writes made so far.
+    pub fn writes(&self) -> u64 {
+        self.api.writes()
+    }
+}

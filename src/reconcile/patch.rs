@@ -1,0 +1,163 @@
+//! Pure planning, step 2: given the verified copies, one RFC 6902 patch per workload — a `test`
+//! op on every image it replaces (a concurrent edit makes the whole patch fail instead of being
+//! overwritten), the `replace` ops, and the annotation recording the originals for `restore`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::image::reference::ImageRef;
+use crate::reconcile::plan::{ContainerPlan, Decision};
+use crate::workload::{Container, Kind, Workload};
+
+/// Where the original images are recorded, on the workload's own metadata (not the pod
+/// template, so recording them does not roll the pods a second time).
+pub const ORIGINAL_IMAGES_ANNOTATION: &str = "image-cloner.io/original-images";
+
+/// One container image replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageChange {
+    pub container: String,
+    pub init: bool,
+    pub from: String,
+    pub to: String,
+}
+
+/// A workload's patch, ready for `Patch::Json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchPlan {
+    pub changes: Vec<ImageChange>,
+    /// RFC 6902 operations.
+    pub patch: Value,
+}
+
+impl PatchPlan {
+    /// The operations as the client sends them. Built here from `json!` values of the RFC 6902
+    /// shape, so this only fails on a bug (the plan tests apply every patch they build).
+    pub fn operations(&self) -> Result<json_patch::Patch, serde_json::Error> {
+        serde_json::from_value(self.patch.clone())
+    }
+}
+
+/// What the annotation records per container: the image before and after, so that `restore`
+/// puts back the original only where the image is still the one image-cloner wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub original: String,
+    pub backup: String,
+}
+
+/// The annotation's content: container name → images. Container names are unique across
+/// `containers` and `initContainers` in a pod, so the name alone identifies one.
+pub type OriginalImages = BTreeMap<String, Recorded>;
+
+/// Parses the annotation; `None` when absent or not ours (then it is never used to restore).
+pub fn original_images(annotations: &BTreeMap<String, String>) -> Option<OriginalImages> {
+    serde_json::from_str(annotations.get(ORIGINAL_IMAGES_ANNOTATION)?).ok()
+}
+
+/// JSON pointer escaping (RFC 6901) of one reference token.
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+pub(crate) fn image_pointer(kind: Kind, c: &Container) -> String {
+    format!("{}/{}/{}/image", kind.pod_spec_pointer(), c.list(), c.index)
+}
+
+/// Ops that set the annotation to `value`, guarded by a `test` of the current value.
+pub(crate) fn annotation_ops(
+    annotations: &BTreeMap<String, String>,
+    value: Option<String>,
+) -> Vec<Value> {
+    let key = format!(
+        "/metadata/annotations/{}",
+        escape(ORIGINAL_IMAGES_ANNOTATION)
+    );
+    let current = annotations.get(ORIGINAL_IMAGES_ANNOTATION);
+    match (current, value) {
+        (None, None) => vec![],
+        (Some(old), None) => vec![
+            json!({"op": "test", "path": key, "value": old}),
+            json!({"op": "remove", "path": key}),
+        ],
+        (Some(old), Some(new)) => vec![
+            json!({"op": "test", "path": key, "value": old}),
+            json!({"op": "replace", "path": key, "value": new}),
+        ],
+        (None, Some(new)) if annotations.is_empty() => vec![json!({
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {ORIGINAL_IMAGES_ANNOTATION: new}
+        })],
+        (None, Some(new)) => vec![json!({"op": "add", "path": key, "value": new})],
+    }
+}
+
+/// The annotation's JSON text. Built as a `Value`, whose text form cannot fail (unlike
+/// `serde_json::to_string` on a type, which would need an error path that never happens).
+fn record_value(recorded: &OriginalImages) -> String {
+    Value::Object(
+        recorded
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    json!({"original": r.original, "backup": r.backup}),
+                )
+            })
+            .collect(),
+    )
+    .to_string()
+}
+
+/// The patch pointing every `Clone` container at its verified copy. Containers whose image has
+/// no verified copy (`verified` gives the pinned backup reference of one) are left as they
+/// are; `None` when nothing changes.
+pub fn patch(
+    workload: &Workload,
+    plans: &[ContainerPlan],
+    verified: &dyn Fn(&ImageRef) -> Option<String>,
+) -> Option<PatchPlan> {
+    let mut tests = Vec::new();
+    let mut replaces = Vec::new();
+    let mut changes = Vec::new();
+    let mut recorded = original_images(&workload.annotations).unwrap_or_default();
+    for plan in plans {
+        if plan.decision != Decision::Clone {
+            continue;
+        }
+        let Some(backup_ref) = plan.source.as_ref().and_then(verified) else {
+            continue;
+        };
+        let c = &plan.container;
+        let path = image_pointer(workload.kind, c);
+        tests.push(json!({"op": "test", "path": path, "value": c.image}));
+        replaces.push(json!({"op": "replace", "path": path, "value": backup_ref}));
+        recorded.insert(
+            c.name.clone(),
+            Recorded {
+                original: c.image.clone(),
+                backup: backup_ref.clone(),
+            },
+        );
+        changes.push(ImageChange {
+            container: c.name.clone(),
+            init: c.init,
+            from: c.image.clone(),
+            to: backup_ref,
+        });
+    }
+    if changes.is_empty() {
+        return None;
+    }
+    let value = record_value(&recorded);
+    let mut ops = tests;
+    ops.extend(replaces);
+    ops.extend(annotation_ops(&workload.annotations, Some(value)));
+    Some(PatchPlan {
+        changes,
+        patch: Value::Array(ops),
+    })
+}

@@ -1,0 +1,17 @@
+//! Event reasons and actions, stable for alerting rules: one place for the strings.
+
+/// A workload was patched to its verified copies.
+pub const CLONED: &str = "Cloned";
+/// Copied, not patched: Argo CD or Flux would revert the patch.
+pub const GITOPS_MANAGED: &str = "GitOpsManaged";
+/// Copied, not patched: a Job's pod template cannot change.
+pub const IMMUTABLE: &str = "ImmutablePodTemplate";
+/// An image string that is not a valid reference.
+pub const INVALID_REFERENCE: &str = "InvalidReference";
+/// The API server refused a patch whose `test` ops still held.
+pub const PATCH_REJECTED: &str = "PatchRejected";
+
+/// The Event action of a patch.
+pub const ACTION_PATCH: &str = "Patch";
+/// The Event action of everything about copying.
+pub const ACTION_CLONE: &str = "Clone";

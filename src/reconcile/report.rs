@@ -1,0 +1,143 @@
+//! Pure decisions of a reconcile that are not the plan itself: which Events to publish about
+//! what will not be patched, and what a rejected patch means. No client, no I/O.
+
+use std::collections::HashMap;
+
+use crate::reconcile::patch::ORIGINAL_IMAGES_ANNOTATION;
+use crate::reconcile::plan::{ContainerPlan, Decision};
+use crate::reconcile::reasons;
+use crate::registry::mirror::{MirrorError, MirroredImage, Outcome};
+use crate::workload::Workload;
+
+/// The copies the mirror verified in this reconcile, by canonical source reference.
+pub type Verified = HashMap<String, MirroredImage>;
+
+/// An Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// What the reconcile reports about the images it will not patch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unpatched {
+    pub notices: Vec<Notice>,
+    /// Copies made for containers that are deliberately not patched (GitOps-managed, Job).
+    pub cloned_only: Vec<MirroredImage>,
+    pub invalid: usize,
+}
+
+fn mapping<'a>(copies: impl Iterator<Item = &'a MirroredImage>) -> String {
+    copies
+        .map(|m| format!("{} → {}", m.source, m.backup_ref))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The Events about invalid references, failed copies, and copies that are deliberately not
+/// patched. A copy that is not patched is news only when it was made now or the workload was
+/// created since the daemon started (`new_workload`): a converged workload seen again after a
+/// restart gets no Event, so a restarted daemon writes nothing.
+pub fn unpatched(
+    plans: &[ContainerPlan],
+    verified: &Verified,
+    failures: &[MirrorError],
+    new_workload: bool,
+) -> Unpatched {
+    let mut out = Unpatched::default();
+    let invalid: Vec<&str> = plans
+        .iter()
+        .filter_map(|p| match &p.decision {
+            Decision::InvalidReference { error } => Some(error.as_str()),
+            _ => None,
+        })
+        .collect();
+    out.invalid = invalid.len();
+    if !invalid.is_empty() {
+        out.notices.push(Notice {
+            warning: true,
+            reason: reasons::INVALID_REFERENCE,
+            note: invalid.join("; "),
+        });
+    }
+    out.notices.extend(failures.iter().map(|e| Notice {
+        warning: true,
+        reason: e.reason(),
+        note: e.to_string(),
+    }));
+    for (reason, advice) in [
+        (
+            reasons::GITOPS_MANAGED,
+            "managed by GitOps, so not patched (its controller would revert it); commit these backup references to git",
+        ),
+        (
+            reasons::IMMUTABLE,
+            "a Job's pod template cannot change, so not patched; the images are in the backup registry",
+        ),
+    ] {
+        let copies: Vec<MirroredImage> = plans
+            .iter()
+            .filter(|p| copied_not_patched(&p.decision) == Some(reason))
+            .filter_map(|p| verified.get(&p.source.as_ref()?.canonical()).cloned())
+            .collect();
+        if copies.is_empty() {
+            continue;
+        }
+        if new_workload || copies.iter().any(|m| m.outcome == Outcome::Copied) {
+            out.notices.push(Notice {
+                warning: true,
+                reason,
+                note: format!("{advice}: {}", mapping(copies.iter())),
+            });
+        }
+        out.cloned_only.extend(copies);
+    }
+    out
+}
+
+/// The Event reason of a decision that copies without patching.
+fn copied_not_patched(decision: &Decision) -> Option<&'static str> {
+    match decision {
+        Decision::GitOpsManaged { .. } => Some(reasons::GITOPS_MANAGED),
+        Decision::Immutable => Some(reasons::IMMUTABLE),
+        _ => None,
+    }
+}
+
+/// The Event of a patch that went through.
+pub fn patched_notice(changes: &[crate::reconcile::patch::ImageChange]) -> Notice {
+    Notice {
+        warning: false,
+        reason: reasons::CLONED,
+        note: changes
+            .iter()
+            .map(|c| format!("{} → {}", c.from, c.to))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// What a patch rejected by the API server means, from the workload read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRejection {
+    /// Someone changed what the patch tested: plan again from the fresh object.
+    Replan,
+    /// Nothing the patch tested changed: the server refused the patch itself.
+    Refused,
+}
+
+pub fn after_rejection(before: &Workload, after: &Workload) -> AfterRejection {
+    if before.containers == after.containers
+        && before.annotations.get(ORIGINAL_IMAGES_ANNOTATION)
+            == after.annotations.get(ORIGINAL_IMAGES_ANNOTATION)
+    {
+        AfterRejection::Refused
+    } else {
+        AfterRejection::Replan
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::image::naming::{BackupRegistry, Naming};
+use crate::image::reference::{Digest, ImageRef};
+use crate::reconcile::plan::{Policy, decide};
+use crate::registry::mirror::MirroredImage;
+use crate::workload::{Container, Kind};
+
+fn workload(kind: Kind, images: &[&str]) -> Workload {
+    Workload {
+        kind,
+        namespace: "shop".into(),
+        name: "web".into(),
+        annotations: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        containers: images
+            .iter()
+            .enumerate()
+            .map(|(index, image)| Container {
+                name: format!("c{index}"),
+                image: (*image).into(),
+                init: false,
+                index,
+            })
+            .collect(),
+        namespace_opted_out: false,
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        backup: BackupRegistry::parse("backup.example.com/m").expect("backup"),
+        naming: Naming::Flat,
+        ignored_namespaces: Default::default(),
+        only_namespaces: Default::default(),
+        patch_gitops_managed: false,
+    }
+}
+
+fn verified(images: &[&str], outcome: Outcome) -> Verified {
+    images
+        .iter()
+        .map(|i| {
+            let source = ImageRef::parse(i).expect("valid");
+            let d = Digest::sha256_of(i.as_bytes());
+            let m = MirroredImage {
+                backup: source.clone(),
+                backup_ref: format!("backup.example.com/m/x@{d}"),
+                source: source.clone(),
+                digest: d,
+                converted: false,
+                outcome,
+            };
+            (source.canonical(), m)
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_copy_made_now_is_reported_once_per_workload() {
+    let w = workload(Kind::Job, &["redis:7", "redis:7"]);
+    let plans = decide(&w, &policy());
+    let got = unpatched(&plans, &verified(&["redis:7"], Outcome::Copied), &[], false);
+    assert_eq!(got.notices.len(), 1, "{got:?}");
+    assert_eq!(got.notices[0].reason, reasons::IMMUTABLE);
+    assert!(
+        got.notices[0]
+            .note
+            .contains("docker.io/library/redis:7 → backup.example.com/m/x@sha256:")
+    );
+    assert_eq!(got.cloned_only.len(), 2);
+}
+
+#[test]
+fn a_converged_gitops_workload_seen_again_gets_no_event() {
+    let mut w = workload(Kind::Deployment, &["nginx:1.27"]);
+    w.labels
+        .insert("kustomize.toolkit.fluxcd.io/name".into(), "apps".into());
+    let plans = decide(&w, &policy());
+    let present = verified(&["nginx:1.27"], Outcome::AlreadyInBackup);
+    let old = unpatched(&plans, &present, &[], false);
+    assert!(old.notices.is_empty(), "{old:?}");
+    assert_eq!(old.cloned_only.len(), 1);
+    let new = unpatched(&plans, &present, &[], true);
+    assert_eq!(new.notices[0].reason, reasons::GITOPS_MANAGED);
+}
+
+#[test]
+fn invalid_references_and_failures_are_warnings() {
+    let w = workload(Kind::Deployment, &["Not/Valid", "nginx:1.27"]);
+    let plans = decide(&w, &policy());
+    let failure = MirrorError::SourceNotFound {
+        image: "docker.io/library/nginx:1.27".into(),
+    };
+    let got = unpatched(&plans, &Verified::new(), &[failure], false);
+    let reasons: Vec<_> = got.notices.iter().map(|n| (n.warning, n.reason)).collect();
+    assert_eq!(
+        reasons,
+        [(true, reasons::INVALID_REFERENCE), (true, "SourceNotFound")]
+    );
+    assert_eq!(got.invalid, 1);
+    assert!(got.cloned_only.is_empty());
+}
+
+#[test]
+fn a_rejected_patch_is_replanned_only_when_what_it_tested_changed() {
+    let before = workload(Kind::Deployment, &["nginx:1.27"]);
+    let mut labelled = before.clone();
+    labelled.labels.insert("team".into(), "a".into());
+    assert_eq!(after_rejection(&before, &labelled), AfterRejection::Refused);
+    let edited = workload(Kind::Deployment, &["nginx:1.28"]);
+    assert_eq!(after_rejection(&before, &edited), AfterRejection::Replan);
+    let mut recorded = before.clone();
+    recorded
+        .annotations
+        .insert(ORIGINAL_IMAGES_ANNOTATION.into(), "{}".into());
+    assert_eq!(after_rejection(&before, &recorded), AfterRejection::Replan);
+}

@@ -1,0 +1,198 @@
+//! The three questions the mirror asks registries, behind one trait, so that the mirror's own
+//! logic (single-flight, failure memory, verification) is tested without processes or sockets.
+//!
+//! [`Registries`] is the real one: a manifest HEAD where it can answer (no process, and a HEAD
+//! is not a pull against Docker Hub's rate limit), `skopeo inspect --raw` where the manifest
+//! itself is needed (schema 1) or the HEAD cannot answer, and `skopeo copy` for the bytes.
+//! Registry checks run under their own limit, never in a copy slot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::image::manifest::{ManifestError, ManifestKind, RawManifest};
+use crate::image::reference::{Digest, ImageRef};
+use crate::registry::manifest_head::ManifestHead;
+use crate::registry::skopeo::{CopyFormat, Skopeo, SkopeoError};
+
+/// A registry question that could not be answered.
+#[derive(Debug, Clone, Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Skopeo(#[from] SkopeoError),
+    #[error(transparent)]
+    InvalidManifest(#[from] ManifestError),
+}
+
+impl LookupError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LookupError::Skopeo(e) => e.is_transient(),
+            LookupError::InvalidManifest(_) => false,
+        }
+    }
+
+    pub fn skopeo(&self) -> Option<&SkopeoError> {
+        match self {
+            LookupError::Skopeo(e) => Some(e),
+            LookupError::InvalidManifest(_) => None,
+        }
+    }
+}
+
+/// Requests made, for `run --once`'s summary, the bench and the tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCounters {
+    /// `skopeo inspect` processes started.
+    pub inspects: u64,
+    /// Manifest HEADs sent.
+    pub heads: u64,
+}
+
+/// What the mirror needs of registries. Futures are boxed so the trait can sit behind `dyn`.
+pub trait RegistryClient: Send + Sync {
+    /// The digest `image` resolves to; `None` when the registry has no such manifest. An
+    /// unreadable manifest also counts as absent: a copy replaces it, and verification reads
+    /// the result.
+    fn digest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>, LookupError>>;
+
+    /// What the source is: its digest and kind. For a modern manifest the layers may be left
+    /// empty (they are not needed to copy it byte for byte); a schema-1 manifest is read whole.
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>>;
+
+    /// The whole manifest, layers included.
+    fn manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>>;
+
+    /// Copies `source` to `dest` as `format`; the digest of what was pushed.
+    fn copy<'a>(
+        &'a self,
+        source: &'a ImageRef,
+        dest: &'a ImageRef,
+        format: CopyFormat,
+    ) -> BoxFuture<'a, Result<Digest, SkopeoError>>;
+
+    fn counters(&self) -> ClientCounters {
+        ClientCounters::default()
+    }
+}
+
+/// skopeo, with manifest HEADs in front where they can answer.
+pub struct Registries {
+    skopeo: Skopeo,
+    head: Option<ManifestHead>,
+    /// Simultaneous `skopeo inspect` processes.
+    inspect_slots: Semaphore,
+    inspects: AtomicU64,
+    heads: AtomicU64,
+}
+
+impl Registries {
+    pub fn new(skopeo: Skopeo, head: Option<ManifestHead>, max_inspects: usize) -> Self {
+        Registries {
+            skopeo,
+            head,
+            inspect_slots: Semaphore::new(max_inspects.max(1)),
+            inspects: AtomicU64::new(0),
+            heads: AtomicU64::new(0),
+        }
+    }
+
+    pub fn skopeo(&self) -> &Skopeo {
+        &self.skopeo
+    }
+
+    async fn inspect(&self, image: &ImageRef) -> Result<Option<RawManifest>, LookupError> {
+        let _slot = self.inspect_slots.acquire().await;
+        self.inspects.fetch_add(1, Ordering::Relaxed);
+        match self.skopeo.inspect_raw(image).await {
+            Ok(bytes) => Ok(Some(RawManifest::parse(&bytes)?)),
+            Err(SkopeoError::ManifestUnknown { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn head_digest(&self, image: &ImageRef) -> Result<Option<Digest>, LookupError> {
+        if let Some(head) = &self.head {
+            self.heads.fetch_add(1, Ordering::Relaxed);
+            match head.digest(image).await {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(image = %image, error = %e, "asking skopeo instead"),
+            }
+        }
+        match self.inspect(image).await {
+            Ok(found) => Ok(found.map(|m| m.digest)),
+            Err(LookupError::InvalidManifest(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn head_resolve(&self, image: &ImageRef) -> Result<Option<RawManifest>, LookupError> {
+        if let Some(head) = &self.head {
+            self.heads.fetch_add(1, Ordering::Relaxed);
+            match head.resolve(image).await {
+                Ok(Some(r)) if r.is_modern() => {
+                    return Ok(Some(RawManifest {
+                        digest: r.digest,
+                        kind: ManifestKind::Modern,
+                        layers: Vec::new(),
+                        media_type: r.media_type,
+                    }));
+                }
+                // Absent, schema 1 or an unknown type: skopeo reads the manifest itself.
+                Ok(_) => {}
+                Err(e) => tracing::debug!(image = %image, error = %e, "asking skopeo instead"),
+            }
+        }
+        self.inspect(image).await
+    }
+}
+
+impl RegistryClient for Registries {
+    fn digest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>, LookupError>> {
+        Box::pin(self.head_digest(image))
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
+        Box::pin(self.head_resolve(image))
+    }
+
+    fn manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
+        Box::pin(self.inspect(image))
+    }
+
+    fn copy<'a>(
+        &'a self,
+        source: &'a ImageRef,
+        dest: &'a ImageRef,
+        format: CopyFormat,
+    ) -> BoxFuture<'a, Result<Digest, SkopeoError>> {
+        Box::pin(self.skopeo.copy(source, dest, format))
+    }
+
+    fn counters(&self) -> ClientCounters {
+        ClientCounters {
+            inspects: self.inspects.load(Ordering::Relaxed),
+            heads: self.heads.load(Ordering::Relaxed),
+        }
+    }
+}

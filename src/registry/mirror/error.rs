@@ -1,0 +1,111 @@
+//! Why `ensure` failed, by the step that failed; each with a stable reason for Events and
+//! metrics, and whether retrying later can succeed without a person.
+
+use thiserror::Error;
+
+use crate::image::naming::NamingError;
+use crate::registry::client::LookupError;
+use crate::registry::skopeo::SkopeoError;
+
+/// A failed `ensure`, by the step that failed.
+#[derive(Debug, Clone, Error)]
+pub enum MirrorError {
+    #[error("{image}: no backup name: {source}")]
+    Naming {
+        image: String,
+        #[source]
+        source: NamingError,
+    },
+    #[error("{image}: not found in its registry")]
+    SourceNotFound { image: String },
+    #[error("{image}: reading the source manifest: {source}")]
+    ResolveSource {
+        image: String,
+        #[source]
+        source: Box<LookupError>,
+    },
+    #[error("{image}: checking the backup registry for {backup}: {source}")]
+    CheckBackup {
+        image: String,
+        backup: String,
+        #[source]
+        source: Box<LookupError>,
+    },
+    #[error("{image}: is under the backup registry but not found there")]
+    NotInBackupRegistry { image: String },
+    #[error("{image}: copying to {backup}: {source}")]
+    Copy {
+        image: String,
+        backup: String,
+        #[source]
+        source: Box<SkopeoError>,
+    },
+    #[error("{image}: verifying {backup} after the copy: {source}")]
+    VerifyLookup {
+        image: String,
+        backup: String,
+        #[source]
+        source: Box<LookupError>,
+    },
+    #[error(
+        "{image}: verification failed: {backup} resolves to {found}, expected {expected}; not using it"
+    )]
+    Verify {
+        image: String,
+        backup: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{image}: the mirror task ended without a result (shutting down?)")]
+    Aborted { image: String },
+}
+
+fn skopeo_reason(e: &SkopeoError, otherwise: &'static str) -> &'static str {
+    match e {
+        SkopeoError::Unauthorized { .. } => "Unauthorized",
+        SkopeoError::RateLimited { .. } => "RateLimited",
+        SkopeoError::NotFound { .. } | SkopeoError::NotExecutable { .. } => "SkopeoMissing",
+        SkopeoError::ManifestUnknown { .. } => "SourceNotFound",
+        _ => otherwise,
+    }
+}
+
+impl MirrorError {
+    /// Whether retrying later can succeed without a person: network, 5xx, 429, timeouts, and a
+    /// copy that verified wrong (the backup tag moved under us).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MirrorError::Verify { .. } | MirrorError::Aborted { .. } => true,
+            MirrorError::ResolveSource { source, .. }
+            | MirrorError::CheckBackup { source, .. }
+            | MirrorError::VerifyLookup { source, .. } => source.is_transient(),
+            MirrorError::Copy { source, .. } => source.is_transient(),
+            MirrorError::Naming { .. }
+            | MirrorError::SourceNotFound { .. }
+            | MirrorError::NotInBackupRegistry { .. } => false,
+        }
+    }
+
+    /// A short CamelCase reason, for Kubernetes Events and metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MirrorError::Naming { .. } => "InvalidBackupName",
+            MirrorError::SourceNotFound { .. } => "SourceNotFound",
+            MirrorError::NotInBackupRegistry { .. } => "BackupNotFound",
+            MirrorError::Verify { .. } => "VerificationFailed",
+            MirrorError::Aborted { .. } => "Aborted",
+            MirrorError::ResolveSource { source, .. } => match source.as_ref() {
+                LookupError::InvalidManifest(_) => "InvalidSourceManifest",
+                LookupError::Skopeo(SkopeoError::Tls { .. }) => "SourceTLS",
+                LookupError::Skopeo(e) => skopeo_reason(e, "SourceUnavailable"),
+            },
+            MirrorError::CheckBackup { source, .. } | MirrorError::VerifyLookup { source, .. } => {
+                match source.as_ref() {
+                    LookupError::InvalidManifest(_) => "BackupUnavailable",
+                    LookupError::Skopeo(e) => skopeo_reason(e, "BackupUnavailable"),
+                }
+            }
+            MirrorError::Copy { source, .. } => skopeo_reason(source, "BackupUnavailable"),
+        }
+    }
+}

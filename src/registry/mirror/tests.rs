@@ -1,0 +1,310 @@
+//! The mirror's own rules, with a registry client made of maps: no process, no socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::registry::client::{LookupError, RegistryClient};
+use crate::registry::skopeo::{CopyFormat, SkopeoError};
+
+const BACKUP: &str = "backup.example.com/mirror";
+
+fn digest(s: &str) -> Digest {
+    Digest::sha256_of(s.as_bytes())
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).expect("a valid reference")
+}
+
+fn modern(d: &Digest) -> RawManifest {
+    RawManifest {
+        digest: d.clone(),
+        kind: ManifestKind::Modern,
+        layers: Vec::new(),
+        media_type: None,
+    }
+}
+
+/// How the fake's copy behaves.
+#[derive(Clone)]
+enum CopyBehaviour {
+    /// Pushes the source digest, which the backup then serves.
+    Faithful,
+    /// Pushes and reports the right digest, but the backup tag then serves another one.
+    BackupServes(Digest),
+    /// Never finishes (until the task is dropped).
+    Hangs,
+    /// Fails like a registry outage.
+    Fails,
+}
+
+struct Fake {
+    /// canonical reference → manifest, for both sides.
+    manifests: Mutex<HashMap<String, RawManifest>>,
+    copy: CopyBehaviour,
+    copies: AtomicUsize,
+    lookups: AtomicUsize,
+    copy_started: Notify,
+}
+
+impl Fake {
+    fn new(copy: CopyBehaviour) -> Arc<Self> {
+        Arc::new(Fake {
+            manifests: Mutex::default(),
+            copy,
+            copies: AtomicUsize::new(0),
+            lookups: AtomicUsize::new(0),
+            copy_started: Notify::new(),
+        })
+    }
+
+    fn with(self: Arc<Self>, reference: &str, m: RawManifest) -> Arc<Self> {
+        self.manifests
+            .lock()
+            .expect("lock")
+            .insert(image(reference).canonical(), m);
+        self
+    }
+
+    fn get(&self, image: &ImageRef) -> Option<RawManifest> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let map = self.manifests.lock().expect("lock");
+        map.get(&image.canonical()).cloned().or_else(|| {
+            // By digest: any manifest with that digest in the same repository.
+            let d = image.digest()?;
+            map.values().find(|m| &m.digest == d).cloned()
+        })
+    }
+}
+
+impl RegistryClient for Fake {
+    fn digest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>, LookupError>> {
+        Box::pin(async move { Ok(self.get(image).map(|m| m.digest)) })
+    }
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
+        Box::pin(async move { Ok(self.get(image)) })
+    }
+    fn manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
+        Box::pin(async move { Ok(self.get(image)) })
+    }
+    fn copy<'a>(
+        &'a self,
+        source: &'a ImageRef,
+        dest: &'a ImageRef,
+        _format: CopyFormat,
+    ) -> BoxFuture<'a, Result<Digest, SkopeoError>> {
+        Box::pin(async move {
+            self.copies.fetch_add(1, Ordering::SeqCst);
+            self.copy_started.notify_waiters();
+            let pushed = source.digest().cloned().expect("copies are made by digest");
+            let served = match &self.copy {
+                CopyBehaviour::Faithful => pushed.clone(),
+                CopyBehaviour::BackupServes(other) => other.clone(),
+                CopyBehaviour::Hangs => std::future::pending().await,
+                CopyBehaviour::Fails => {
+                    return Err(SkopeoError::Unreachable {
+                        command: crate::registry::skopeo::CommandLine("skopeo copy".into()),
+                        summary: "connection refused".into(),
+                        stderr: String::new(),
+                    });
+                }
+            };
+            self.manifests
+                .lock()
+                .expect("lock")
+                .insert(dest.canonical(), modern(&served));
+            tokio::task::yield_now().await;
+            Ok(pushed)
+        })
+    }
+}
+
+fn mirror(fake: &Arc<Fake>) -> Mirror {
+    let options = MirrorOptions::new(
+        BackupRegistry::parse(BACKUP).expect("backup"),
+        Naming::Flat,
+        Pin::Digest,
+        2,
+    );
+    Mirror::new(
+        Arc::clone(fake) as Arc<dyn RegistryClient>,
+        options,
+        Arc::new(Unobserved),
+    )
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_asks_make_one_copy() {
+    let d = digest("nginx");
+    let fake = Fake::new(CopyBehaviour::Faithful).with("nginx:1.27", modern(&d));
+    let m = mirror(&fake);
+    let asks = (0..100).map(|_| {
+        let m = m.clone();
+        tokio::spawn(async move { m.ensure(&image("nginx:1.27")).await })
+    });
+    let results = futures::future::join_all(asks).await;
+    for r in results {
+        let got = r.expect("joined").expect("mirrored");
+        assert_eq!(got.digest, d);
+        assert_eq!(got.outcome, Outcome::Copied);
+        assert_eq!(
+            got.backup_ref,
+            format!("{BACKUP}/docker.io_library_nginx:1.27@{d}")
+        );
+    }
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 1);
+    let stats = m.stats();
+    assert_eq!((stats.copies_started, stats.copies_succeeded), (1, 1));
+    assert_eq!(stats.shared, 99, "{stats:?}");
+}
+
+#[tokio::test]
+async fn an_image_already_in_the_backup_is_not_copied() {
+    let d = digest("redis");
+    let fake = Fake::new(CopyBehaviour::Hangs)
+        .with("redis:7", modern(&d))
+        .with(&format!("{BACKUP}/docker.io_library_redis:7"), modern(&d));
+    let got = mirror(&fake)
+        .ensure(&image("redis:7"))
+        .await
+        .expect("found");
+    assert_eq!(got.outcome, Outcome::AlreadyInBackup);
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_backup_tag_holding_another_digest_is_copied_over() {
+    let d = digest("new");
+    let fake = Fake::new(CopyBehaviour::Faithful)
+        .with("app:1", modern(&d))
+        .with(
+            &format!("{BACKUP}/docker.io_library_app:1"),
+            modern(&digest("old")),
+        );
+    let got = mirror(&fake).ensure(&image("app:1")).await.expect("copied");
+    assert_eq!((got.outcome, got.digest), (Outcome::Copied, d));
+}
+
+#[tokio::test]
+async fn a_copy_that_verifies_to_another_digest_is_never_reported_as_mirrored() {
+    let d = digest("app");
+    let fake = Fake::new(CopyBehaviour::BackupServes(digest("tampered"))).with("app:1", modern(&d));
+    let m = mirror(&fake);
+    let e = m.ensure(&image("app:1")).await.expect_err("not verified");
+    assert_eq!(e.reason(), "VerificationFailed", "{e}");
+    assert!(e.is_transient());
+    assert!(e.to_string().contains(&d.to_string()), "{e}");
+    assert!(matches!(m.recorded(&image("app:1")), Some(Err(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_is_remembered_for_its_window_and_not_longer() {
+    let fake = Fake::new(CopyBehaviour::Fails).with("app:1", modern(&digest("app")));
+    let m = mirror(&fake);
+    let first = m.ensure(&image("app:1")).await.expect_err("fails");
+    assert_eq!(first.reason(), "BackupUnavailable", "{first}");
+    assert!(first.is_transient());
+    let lookups = fake.lookups.load(Ordering::SeqCst);
+    // Within the window: the remembered answer, no registry asked.
+    tokio::time::advance(m.options().failure_ttl / 2).await;
+    m.ensure(&image("app:1")).await.expect_err("remembered");
+    assert_eq!(fake.lookups.load(Ordering::SeqCst), lookups);
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 1);
+    // After it: asked again.
+    tokio::time::advance(m.options().failure_ttl).await;
+    m.ensure(&image("app:1")).await.expect_err("asked again");
+    assert!(fake.lookups.load(Ordering::SeqCst) > lookups);
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_missing_source_is_named_and_permanent() {
+    let fake = Fake::new(CopyBehaviour::Faithful);
+    let e = mirror(&fake)
+        .ensure(&image("ghcr.io/x/gone:1"))
+        .await
+        .expect_err("missing");
+    assert_eq!(e.reason(), "SourceNotFound");
+    assert!(!e.is_transient());
+    assert_eq!(e.to_string(), "ghcr.io/x/gone:1: not found in its registry");
+}
+
+#[tokio::test]
+async fn a_source_by_digest_already_copied_never_asks_the_source() {
+    let d = digest("pinned");
+    let fake = Fake::new(CopyBehaviour::Hangs).with(
+        &format!("{BACKUP}/docker.io_library_app:{}", naming_tag(&d)),
+        modern(&d),
+    );
+    let got = mirror(&fake)
+        .ensure(&image(&format!("app@{d}")))
+        .await
+        .expect("found without the source");
+    assert_eq!(got.outcome, Outcome::AlreadyInBackup);
+    assert_eq!(
+        fake.lookups.load(Ordering::SeqCst),
+        1,
+        "one lookup: the backup"
+    );
+}
+
+/// The backup tag naming gives a digest-only source.
+fn naming_tag(d: &Digest) -> String {
+    let target = BackupRegistry::parse(BACKUP)
+        .expect("backup")
+        .target(&image(&format!("app@{d}")), Naming::Flat)
+        .expect("named");
+    target
+        .tagged()
+        .tag()
+        .expect("a digest-only source gets a tag")
+        .to_owned()
+}
+
+#[test]
+fn cancelled_mid_copy_nothing_is_half_reported() {
+    let d = digest("big");
+    let fake = Fake::new(CopyBehaviour::Hangs).with("big:1", modern(&d));
+    let m = mirror(&fake);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let started = fake.copy_started.notified();
+        let waiter = tokio::spawn({
+            let m = m.clone();
+            async move { m.ensure(&image("big:1")).await }
+        });
+        started.await;
+        assert_eq!(m.flights_in_progress(), 1);
+        assert_eq!(m.stats().copies_in_flight, 1);
+        waiter.abort();
+    });
+    // The runtime goes down with the copy running (a daemon past its grace period).
+    drop(runtime);
+    assert_eq!(
+        m.flights_in_progress(),
+        0,
+        "no flight left that nobody runs"
+    );
+    assert!(m.recorded(&image("big:1")).is_none(), "no result recorded");
+    let stats = m.stats();
+    assert_eq!(stats.copies_in_flight, 0, "{stats:?}");
+    assert_eq!(stats.copies_succeeded + stats.copies_failed, 0, "{stats:?}");
+}

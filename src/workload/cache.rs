@@ -1,0 +1,45 @@
+//! What the caches keep of a workload, and which changes wake a reconcile.
+
+use crate::workload::kinds::WorkloadKind;
+
+/// kubectl's copy of the whole object: only its presence matters to planning (GitOps
+/// detection), so its value is dropped from the cache.
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from `obj` everything planning does not read, in place.
+pub fn trim<K: WorkloadKind>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut()
+        && let Some(v) = a.get_mut(LAST_APPLIED)
+    {
+        v.clear();
+        v.shrink_to_fit();
+    }
+}
+
+/// A hash of what planning reads (generation, labels, annotations, container images), so that
+/// the controllers reconcile on those changes and not on every status update (a running Job
+/// changes its status constantly).
+pub fn relevant_state<K: WorkloadKind>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let meta = obj.meta();
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.owner_references
+        .as_ref()
+        .map(|o| o.iter().map(|r| r.uid.clone()).collect::<Vec<_>>())
+        .hash(&mut h);
+    if let Some(spec) = obj.pod_spec() {
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            (&c.name, &c.image).hash(&mut h);
+        }
+    }
+    Some(h.finish())
+}

@@ -1,0 +1,88 @@
+//! Planning's view of a workload: kind, name, metadata and each container's name and image, in
+//! the order the JSON Patch indexes need. Built from the cached object, handed to the pure plan.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use crate::workload::kind::Kind;
+use crate::workload::kinds::WorkloadKind;
+use crate::workload::partial::ContainerImage;
+
+/// `"true"` on a workload or its namespace: image-cloner leaves it alone.
+pub const SKIP_ANNOTATION: &str = "image-cloner.io/skip";
+
+/// Whether these annotations (of a workload or of a namespace) opt out of image-cloner. The one
+/// place this rule lives.
+pub fn opted_out(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(SKIP_ANNOTATION)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// A container as planning sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    /// From `initContainers` rather than `containers`.
+    pub init: bool,
+    /// Its index in that list (the JSON Patch path uses it).
+    pub index: usize,
+}
+
+impl Container {
+    /// The pod spec field holding it.
+    pub fn list(&self) -> &'static str {
+        if self.init {
+            "initContainers"
+        } else {
+            "containers"
+        }
+    }
+}
+
+/// What planning needs of a workload; the rest of the object never reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// `containers` then `initContainers`; ephemeral containers are never included.
+    pub containers: Vec<Container>,
+    /// The namespace carries the opt-out annotation.
+    pub namespace_opted_out: bool,
+}
+
+fn containers(list: &[ContainerImage], init: bool) -> impl Iterator<Item = Container> + '_ {
+    list.iter().enumerate().map(move |(index, c)| Container {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        init,
+        index,
+    })
+}
+
+/// Planning's view of a workload. `namespace_opted_out` comes from the namespace, which the
+/// object does not carry.
+pub fn view<K: WorkloadKind>(obj: &K, namespace_opted_out: bool) -> Workload {
+    let (main, init) = obj.pod_spec().map_or((&[][..], &[][..]), |s| {
+        (
+            &s.containers[..],
+            s.init_containers.as_deref().unwrap_or(&[]),
+        )
+    });
+    Workload {
+        kind: K::KIND,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+        annotations: obj.annotations().clone(),
+        labels: obj.labels().clone(),
+        containers: containers(main, false)
+            .chain(containers(init, true))
+            .collect(),
+        namespace_opted_out,
+    }
+}
