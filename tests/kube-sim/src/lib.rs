@@ -3,11 +3,13 @@
 //! kubectl use, watches with bookmarks and 410s, and what a real server cannot offer —
 //! fault injection and request counters. `README.md` lists what it reproduces and what not.
 
+mod access_review;
 mod discovery;
 pub mod envtest;
 mod events;
 pub mod faults;
 pub mod fixtures;
+pub mod protobuf;
 pub mod resources;
 pub mod seed;
 mod selector;
