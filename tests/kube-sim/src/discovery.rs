@@ -169,14 +169,27 @@ pub fn openapi_group(path: &str) -> Option<Value> {
         } else {
             format!("{prefix}/{}", r.plural)
         };
-        paths.insert(
-            collection.clone(),
-            json!({"post": op("post"), "get": op("list")}),
-        );
-        paths.insert(
-            format!("{collection}/{{name}}"),
-            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
-        );
+        // Only the operations the resource has (the access reviews are create-only).
+        let ops = |pairs: &[(&str, &str, &str)]| {
+            let m: serde_json::Map<String, Value> = pairs
+                .iter()
+                .filter(|(verb, _, _)| r.verbs().contains(verb))
+                .map(|(_, method, action)| ((*method).to_owned(), op(action)))
+                .collect();
+            (!m.is_empty()).then_some(Value::Object(m))
+        };
+        let item = ops(&[
+            ("get", "get", "get"),
+            ("update", "put", "put"),
+            ("patch", "patch", "patch"),
+            ("delete", "delete", "delete"),
+        ]);
+        if let Some(o) = ops(&[("create", "post", "post"), ("list", "get", "list")]) {
+            paths.insert(collection.clone(), o);
+        }
+        if let Some(o) = item {
+            paths.insert(format!("{collection}/{{name}}"), o);
+        }
         schemas.insert(
             schema_name,
             json!({"type": "object", "x-kubernetes-group-version-kind": [gvk],

@@ -1,13 +1,16 @@
 //! A Kubernetes API server simulator for image-cloner's tests, benchmarks and demo: the real
-//! REST wire protocol (JSON) over HTTPS with a bearer token, the resources image-cloner and
-//! kubectl use, watches with bookmarks and 410s, and what a real server cannot offer —
-//! fault injection and request counters. `README.md` lists what it reproduces and what not.
+//! REST wire protocol (JSON, and protobuf bodies of the types kubectl's typed commands send)
+//! over HTTPS with a bearer token, the resources image-cloner and kubectl use, watches with
+//! bookmarks and 410s, and what a real server cannot offer — fault injection and request
+//! counters. `README.md` lists what it reproduces and what not.
 
+mod access_review;
 mod discovery;
 pub mod envtest;
 mod events;
 pub mod faults;
 pub mod fixtures;
+pub mod protobuf;
 pub mod resources;
 pub mod seed;
 mod selector;

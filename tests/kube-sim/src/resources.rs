@@ -18,6 +18,8 @@ pub struct ResourceType {
     pub status: bool,
     /// Whether a PUT on a missing object creates it (the registry's `AllowCreateOnUpdate`).
     pub create_on_update: bool,
+    /// What discovery lists and the server answers; other verbs get 405.
+    pub verbs: &'static [&'static str],
 }
 
 const VERBS: &[&str] = &[
@@ -61,7 +63,7 @@ impl ResourceType {
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
-        VERBS
+        self.verbs
     }
 }
 
@@ -79,6 +81,27 @@ macro_rules! resource {
             generation: $gen,
             status: $status,
             create_on_update: $cou,
+            verbs: VERBS,
+        }
+    };
+}
+
+/// A create-only authorization.k8s.io/v1 review, answered and never stored
+/// (`access_review.rs`).
+macro_rules! review {
+    ($kind:expr, $plural:expr, $singular:expr) => {
+        ResourceType {
+            group: "authorization.k8s.io",
+            version: "v1",
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: false,
+            short_names: &[],
+            generation: false,
+            status: false,
+            create_on_update: false,
+            verbs: &["create"],
         }
     };
 }
@@ -105,6 +128,16 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, [], generation: false, status: false, create_on_update: true),
     resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, [], generation: false, status: false, create_on_update: true),
     resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, [], generation: false, status: false, create_on_update: true),
+    review!(
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview"
+    ),
+    review!(
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview"
+    ),
 ];
 
 /// The resource served at `group`/`version` under `plural`.

@@ -21,8 +21,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::access_review;
 use crate::discovery;
 use crate::faults::{FailRule, Faults, Interference, RequestRecord};
+use crate::protobuf;
 use crate::resources::{ResourceType, by_path};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
@@ -329,8 +331,11 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> 
     Ok((content_type, body))
 }
 
-fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
-    // client-go's typed clients prefer protobuf; the simulator speaks JSON (and YAML) only.
+fn parse_object(r: &ResourceType, content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    // client-go's typed clients send protobuf: read for the types kubectl sends (src/protobuf/).
+    if content_type == protobuf::MEDIA_TYPE {
+        return protobuf::decode(body).map_err(|e| protobuf::api_error(r.kind, &e));
+    }
     if content_type.contains("protobuf") || content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
@@ -360,6 +365,10 @@ async fn resource_request(
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    if !r.verbs().contains(&verb) {
+        return Err(ApiError::method_not_allowed());
+    }
+    protobuf::check_accept(accept)?;
     let as_table = table::wanted(accept);
     let include = query
         .get("includeObject")
@@ -405,13 +414,16 @@ async fn resource_request(
         "watch" => watch(sh, target, query, as_table.then_some(include)),
         "create" => {
             let (ct, body) = read_body(req).await?;
-            let obj = parse_object(&ct, &body)?;
+            let obj = parse_object(r, &ct, &body)?;
+            if access_review::is_review(r) {
+                return Ok(json_response(201, &access_review::answer(r, obj)?));
+            }
             let created = store.create(r, &ns, obj, dry_run)?;
             Ok(json_response(201, &created))
         }
         "update" => {
             let (ct, body) = read_body(req).await?;
-            let obj = parse_object(&ct, &body)?;
+            let obj = parse_object(r, &ct, &body)?;
             let w = store.update(r, &ns, &name, obj, status_only, dry_run)?;
             Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
         }

@@ -119,13 +119,31 @@ fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
 }
 
 /// The storage form of an object written through `r` (events.k8s.io Events are stored as
-/// core Events).
+/// core Events; a Secret's `stringData` is written into its `data`).
 fn to_storage(r: &ResourceType, obj: Value) -> Value {
-    if r.group == "events.k8s.io" {
-        events::to_core(&obj)
-    } else {
-        obj
+    match (r.group, r.kind) {
+        ("events.k8s.io", _) => events::to_core(&obj),
+        ("", "Secret") => merge_string_data(obj),
+        _ => obj,
     }
+}
+
+/// Convert_v1_Secret_To_core_Secret: `stringData` overwrites keys of `data`, base64-encoded,
+/// and is not stored.
+fn merge_string_data(mut obj: Value) -> Value {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return obj;
+    };
+    if !strings.is_empty() && !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+    obj
 }
 
 /// How an object of `r` is shown, from its storage form.
@@ -370,6 +388,10 @@ impl Store {
                 obj["status"] = json!({"phase": "Active"});
             }
             "Pod" => obj["status"] = json!({"phase": "Pending"}),
+            // SetDefaults_Secret: `kubectl create secret generic` sends no type.
+            "Secret" if obj["type"].as_str().is_none_or(str::is_empty) => {
+                obj["type"] = json!("Opaque");
+            }
             "Job" => {
                 // generateSelector (pkg/registry/batch/job/strategy.go): the Job's pods are
                 // labelled with its uid, the selector matches that, and a Job without labels

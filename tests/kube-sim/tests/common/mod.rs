@@ -109,6 +109,32 @@ pub async fn raw(
     (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// A raw request with a body in any media type (protobuf), and what it `accept`s: status
+/// code and the JSON body.
+pub async fn raw_bytes(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    accept: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .header("accept", accept)
+        .body(body)
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .expect("send");
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect_bytes().await.expect("read body");
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 /// What of a Status matters to a client: code, reason, the details' kind/group/name and the
 /// fields and reasons of its causes (messages carry Go-formatted values and are not compared).
 pub fn status_essence(v: &Value) -> Value {
