@@ -117,13 +117,42 @@ fn tag_and_digest_and_digest_only_sources() {
     );
     assert!(
         text.contains(&format!(
-            "{only} → {}/{dest}:sha256-{hex}@{digest}",
+            "{only} → {}/{dest}:digest-sha256-{hex}@{digest}",
             backup.host()
         )),
         "{text}"
     );
     assert_eq!(
-        digest_of(&backup, &format!("{dest}:sha256-{hex}")).unwrap(),
+        digest_of(&backup, &format!("{dest}:digest-sha256-{hex}")).unwrap(),
+        Some(digest)
+    );
+}
+
+#[test]
+fn a_copy_made_under_the_old_digest_tag_is_found_and_tagged_anew() {
+    let source = plain_registry();
+    let backup = plain_registry();
+    let image = small_image("legacy", 4);
+    let digest = push_all(&source, &image, "app", "1");
+    let dest = flat(&source, "app");
+    let hex = digest.trim_start_matches("sha256:");
+    // What version 0.1 left in the backup registry: the copy under `sha256-<hex>`.
+    push_all(&backup, &image, &dest, &format!("sha256-{hex}"));
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
+    let only = format!("{}/app@{digest}", source.host());
+    let out = cloner.run(&["copy", &only]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("already in backup under its old digest tag; tagged anew"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 image(s): 0 copied, 1 already in backup, 0 failed\n"),
+        "{text}"
+    );
+    assert_eq!(
+        digest_of(&backup, &format!("{dest}:digest-sha256-{hex}")).unwrap(),
         Some(digest)
     );
 }
@@ -227,7 +256,7 @@ fn missing_images_bad_references_and_an_unreachable_backup_are_reported_per_imag
         lines[0].starts_with(&format!("{missing} → error:")),
         "{text}"
     );
-    assert!(lines[0].contains("manifest unknown"), "{text}");
+    assert!(lines[0].ends_with(": not found in its registry"), "{text}");
     assert!(
         lines[1].starts_with("Not/Valid → error: invalid image reference"),
         "{text}"

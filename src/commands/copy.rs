@@ -70,6 +70,10 @@ pub fn render(rows: &[CopyRow]) -> String {
                         present += 1;
                         "is in the backup registry"
                     }
+                    Outcome::Retagged => {
+                        present += 1;
+                        "already in backup under its old digest tag; tagged anew"
+                    }
                 };
                 let converted = if m.converted {
                     "; converted from schema 1 to schema 2, so the digest differs from the source"

@@ -186,10 +186,19 @@ impl BackupRegistry {
             (None, None) => "latest".to_owned(),
         };
         let path = repository[self.domain.len() + 1..].to_owned();
+        let legacy = match (source.tag(), source.digest()) {
+            (None, Some(d)) => Some(ImageRef::from_parts(
+                self.domain.clone(),
+                path.clone(),
+                Some(legacy_tag_for_digest(d)),
+            )),
+            _ => None,
+        };
         Ok(BackupTarget {
             repository,
             tag: tag.clone(),
             image: ImageRef::from_parts(self.domain.clone(), path, Some(tag)),
+            legacy,
         })
     }
 }
@@ -204,8 +213,22 @@ impl fmt::Display for BackupRegistry {
 }
 
 /// A digest-only source still needs a tag in the backup registry, or it would be garbage
-/// collected as untagged: `sha256-<hex>`, cut to the tag length limit for longer digests.
+/// collected as untagged: `digest-<algorithm>-<hex>`, cut to the tag length limit for longer
+/// digests.
+///
+/// Not `sha256-<hex>`: that is the OCI 1.1 referrers fallback tag, which a registry without
+/// the referrers API gets from the first signature or SBOM pushed for that digest — the copy
+/// would lose its tag and could be garbage-collected under running workloads — and the prefix
+/// of cosign's `.sig`/`.att`/`.sbom` tags. No tool writes tags starting with `digest-`.
 fn tag_for_digest(d: &Digest) -> String {
+    let mut tag = format!("digest-{}-{}", d.algorithm(), d.hex());
+    tag.truncate(TAG_LENGTH_MAX);
+    tag
+}
+
+/// The tag versions before 0.2 gave a digest-only source (`sha256-<hex>`): copies made under
+/// it are still found, and given the current tag, instead of being copied again.
+fn legacy_tag_for_digest(d: &Digest) -> String {
     let mut tag = format!("{}-{}", d.algorithm(), d.hex());
     tag.truncate(TAG_LENGTH_MAX);
     tag
@@ -241,6 +264,27 @@ fn fold(name: &str) -> String {
     out
 }
 
+/// Whether `backup` is where image-cloner would have put `original` — under some backup
+/// location, with either naming, at the tag it would have used. This is how `restore` tells
+/// an annotation image-cloner wrote from one edited to smuggle an arbitrary image in.
+pub fn is_copy_of(backup: &ImageRef, original: &ImageRef) -> bool {
+    let repository = backup.repository();
+    repository
+        .match_indices('/')
+        .map(|(i, _)| &repository[..i])
+        .filter_map(|prefix| BackupRegistry::parse(prefix).ok())
+        .any(|location| {
+            [Naming::Flat, Naming::Nested].into_iter().any(|naming| {
+                location.target(original, naming).is_ok_and(|t| {
+                    let legacy = t.legacy_tagged().and_then(ImageRef::tag);
+                    t.repository == repository
+                        && (backup.tag() == Some(t.tag.as_str())
+                            || (legacy.is_some() && backup.tag() == legacy))
+                })
+            })
+        })
+}
+
 /// Where a source goes: a repository and a tag in the backup registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupTarget {
@@ -248,12 +292,19 @@ pub struct BackupTarget {
     pub repository: String,
     pub tag: String,
     image: ImageRef,
+    /// For a digest-only source: where an earlier version of image-cloner put it.
+    legacy: Option<ImageRef>,
 }
 
 impl BackupTarget {
     /// The destination skopeo writes to: the repository at the tag.
     pub fn tagged(&self) -> &ImageRef {
         &self.image
+    }
+
+    /// Where versions before 0.2 tagged a digest-only source (`sha256-<hex>`), if this is one.
+    pub fn legacy_tagged(&self) -> Option<&ImageRef> {
+        self.legacy.as_ref()
     }
 
     /// The reference a workload is patched to.
@@ -470,7 +521,15 @@ mod tests {
                 Naming::Flat,
             )
             .unwrap();
-        assert_eq!(t.tag, format!("sha256-{}", &D[7..]));
+        assert_eq!(t.tag, format!("digest-sha256-{}", &D[7..]));
+        assert!(
+            !t.tag.starts_with("sha256-"),
+            "never the referrers fallback tag"
+        );
+        assert_eq!(
+            t.legacy_tagged().map(ToString::to_string),
+            Some(format!("{}:sha256-{}", t.repository, &D[7..]))
+        );
         let t = b
             .target(
                 &ImageRef::parse(&format!("nginx:1.27@{D}")).unwrap(),
@@ -561,5 +620,28 @@ mod tests {
             b.target(&src, Naming::Flat),
             Err(NamingError::NameTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn a_backup_reference_is_recognised_as_the_copy_of_its_original() {
+        let parse = |s: &str| ImageRef::parse(s).unwrap();
+        let nginx = parse("nginx:1.27");
+        let pinned = format!("quay.io/my-org/docker.io_library_nginx:1.27@{D}");
+        assert!(is_copy_of(&parse(&pinned), &nginx));
+        assert!(is_copy_of(
+            &parse("127.0.0.1:5000/m/docker.io/library/nginx:1.27"),
+            &nginx
+        ));
+        // Another image, another tag, or a hand-written repository: not a copy.
+        assert!(!is_copy_of(&parse(&pinned), &parse("redis:1.27")));
+        assert!(!is_copy_of(&parse(&pinned), &parse("nginx:1.28")));
+        assert!(!is_copy_of(&parse("quay.io/my-org/evil:1.27"), &nginx));
+        // A digest-only original, under the current and the legacy tag.
+        let by_digest = parse(&format!("nginx@{D}"));
+        let hex = &D[7..];
+        for tag in [format!("digest-sha256-{hex}"), format!("sha256-{hex}")] {
+            let copy = parse(&format!("quay.io/my-org/docker.io_library_nginx:{tag}@{D}"));
+            assert!(is_copy_of(&copy, &by_digest), "{tag}");
+        }
     }
 }

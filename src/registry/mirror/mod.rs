@@ -90,6 +90,9 @@ pub enum Outcome {
     AlreadyInBackup,
     /// The source itself lives in the backup registry: nothing to copy.
     SourceInBackupRegistry,
+    /// Found under the tag an earlier version gave a digest-only source, and given the
+    /// current tag within the backup registry (no layer copied again).
+    Retagged,
 }
 
 /// A source image and its verified copy.

@@ -263,6 +263,31 @@ async fn a_source_by_digest_already_copied_never_asks_the_source() {
     );
 }
 
+#[tokio::test]
+async fn a_copy_under_the_legacy_digest_tag_is_tagged_anew_not_copied_again() {
+    let d = digest("pinned");
+    let legacy = format!("{BACKUP}/docker.io_library_app:sha256-{}", d.hex());
+    // The source registry is not in the fake: asking it would fail the test.
+    let fake = Fake::new(CopyBehaviour::Faithful).with(&legacy, modern(&d));
+    let got = mirror(&fake)
+        .ensure(&image(&format!("app@{d}")))
+        .await
+        .expect("retagged");
+    assert_eq!(got.outcome, Outcome::Retagged);
+    assert_eq!(
+        got.backup_ref,
+        format!(
+            "{BACKUP}/docker.io_library_app:digest-sha256-{}@{d}",
+            d.hex()
+        )
+    );
+    assert_eq!(
+        fake.copies.load(Ordering::SeqCst),
+        1,
+        "one copy, within the backup"
+    );
+}
+
 /// The backup tag naming gives a digest-only source.
 fn naming_tag(d: &Digest) -> String {
     let target = BackupRegistry::parse(BACKUP)

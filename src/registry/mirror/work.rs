@@ -37,6 +37,9 @@ impl Inner {
                 if existing.as_ref() == Some(digest) {
                     return Ok(self.found(source, &target, digest.clone(), false));
                 }
+                if let Some(legacy) = self.legacy_copy(&target, digest).await {
+                    return self.retag(source, &legacy, &target, digest).await;
+                }
                 (self.resolve_source(source).await?, existing)
             }
             None => {
@@ -53,7 +56,45 @@ impl Inner {
         {
             return Ok(found);
         }
-        self.copy_and_verify(source, &target, &manifest).await
+        let from = source.by_digest(&manifest.digest);
+        let mut copied = self
+            .copy_and_verify(source, &from, &target, &manifest)
+            .await?;
+        copied.outcome = Outcome::Copied;
+        Ok(copied)
+    }
+
+    /// A copy an earlier version made under the legacy digest tag, if it holds `digest`.
+    async fn legacy_copy(&self, target: &BackupTarget, digest: &Digest) -> Option<ImageRef> {
+        let legacy = target.legacy_tagged()?;
+        match self.client.digest(legacy).await {
+            Ok(Some(d)) if &d == digest => Some(legacy.by_digest(digest)),
+            _ => None,
+        }
+    }
+
+    /// Gives a copy found under the legacy tag the current one: a copy within the backup
+    /// repository, which moves no layer (the blobs are there), instead of a second copy from
+    /// the source.
+    async fn retag(
+        &self,
+        source: &ImageRef,
+        legacy: &ImageRef,
+        target: &BackupTarget,
+        digest: &Digest,
+    ) -> Result<MirroredImage, MirrorError> {
+        let manifest = RawManifest {
+            digest: digest.clone(),
+            kind: ManifestKind::Modern,
+            layers: Vec::new(),
+            media_type: None,
+        };
+        let mut retagged = self
+            .copy_and_verify(source, legacy, target, &manifest)
+            .await?;
+        tracing::info!(from = %legacy, to = %target.tagged(), "copy of an earlier version given the current digest tag");
+        retagged.outcome = Outcome::Retagged;
+        Ok(retagged)
     }
 
     /// The source's manifest, by digest and kind.
@@ -109,11 +150,13 @@ impl Inner {
         }
     }
 
-    /// Copies exactly the manifest that was resolved (even if the tag moves meanwhile), then
-    /// checks that the backup tag resolves to the digest the caller will pin.
+    /// Copies `from` — exactly the manifest that was resolved, by digest, even if the tag
+    /// moves meanwhile — then checks that the backup tag resolves to the digest the caller
+    /// will pin.
     async fn copy_and_verify(
         &self,
         source: &ImageRef,
+        from: &ImageRef,
         target: &BackupTarget,
         manifest: &RawManifest,
     ) -> Result<MirroredImage, MirrorError> {
@@ -125,7 +168,7 @@ impl Inner {
         };
         let backup = target.tagged();
         let pushed = self
-            .copy(&source.by_digest(&manifest.digest), backup, format)
+            .copy(from, backup, format)
             .await
             .map_err(|e| MirrorError::Copy {
                 image: source.to_string(),
