@@ -29,11 +29,17 @@ pub async fn execute(command: Command, settings: &Settings) -> Result<bool, Comm
             namespace,
             selector,
             dry_run,
+            allow_repatch,
+            allow_unmatched,
         } => {
             let filter = restore::RestoreFilter {
                 namespace,
                 selector,
                 dry_run,
+                options: crate::reconcile::restore::RestoreOptions {
+                    opt_out: !allow_repatch,
+                    allow_unmatched,
+                },
             };
             restore::run(settings, &filter).await
         }

@@ -11,45 +11,80 @@ use crate::cluster::list;
 use crate::commands::error::CommandError;
 use crate::commands::session::Session;
 use crate::reconcile::api::WorkloadApi;
-use crate::reconcile::patch::ImageChange;
-use crate::reconcile::restore::{self, Kept};
+use crate::reconcile::patch::{ImageChange, PatchPlan};
+use crate::reconcile::restore::{self, Kept, Rejected, RestoreOptions, RestorePlan};
 use crate::settings::Settings;
-use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
+use crate::workload::{self, Kind, KindVisitor, SKIP_ANNOTATION, Workload, WorkloadKind, dispatch};
 
 /// What restore does (or would do) to one workload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreRow {
     pub namespace: String,
     pub kind: String,
     pub name: String,
     pub changes: Vec<ImageChange>,
     pub kept: Vec<Kept>,
-    /// `None` before the write; the error when the write failed.
+    /// Recorded entries refused (not an image reference, or not what the backup is a copy
+    /// of): never written.
+    pub rejected: Vec<Rejected>,
+    /// The workload is (or would be) opted out by the same patch.
+    pub opts_out: bool,
+    /// The annotation could not be read, or the write failed.
     pub error: Option<String>,
 }
 
 /// The restore plan of one workload (pure); `None` when it carries no annotation of ours.
-pub fn plan_row(w: &Workload) -> Option<(RestoreRow, crate::reconcile::patch::PatchPlan)> {
-    let (patch, kept) = restore::restore(w)?;
-    Some((
-        RestoreRow {
-            namespace: w.namespace.clone(),
-            kind: w.kind.to_string(),
-            name: w.name.clone(),
-            changes: patch.changes.clone(),
+pub fn plan_row(w: &Workload, options: RestoreOptions) -> Option<(RestoreRow, Option<PatchPlan>)> {
+    let row = RestoreRow {
+        namespace: w.namespace.clone(),
+        kind: w.kind.to_string(),
+        name: w.name.clone(),
+        ..RestoreRow::default()
+    };
+    match restore::restore(w, options) {
+        RestorePlan::NotOurs => None,
+        RestorePlan::Unreadable { error } => Some((
+            RestoreRow {
+                error: Some(error),
+                ..row
+            },
+            None,
+        )),
+        RestorePlan::Restore {
+            patch,
             kept,
-            error: None,
-        },
-        patch,
-    ))
+            rejected,
+            opts_out,
+        } => Some((
+            RestoreRow {
+                changes: patch
+                    .as_ref()
+                    .map(|p| p.changes.clone())
+                    .unwrap_or_default(),
+                kept,
+                rejected,
+                opts_out,
+                ..row
+            },
+            patch,
+        )),
+    }
 }
 
 pub fn render(rows: &[RestoreRow], dry_run: bool) -> String {
     let mut out = String::new();
     let verb = if dry_run { "would restore" } else { "restored" };
-    let mut failed = 0;
+    let (mut failed, mut refused) = (0, 0);
     for r in rows {
         let who = format!("{} {}/{}", r.kind, r.namespace, r.name);
+        for x in &r.rejected {
+            refused += 1;
+            let _ = writeln!(
+                out,
+                "{who}: refused container {}: {}",
+                x.container, x.reason
+            );
+        }
         if let Some(e) = &r.error {
             failed += 1;
             let _ = writeln!(out, "{who}: error: {e}");
@@ -65,6 +100,16 @@ pub fn render(rows: &[RestoreRow], dry_run: bool) -> String {
         for k in &r.kept {
             let _ = writeln!(out, "{who}: kept container {}: {}", k.container, k.reason);
         }
+        if r.opts_out {
+            let _ = writeln!(
+                out,
+                "{who}: {} out ({SKIP_ANNOTATION}=true), so a running daemon leaves it alone; to let it patch again: kubectl annotate {} {} -n {} {SKIP_ANNOTATION}-",
+                if dry_run { "would opt it" } else { "opted" },
+                r.kind.to_ascii_lowercase(),
+                r.name,
+                r.namespace
+            );
+        }
     }
     let images: usize = rows
         .iter()
@@ -73,7 +118,7 @@ pub fn render(rows: &[RestoreRow], dry_run: bool) -> String {
         .sum();
     let _ = writeln!(
         out,
-        "{} workload(s), {images} image(s) {verb}, {failed} failed",
+        "{} workload(s), {images} image(s) {verb}, {refused} entr(y/ies) refused, {failed} failed",
         rows.len()
     );
     out
@@ -85,6 +130,7 @@ pub struct RestoreFilter {
     pub namespace: Option<String>,
     pub selector: Option<String>,
     pub dry_run: bool,
+    pub options: RestoreOptions,
 }
 
 /// Restores the workloads of one kind and appends their rows.
@@ -107,10 +153,12 @@ impl<'a> KindVisitor for RestoreKind<'a> {
             .map_err(CommandError::list(format!("{}s", K::KIND)))?;
             for obj in objects {
                 let w = workload::view(&obj, false);
-                let Some((mut row, patch)) = plan_row(&w) else {
+                let Some((mut row, patch)) = plan_row(&w, self.filter.options) else {
                     continue;
                 };
-                if !self.filter.dry_run {
+                if let Some(patch) = patch
+                    && !self.filter.dry_run
+                {
                     row.error = write::<K>(self.api, &w, patch).await.err();
                 }
                 self.rows.push(row);
@@ -123,7 +171,7 @@ impl<'a> KindVisitor for RestoreKind<'a> {
 async fn write<K: WorkloadKind>(
     api: &WorkloadApi,
     w: &Workload,
-    patch: crate::reconcile::patch::PatchPlan,
+    patch: PatchPlan,
 ) -> Result<(), String> {
     let patch = patch.operations().map_err(|e| e.to_string())?;
     match api.patch::<K>(&w.namespace, &w.name, patch).await {
@@ -160,5 +208,7 @@ pub async fn run(settings: &Settings, filter: &RestoreFilter) -> Result<bool, Co
         dispatch(*kind, visitor).await?;
     }
     print!("{}", render(&rows, filter.dry_run));
-    Ok(rows.iter().all(|r| r.error.is_none()))
+    Ok(rows
+        .iter()
+        .all(|r| r.error.is_none() && r.rejected.is_empty()))
 }

@@ -58,7 +58,7 @@ pub fn original_images(annotations: &BTreeMap<String, String>) -> Option<Origina
 }
 
 /// JSON pointer escaping (RFC 6901) of one reference token.
-fn escape(token: &str) -> String {
+pub(crate) fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 

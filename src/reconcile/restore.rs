@@ -1,13 +1,43 @@
 //! Pure planning of `restore`: the way back from the annotation, with the same `test`
 //! discipline as the patch.
+//!
+//! The annotation is writable by anyone who can edit the workload, so it is read as untrusted
+//! input: an original that is not a valid image reference, or (unless allowed) not the image
+//! its recorded backup is a copy of, is rejected and reported, and never written into the pod
+//! spec. A restored workload is opted out in the same patch (unless the caller says not to),
+//! so that a running daemon does not patch it straight back.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::image::naming::is_copy_of;
+use crate::image::reference::ImageRef;
 use crate::reconcile::patch::{
-    ImageChange, PatchPlan, annotation_ops, image_pointer, original_images,
+    ImageChange, ORIGINAL_IMAGES_ANNOTATION, PatchPlan, Recorded, annotation_ops, escape,
+    image_pointer,
 };
-use crate::workload::Workload;
+use crate::workload::{Container, SKIP_ANNOTATION, Workload, opted_out};
+
+/// How `restore` treats the annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Set `image-cloner.io/skip: "true"` on each restored workload, so that the daemon leaves
+    /// it alone (the default; `--allow-repatch` turns it off).
+    pub opt_out: bool,
+    /// Accept an original that its recorded backup is not a copy of (`--allow-unmatched`).
+    pub allow_unmatched: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            opt_out: true,
+            allow_unmatched: false,
+        }
+    }
+}
 
 /// A container `restore` leaves alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,48 +46,127 @@ pub struct Kept {
     pub reason: String,
 }
 
+/// A recorded entry refused: never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub container: String,
+    pub reason: String,
+}
+
+/// What `restore` would do to one workload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestorePlan {
+    /// The workload carries no annotation of ours.
+    NotOurs,
+    /// The annotation is there but is not what image-cloner writes.
+    Unreadable { error: String },
+    Restore {
+        /// The patch; `None` when nothing is to change (every entry kept or rejected).
+        patch: Option<PatchPlan>,
+        kept: Vec<Kept>,
+        rejected: Vec<Rejected>,
+        /// The workload is opted out by this patch.
+        opts_out: bool,
+    },
+}
+
+/// Checks one recorded entry; the original image to write back, or why not.
+fn check_entry(recorded: &Recorded, options: RestoreOptions) -> Result<String, String> {
+    if recorded.original.trim().is_empty() {
+        return Err("the recorded original image is empty: there is nothing to restore".into());
+    }
+    let original = ImageRef::parse(&recorded.original)
+        .map_err(|e| format!("the recorded original is not an image reference: {e}"))?;
+    if !options.allow_unmatched {
+        let matched = ImageRef::parse(&recorded.backup).is_ok_and(|b| is_copy_of(&b, &original));
+        if !matched {
+            return Err(format!(
+                "the recorded backup {:?} is not image-cloner's copy of {:?}: the annotation was edited (--allow-unmatched restores it anyway)",
+                recorded.backup, recorded.original
+            ));
+        }
+    }
+    Ok(recorded.original.clone())
+}
+
 /// The way back: every recorded container whose image is still the backup image gets its
-/// original back; the annotation goes. `None` when the workload has no annotation of ours.
-pub fn restore(workload: &Workload) -> Option<(PatchPlan, Vec<Kept>)> {
-    let recorded = original_images(&workload.annotations)?;
-    let mut tests = Vec::new();
-    let mut replaces = Vec::new();
-    let mut changes = Vec::new();
-    let mut kept = Vec::new();
+/// original back, the annotation goes, and the workload is opted out.
+pub fn restore(workload: &Workload, options: RestoreOptions) -> RestorePlan {
+    let Some(text) = workload.annotations.get(ORIGINAL_IMAGES_ANNOTATION) else {
+        return RestorePlan::NotOurs;
+    };
+    let recorded: BTreeMap<String, Recorded> = match serde_json::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            return RestorePlan::Unreadable {
+                error: format!(
+                    "annotation {ORIGINAL_IMAGES_ANNOTATION} is not image-cloner's record (a JSON object of container → {{original, backup}}): {e}"
+                ),
+            };
+        }
+    };
+    let (mut ops, mut changes, mut kept, mut rejected) = (vec![], vec![], vec![], vec![]);
     for (name, images) in &recorded {
-        match workload.containers.iter().find(|c| &c.name == name) {
-            Some(c) if c.image == images.backup => {
+        let container = workload.containers.iter().find(|c| &c.name == name);
+        match (container, check_entry(images, options)) {
+            (_, Err(reason)) => rejected.push(Rejected {
+                container: name.clone(),
+                reason,
+            }),
+            (Some(c), Ok(original)) if c.image == images.backup => {
                 let path = image_pointer(workload.kind, c);
-                tests.push(json!({"op": "test", "path": path, "value": c.image}));
-                replaces.push(json!({"op": "replace", "path": path, "value": images.original}));
-                changes.push(ImageChange {
-                    container: name.clone(),
-                    init: c.init,
-                    from: c.image.clone(),
-                    to: images.original.clone(),
-                });
+                ops.push(json!({"op": "test", "path": path, "value": c.image}));
+                ops.push(json!({"op": "replace", "path": path, "value": original}));
+                changes.push(change(c, original));
             }
-            Some(c) => kept.push(Kept {
+            (Some(c), Ok(_)) => kept.push(Kept {
                 container: name.clone(),
                 reason: format!(
                     "its image was changed since image-cloner set it (now {}), so that change is kept",
                     c.image
                 ),
             }),
-            None => kept.push(Kept {
+            (None, Ok(_)) => kept.push(Kept {
                 container: name.clone(),
                 reason: "the container no longer exists".into(),
             }),
         }
     }
-    let mut ops = tests;
-    ops.extend(replaces);
+    let opts_out = options.opt_out && !changes.is_empty() && !opted_out(&workload.annotations);
+    if opts_out {
+        ops.extend(skip_ops(&workload.annotations));
+    }
     ops.extend(annotation_ops(&workload.annotations, None));
-    Some((
-        PatchPlan {
-            changes,
-            patch: Value::Array(ops),
-        },
+    let patch = (!changes.is_empty() || rejected.is_empty()).then(|| PatchPlan {
+        changes,
+        patch: Value::Array(ops),
+    });
+    RestorePlan::Restore {
+        patch,
         kept,
-    ))
+        rejected,
+        opts_out,
+    }
+}
+
+fn change(c: &Container, original: String) -> ImageChange {
+    ImageChange {
+        container: c.name.clone(),
+        init: c.init,
+        from: c.image.clone(),
+        to: original,
+    }
+}
+
+/// Sets the skip annotation to `"true"`, guarded like every other op: added when absent (the
+/// annotations map exists, since it holds our record), replaced after a `test` when present.
+fn skip_ops(annotations: &BTreeMap<String, String>) -> Vec<Value> {
+    let path = format!("/metadata/annotations/{}", escape(SKIP_ANNOTATION));
+    match annotations.get(SKIP_ANNOTATION) {
+        Some(old) => vec![
+            json!({"op": "test", "path": path, "value": old}),
+            json!({"op": "replace", "path": path, "value": "true"}),
+        ],
+        None => vec![json!({"op": "add", "path": path, "value": "true"})],
+    }
 }

@@ -46,7 +46,8 @@ pub enum Command {
         #[arg(long)]
         check_backup: bool,
     },
-    /// Put the original images back, from the annotation image-cloner recorded.
+    /// Put the original images back, from the annotation image-cloner recorded, and opt each
+    /// restored workload out (image-cloner.io/skip=true) so that a running daemon leaves it.
     Restore {
         /// Only this namespace.
         #[arg(long, short)]
@@ -57,6 +58,13 @@ pub enum Command {
         /// Show what would be restored; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not opt restored workloads out: a running daemon will patch them again.
+        #[arg(long)]
+        allow_repatch: bool,
+        /// Also restore originals that their recorded backup is not a copy of (an annotation
+        /// edited by hand); they must still be valid image references.
+        #[arg(long)]
+        allow_unmatched: bool,
     },
 }
 
