@@ -137,7 +137,7 @@ pub fn restore(workload: &Workload, options: RestoreOptions) -> RestorePlan {
         ops.extend(skip_ops(&workload.annotations));
     }
     ops.extend(annotation_ops(&workload.annotations, None));
-    let patch = (!changes.is_empty() || rejected.is_empty()).then(|| PatchPlan {
+    let patch = (!changes.is_empty() || rejected.is_empty()).then_some(PatchPlan {
         changes,
         patch: Value::Array(ops),
     });
