@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let (cli, flags) = cli::parse();
     let inputs = Inputs {
         config_file: cli.config.clone(),
-        env: std::env::vars().collect(),
+        env: std::env::vars_os().collect(),
         flags,
     };
     let loaded = match settings::load(&inputs) {

@@ -4,19 +4,24 @@
 //!
 //! The original ConfigMap's three names (`BACKUP_REGISTRY`, `MAX_CONCURRENT_RECONCILES`,
 //! `NAMESPACES_TO_IGNORE`) work unchanged through `envFrom`; every setting, those three
-//! included, is also `IMAGE_CLONER_<KEY>`, which wins over the bare name. Every problem is
+//! included, is also `IMAGE_CLONER_<KEY>` (both names may be set only to the same value). In
+//! the TOML file a value's type must fit the setting. Every problem is
 //! collected and reported together, each naming the setting, the bad value, where it came
 //! from and what is expected, before the daemon touches a cluster or a registry.
 
 pub mod cli;
 mod describe;
 pub mod docker_config;
+pub mod environment;
 mod layers;
+mod log_filter;
+mod parse;
 mod services;
 pub mod spec;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,8 +96,8 @@ pub struct SettingsError {
 pub struct Inputs {
     /// `--config PATH`: when given, the file must exist.
     pub config_file: Option<PathBuf>,
-    /// The process environment.
-    pub env: Vec<(String, String)>,
+    /// The process environment (`std::env::vars_os()`): names and values need not be UTF-8.
+    pub env: Vec<(OsString, OsString)>,
     /// Settings given as flags, by key.
     pub flags: Vec<(&'static str, String)>,
 }
@@ -112,6 +117,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, SettingsError> {
         None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
     };
     let mut problems = Vec::new();
+    let env = environment::read(&inputs.env, &mut problems);
     if required && !file_path.is_file() {
         problems.push(format!(
             "config file {}: not found or not a file (given with --config)",
@@ -122,9 +128,10 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, SettingsError> {
     let built = layers::merge(
         &file_path,
         required,
-        &inputs.env,
+        &env.text,
         &inputs.flags,
         &mut warnings,
+        &mut problems,
     );
     let map = match built {
         Ok(m) => m,
@@ -145,7 +152,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, SettingsError> {
     }
     let mut v = Validator {
         map,
-        env: &inputs.env,
+        env: &env,
         problems,
         origins: BTreeMap::new(),
     };

@@ -1,24 +1,23 @@
 //! Loading through every layer: defaults, file, environment, flags, and the messages for
 //! what is wrong.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
 
 use super::*;
 use crate::image::naming::{Naming, Pin};
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+mod values;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
     // A PATH where skopeo exists, so that tests do not depend on the machine.
     let dir = fake_skopeo_dir();
-    let mut v: Vec<(String, String)> = vec![
-        ("PATH".into(), dir),
+    let mut v: Vec<(OsString, OsString)> = vec![
+        ("PATH".into(), dir.into()),
         ("HOME".into(), "/nonexistent-home".into()),
     ];
-    v.extend(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
+    v.extend(pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())));
     v
 }
 
@@ -50,10 +49,10 @@ fn problems(i: &Inputs) -> Vec<String> {
 
 #[test]
 fn defaults_with_only_the_required_setting() {
-    let s = load(&inputs(&[("BACKUP_REGISTRY", "quay.io/cargaona")]))
+    let s = load(&inputs(&[("BACKUP_REGISTRY", "quay.io/my-org")]))
         .unwrap()
         .settings;
-    assert_eq!(s.backup_registry.to_string(), "quay.io/cargaona");
+    assert_eq!(s.backup_registry.to_string(), "quay.io/my-org");
     assert_eq!(s.max_concurrent_reconciles, 5);
     assert_eq!(
         s.namespaces_to_ignore.iter().collect::<Vec<_>>(),
@@ -73,7 +72,7 @@ fn defaults_with_only_the_required_setting() {
 #[test]
 fn original_configmap_names_work_unchanged() {
     let s = load(&inputs(&[
-        ("BACKUP_REGISTRY", "quay.io/cargaona"),
+        ("BACKUP_REGISTRY", "quay.io/my-org"),
         ("MAX_CONCURRENT_RECONCILES", "9"),
         ("NAMESPACES_TO_IGNORE", "monitoring, ci ,,"),
     ]))
@@ -118,14 +117,31 @@ fn precedence_defaults_file_env_flags() {
 }
 
 #[test]
-fn prefixed_name_wins_over_bare_name() {
+fn both_names_of_a_setting_must_agree() {
     let s = load(&inputs(&[
+        ("BACKUP_REGISTRY", "same.io/b"),
+        ("IMAGE_CLONER_BACKUP_REGISTRY", "same.io/b"),
+        ("NAMESPACES_TO_IGNORE", "a,b"),
+        ("IMAGE_CLONER_NAMESPACES_TO_IGNORE", " a, b,"),
+    ]))
+    .expect("the same value under both names")
+    .settings;
+    assert_eq!(s.backup_registry.to_string(), "same.io/b");
+
+    let p = problems(&inputs(&[
         ("BACKUP_REGISTRY", "bare.io/b"),
         ("IMAGE_CLONER_BACKUP_REGISTRY", "prefixed.io/b"),
-    ]))
-    .unwrap()
-    .settings;
-    assert_eq!(s.backup_registry.to_string(), "prefixed.io/b");
+        ("MAX_CONCURRENT_RECONCILES", "5"),
+        ("IMAGE_CLONER_MAX_CONCURRENT_RECONCILES", "6"),
+    ]));
+    let all = p.join("\n");
+    assert_eq!(p.len(), 2, "{all}");
+    assert!(all.contains(r#"conflicting setting backup_registry = "bare.io/b" (from environment variable BACKUP_REGISTRY) and "prefixed.io/b" (from environment variable IMAGE_CLONER_BACKUP_REGISTRY): expected one value"#), "{all}");
+    assert!(
+        all.contains("a registry host with an optional path"),
+        "{all}"
+    );
+    assert!(all.contains(r#"conflicting setting max_concurrent_reconciles = "5" (from environment variable MAX_CONCURRENT_RECONCILES) and "6" (from environment variable IMAGE_CLONER_MAX_CONCURRENT_RECONCILES)"#), "{all}");
 }
 
 #[test]
