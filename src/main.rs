@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let inputs = Inputs {
         config_file: cli.config.clone(),
         env: std::env::vars_os().collect(),
+        task: cli.command.task(),
         flags,
     };
     let loaded = match settings::load(&inputs) {
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, and not through tracing: log_level=off must not hide why the command failed.
             eprintln!("image-cloner: {e:#}");
             ExitCode::FAILURE
         }

@@ -83,3 +83,51 @@ fn a_non_utf8_setting_is_an_invalid_setting_named_with_its_value() {
         text(&out)
     );
 }
+
+/// `restore` and `plan` run no skopeo and `restore` names no backup copy: both start on a
+/// machine without skopeo, `restore` without BACKUP_REGISTRY, and get as far as the cluster
+/// (none here), whose error is printed once.
+#[test]
+fn restore_and_plan_start_without_skopeo_and_restore_without_a_backup_registry() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let no_skopeo: (OsString, OsString) = ("PATH".into(), "/nonexistent".into());
+    let registry: (OsString, OsString) = ("BACKUP_REGISTRY".into(), "quay.io/my-org".into());
+    for (args, env) in [
+        (&["restore"][..], vec![no_skopeo.clone()]),
+        (&["restore", "--dry-run"][..], vec![no_skopeo.clone()]),
+        (&["plan"][..], vec![no_skopeo.clone(), registry.clone()]),
+    ] {
+        let out = image_cloner(args, &env, home.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(
+            !stderr.contains("invalid settings"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            stderr.matches("no cluster configuration found").count(),
+            1,
+            "{args:?}: the error once: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn plan_check_backup_and_copy_need_skopeo() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("PATH".into(), "/nonexistent".into()),
+        ("BACKUP_REGISTRY".into(), "quay.io/my-org".into()),
+    ];
+    for args in [&["plan", "--check-backup"][..], &["copy", "nginx"][..]] {
+        let out = image_cloner(args, &env, home.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("skopeo not found on PATH"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}

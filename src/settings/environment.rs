@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 
-use crate::settings::spec::{ENV_PREFIX, SPECS, Spec};
+use crate::settings::spec::{ENV_PREFIX, SPECS, Spec, Task};
 
 /// The variables image-cloner (or kube, for the cluster configuration) reads as text besides
 /// its settings, and what for.
@@ -46,8 +46,12 @@ pub(super) struct Environment {
 }
 
 /// Splits the environment, pushing one problem for each variable of image-cloner's that is not
-/// UTF-8 and ignoring every other one that is not.
-pub(super) fn read(env: &[(OsString, OsString)], problems: &mut Vec<String>) -> Environment {
+/// UTF-8 and ignoring every other one that is not (a setting `task` does not use among them).
+pub(super) fn read(
+    env: &[(OsString, OsString)],
+    task: Task,
+    problems: &mut Vec<String>,
+) -> Environment {
     let mut out = Environment::default();
     for (name, value) in env {
         if name == "PATH" {
@@ -56,7 +60,8 @@ pub(super) fn read(env: &[(OsString, OsString)], problems: &mut Vec<String>) -> 
         match (name.to_str(), value.to_str()) {
             (Some(n), Some(v)) => out.text.push((n.to_owned(), v.to_owned())),
             (Some(n), None) => {
-                if let Some(problem) = bad_value(n, &value.to_string_lossy(), &mut out.broken) {
+                let lossy = value.to_string_lossy();
+                if let Some(problem) = bad_value(n, &lossy, task, &mut out.broken) {
                     problems.push(problem);
                 }
             }
@@ -81,8 +86,16 @@ fn setting_of(name: &str) -> Option<&'static Spec> {
 }
 
 /// The problem with a non-UTF-8 value of `name`, when image-cloner reads `name`.
-fn bad_value(name: &str, lossy: &str, broken: &mut BTreeSet<&'static str>) -> Option<String> {
+fn bad_value(
+    name: &str,
+    lossy: &str,
+    task: Task,
+    broken: &mut BTreeSet<&'static str>,
+) -> Option<String> {
     if let Some(spec) = setting_of(name) {
+        if !spec.used_by(task) {
+            return None;
+        }
         broken.insert(spec.key);
         return Some(format!(
             "invalid setting {} = {lossy:?} (from environment variable {name}): expected UTF-8 text, {}",
@@ -120,7 +133,7 @@ mod tests {
             (OsString::from("BACKUP_REGISTRY"), OsString::from("q.io/x")),
         ];
         let mut problems = Vec::new();
-        let read = read(&env, &mut problems);
+        let read = read(&env, Task::CheckConfig, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             read.text,
@@ -139,7 +152,7 @@ mod tests {
             (bytes(b"IMAGE_CLONER_\xff"), OsString::from("x")),
         ];
         let mut problems = Vec::new();
-        let read = read(&env, &mut problems);
+        let read = read(&env, Task::CheckConfig, &mut problems);
         let all = problems.join("\n");
         assert_eq!(problems.len(), 5, "{all}");
         assert!(all.contains("invalid setting backup_registry = \"quay.io/\u{fffd}x\" (from environment variable BACKUP_REGISTRY): expected UTF-8 text, a registry host"), "{all}");

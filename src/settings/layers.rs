@@ -7,7 +7,7 @@ use std::path::Path;
 
 use config::{Config, File, FileFormat, Map, Source, Value, ValueKind};
 
-use crate::settings::spec::{ENV_PREFIX, Kind, SPECS, Spec};
+use crate::settings::spec::{ENV_PREFIX, Kind, SPECS, Spec, Task};
 
 /// A layer built from key/value pairs, each value tagged with where it came from.
 #[derive(Debug, Clone)]
@@ -34,10 +34,11 @@ fn is_service_link(rest: &str) -> bool {
 }
 
 /// The two environment layers: the original ConfigMap's bare names and the `IMAGE_CLONER_*`
-/// names. A setting given under both names with different values is a problem: nothing says
-/// which one the operator meant (the same value twice is fine).
+/// names. A setting `task` uses, given under both names with different values, is a problem:
+/// nothing says which one the operator meant (the same value twice is fine).
 fn env_layers(
     env: &[(String, String)],
+    task: Task,
     warnings: &mut Vec<String>,
     problems: &mut Vec<String>,
 ) -> (Layer, Layer) {
@@ -63,10 +64,13 @@ fn env_layers(
         }
     }
     for (key, (p_name, p_value)) in &prefixed {
+        let Some(spec) = Spec::find(key).filter(|s| s.used_by(task)) else {
+            continue;
+        };
         if let Some((b_name, b_value)) = bare.get(key)
             && normalized(key, b_value) != normalized(key, p_value)
         {
-            let expected = Spec::find(key).map_or("", |s| s.expected);
+            let expected = spec.expected;
             problems.push(format!(
                 "conflicting setting {key} = {b_value:?} (from environment variable {b_name}) and {p_value:?} (from environment variable {p_name}): expected one value, set under one name or the same under both; {expected}"
             ));
@@ -123,10 +127,11 @@ pub(super) fn merge(
     required: bool,
     env: &[(String, String)],
     flags: &[(&'static str, String)],
+    task: Task,
     warnings: &mut Vec<String>,
     problems: &mut Vec<String>,
 ) -> Result<Map<String, Value>, config::ConfigError> {
-    let (bare, prefixed) = env_layers(env, warnings, problems);
+    let (bare, prefixed) = env_layers(env, task, warnings, problems);
     let (file, from_file) = file_layer(file_path, required)?;
     let merged = Config::builder()
         .add_source(file)

@@ -11,6 +11,7 @@
 
 pub mod cli;
 mod describe;
+mod discover;
 pub mod docker_config;
 pub mod environment;
 mod layers;
@@ -29,7 +30,7 @@ use thiserror::Error;
 
 use crate::image::naming::{BackupRegistry, Naming, Pin};
 use crate::settings::docker_config::DockerConfig;
-pub use crate::settings::spec::{ENV_PREFIX, SPECS, Spec};
+pub use crate::settings::spec::{ENV_PREFIX, SPECS, Spec, Task};
 use crate::settings::validate::Validator;
 
 /// The config file read when `--config` is not given; it is optional.
@@ -67,6 +68,9 @@ pub struct Settings {
     pub tmp_dir: Option<PathBuf>,
     /// An explicit kubeconfig; `None` infers ($KUBECONFIG, ~/.kube/config, in-cluster).
     pub kubeconfig: Option<PathBuf>,
+    /// Where the cluster configuration comes from, for `check-config`: the `kubeconfig` path,
+    /// or what `None` infers (`$KUBECONFIG = …`, `~/.kube/config = …`, in-cluster).
+    pub kubeconfig_source: String,
     pub context: Option<String>,
     /// Also patch Pods that have no owner (only their images can change).
     pub bare_pods: bool,
@@ -100,6 +104,8 @@ pub struct Inputs {
     pub env: Vec<(OsString, OsString)>,
     /// Settings given as flags, by key.
     pub flags: Vec<(&'static str, String)>,
+    /// The command: only the settings it uses are checked (`check-config`, the default: all).
+    pub task: Task,
 }
 
 /// What loading produced besides the settings: things worth a warning, never fatal.
@@ -117,7 +123,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, SettingsError> {
         None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
     };
     let mut problems = Vec::new();
-    let env = environment::read(&inputs.env, &mut problems);
+    let env = environment::read(&inputs.env, inputs.task, &mut problems);
     if required && !file_path.is_file() {
         problems.push(format!(
             "config file {}: not found or not a file (given with --config)",
@@ -130,6 +136,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, SettingsError> {
         required,
         &env.text,
         &inputs.flags,
+        inputs.task,
         &mut warnings,
         &mut problems,
     );
@@ -153,6 +160,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, SettingsError> {
     let mut v = Validator {
         map,
         env: &env,
+        task: inputs.task,
         problems,
         origins: BTreeMap::new(),
     };

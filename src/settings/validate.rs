@@ -4,26 +4,31 @@
 //! any problem fails the load, so the default is never used.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Map, Value, ValueKind};
 
 use crate::image::naming::{BackupRegistry, Naming, Pin};
 use crate::image::reference::valid_domain;
-use crate::settings::docker_config::DockerConfig;
 use crate::settings::environment::Environment;
 use crate::settings::parse::{self, Bad};
-use crate::settings::spec::{Kind, Spec};
+use crate::settings::spec::{Kind, Spec, Task};
 use crate::settings::{ALWAYS_IGNORED_NAMESPACE, LogFormat, Settings, log_filter};
 
 /// Turns raw values into typed ones, recording one problem per bad setting.
 pub(super) struct Validator<'a> {
     pub(super) map: Map<String, Value>,
     pub(super) env: &'a Environment,
+    /// Only the settings this command uses are read.
+    pub(super) task: Task,
     pub(super) problems: Vec<String>,
     pub(super) origins: BTreeMap<&'static str, String>,
 }
+
+/// Stands in for `backup_registry` in a command that never reads it (`restore`), so that
+/// restore starts without one. The `.invalid` top-level domain (RFC 2606) never resolves: a
+/// code path that used it by mistake would fail to connect, never copy somewhere.
+pub(super) const UNUSED_BACKUP_REGISTRY: &str = "backup-registry.invalid";
 
 /// A setting's raw value, as text.
 enum Given {
@@ -39,7 +44,7 @@ fn kind_of(key: &str) -> Kind {
 }
 
 impl Validator<'_> {
-    fn env(&self, name: &str) -> Option<&str> {
+    pub(super) fn env(&self, name: &str) -> Option<&str> {
         self.env
             .text
             .iter()
@@ -55,6 +60,17 @@ impl Validator<'_> {
             .map_or_else(|| "config file".to_owned(), |o| o.to_owned());
         self.origins.insert(key, origin.clone());
         Some((v, origin))
+    }
+
+    /// False (and the origin says so) for a setting this command does not use: its value is
+    /// not read, so nothing about it can stop the command.
+    pub(super) fn uses(&mut self, key: &'static str) -> bool {
+        let used = Spec::find(key).is_some_and(|s| s.used_by(self.task));
+        if !used {
+            self.origins
+                .insert(key, format!("not used by {}", self.task.command()));
+        }
+        used
     }
 
     /// `shown` is the value as the user wrote it (a string quoted).
@@ -85,6 +101,9 @@ impl Validator<'_> {
     /// The value of `key` as text, when its TOML type is one the setting takes: a string, an
     /// integer for a number, a boolean for a boolean (the environment and flags give text).
     fn text(&mut self, key: &'static str) -> Given {
+        if !self.uses(key) {
+            return Given::Unset;
+        }
         let Some((v, origin)) = self.raw(key) else {
             self.origins.insert(key, "default".to_owned());
             return Given::Unset;
@@ -145,7 +164,7 @@ impl Validator<'_> {
     }
 
     /// A setting with a default, which also stands in for a bad value (reported).
-    fn scalar<T>(
+    pub(super) fn scalar<T>(
         &mut self,
         key: &'static str,
         default: T,
@@ -182,6 +201,9 @@ impl Validator<'_> {
     /// A list setting: a TOML array of strings, or a comma-separated string (all the
     /// environment and flags can give). Empty items are dropped.
     fn list(&mut self, key: &'static str, check: impl Fn(&str) -> bool) -> Vec<String> {
+        if !self.uses(key) {
+            return Vec::new();
+        }
         let Some((v, origin)) = self.raw(key) else {
             self.origins.insert(key, "default".to_owned());
             return Vec::new();
@@ -230,9 +252,17 @@ impl Validator<'_> {
     }
 
     pub(super) fn settings(&mut self, warnings: &mut Vec<String>) -> Option<Settings> {
-        let backup_registry = self.required("backup_registry", |s| {
-            BackupRegistry::parse(s).map_err(Bad::because)
-        });
+        let backup_registry = if self.uses("backup_registry") {
+            self.required("backup_registry", |s| {
+                // Its bare "expected …" would repeat the setting's own.
+                BackupRegistry::parse(s).map_err(|e| match e.starts_with("expected ") {
+                    true => Bad(None),
+                    false => Bad::because(e),
+                })
+            })
+        } else {
+            BackupRegistry::parse(UNUSED_BACKUP_REGISTRY).ok()
+        };
         // Every field is evaluated in this order, so each one's problems are reported;
         // `backup_registry?` comes last, or a missing registry would hide the rest.
         let settings = Settings {
@@ -257,6 +287,7 @@ impl Validator<'_> {
             cert_dir: self.scalar("cert_dir", None, |s| parse::existing_dir(s).map(Some)),
             tmp_dir: self.scalar("tmp_dir", None, |s| parse::existing_dir(s).map(Some)),
             kubeconfig: self.scalar("kubeconfig", None, |s| parse::existing_file(s).map(Some)),
+            kubeconfig_source: self.kubeconfig_source(),
             context: self.scalar("context", None, |s| Ok(Some(s.to_owned()))),
             bare_pods: self.boolean("bare_pods", false),
             patch_gitops_managed: self.boolean("patch_gitops_managed", false),
@@ -287,67 +318,6 @@ impl Validator<'_> {
             .collect();
         ignored.insert(ALWAYS_IGNORED_NAMESPACE.to_owned());
         ignored
-    }
-
-    /// An explicit docker config must be readable and valid; the default one only if present.
-    fn docker_config(&mut self, warnings: &mut Vec<String>) -> Option<DockerConfig> {
-        if self.map.contains_key("docker_config") {
-            return self.scalar("docker_config", None, |s| {
-                DockerConfig::load(Path::new(s))
-                    .map(Some)
-                    .map_err(|e| Bad::because(e.to_string()))
-            });
-        }
-        let default = match (self.env("DOCKER_CONFIG"), self.env("HOME")) {
-            (Some(dir), _) => Some((
-                PathBuf::from(dir).join("config.json"),
-                "$DOCKER_CONFIG/config.json",
-            )),
-            (None, Some(home)) => Some((
-                PathBuf::from(home).join(".docker/config.json"),
-                "~/.docker/config.json",
-            )),
-            (None, None) => None,
-        };
-        let Some((path, how)) = default.filter(|(p, _)| p.exists()) else {
-            self.origins.insert("docker_config", "default".to_owned());
-            warnings.push(
-                "no docker config found ($DOCKER_CONFIG/config.json, ~/.docker/config.json): registries are accessed anonymously; set IMAGE_CLONER_DOCKER_CONFIG".to_owned(),
-            );
-            return None;
-        };
-        self.origins
-            .insert("docker_config", format!("default, {how}"));
-        match DockerConfig::load(&path) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.problems.push(format!(
-                    "invalid setting docker_config (default, {how}): {e}"
-                ));
-                None
-            }
-        }
-    }
-
-    /// skopeo from the setting, else the first on PATH. The fallback `skopeo` (a bad setting,
-    /// reported) is never run: the load fails.
-    fn skopeo(&mut self) -> PathBuf {
-        let fallback = PathBuf::from("skopeo");
-        if self.map.contains_key("skopeo") {
-            return self.scalar("skopeo", fallback, parse::existing_file);
-        }
-        self.origins
-            .insert("skopeo", "default, found on PATH".to_owned());
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        match which::which_in("skopeo", self.env.path.clone(), cwd) {
-            Ok(p) => p,
-            Err(_) => {
-                self.problems.push(
-                    "skopeo not found on PATH: install it (apt-get install skopeo) or set IMAGE_CLONER_SKOPEO to its path".to_owned(),
-                );
-                fallback
-            }
-        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::image::naming::{Naming, Pin};
 
+mod tasks;
 mod values;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
@@ -40,6 +41,7 @@ fn inputs(pairs: &[(&str, &str)]) -> Inputs {
         config_file: None,
         env: env(pairs),
         flags: vec![],
+        task: Task::CheckConfig,
     }
 }
 
@@ -299,7 +301,14 @@ fn describe_lists_every_setting() {
     let s = load(&inputs(&[("BACKUP_REGISTRY", "q.io/x")]))
         .unwrap()
         .settings;
-    let keys: Vec<&str> = s.describe().iter().map(|r| r.0).collect();
+    let rows = s.describe();
+    let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
     let specs: Vec<&str> = SPECS.iter().map(|s| s.key).collect();
     assert_eq!(keys, specs);
+    let undescribed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.1 == describe::UNKNOWN)
+        .map(|r| r.0)
+        .collect();
+    assert!(undescribed.is_empty(), "{undescribed:?}");
 }
