@@ -14,7 +14,8 @@ fn main() -> ExitCode {
     let (cli, flags) = cli::parse();
     let inputs = Inputs {
         config_file: cli.config.clone(),
-        env: std::env::vars().collect(),
+        env: std::env::vars_os().collect(),
+        task: cli.command.task(),
         flags,
     };
     let loaded = match settings::load(&inputs) {
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             let e = anyhow::Error::from(e);
-            tracing::error!("{e:#}");
+            // Once, and not through tracing: log_level=off must not hide why the command failed.
             eprintln!("image-cloner: {e:#}");
             ExitCode::FAILURE
         }

@@ -101,7 +101,7 @@ pub enum NamingError {
     Ipv6Host { image: String },
 }
 
-/// The operator's registry plus an optional path, e.g. `quay.io/cargaona`.
+/// The operator's registry plus an optional path, e.g. `quay.io/my-org`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRegistry {
     domain: String,
@@ -109,10 +109,10 @@ pub struct BackupRegistry {
 }
 
 impl BackupRegistry {
-    /// Parses `host[:port][/path]`. The host is required: a bare `cargaona` would silently
-    /// mean `docker.io/library/cargaona`, which is never what an operator meant.
+    /// Parses `host[:port][/path]`. The host is required: a bare `my-org` would silently
+    /// mean `docker.io/library/my-org`, which is never what an operator meant.
     pub fn parse(s: &str) -> Result<Self, String> {
-        const EXPECTED: &str = "expected a registry host with an optional path, e.g. quay.io/cargaona, docker.io/cargaona or 127.0.0.1:5000";
+        const EXPECTED: &str = "expected a registry host with an optional path, e.g. quay.io/my-org, docker.io/my-org or 127.0.0.1:5000";
         let trimmed = s.trim_end_matches('/');
         let (host, path) = match trimmed.split_once('/') {
             Some((host, path)) => (host, Some(path)),

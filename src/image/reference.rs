@@ -314,7 +314,9 @@ fn split_domain(name: &str) -> (&str, &str) {
 }
 
 /// `host[:port]` with host a domain name, an IPv4 address (which the domain-name rule also
-/// matches) or a bracketed IPv6 literal.
+/// matches) or a bracketed IPv6 literal, and port a TCP port (1–65535). Docker's grammar takes
+/// any digits as a port; a registry on port 99999 cannot exist, so saying so here beats a
+/// connection error from skopeo on every copy.
 pub(crate) fn valid_domain(domain: &str) -> bool {
     let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
@@ -337,11 +339,16 @@ pub(crate) fn valid_domain(domain: &str) -> bool {
         }
     };
     if let Some(port) = port
-        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+        && !valid_port(port)
     {
         return false;
     }
     host == "[ipv6]" || host.split('.').all(valid_domain_component)
+}
+
+/// Digits only (no sign, no spaces), naming a port from 1 to 65535.
+fn valid_port(port: &str) -> bool {
+    port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
 /// `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`
@@ -435,6 +442,8 @@ mod tests {
             ("localhost:5000", "docker.io/library/localhost:5000"),
             ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b"),
             ("[::1]:5000/foo", "[::1]:5000/foo"),
+            ("localhost:1/foo", "localhost:1/foo"),
+            ("registry.io:65535/foo", "registry.io:65535/foo"),
             ("[2001:db8::1]/foo:v", "[2001:db8::1]/foo:v"),
             ("Registry.Example.COM/foo", "Registry.Example.COM/foo"),
             ("Foo/bar", "Foo/bar"),
@@ -516,6 +525,11 @@ mod tests {
             ("bad..io/foo", InvalidDomain("bad..io".into())),
             ("host:port/foo", InvalidDomain("host:port".into())),
             ("host:/foo", InvalidDomain("host:".into())),
+            ("host.io:99999/foo", InvalidDomain("host.io:99999".into())),
+            ("host.io:65536/foo", InvalidDomain("host.io:65536".into())),
+            ("host.io:0/foo", InvalidDomain("host.io:0".into())),
+            ("host.io:+80/foo", InvalidDomain("host.io:+80".into())),
+            ("[::1]:70000/foo", InvalidDomain("[::1]:70000".into())),
             ("[zz::1]/foo", InvalidDomain("[zz::1]".into())),
             ("[::1/foo", InvalidDomain("[::1".into())),
             ("my_host.io/foo", InvalidDomain("my_host.io".into())),

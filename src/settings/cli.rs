@@ -1,16 +1,24 @@
-//! The command line. Every setting is also a global flag (`--backup-registry`, ...), generated
-//! from [`SPECS`] so that the flags, the environment names and the file keys never drift apart.
+//! The command line. Each subcommand offers a flag for each setting it uses (`copy` has
+//! `--backup-registry` but no `--kubeconfig`), generated from [`SPECS`] so that the flags, the
+//! environment names and the file keys never drift apart. A setting flag may also come before
+//! the subcommand (`image-cloner --backup-registry X copy nginx`), when that subcommand uses it.
 
 use std::path::PathBuf;
 
+use clap::error::ErrorKind;
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::settings::SPECS;
+use crate::settings::spec::{SPECS, Spec, Task};
 
 /// Copies the public images a Kubernetes cluster runs into a registry you own, and points the
 /// workloads at the copies.
 #[derive(Debug, Parser)]
-#[command(name = "image-cloner", version, propagate_version = true)]
+#[command(
+    name = "image-cloner",
+    version,
+    propagate_version = true,
+    after_help = "Settings come from flags, environment variables and /etc/image-cloner/config.toml; `image-cloner <COMMAND> --help` lists the ones a command uses."
+)]
 pub struct Cli {
     /// TOML settings file (default: /etc/image-cloner/config.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
@@ -40,9 +48,11 @@ pub enum Command {
     },
     /// Print what `run` would do, without writing or copying anything.
     Plan {
+        /// How to print the plan: a table for people, or JSON for scripts.
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
-        /// Also ask the backup registry which copies already exist (no copy is made).
+        /// Also ask the backup registry which copies already exist (no copy is made; needs
+        /// skopeo, which a plain `plan` does not).
         #[arg(long)]
         check_backup: bool,
     },
@@ -68,6 +78,25 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What the command reads from the settings.
+    pub fn task(&self) -> Task {
+        match self {
+            Command::CheckConfig => Task::CheckConfig,
+            Command::Copy { .. } => Task::Copy,
+            Command::Run { .. } => Task::Run,
+            Command::Plan {
+                check_backup: true, ..
+            } => Task::PlanCheckBackup,
+            Command::Plan { .. } => Task::Plan,
+            Command::Restore { .. } => Task::Restore,
+        }
+    }
+}
+
+/// Settings given as flags: (key, value).
+pub type SettingFlags = Vec<(&'static str, String)>;
+
 /// How `plan` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -75,87 +104,95 @@ pub enum Output {
     Json,
 }
 
-/// The full command definition: the derived commands plus one global flag per setting.
+/// The settings a subcommand offers flags for: `plan` offers those of `plan --check-backup`.
+fn offered_by(subcommand: &str) -> Task {
+    match subcommand {
+        "run" => Task::Run,
+        "copy" => Task::Copy,
+        "plan" => Task::PlanCheckBackup,
+        "restore" => Task::Restore,
+        _ => Task::CheckConfig,
+    }
+}
+
+/// A setting's flag: its expectation, whether it is required, and its environment names.
+fn setting_arg(spec: &Spec) -> Arg {
+    let env = match spec.bare_env_name() {
+        Some(bare) => format!("{bare} or {}", spec.env_name()),
+        None => spec.env_name(),
+    };
+    let expected = if spec.required {
+        format!("Required: {}", spec.expected)
+    } else {
+        capitalized(spec.expected)
+    };
+    Arg::new(spec.key)
+        .long(spec.flag().trim_start_matches("--").to_owned())
+        .value_name(spec.value)
+        .help(format!("{expected} [env: {env}]"))
+        .help_heading("Settings (flags override environment and file)")
+}
+
+/// `expected` begins lower-case, to follow "expected" in a message; a help line begins upper.
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The full command definition: the derived commands plus, on each subcommand, one flag per
+/// setting it uses. The root takes every setting flag too, hidden (its help would list all
+/// 22); [`from_matches`] refuses one the chosen subcommand does not use.
 pub fn command() -> clap::Command {
-    SPECS.iter().fold(Cli::command(), |cmd, spec| {
-        cmd.arg(
-            Arg::new(spec.key)
-                .long(spec.flag().trim_start_matches("--").to_owned())
-                .global(true)
-                .value_name("VALUE")
-                .help(format!(
-                    "Setting `{}` (env {}): {}",
-                    spec.key,
-                    spec.env_name(),
-                    spec.expected
-                ))
-                .help_heading("Settings (flags override environment and file)"),
-        )
+    let root = SPECS.iter().fold(Cli::command(), |cmd, spec| {
+        cmd.arg(setting_arg(spec).hide(true))
+    });
+    root.mut_subcommands(|sub| {
+        let task = offered_by(sub.get_name());
+        SPECS
+            .iter()
+            .filter(|spec| spec.used_by(task))
+            .fold(sub, |sub, spec| sub.arg(setting_arg(spec)))
     })
 }
 
-/// Parses the process arguments: the typed CLI and the settings given as flags.
-pub fn parse() -> (Cli, Vec<(&'static str, String)>) {
+/// Parses the process arguments: the typed CLI and the settings given as flags. Exits 2 on a
+/// bad command line, as clap does.
+pub fn parse() -> (Cli, SettingFlags) {
     let matches = command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
+    match from_matches(&matches) {
+        Ok(parsed) => parsed,
         Err(e) => e.exit(),
-    };
-    (cli, setting_flags(&matches))
+    }
 }
 
-fn setting_flags(matches: &ArgMatches) -> Vec<(&'static str, String)> {
-    // Global args are propagated to the subcommand's matches.
-    let sub = matches.subcommand().map_or(matches, |(_, m)| m);
-    SPECS
-        .iter()
-        .filter_map(|spec| {
-            sub.get_one::<String>(spec.key)
-                .or_else(|| matches.get_one::<String>(spec.key))
-                .map(|v| (spec.key, v.clone()))
-        })
-        .collect()
+/// The typed CLI and the setting flags, the subcommand's over the root's.
+pub fn from_matches(matches: &ArgMatches) -> Result<(Cli, SettingFlags), clap::Error> {
+    let cli = Cli::from_arg_matches(matches)?;
+    let (name, sub) = matches.subcommand().unwrap_or(("", matches));
+    let offered = offered_by(name);
+    let mut flags = Vec::new();
+    for spec in SPECS {
+        // `try_get_one`: the subcommand may not define this flag at all.
+        let after = sub.try_get_one::<String>(spec.key).ok().flatten();
+        let before = matches.try_get_one::<String>(spec.key).ok().flatten();
+        if let Some(v) = after.or(before) {
+            if !spec.used_by(offered) {
+                return Err(command().error(
+                    ErrorKind::ArgumentConflict,
+                    format!(
+                        "{} is not used by `{name}` (see `image-cloner {name} --help`)",
+                        spec.flag()
+                    ),
+                ));
+            }
+            flags.push((spec.key, v.clone()));
+        }
+    }
+    Ok((cli, flags))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_from(args: &[&str]) -> (Cli, Vec<(&'static str, String)>) {
-        let matches = command().try_get_matches_from(args).unwrap();
-        (
-            Cli::from_arg_matches(&matches).unwrap(),
-            setting_flags(&matches),
-        )
-    }
-
-    #[test]
-    fn the_command_definition_is_consistent() {
-        command().debug_assert();
-    }
-
-    #[test]
-    fn setting_flags_work_before_and_after_the_subcommand() {
-        let (cli, flags) = parse_from(&[
-            "image-cloner",
-            "--backup-registry",
-            "quay.io/a",
-            "copy",
-            "--max-concurrent-reconciles",
-            "3",
-            "nginx",
-        ]);
-        assert!(matches!(cli.command, Command::Copy { ref images } if images == &["nginx"]));
-        assert!(flags.contains(&("backup_registry", "quay.io/a".into())));
-        assert!(flags.contains(&("max_concurrent_reconciles", "3".into())));
-    }
-
-    #[test]
-    fn copy_needs_an_image() {
-        assert!(
-            command()
-                .try_get_matches_from(["image-cloner", "copy"])
-                .is_err()
-        );
-    }
-}
+mod tests;
