@@ -1,6 +1,8 @@
 //! Reading skopeo's (containers/image's) free-text stderr: which kind of failure it describes
 //! and the one line a person wants to read.
 
+use std::time::Duration;
+
 use super::args::CommandLine;
 use super::error::SkopeoError;
 
@@ -118,6 +120,29 @@ pub fn summarize(stderr: &str) -> String {
 fn tail(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(STDERR_TAIL_BYTES);
     String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// The error for a skopeo killed at its timeout, from what it had printed by then. A registry
+/// that answers 429 to every request keeps skopeo retrying (containers/image backs off up to
+/// 30 s per request, silently, then logs `Failed, retrying ... toomanyrequests` per attempt)
+/// until the timeout: that is a rate limit, not a generic timeout, and is reported as one.
+/// When the registry's `Retry-After` outlasts the timeout, skopeo has printed nothing yet and
+/// this stays a [`SkopeoError::Timeout`].
+pub(super) fn timed_out(command: CommandLine, after: Duration, stderr: &[u8]) -> SkopeoError {
+    let stderr = tail(stderr);
+    if classify(&stderr) == FailureKind::RateLimited {
+        SkopeoError::RateLimited {
+            command,
+            summary: format!(
+                "still rate-limited when killed after {}: {}",
+                humantime::format_duration(after),
+                summarize(&stderr)
+            ),
+            stderr,
+        }
+    } else {
+        SkopeoError::Timeout { command, after }
+    }
 }
 
 pub(super) fn failure(
@@ -246,5 +271,25 @@ mod tests {
         assert!(e(0).is_transient());
         assert!(!e(1).is_transient());
         assert!(!e(2).is_transient());
+    }
+
+    #[test]
+    fn killed_at_the_timeout_while_rate_limited_is_rate_limited() {
+        // Real skopeo 1.9 output against a registry answering 429 to every manifest request.
+        let retrying = br#"time="2026-11-30T04:30:42Z" level=warning msg="Failed, retrying in 1s ... (1/3). Error: reading manifest 1 in 127.0.0.1:34421/a: toomanyrequests: slow down""#;
+        let command = CommandLine("skopeo inspect".into());
+        let err = timed_out(command.clone(), Duration::from_secs(60), retrying);
+        assert!(matches!(err, SkopeoError::RateLimited { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("still rate-limited when killed after 1m: Failed, retrying in 1s"),
+            "{err}"
+        );
+        // Silent or anything else: a timeout.
+        let err = timed_out(command.clone(), Duration::from_secs(60), b"");
+        assert!(matches!(err, SkopeoError::Timeout { .. }), "{err}");
+        let other = b"level=warning msg=\"Failed, retrying ... connection reset by peer\"";
+        let err = timed_out(command, Duration::from_secs(60), other);
+        assert_eq!(err.reason(), "Timeout");
     }
 }

@@ -18,8 +18,23 @@ pub enum SkopeoError {
     NotFound { program: PathBuf },
     #[error("skopeo at {program} is not executable (check its permissions or set `skopeo`)")]
     NotExecutable { program: PathBuf },
+    /// The directory a run writes into (its `--tmpdir`, `TMPDIR` and `--digestfile`) could
+    /// not be made: `tmp_dir` is missing, read-only or full.
+    #[error("creating skopeo's scratch directory under {path} (check `tmp_dir`): {source}")]
+    ScratchDir {
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
     #[error("could not start `{command}`: {source}")]
     Spawn {
+        command: CommandLine,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Reading skopeo's output or its exit status failed after it started.
+    #[error("lost track of `{command}` while waiting for it: {source}")]
+    Wait {
         command: CommandLine,
         #[source]
         source: Arc<io::Error>,
@@ -79,9 +94,18 @@ pub enum SkopeoError {
         stderr: String,
     },
     #[error(
-        "skopeo copy succeeded but its digest file {path} holds {content:?}, not a digest (command: `{command}`)"
+        "skopeo copy exited 0 but its digest file {path} could not be read, so what it pushed is unknown: {source} (command: `{command}`)"
     )]
-    DigestFile {
+    ReadDigestFile {
+        command: CommandLine,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error(
+        "skopeo copy exited 0 but its digest file {path} holds {content:?}, not a digest (command: `{command}`)"
+    )]
+    ParseDigestFile {
         command: CommandLine,
         path: PathBuf,
         content: String,
@@ -99,7 +123,32 @@ impl SkopeoError {
                 | SkopeoError::Unreachable { .. }
                 | SkopeoError::Registry { .. }
                 | SkopeoError::Spawn { .. }
+                | SkopeoError::Wait { .. }
+                // A full disk frees up; a copy that may have landed is found by the next check.
+                | SkopeoError::ScratchDir { .. }
+                | SkopeoError::ReadDigestFile { .. }
         )
+    }
+
+    /// A short, stable CamelCase label per variant, for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SkopeoError::NotFound { .. } => "SkopeoNotFound",
+            SkopeoError::NotExecutable { .. } => "SkopeoNotExecutable",
+            SkopeoError::ScratchDir { .. } => "ScratchDir",
+            SkopeoError::Spawn { .. } => "SpawnFailed",
+            SkopeoError::Wait { .. } => "WaitFailed",
+            SkopeoError::Timeout { .. } => "Timeout",
+            SkopeoError::ManifestUnknown { .. } => "ManifestUnknown",
+            SkopeoError::Unauthorized { .. } => "Unauthorized",
+            SkopeoError::Tls { .. } => "TLS",
+            SkopeoError::RateLimited { .. } => "RateLimited",
+            SkopeoError::Unreachable { .. } => "Unreachable",
+            SkopeoError::Registry { .. } => "RegistryError",
+            SkopeoError::Failed { .. } => "SkopeoFailed",
+            SkopeoError::ReadDigestFile { .. } => "ReadDigestFile",
+            SkopeoError::ParseDigestFile { .. } => "ParseDigestFile",
+        }
     }
 
     /// The full captured stderr tail, for the debug log.
