@@ -16,6 +16,23 @@ use thiserror::Error;
 pub enum TlsSetupError {
     #[error("reading CA certificates from {path}: {detail}")]
     CertDir { path: String, detail: String },
+    /// rustls refused its own default protocol versions for the crypto provider: a build
+    /// problem, not a setting.
+    #[error("setting up TLS for the manifest HEAD client (default protocol versions): {source}")]
+    ProtocolVersions {
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+impl TlsSetupError {
+    /// A short, stable label per variant, for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TlsSetupError::CertDir { .. } => "CertDir",
+            TlsSetupError::ProtocolVersions { .. } => "TLSProtocolVersions",
+        }
+    }
 }
 
 pub(super) type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
