@@ -18,7 +18,9 @@ pub struct SkopeoOptions {
     pub insecure_registries: Vec<String>,
     /// Extra CA certificates (`*.crt`) for every registry.
     pub cert_dir: Option<PathBuf>,
-    /// Where skopeo stages blobs (its `--tmpdir`).
+    /// skopeo's `--tmpdir` as the argument builders write it. The runner ([`super::Skopeo`])
+    /// treats the setting as a base: each run gets its own directory under this process's
+    /// directory there (`None`: under `/var/tmp`), see `scratch.rs`.
     pub tmp_dir: Option<PathBuf>,
     pub retry_times: u32,
     pub copy_timeout: Duration,

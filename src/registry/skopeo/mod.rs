@@ -5,7 +5,7 @@
 //! carries its `docker://` transport so that it can never be read as a flag. The process runs
 //! without a shell, with stdin closed, stderr captured, a timeout, `kill_on_drop` so that a
 //! cancelled copy never outlives its caller, and a parent-death signal so that it never
-//! outlives image-cloner either ([`child`]). Each run writes only into its own directory under
+//! outlives image-cloner either (`child.rs`). Each run writes only into its own directory under
 //! this process's directory in `tmp_dir`, and what killed processes left there is removed before
 //! the first run ([`clean_stale`]).
 //!
