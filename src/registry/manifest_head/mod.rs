@@ -8,7 +8,13 @@
 //! system roots plus `cert_dir`, and relaxes TLS only for `insecure_registries`. Anything it
 //! does not handle — a credential helper, an unexpected answer — is reported as
 //! [`HeadError::Unsupported`] and the mirror falls back to `skopeo inspect`, so correctness
-//! never depends on it.
+//! never depends on it. A 429 is [`HeadError::RateLimited`] (with its `Retry-After`): skopeo
+//! would meet the same limit, only after its own silent backoff and the inspect timeout.
+
+mod challenge;
+mod error;
+mod retry_after;
+mod tls;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,37 +22,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use thiserror::Error;
 
 use crate::image::reference::{Digest, ImageRef};
 
+use challenge::{parse_challenge, percent_encode};
+pub use error::HeadError;
+pub use retry_after::parse_retry_after;
+pub use tls::TlsSetupError;
+use tls::{AcceptAny, HttpsClient, client, roots};
+
 /// Every manifest type a backup tag can hold.
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws";
-
-#[derive(Debug, Error)]
-pub enum HeadError {
-    #[error("manifest HEAD not usable here ({0}); falling back to skopeo inspect")]
-    Unsupported(String),
-    #[error("manifest HEAD {url}: {detail}")]
-    Request { url: String, detail: String },
-    #[error("manifest HEAD {url}: timed out")]
-    Timeout { url: String },
-}
-
-#[derive(Debug, Error)]
-pub enum TlsSetupError {
-    #[error("reading CA certificates from {path}: {detail}")]
-    CertDir { path: String, detail: String },
-}
-
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// What a manifest HEAD tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,90 +81,6 @@ pub struct ManifestHead {
     timeout: Duration,
 }
 
-/// Accepts any certificate: only ever used for `insecure_registries`.
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn client(config: rustls::ClientConfig) -> HttpsClient {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-fn roots(cert_dir: Option<&Path>) -> Result<rustls::RootCertStore, TlsSetupError> {
-    let mut store = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = store.add(cert);
-    }
-    if let Some(dir) = cert_dir {
-        let fail = |detail: String| TlsSetupError::CertDir {
-            path: dir.display().to_string(),
-            detail,
-        };
-        let entries = std::fs::read_dir(dir).map_err(|e| fail(e.to_string()))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "crt") {
-                use rustls::pki_types::pem::PemObject as _;
-                let certs = rustls::pki_types::CertificateDer::pem_file_iter(&path)
-                    .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| fail(format!("{}: {e}", path.display())))?;
-                    store
-                        .add(cert)
-                        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-                }
-            }
-        }
-    }
-    Ok(store)
-}
-
 /// The host a docker config keys its credentials by, as `docker login` writes it.
 fn config_key_host(key: &str) -> String {
     let k = key
@@ -202,18 +106,12 @@ impl ManifestHead {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verified = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsSetupError::CertDir {
-                path: String::new(),
-                detail: e.to_string(),
-            })?
+            .map_err(|source| TlsSetupError::ProtocolVersions { source })?
             .with_root_certificates(roots(cert_dir)?)
             .with_no_client_auth();
         let unverified = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsSetupError::CertDir {
-                path: String::new(),
-                detail: e.to_string(),
-            })?
+            .map_err(|source| TlsSetupError::ProtocolVersions { source })?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
             .with_no_client_auth();
@@ -274,6 +172,8 @@ impl ManifestHead {
             match tokio::time::timeout(self.timeout, self.head(&url, &domain, image, *verify)).await
             {
                 Ok(Ok(found)) => return Ok(found),
+                // The registry answered: another scheme would meet the same limit.
+                Ok(Err(e @ HeadError::RateLimited { .. })) => return Err(e),
                 Ok(Err(e)) => last = Some(e),
                 Err(_) => last = Some(HeadError::Timeout { url }),
             }
@@ -350,6 +250,7 @@ impl ManifestHead {
                 Ok(Some(Resolved { digest, media_type }))
             }
             StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::TOO_MANY_REQUESTS => Err(HeadError::rate_limited(url, response.headers())),
             other => Err(HeadError::Request {
                 url: url.to_owned(),
                 detail: format!("HTTP {other}"),
@@ -389,6 +290,9 @@ impl ManifestHead {
         let response = self
             .send(Method::GET, &url, basic.as_deref(), verify)
             .await?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            return Err(HeadError::rate_limited(realm, response.headers()));
+        }
         if response.status() != StatusCode::OK {
             return Err(HeadError::Unsupported(format!(
                 "token endpoint answered HTTP {}",
@@ -415,44 +319,6 @@ impl ManifestHead {
     }
 }
 
-/// `realm="https://auth.example",service="registry",scope="..."` → map.
-fn parse_challenge(params: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut rest = params.trim();
-    while let Some((key, after)) = rest.split_once('=') {
-        let key = key
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
-        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => (&quoted[..end], &quoted[end + 1..]),
-                None => (quoted, ""),
-            }
-        } else {
-            match after.find(',') {
-                Some(end) => (&after[..end], &after[end..]),
-                None => (after, ""),
-            }
-        };
-        out.insert(key, value.to_owned());
-        rest = remaining.trim_start_matches(',').trim();
-    }
-    out
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The base64 `user:pass` the docker config holds for `host`, if any (used only in the
 /// Authorization header, never logged).
 pub fn encode_basic(user: &str, password: &str) -> String {
@@ -462,16 +328,6 @@ pub fn encode_basic(user: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_challenges_are_parsed() {
-        let p = parse_challenge(
-            r#"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#,
-        );
-        assert_eq!(p["realm"], "https://auth.docker.io/token");
-        assert_eq!(p["service"], "registry.docker.io");
-        assert_eq!(p["scope"], "repository:library/nginx:pull");
-    }
 
     #[test]
     fn docker_config_keys_name_hosts_the_way_docker_login_writes_them() {
@@ -487,5 +343,103 @@ mod tests {
     fn credentials_never_show_in_debug_output() {
         let b = BasicAuth(encode_basic("alice", "secret"));
         assert_eq!(format!("{b:?}"), "BasicAuth(***)");
+    }
+
+    /// A registry on loopback (plain HTTP) answering each request line with `answer(line)`.
+    async fn fake_registry(answer: fn(&str, &str) -> String) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let host = listener.local_addr().expect("its address").to_string();
+        let me = host.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        if conn.read_buf(&mut request).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&request);
+                    let line = text.lines().next().unwrap_or_default().to_owned();
+                    let _ = conn.write_all(answer(&line, &me).as_bytes()).await;
+                });
+            }
+        });
+        host
+    }
+
+    fn head_client(host: &str) -> ManifestHead {
+        ManifestHead::new(
+            Vec::new(),
+            Vec::new(),
+            vec![host.to_owned()],
+            None,
+            Duration::from_secs(5),
+        )
+        .expect("a client")
+    }
+
+    #[tokio::test]
+    async fn a_429_is_rate_limited_with_its_retry_after() {
+        let host = fake_registry(|_, _| {
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+        })
+        .await;
+        let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+        let err = head_client(&host)
+            .resolve(&image)
+            .await
+            .expect_err("rate-limited");
+        // Returned from the plain-HTTP attempt, not replaced by the HTTPS one's failure.
+        match &err {
+            HeadError::RateLimited { url, retry_after } => {
+                assert_eq!(url, &format!("http://{host}/v2/team/app/manifests/1"));
+                assert_eq!(*retry_after, Some(Duration::from_secs(7)));
+            }
+            other => panic!("not rate-limited: {other}"),
+        }
+        assert!(err.to_string().contains("(429), retry after 7s"), "{err}");
+        assert_eq!(err.reason(), "RateLimited");
+    }
+
+    #[tokio::test]
+    async fn a_429_from_the_token_endpoint_is_rate_limited_too() {
+        let host = fake_registry(|line, me| {
+            if line.starts_with("HEAD ") {
+                format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            } else {
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .into()
+            }
+        })
+        .await;
+        let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+        let err = head_client(&host)
+            .digest(&image)
+            .await
+            .expect_err("rate-limited");
+        match &err {
+            HeadError::RateLimited { url, retry_after } => {
+                assert_eq!(url, &format!("http://{host}/token"));
+                assert_eq!(*retry_after, None);
+            }
+            other => panic!("not rate-limited: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_protocol_error_is_not_reported_as_a_cert_dir() {
+        let err = TlsSetupError::ProtocolVersions {
+            source: rustls::Error::General("no usable versions".into()),
+        };
+        assert!(!err.to_string().contains("CA certificates"), "{err}");
+        assert!(err.to_string().contains("no usable versions"), "{err}");
+        assert_eq!(err.reason(), "TLSProtocolVersions");
     }
 }
