@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::image::manifest::{ManifestError, ManifestKind, RawManifest};
 use crate::image::reference::{Digest, ImageRef};
-use crate::registry::manifest_head::ManifestHead;
+use crate::registry::manifest_head::{HeadError, ManifestHead};
 use crate::registry::skopeo::{CopyFormat, Skopeo, SkopeoError};
 
 /// A registry question that could not be answered.
@@ -24,6 +24,13 @@ pub enum LookupError {
     Skopeo(#[from] SkopeoError),
     #[error(transparent)]
     InvalidManifest(#[from] ManifestError),
+    /// A 429 to a manifest HEAD: not retried through skopeo, which would only be throttled
+    /// too (a burst against a rate limit is what makes it last).
+    #[error("rate-limited by the registry (429) at {url}{}", .retry_after.map(|d| format!("; it asks to retry after {}", humantime::format_duration(d))).unwrap_or_default())]
+    RateLimited {
+        url: String,
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl LookupError {
@@ -31,13 +38,14 @@ impl LookupError {
         match self {
             LookupError::Skopeo(e) => e.is_transient(),
             LookupError::InvalidManifest(_) => false,
+            LookupError::RateLimited { .. } => true,
         }
     }
 
     pub fn skopeo(&self) -> Option<&SkopeoError> {
         match self {
             LookupError::Skopeo(e) => Some(e),
-            LookupError::InvalidManifest(_) => None,
+            LookupError::InvalidManifest(_) | LookupError::RateLimited { .. } => None,
         }
     }
 }
@@ -127,7 +135,7 @@ impl Registries {
             self.heads.fetch_add(1, Ordering::Relaxed);
             match head.digest(image).await {
                 Ok(found) => return Ok(found),
-                Err(e) => tracing::debug!(image = %image, error = %e, "asking skopeo instead"),
+                Err(e) => fall_back(image, e)?,
             }
         }
         match self.inspect(image).await {
@@ -151,10 +159,23 @@ impl Registries {
                 }
                 // Absent, schema 1 or an unknown type: skopeo reads the manifest itself.
                 Ok(_) => {}
-                Err(e) => tracing::debug!(image = %image, error = %e, "asking skopeo instead"),
+                Err(e) => fall_back(image, e)?,
             }
         }
         self.inspect(image).await
+    }
+}
+
+/// Whether a failed HEAD may be asked again through skopeo: yes, but for a 429.
+fn fall_back(image: &ImageRef, e: HeadError) -> Result<(), LookupError> {
+    match e {
+        HeadError::RateLimited { url, retry_after } => {
+            Err(LookupError::RateLimited { url, retry_after })
+        }
+        e => {
+            tracing::debug!(image = %image, error = %e, "asking skopeo instead");
+            Ok(())
+        }
     }
 }
 

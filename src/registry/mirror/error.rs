@@ -60,13 +60,20 @@ pub enum MirrorError {
     Aborted { image: String },
 }
 
+/// The reason of a skopeo failure: what the registry said when it said something; `otherwise`
+/// (which side was unavailable) for network trouble; the runner's own label for a local failure.
 fn skopeo_reason(e: &SkopeoError, otherwise: &'static str) -> &'static str {
     match e {
         SkopeoError::Unauthorized { .. } => "Unauthorized",
         SkopeoError::RateLimited { .. } => "RateLimited",
         SkopeoError::NotFound { .. } | SkopeoError::NotExecutable { .. } => "SkopeoMissing",
         SkopeoError::ManifestUnknown { .. } => "SourceNotFound",
-        _ => otherwise,
+        SkopeoError::Timeout { .. }
+        | SkopeoError::Tls { .. }
+        | SkopeoError::Unreachable { .. }
+        | SkopeoError::Registry { .. }
+        | SkopeoError::Failed { .. } => otherwise,
+        local => local.reason(),
     }
 }
 
@@ -96,12 +103,14 @@ impl MirrorError {
             MirrorError::Aborted { .. } => "Aborted",
             MirrorError::ResolveSource { source, .. } => match source.as_ref() {
                 LookupError::InvalidManifest(_) => "InvalidSourceManifest",
+                LookupError::RateLimited { .. } => "RateLimited",
                 LookupError::Skopeo(SkopeoError::Tls { .. }) => "SourceTLS",
                 LookupError::Skopeo(e) => skopeo_reason(e, "SourceUnavailable"),
             },
             MirrorError::CheckBackup { source, .. } | MirrorError::VerifyLookup { source, .. } => {
                 match source.as_ref() {
                     LookupError::InvalidManifest(_) => "BackupUnavailable",
+                    LookupError::RateLimited { .. } => "RateLimited",
                     LookupError::Skopeo(e) => skopeo_reason(e, "BackupUnavailable"),
                 }
             }

@@ -333,3 +333,17 @@ fn cancelled_mid_copy_nothing_is_half_reported() {
     assert_eq!(stats.copies_in_flight, 0, "{stats:?}");
     assert_eq!(stats.copies_succeeded + stats.copies_failed, 0, "{stats:?}");
 }
+
+#[test]
+fn a_rate_limited_lookup_is_reported_as_such_and_passes() {
+    let e = MirrorError::ResolveSource {
+        image: "nginx:1.27".into(),
+        source: Box::new(LookupError::RateLimited {
+            url: "https://registry-1.docker.io/v2/library/nginx/manifests/1.27".into(),
+            retry_after: Some(std::time::Duration::from_secs(30)),
+        }),
+    };
+    assert_eq!(e.reason(), "RateLimited");
+    assert!(e.is_transient());
+    assert!(e.to_string().contains("retry after 30s"), "{e}");
+}
