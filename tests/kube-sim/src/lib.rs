@@ -3,6 +3,7 @@
 //! kubectl use, watches with bookmarks and 410s, and what a real server cannot offer —
 //! fault injection and request counters. `README.md` lists what it reproduces and what not.
 
+mod admission;
 mod discovery;
 pub mod envtest;
 mod events;

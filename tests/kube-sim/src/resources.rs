@@ -105,6 +105,8 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, [], generation: false, status: false, create_on_update: true),
     resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, [], generation: false, status: false, create_on_update: true),
     resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, [], generation: false, status: false, create_on_update: true),
+    resource!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", false, [], generation: true, status: false, create_on_update: false),
+    resource!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration", false, [], generation: true, status: false, create_on_update: false),
 ];
 
 /// The resource served at `group`/`version` under `plural`.
