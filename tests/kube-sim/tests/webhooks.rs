@@ -139,6 +139,18 @@ async fn scenario(c: &Cluster) -> Vec<(String, Value)> {
         .collect();
     run.out.push(("kubectl create prints the warnings".into(),
         json!({"exit": o.status.code(), "stdout": String::from_utf8_lossy(&o.stdout), "warnings": warnings})));
+    let o = c.kubectl(&[
+        "get",
+        "mutatingwebhookconfigurations,validatingwebhookconfigurations",
+    ]);
+    let table: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    run.out.push((
+        "kubectl get the configurations: name and webhooks".into(),
+        json!({"table": table}),
+    ));
     // Server addresses and the CA differ from run to run.
     let text = serde_json::to_string(&run.out)
         .unwrap()
@@ -417,6 +429,13 @@ fn check_sim_failures(obs: &[(String, Value)]) {
         failed["message"],
         "Internal error occurred: failed calling webhook \"stopped.kube-sim.test\": \
         Post \"https://DEAD/mutate/images?timeout=10s\": dial tcp DEAD: connect: connection refused"
+    );
+    let table = &step(obs, "kubectl get the configurations")["table"];
+    assert!(
+        table.as_array().unwrap().contains(&json!(
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io/b-chain 2"
+        )),
+        "{table}"
     );
     let kubectl = step(obs, "kubectl create");
     assert_eq!(

@@ -34,9 +34,10 @@ pub fn request_essence(r: &Received) -> Value {
 }
 
 /// The simulator follows current Kubernetes where 1.20 differs: the object the mutating
-/// webhooks see on CREATE has `metadata.namespace` (set from the request since 1.22); Jobs
-/// and CronJobs have a generation, Jobs the `batch.kubernetes.io/` labels (README). Go's
-/// error texts for a broken answer differ from serde's: only their start is compared.
+/// webhooks see on CREATE has `metadata.namespace` (later servers set it from the request
+/// before admission); Jobs and CronJobs have a generation, Jobs the `batch.kubernetes.io/`
+/// labels (README). Go's error texts for a broken answer differ from serde's: only their
+/// start is compared.
 pub fn as_1_20(name: &str, v: &Value) -> Value {
     let mut v = v.clone();
     for c in v["calls"].as_array_mut().into_iter().flatten() {
@@ -99,7 +100,8 @@ fn job_as_1_20(o: &mut Value) {
 }
 
 /// kube-apiserver 1.20 runs admission twice for an update that fails (it retries once with
-/// data read from etcd instead of its cache; fixed in 1.22); CronJobs are batch/v1beta1.
+/// data read from etcd instead of its cache; later servers retry only when the cache was
+/// stale); CronJobs are batch/v1beta1.
 pub fn real_normalised(name: &str, v: &Value) -> Value {
     let mut v = as_1_20(name, v);
     if let Some(calls) = v["calls"].as_array_mut() {
