@@ -2,7 +2,7 @@
 //! 1.20 of envtest (when `KUBEBUILDER_ASSETS` is set), with a webhook server of the test's
 //! own registered by `url:` and `caBundle`. Compared: what the webhooks were sent, the stored
 //! objects after mutation, denials (code, reason, message, details), the warnings a client
-//! receives (kube-rs and kubectl), failurePolicy with a stopped, slow or broken webhook, and
+//! receives (kube-rs and kubectl), failurePolicy with a stopped, slow, untrusted or broken webhook, and
 //! the validation of configurations. On the simulator alone the expected values are asserted.
 
 #![allow(clippy::unwrap_used)]
@@ -156,7 +156,8 @@ async fn scenario(c: &Cluster) -> Vec<(String, Value)> {
         .unwrap()
         .replace(&run.live.address.to_string(), "LIVE")
         .replace(&dead.address.to_string(), "DEAD")
-        .replace(&run.live.ca_bundle(), "CA");
+        .replace(&run.live.ca_bundle(), "CA")
+        .replace(&dead.ca_bundle(), "OTHER-CA");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -326,6 +327,7 @@ async fn failure_steps(run: &mut Run) {
             "failurePolicy Fail, timeoutSeconds 1, a webhook that takes 3 s",
             "slow",
         ),
+        ("failurePolicy Fail, a caBundle of another CA", "untrusted"),
     ] {
         run.step(
             name,
@@ -429,6 +431,14 @@ fn check_sim_failures(obs: &[(String, Value)]) {
         failed["message"],
         "Internal error occurred: failed calling webhook \"stopped.kube-sim.test\": \
         Post \"https://DEAD/mutate/images?timeout=10s\": dial tcp DEAD: connect: connection refused"
+    );
+    let untrusted = &step(obs, "failurePolicy Fail, a caBundle")["reply"]["body"]["message"];
+    assert!(
+        untrusted
+            .as_str()
+            .unwrap()
+            .ends_with("x509: certificate signed by unknown authority"),
+        "{untrusted}"
     );
     let table = &step(obs, "kubectl get the configurations")["table"];
     assert!(

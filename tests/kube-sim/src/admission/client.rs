@@ -95,7 +95,9 @@ fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
 fn tls_reason(e: &std::io::Error) -> String {
     use rustls::CertificateError as C;
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(C::UnknownIssuer)) => {
+        // BadSignature: an issuer of the right name but another key (Go says the same, and
+        // adds which candidate failed).
+        Some(rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature)) => {
             "x509: certificate signed by unknown authority".to_owned()
         }
         Some(rustls::Error::InvalidCertificate(C::NotValidForName)) => {

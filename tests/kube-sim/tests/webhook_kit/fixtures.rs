@@ -101,7 +101,18 @@ const MUTATING_HOOKS: &[HookRow] = &[
         Some("slow"),
         r#"{"timeoutSeconds": 1}"#,
     ),
+    (
+        "c-failures",
+        "untrusted.kube-sim.test",
+        true,
+        "/mutate/images",
+        Some("untrusted"),
+        UNTRUSTED,
+    ),
 ];
+
+/// Marks a webhook whose `caBundle` is another CA's (the stopped server's): TLS fails.
+const UNTRUSTED: &str = r#"{"untrusted": true}"#;
 
 /// The configurations to create, in this order: the mutating ones, then "deny-label" with
 /// the validating webhook. `dead` is a stopped server.
@@ -115,13 +126,18 @@ pub fn configurations(live: &WebhookServer, dead: &WebhookServer) -> Vec<(&'stat
             dead.url(path)
         };
         let selector = label.map_or_else(unlabelled, labelled);
-        let h = hook(
-            name,
-            url,
-            &ca,
-            selector,
-            serde_json::from_str(extra).unwrap(),
-        );
+        let mut h = hook(name, url, &ca, selector, json!({}));
+        if *extra == UNTRUSTED {
+            h["clientConfig"]["caBundle"] = json!(dead.ca_bundle());
+        } else {
+            for (k, v) in serde_json::from_str::<Value>(extra)
+                .unwrap()
+                .as_object()
+                .unwrap()
+            {
+                h[k] = v.clone();
+            }
+        }
         match out.iter_mut().find(|(_, c)| c["metadata"]["name"] == *config) {
             Some((_, c)) => c["webhooks"].as_array_mut().unwrap().push(h),
             None => out.push((MUTATING, json!({"apiVersion": "admissionregistration.k8s.io/v1",
