@@ -111,6 +111,15 @@ fn tls_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// `host:port`, brackets around an IPv6 address.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// POSTs `review` to `url` (plus `?timeout=Ns`); the answer's body as JSON text.
 pub async fn post(
     url: &str,
@@ -174,7 +183,7 @@ async fn exchange(
     tokio::spawn(conn);
     let body = serde_json::to_vec(review).unwrap_or_default();
     let req = Request::post(format!("{path}?{query}"))
-        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::HOST, authority(&host, port))
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header(hyper::header::ACCEPT, "application/json, */*")
         .header(hyper::header::USER_AGENT, "kube-sim-admission")
