@@ -84,6 +84,9 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
         ) {
             entry["categories"] = json!(["all"]);
         }
+        if r.group == "admissionregistration.k8s.io" {
+            entry["categories"] = json!(["api-extensions"]);
+        }
         list.push(entry);
         if r.status {
             list.push(json!({

@@ -5,6 +5,7 @@
 //! counters. `README.md` lists what it reproduces and what not.
 
 mod access_review;
+mod admission;
 mod discovery;
 pub mod envtest;
 mod events;

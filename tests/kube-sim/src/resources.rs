@@ -138,6 +138,8 @@ pub static RESOURCES: &[ResourceType] = &[
         "subjectaccessreviews",
         "subjectaccessreview"
     ),
+    resource!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", false, [], generation: true, status: false, create_on_update: false),
+    resource!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration", false, [], generation: true, status: false, create_on_update: false),
 ];
 
 /// The resource served at `group`/`version` under `plural`.

@@ -22,6 +22,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::access_review;
+use crate::admission;
 use crate::discovery;
 use crate::faults::{FailRule, Faults, Interference, RequestRecord};
 use crate::protobuf;
@@ -418,12 +419,24 @@ async fn resource_request(
             if access_review::is_review(r) {
                 return Ok(json_response(201, &access_review::answer(r, obj)?));
             }
+            if let Some(hooks) = admission::registered(store, r) {
+                let opts = write_options(target, query, dry_run);
+                return Ok(admitted(
+                    admission::create(&hooks, store, r, &ns, obj, &opts).await,
+                ));
+            }
             let created = store.create(r, &ns, obj, dry_run)?;
             Ok(json_response(201, &created))
         }
         "update" => {
             let (ct, body) = read_body(req).await?;
             let obj = parse_object(r, &ct, &body)?;
+            if let Some(hooks) = admission::registered(store, r) {
+                let opts = write_options(target, query, dry_run);
+                let change = admission::Change::Put(obj);
+                let out = admission::update(&hooks, store, r, (&ns, &name), change, &opts);
+                return Ok(admitted(out.await));
+            }
             let w = store.update(r, &ns, &name, obj, status_only, dry_run)?;
             Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
         }
@@ -446,6 +459,12 @@ async fn resource_request(
                 }
                 other => return Err(ApiError::unsupported_media_type(other)),
             };
+            if let Some(hooks) = admission::registered(store, r) {
+                let opts = write_options(target, query, dry_run);
+                let change = admission::Change::Patch(patch);
+                let out = admission::update(&hooks, store, r, (&ns, &name), change, &opts);
+                return Ok(admitted(out.await));
+            }
             let w = store.patch(r, &ns, &name, patch, status_only, dry_run)?;
             Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
         }
@@ -486,6 +505,40 @@ async fn resource_request(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The query parameters of a write that admission webhooks see.
+fn write_options(
+    target: &Target,
+    query: &HashMap<String, String>,
+    dry_run: bool,
+) -> admission::WriteOptions {
+    admission::WriteOptions {
+        dry_run,
+        field_manager: query.get("fieldManager").cloned(),
+        field_validation: query.get("fieldValidation").cloned(),
+        subresource: target.subresource.clone(),
+    }
+}
+
+/// The answer to a write that went through admission webhooks: their warnings become
+/// `Warning: 299 - "text"` headers, on success and on failure alike (kubectl prints them).
+fn admitted(out: admission::Admitted) -> Response<Body> {
+    let mut resp = match &out.result {
+        Ok((code, object)) => json_response(*code, object),
+        Err(e) => error_response(e),
+    };
+    for text in &out.warnings {
+        // Go's net.NewWarningHeader: no control characters; `"` and `\` escaped.
+        if text.chars().any(char::is_control) {
+            continue;
+        }
+        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_bytes(format!("299 - \"{quoted}\"").as_bytes()) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {

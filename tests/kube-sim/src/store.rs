@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use crate::admission;
 use crate::events;
 use crate::resources::{RESOURCES, ResourceType, by_kind};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -94,7 +95,16 @@ pub struct Written {
     pub created: bool,
 }
 
+/// What a PUT or PATCH asks to store, before admission and the registry's checks: a
+/// replacement of the stored object (`object` in the form the client used), or a create (a
+/// PUT of a missing object where the resource allows it, server-side apply of a new one).
+pub enum Proposal {
+    Replace { old: Arc<Value>, object: Value },
+    Create(Value),
+}
+
 /// A patch body and how to read it.
+#[derive(Clone, Copy)]
 pub enum Patch<'a> {
     Json(&'a [u8]),
     Merge(&'a [u8]),
@@ -318,6 +328,19 @@ impl Store {
         body: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
+        let obj = self.prepare_create(r, ns, body)?;
+        self.commit_create(r, ns, obj, dry_run)
+    }
+
+    /// A create up to the write: the object as it would be stored (generated name, uid,
+    /// timestamps, what the registry sets), validated, its namespace open. Split from
+    /// [`Store::commit_create`] for admission, whose validating webhooks see this object.
+    pub fn prepare_create(
+        &self,
+        r: &'static ResourceType,
+        ns: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
         Self::check_kind(r, &body)?;
         let mut obj = to_storage(r, body);
         let storage_r = storage_of(r);
@@ -327,6 +350,7 @@ impl Store {
         obj["apiVersion"] = json!(storage_r.api_version());
         obj["kind"] = json!(storage_r.kind);
         Self::check_namespace(r, ns, &mut obj)?;
+        admission::set_defaults(r, &mut obj);
         let mut s = self.lock();
         if meta_str(&obj, "name").is_empty()
             && let Some(prefix) = obj["metadata"]["generateName"].as_str()
@@ -348,9 +372,6 @@ impl Store {
                 Some(_) => {}
             }
         }
-        if Self::current(&s, storage_r, ns, &name).is_some() {
-            return Err(ApiError::already_exists(r, &name));
-        }
         let meta = obj["metadata"]
             .as_object_mut()
             .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
@@ -370,6 +391,24 @@ impl Store {
             meta.remove("generation");
         }
         Self::prepare_for_create(&mut s, r, &mut obj);
+        Ok(obj)
+    }
+
+    /// Stores an object from [`Store::prepare_create`]: 409 AlreadyExists when its name is
+    /// taken (checked here, at the write, as etcd does).
+    pub fn commit_create(
+        &self,
+        r: &'static ResourceType,
+        ns: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let storage_r = storage_of(r);
+        let name = meta_str(&obj, "name").to_owned();
+        let mut s = self.lock();
+        if Self::current(&s, storage_r, ns, &name).is_some() {
+            return Err(ApiError::already_exists(r, &name));
+        }
         if dry_run {
             obj["metadata"]["resourceVersion"] = json!("");
             return Ok(to_external(r, &Arc::new(obj)));
@@ -459,9 +498,33 @@ impl Store {
         status_only: bool,
         dry_run: bool,
     ) -> Result<Written, ApiError> {
+        let s = self.lock();
+        let proposal = Self::propose_put(&s, r, ns, name, body, status_only)?;
+        self.write(s, r, ns, proposal, status_only, dry_run)
+    }
+
+    /// What a PUT asks to store (see [`Proposal`]), for admission.
+    pub fn propose_update(
+        &self,
+        r: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        body: Value,
+        status_only: bool,
+    ) -> Result<Proposal, ApiError> {
+        Self::propose_put(&self.lock(), r, ns, name, body, status_only)
+    }
+
+    fn propose_put(
+        s: &State,
+        r: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        body: Value,
+        status_only: bool,
+    ) -> Result<Proposal, ApiError> {
         Self::check_kind(r, &body)?;
-        let original = body.clone();
-        let mut obj = to_storage(r, body);
+        let mut obj = body;
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -472,43 +535,63 @@ impl Store {
             )));
         }
         Self::check_namespace(r, ns, &mut obj)?;
-        let mut s = self.lock();
-        let Some(old) = Self::current(&s, r, ns, name) else {
-            if r.create_on_update && !status_only {
-                drop(s);
-                return self.create(r, ns, original, dry_run).map(|object| Written {
-                    object,
-                    created: true,
-                });
-            }
-            return Err(ApiError::not_found(r, name));
-        };
-        let given_rv = meta_str(&obj, "resourceVersion");
-        if !given_rv.is_empty() && given_rv != meta_str(&old, "resourceVersion") {
-            return Err(ApiError::conflict(r, name));
+        match Self::current(s, r, ns, name) {
+            Some(old) => Ok(Proposal::Replace { old, object: obj }),
+            None if r.create_on_update && !status_only => Ok(Proposal::Create(obj)),
+            None => Err(ApiError::not_found(r, name)),
         }
-        self.replace(&mut s, r, old, obj, status_only, dry_run)
-            .map(|object| Written {
-                object,
-                created: false,
-            })
     }
 
-    /// The common end of update and patch: keep what the client may not change, validate,
-    /// skip no-ops, bump the generation on spec changes, commit.
-    fn replace(
+    /// The common end of update and patch, the lock held from the proposal to the write.
+    fn write(
         &self,
-        s: &mut State,
+        mut s: MutexGuard<'_, State>,
         r: &'static ResourceType,
-        old: Arc<Value>,
-        mut obj: Value,
+        ns: &str,
+        proposal: Proposal,
         status_only: bool,
         dry_run: bool,
-    ) -> Result<Arc<Value>, ApiError> {
-        let name = meta_str(&old, "name").to_owned();
+    ) -> Result<Written, ApiError> {
+        match proposal {
+            Proposal::Create(obj) => {
+                drop(s);
+                self.create(r, ns, obj, dry_run).map(|object| Written {
+                    object,
+                    created: true,
+                })
+            }
+            Proposal::Replace { old, object } => {
+                let obj = Self::prepare_replace(r, &old, object, status_only)?;
+                Ok(Written {
+                    object: self.commit_replace(&mut s, r, old, obj, dry_run),
+                    created: false,
+                })
+            }
+        }
+    }
+
+    /// A replacement of `old` up to the write: optimistic concurrency (a resourceVersion that
+    /// is not the stored one is a 409), what the client may not change kept, validated, the
+    /// generation bumped on spec changes. Admission's validating webhooks see the result.
+    pub fn prepare_replace(
+        r: &'static ResourceType,
+        old: &Value,
+        obj: Value,
+        status_only: bool,
+    ) -> Result<Value, ApiError> {
+        let name = meta_str(old, "name").to_owned();
+        let mut obj = to_storage(r, obj);
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        let given_rv = meta_str(&obj, "resourceVersion");
+        if !given_rv.is_empty() && given_rv != meta_str(old, "resourceVersion") {
+            return Err(ApiError::conflict(r, &name));
+        }
+        admission::set_defaults(r, &mut obj);
         if status_only {
             let status = obj["status"].take();
-            obj = (*old).clone();
+            obj = old.clone();
             obj["status"] = status;
         } else if r.status {
             match old.get("status") {
@@ -544,30 +627,61 @@ impl Store {
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
         }
         let mut causes = validation::validate(r, &obj);
-        causes.extend(validation::immutable(r, &old, &obj));
+        causes.extend(validation::immutable(r, old, &obj));
         if !causes.is_empty() {
             return Err(ApiError::invalid(r, &name, &causes));
         }
-        if same_content(&old, &obj) {
-            return Ok(to_external(r, &old));
-        }
-        if r.generation && Self::bumps_generation(r, &old, &obj) {
+        if r.generation && Self::bumps_generation(r, old, &obj) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             obj["metadata"]["generation"] = json!(g + 1);
         }
+        Ok(obj)
+    }
+
+    /// Stores a prepared replacement; a write that changes nothing is skipped (no new
+    /// resourceVersion, no event), as etcd3's store does.
+    fn commit_replace(
+        &self,
+        s: &mut State,
+        r: &'static ResourceType,
+        old: Arc<Value>,
+        obj: Value,
+        dry_run: bool,
+    ) -> Arc<Value> {
+        if same_content(&old, &obj) {
+            return to_external(r, &old);
+        }
         if dry_run {
-            return Ok(to_external(r, &Arc::new(obj)));
+            return to_external(r, &Arc::new(obj));
         }
         let stored = self.commit(s, r, ChangeType::Modified, obj, Some(old));
-        Ok(to_external(r, &stored))
+        to_external(r, &stored)
+    }
+
+    /// For admission, which prepares a replacement without holding the lock: stores it if
+    /// `old` is still the stored object; None when another write came first (the caller
+    /// starts over, as the real server's GuaranteedUpdate does).
+    pub fn commit_if_unchanged(
+        &self,
+        r: &'static ResourceType,
+        old: &Arc<Value>,
+        obj: Value,
+        dry_run: bool,
+    ) -> Option<Arc<Value>> {
+        let mut s = self.lock();
+        let current = Self::current(&s, r, meta_str(old, "namespace"), meta_str(old, "name"))?;
+        Arc::ptr_eq(&current, old)
+            .then(|| self.commit_replace(&mut s, r, Arc::clone(old), obj, dry_run))
     }
 
     /// Spec changes bump the generation; a Deployment's annotation changes do too, because
-    /// they are copied to its ReplicaSets (pkg/registry/apps/deployment/strategy.go).
+    /// they are copied to its ReplicaSets (pkg/registry/apps/deployment/strategy.go); a
+    /// webhook configuration's generation follows its `webhooks`.
     fn bumps_generation(r: &ResourceType, old: &Value, new: &Value) -> bool {
         old["spec"] != new["spec"]
             || (r.kind == "Deployment"
                 && old["metadata"]["annotations"] != new["metadata"]["annotations"])
+            || old["webhooks"] != new["webhooks"]
     }
 
     /// PATCH, in any of the four patch types.
@@ -580,21 +694,36 @@ impl Store {
         status_only: bool,
         dry_run: bool,
     ) -> Result<Written, ApiError> {
-        let mut s = self.lock();
-        let old = match Self::current(&s, r, ns, name) {
-            Some(old) => old,
-            None => {
-                if let Patch::Apply { body, .. } = patch {
-                    drop(s);
-                    let obj = parse_apply(body)?;
-                    check_apply_identity(r, name, &obj)?;
-                    return self.create(r, ns, obj, dry_run).map(|object| Written {
-                        object,
-                        created: true,
-                    });
-                }
-                return Err(ApiError::not_found(r, name));
+        let s = self.lock();
+        let proposal = Self::propose_patched(&s, r, ns, name, patch)?;
+        self.write(s, r, ns, proposal, status_only, dry_run)
+    }
+
+    /// What a PATCH asks to store (see [`Proposal`]), for admission.
+    pub fn propose_patch(
+        &self,
+        r: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        patch: Patch<'_>,
+    ) -> Result<Proposal, ApiError> {
+        Self::propose_patched(&self.lock(), r, ns, name, patch)
+    }
+
+    fn propose_patched(
+        s: &State,
+        r: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        patch: Patch<'_>,
+    ) -> Result<Proposal, ApiError> {
+        let Some(old) = Self::current(s, r, ns, name) else {
+            if let Patch::Apply { body, .. } = patch {
+                let obj = parse_apply(body)?;
+                check_apply_identity(r, name, &obj)?;
+                return Ok(Proposal::Create(obj));
             }
+            return Err(ApiError::not_found(r, name));
         };
         let external = to_external(r, &old);
         let patched = match patch {
@@ -626,22 +755,17 @@ impl Store {
         if !patched.is_object() {
             return Err(ApiError::bad_request("the patch does not yield an object"));
         }
-        // A resourceVersion in the patch is a precondition.
-        if meta_str(&patched, "resourceVersion") != meta_str(&external, "resourceVersion") {
-            return Err(ApiError::conflict(r, name));
-        }
+        // A resourceVersion in the patch is a precondition ([`Store::prepare_replace`]).
         if meta_str(&patched, "name") != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
                 meta_str(&patched, "name")
             )));
         }
-        let obj = to_storage(r, patched);
-        self.replace(&mut s, r, old, obj, status_only, dry_run)
-            .map(|object| Written {
-                object,
-                created: false,
-            })
+        Ok(Proposal::Replace {
+            old,
+            object: patched,
+        })
     }
 
     /// DELETE one object. Returns what the real server returns: the object for kinds with

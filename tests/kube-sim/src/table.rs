@@ -127,6 +127,11 @@ fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
         "RoleBinding" | "ClusterRoleBinding" => {
             &[("Name", "string"), ("Role", "string"), ("Age", "string")]
         }
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => &[
+            ("Name", "string"),
+            ("Webhooks", "integer"),
+            ("Age", "string"),
+        ],
         _ => &[("Name", "string"), ("Created At", "date")],
     }
 }
@@ -290,6 +295,11 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 o["roleRef"]["kind"].as_str().unwrap_or_default(),
                 o["roleRef"]["name"].as_str().unwrap_or_default()
             )),
+            age_cell,
+        ],
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => vec![
+            name,
+            json!(o["webhooks"].as_array().map_or(0, Vec::len)),
             age_cell,
         ],
         _ => vec![name, created.clone()],

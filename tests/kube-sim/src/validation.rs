@@ -105,6 +105,7 @@ pub fn validate(r: &ResourceType, obj: &Value) -> Vec<Cause> {
             }
         }
     }
+    causes.extend(crate::admission::validate_configuration(r, obj));
     causes
 }
 
