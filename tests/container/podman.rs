@@ -69,10 +69,13 @@ impl Run {
     /// every capability dropped, no privilege escalation, podman's default seccomp profile
     /// (RuntimeDefault). The host's network, so that loopback registries and API servers are
     /// reachable, and limits at or below this machine's (podman's defaults exceed them).
+    /// Every container is killed after 5 minutes: a hung command fails its test rather than
+    /// hanging it, and a daemon whose test was interrupted does not run on.
     pub fn new() -> Run {
         let args = [
             "run",
             "--pull=never",
+            "--timeout=300",
             "--network=host",
             // The image's own /etc/passwd, as Kubernetes leaves it (podman would add 65532).
             "--passwd=false",
@@ -139,9 +142,11 @@ impl Run {
         self.args.push(format!("--name={name}"));
         self.args.push(image());
         self.args.extend(args.iter().map(|a| a.to_string()));
+        // The guard first: a container podman created but could not start is removed too.
+        let container = Container { name };
         let strings: Vec<&str> = self.args.iter().map(String::as_str).collect();
         podman_ok(&strings);
-        Container { name }
+        container
     }
 }
 
