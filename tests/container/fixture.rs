@@ -207,3 +207,25 @@ pub fn configmap_data() -> Vec<(String, String)> {
     assert_eq!(pairs.len(), 3, "the ConfigMap's three settings: {pairs:?}");
     pairs
 }
+
+/// Fails when manifests/deployment.yaml no longer mounts the docker config and /tmp where
+/// these tests do, or no longer runs as [`Run`](crate::podman::Run) runs the image.
+pub fn assert_deployment_matches() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/deployment.yaml");
+    let text = std::fs::read_to_string(&path).expect("read manifests/deployment.yaml");
+    for line in [
+        format!("mountPath: {DOCKER_DIR}"),
+        format!("value: {DOCKER_DIR}/config.json"),
+        "mountPath: /tmp".to_owned(),
+        "runAsUser: 65532".to_owned(),
+        "runAsGroup: 65532".to_owned(),
+        "readOnlyRootFilesystem: true".to_owned(),
+        "allowPrivilegeEscalation: false".to_owned(),
+        r#"drop: ["ALL"]"#.to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == line),
+            "manifests/deployment.yaml has no `{line}`: update tests/container/"
+        );
+    }
+}

@@ -84,6 +84,7 @@ fn the_image_runs_as_65532_with_only_tmp_writable() {
 #[ignore = "needs podman and the image: make container-test"]
 fn check_config_takes_the_configmaps_three_settings_from_the_environment() {
     require_image();
+    fixture::assert_deployment_matches();
     let data = fixture::configmap_data();
     let secret = tempfile::tempdir().expect("a temp dir");
     let password = "never-shown-by-check-config";
