@@ -25,6 +25,8 @@ pub mod restore;
 
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod restore_tests;
 
 use std::time::Duration;
 

@@ -6,13 +6,12 @@ use crate::image::reference::Digest;
 use crate::image::reference::ImageRef;
 use crate::reconcile::patch::*;
 use crate::reconcile::plan::*;
-use crate::reconcile::restore::*;
 use crate::workload::{Container, Kind, SKIP_ANNOTATION, Workload};
 use serde_json::{Value, json};
 
-const BACKUP: &str = "registry.example.com/backup";
+pub(super) const BACKUP: &str = "registry.example.com/backup";
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         backup: BackupRegistry::parse(BACKUP).unwrap(),
         naming: Naming::Flat,
@@ -24,7 +23,7 @@ fn policy() -> Policy {
     }
 }
 
-fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
+pub(super) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
     let mut containers: Vec<Container> = images
         .iter()
         .enumerate()
@@ -53,7 +52,7 @@ fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workl
 }
 
 /// The mirror's answer for any source, pinned by `pin`: the reference of a verified copy.
-fn mirrored(pin: Pin) -> impl Fn(&ImageRef) -> Option<String> {
+pub(super) fn mirrored(pin: Pin) -> impl Fn(&ImageRef) -> Option<String> {
     move |source: &ImageRef| {
         let backup = BackupRegistry::parse(BACKUP).unwrap();
         let target = backup.target(source, Naming::Flat).unwrap();
@@ -63,7 +62,7 @@ fn mirrored(pin: Pin) -> impl Fn(&ImageRef) -> Option<String> {
 }
 
 /// The object the patch applies to: a minimal one of the workload's kind.
-fn object(w: &Workload) -> Value {
+pub(super) fn object(w: &Workload) -> Value {
     let list = |init: bool| -> Vec<Value> {
         w.containers
             .iter()
@@ -86,7 +85,7 @@ fn object(w: &Workload) -> Value {
     json!({"metadata": metadata, "spec": spec})
 }
 
-fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
+pub(super) fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
     let mut doc = doc.clone();
     let patch: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
     json_patch::patch(&mut doc, &patch)?;
@@ -94,7 +93,7 @@ fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
 }
 
 /// Reads the workload back from a patched object, as the controller would after a watch event.
-fn reread(before: &Workload, doc: &Value) -> Workload {
+pub(super) fn reread(before: &Workload, doc: &Value) -> Workload {
     let spec = doc.pointer(before.kind.pod_spec_pointer()).unwrap();
     let mut w = before.clone();
     for c in &mut w.containers {
@@ -116,7 +115,7 @@ fn reread(before: &Workload, doc: &Value) -> Workload {
     w
 }
 
-fn plan_and_apply(w: &Workload, pin: Pin) -> (PatchPlan, Value) {
+pub(super) fn plan_and_apply(w: &Workload, pin: Pin) -> (PatchPlan, Value) {
     let plans = decide(w, &policy());
     let p = patch(w, &plans, &mirrored(pin)).expect("a patch");
     let after = apply(&object(w), &p.patch).unwrap();
@@ -327,196 +326,6 @@ fn a_concurrent_edit_makes_the_patch_fail_instead_of_being_overwritten() {
 }
 
 #[test]
-fn the_annotation_round_trip_restores_the_exact_originals() {
-    let mut w = workload(
-        Kind::CronJob,
-        &[
-            ("app", "nginx:1.27"),
-            (
-                "side",
-                "ghcr.io/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            ),
-        ],
-        &[("init", "busybox")],
-    );
-    w.annotations.insert("team".into(), "shop".into());
-    let original = object(&w);
-    let (_, patched) = plan_and_apply(&w, Pin::Digest);
-    let after = reread(&w, &patched);
-    let recorded = original_images(&after.annotations).unwrap();
-    assert_eq!(recorded.len(), 3);
-    assert_eq!(recorded["app"].original, "nginx:1.27");
-
-    let keep_in = RestoreOptions {
-        opt_out: false,
-        allow_unmatched: false,
-    };
-    let (back, kept, rejected, _) = restored(&after, keep_in);
-    assert!(kept.is_empty() && rejected.is_empty());
-    assert_eq!(back.changes.len(), 3);
-    let restored_doc = apply(&patched, &back.patch).unwrap();
-    assert_eq!(
-        restored_doc, original,
-        "restore gives back the exact object"
-    );
-
-    // By default the workload is also opted out, in the same patch.
-    let (back, _, _, opts_out) = restored(&after, RestoreOptions::default());
-    assert!(opts_out);
-    let mut expected = original.clone();
-    expected["metadata"]["annotations"][SKIP_ANNOTATION] = json!("true");
-    assert_eq!(apply(&patched, &back.patch).unwrap(), expected);
-}
-
-/// The restore plan of a workload carrying our annotation.
-fn restored(w: &Workload, options: RestoreOptions) -> (PatchPlan, Vec<Kept>, Vec<Rejected>, bool) {
-    match restore(w, options) {
-        RestorePlan::Restore {
-            patch,
-            kept,
-            rejected,
-            opts_out,
-        } => (
-            patch.unwrap_or(PatchPlan {
-                changes: vec![],
-                patch: json!([]),
-            }),
-            kept,
-            rejected,
-            opts_out,
-        ),
-        other => panic!("expected a restore plan, got {other:?}"),
-    }
-}
-
-/// A patched workload whose record someone rewrote: container `a`'s original is `original`.
-fn with_recorded_original(original: &str) -> (Workload, Value) {
-    let w = workload(
-        Kind::Deployment,
-        &[("a", "nginx:1.27"), ("b", "redis:7")],
-        &[],
-    );
-    let (_, mut patched) = plan_and_apply(&w, Pin::Digest);
-    let mut after = reread(&w, &patched);
-    let mut recorded: BTreeMap<String, Value> =
-        serde_json::from_str(&after.annotations[ORIGINAL_IMAGES_ANNOTATION]).unwrap();
-    recorded.get_mut("a").unwrap()["original"] = json!(original);
-    let text = serde_json::to_string(&recorded).unwrap();
-    after
-        .annotations
-        .insert(ORIGINAL_IMAGES_ANNOTATION.into(), text.clone());
-    patched["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION] = json!(text);
-    (after, patched)
-}
-
-#[test]
-fn restore_writes_only_originals_that_are_image_references_of_their_backup() {
-    let long = "a".repeat(100_000);
-    for hostile in [
-        "$(touch /tmp/x)",
-        "--help",
-        "nginx:1.27\nimage: evil",
-        long.as_str(),
-        "",
-        "   ",
-        "redis:7",
-    ] {
-        let (after, patched) = with_recorded_original(hostile);
-        let (back, _, rejected, _) = restored(&after, RestoreOptions::default());
-        assert_eq!(rejected.len(), 1, "{hostile:.40}: {rejected:?}");
-        assert_eq!(rejected[0].container, "a");
-        if hostile.trim().is_empty() {
-            assert!(rejected[0].reason.contains("empty"), "{rejected:?}");
-        }
-        let written = apply(&patched, &back.patch).unwrap();
-        let image = |doc: &Value| doc["spec"]["template"]["spec"]["containers"][0]["image"].clone();
-        assert_eq!(
-            image(&written),
-            image(&patched),
-            "{hostile:.40}: container a keeps its copy"
-        );
-        // The honest entry is still restored.
-        assert_eq!(back.changes.len(), 1, "{hostile:.40}");
-        assert_eq!(back.changes[0].container, "b");
-    }
-}
-
-#[test]
-fn an_unmatched_but_valid_original_needs_allow_unmatched() {
-    let (after, patched) = with_recorded_original("ghcr.io/someone/else:1");
-    let (_, _, rejected, _) = restored(&after, RestoreOptions::default());
-    assert!(
-        rejected[0].reason.contains("--allow-unmatched"),
-        "{rejected:?}"
-    );
-    let allow = RestoreOptions {
-        opt_out: true,
-        allow_unmatched: true,
-    };
-    let (back, _, rejected, _) = restored(&after, allow);
-    assert!(rejected.is_empty());
-    let doc = apply(&patched, &back.patch).unwrap();
-    assert_eq!(
-        doc["spec"]["template"]["spec"]["containers"][0]["image"],
-        "ghcr.io/someone/else:1"
-    );
-}
-
-#[test]
-fn an_annotation_that_is_not_our_record_is_reported() {
-    let mut w = workload(Kind::Deployment, &[("a", "nginx")], &[]);
-    w.annotations
-        .insert(ORIGINAL_IMAGES_ANNOTATION.into(), "not json".into());
-    match restore(&w, RestoreOptions::default()) {
-        RestorePlan::Unreadable { error } => {
-            assert!(error.contains("not image-cloner's record"), "{error}")
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn a_skip_annotation_already_there_is_tested_and_replaced() {
-    let w = workload(Kind::Deployment, &[("a", "nginx:1.27")], &[]);
-    let (_, mut patched) = plan_and_apply(&w, Pin::Digest);
-    let mut after = reread(&w, &patched);
-    after
-        .annotations
-        .insert(SKIP_ANNOTATION.into(), "false".into());
-    patched["metadata"]["annotations"][SKIP_ANNOTATION] = json!("false");
-    let (back, _, _, opts_out) = restored(&after, RestoreOptions::default());
-    assert!(opts_out);
-    let doc = apply(&patched, &back.patch).unwrap();
-    assert_eq!(doc["metadata"]["annotations"][SKIP_ANNOTATION], "true");
-    // Someone set it to something else meanwhile: the patch fails, nothing is overwritten.
-    patched["metadata"]["annotations"][SKIP_ANNOTATION] = json!("maybe");
-    assert!(apply(&patched, &back.patch).is_err());
-}
-
-#[test]
-fn restore_keeps_an_image_changed_since_and_tests_what_it_replaces() {
-    let w = workload(Kind::Deployment, &[("a", "nginx:1"), ("b", "redis:7")], &[]);
-    let (_, patched) = plan_and_apply(&w, Pin::Digest);
-    let mut after = reread(&w, &patched);
-    after.containers[1].image = "redis:8".into();
-    let mut doc = patched.clone();
-    doc["spec"]["template"]["spec"]["containers"][1]["image"] = json!("redis:8");
-    let (back, kept, _, _) = restored(&after, RestoreOptions::default());
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].container, "b");
-    let restored = apply(&doc, &back.patch).unwrap();
-    assert_eq!(
-        restored["spec"]["template"]["spec"]["containers"],
-        json!([{"name": "a", "image": "nginx:1"}, {"name": "b", "image": "redis:8"}])
-    );
-    assert!(
-        restored["metadata"]
-            .get("annotations")
-            .is_none_or(|a| a.get(ORIGINAL_IMAGES_ANNOTATION).is_none())
-    );
-}
-
-#[test]
 fn a_new_container_later_is_added_to_the_existing_record() {
     let w = workload(Kind::Deployment, &[("a", "nginx:1")], &[]);
     let (_, patched) = plan_and_apply(&w, Pin::Digest);
@@ -551,10 +360,4 @@ fn annotation_keys_are_escaped_in_the_pointer() {
         last["path"],
         "/metadata/annotations/image-cloner.io~1original-images"
     );
-}
-
-#[test]
-fn a_workload_without_our_annotation_has_nothing_to_restore() {
-    let w = workload(Kind::Deployment, &[("a", "nginx")], &[]);
-    assert_eq!(restore(&w, RestoreOptions::default()), RestorePlan::NotOurs);
 }
