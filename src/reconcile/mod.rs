@@ -24,7 +24,7 @@ pub mod report;
 pub mod restore;
 
 #[cfg(test)]
-mod plan_tests;
+pub(crate) mod plan_tests;
 #[cfg(test)]
 mod restore_tests;
 

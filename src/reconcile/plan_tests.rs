@@ -23,7 +23,7 @@ pub(super) fn policy() -> Policy {
     }
 }
 
-pub(super) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
+pub(crate) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
     let mut containers: Vec<Container> = images
         .iter()
         .enumerate()

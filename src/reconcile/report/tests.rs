@@ -1,31 +1,19 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::{Digest, ImageRef};
 use crate::reconcile::plan::{Policy, decide};
 use crate::registry::mirror::MirroredImage;
-use crate::workload::{Container, Kind};
+use crate::workload::Kind;
 
+/// A workload whose containers `c0`, `c1`, … run `images`.
 fn workload(kind: Kind, images: &[&str]) -> Workload {
-    Workload {
-        kind,
-        namespace: "shop".into(),
-        name: "web".into(),
-        annotations: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        containers: images
-            .iter()
-            .enumerate()
-            .map(|(index, image)| Container {
-                name: format!("c{index}"),
-                image: (*image).into(),
-                init: false,
-                index,
-            })
-            .collect(),
-        namespace_opted_out: false,
-    }
+    let names: Vec<String> = (0..images.len()).map(|i| format!("c{i}")).collect();
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(images.iter().copied())
+        .collect();
+    crate::reconcile::plan_tests::workload(kind, &pairs, &[])
 }
 
 fn policy() -> Policy {
