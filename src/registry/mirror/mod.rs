@@ -72,8 +72,9 @@ pub struct MirrorOptions {
     /// Pulls of Docker Hub's budget (`ratelimit-remaining`) left for the nodes: no copy pulls
     /// from a registry that reports this many or fewer.
     pub pull_budget_reserve: u64,
-    /// The longest pause of a rate-limited registry a request waits out inline; a longer one
-    /// fails the request at once (the reconcile is retried by its own backoff).
+    /// The longest pause of a rate-limited registry a request waits out inline (15 s: a short
+    /// `Retry-After` costs a `copy` or a reconcile no failure); a longer one fails the request
+    /// at once, without sending it, and the reconcile is retried by its own backoff.
     pub max_gate_wait: Duration,
 }
 
@@ -87,7 +88,7 @@ impl MirrorOptions {
             success_ttl: Duration::from_secs(600),
             failure_ttl: Duration::from_secs(3),
             pull_budget_reserve: 5,
-            max_gate_wait: Duration::from_secs(60),
+            max_gate_wait: Duration::from_secs(15),
         }
     }
 
