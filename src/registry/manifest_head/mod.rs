@@ -154,7 +154,7 @@ impl ManifestHead {
 
     /// The digest and media type `image` resolves to, or `None` when the registry does not
     /// know it. A `ratelimit-remaining` header on the answer is recorded (see
-    /// [`pull_budget`](Self::take_pull)).
+    /// [`take_pull`](Self::take_pull)).
     pub async fn resolve(&self, image: &ImageRef) -> Result<Option<Resolved>, HeadError> {
         let domain = image.domain().to_ascii_lowercase();
         if self.helper_hosts.iter().any(|h| h == &domain || h == "*") {

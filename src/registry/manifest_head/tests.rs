@@ -191,11 +191,7 @@ async fn an_anonymous_token_decides_by_what_it_opens() {
                 body.len()
             )
         } else if req.contains("authorization: bearer anon") {
-            if req.starts_with("head /v2/team/app/") {
-                status("401 Unauthorized", "")
-            } else {
-                status("200 OK", "")
-            }
+            status("401 Unauthorized", "")
         } else {
             let challenge =
                 format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"s\"\r\n");
@@ -205,6 +201,25 @@ async fn an_anonymous_token_decides_by_what_it_opens() {
     assert_eq!(
         visibility_of(hub).await.expect("an answer"),
         Visibility::Private
+    );
+    // A public repository: the anonymous token opens it.
+    let open = |req: &str, me: &str| {
+        if req.starts_with("get /token") {
+            let body = r#"{"access_token":"anon"}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else if req.contains("authorization: bearer anon") {
+            status("200 OK", "")
+        } else {
+            let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
+            status("401 Unauthorized", &challenge)
+        }
+    };
+    assert_eq!(
+        visibility_of(open).await.expect("an answer"),
+        Visibility::Public
     );
     // A token endpoint that refuses strangers.
     let refusing = |req: &str, me: &str| {
