@@ -1,7 +1,7 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
 //!
-//! The folders read as the pipeline of DESIGN.md, from the bottom up: `image` and `workload`
-//! (pure), `registry`, `settings` and `reconcile`, then `cluster` and `ops`, then `commands`.
+//! The folders read as the pipeline of DESIGN.md, from the bottom up: `image`, `workload` and
+//! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster` and `ops`, then `commands`.
 
 pub mod cluster;
 pub mod commands;
@@ -10,4 +10,5 @@ pub mod ops;
 pub mod reconcile;
 pub mod registry;
 pub mod settings;
+pub mod source_policy;
 pub mod workload;

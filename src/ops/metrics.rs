@@ -32,6 +32,11 @@ pub struct ApiCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabel {
+    pub registry: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabel {
     pub verb: &'static str,
 }
@@ -53,6 +58,7 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    pub source_throttled: Family<RegistryLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,8 +129,15 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let source_throttled = Family::<RegistryLabel, Counter>::default();
+        registry.register(
+            "source_throttled",
+            "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
+            source_throttled.clone(),
+        );
         Metrics {
             registry,
+            source_throttled,
             api_requests,
             api_request_duration,
             copies,
@@ -195,6 +208,14 @@ impl CopyObserver for Metrics {
     fn image_mirrored(&self) {
         self.images_mirrored.inc();
     }
+
+    fn source_throttled(&self, registry: &str) {
+        self.source_throttled
+            .get_or_create(&RegistryLabel {
+                registry: registry.to_owned(),
+            })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +232,7 @@ mod tests {
         m.workload_patched();
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
+        m.source_throttled("docker.io");
         m.api_call(
             Verb::CreateEvent,
             CallOutcome::Timeout,
@@ -228,6 +250,7 @@ mod tests {
             "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",
             "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"timeout\"} 1",
             "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
+            "image_cloner_source_throttled_total{registry=\"docker.io\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

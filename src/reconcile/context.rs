@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::reconcile::api::WorkloadApi;
+use crate::reconcile::notices::EpisodeNotices;
 use crate::reconcile::plan::Policy;
 use crate::registry::mirror::Mirror;
 
@@ -54,6 +55,8 @@ pub struct Context {
     pub observer: Arc<dyn ReconcileObserver>,
     /// Workloads created after this are news even when their images were already copied.
     pub started_at: k8s_openapi::jiff::Timestamp,
+    /// Events told once per episode (rate limits, private sources), not at every retry.
+    pub episodes: EpisodeNotices,
 }
 
 impl Context {
@@ -73,6 +76,7 @@ impl Context {
             observer,
             // creationTimestamp has whole seconds: compare at that resolution.
             started_at: k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
+            episodes: EpisodeNotices::default(),
         }
     }
 
