@@ -26,6 +26,8 @@ pub mod restore;
 #[cfg(test)]
 pub(crate) mod plan_tests;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod restore_tests;
 
 use std::time::Duration;
