@@ -17,6 +17,7 @@ pub struct CopyRow {
 
 /// `copy`: clones the images, prints the report; `false` when one failed.
 pub async fn run(settings: &Settings, images: &[String]) -> bool {
+    crate::registry::skopeo::clean_at_start(settings.tmp_dir.as_deref());
     let mirror = settings.mirror(Arc::new(Unobserved));
     let rows = copy(&mirror, images).await;
     print!("{}", render(&rows));
