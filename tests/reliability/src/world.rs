@@ -73,8 +73,11 @@ impl World {
     pub fn with_backup(bins: &Bins, options: RegistryOptions) -> Result<World> {
         let sim = kube_sim::Sim::start(kube_sim::Options::default())
             .map_err(|e| anyhow!("starting the simulator: {e}"))?;
+        // RELIABILITY_KEEP=1 keeps each world's directory (logs, configs, skopeo's argument
+        // lists) for a look after a failure.
         let dir = tempfile::Builder::new()
             .prefix("reliability-")
+            .disable_cleanup(std::env::var_os("RELIABILITY_KEEP").is_some())
             .tempdir()
             .context("a temp dir")?;
         let kubeconfig = dir.path().join("kubeconfig");

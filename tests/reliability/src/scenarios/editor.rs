@@ -51,9 +51,20 @@ impl Editor {
                 let key = keys[rng.below(keys.len() as u64) as usize].clone();
                 let image = images[rng.below(images.len() as u64) as usize].clone();
                 let label = format!("e{}", edits.len());
+                let r = kube_sim::store::resource(&key.0);
+                let has_labels = sim
+                    .store()
+                    .get(r, &key.1, &key.2)
+                    .is_ok_and(|o| o["metadata"]["labels"].is_object());
+                let label_op = if has_labels {
+                    json!({"op": "add", "path": "/metadata/labels/edited", "value": label})
+                } else {
+                    json!({"op": "add", "path": "/metadata/labels", "value": {"edited": label}})
+                };
+                let image_path = format!("{}/containers/0/image", pod_spec_pointer(&key.0));
                 let patch = json!([
-                    {"op": "replace", "path": format!("{}/containers/0/image", pod_spec_pointer(&key.0)), "value": image},
-                    {"op": "add", "path": "/metadata/labels/edited", "value": label},
+                    {"op": "replace", "path": image_path, "value": image},
+                    label_op,
                 ])
                 .to_string();
                 let done = sim.store().patch(
