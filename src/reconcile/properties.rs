@@ -78,10 +78,10 @@ proptest! {
         prop_assert!(kept.is_empty() && rejected.is_empty(), "kept {:?}, rejected {:?}", kept, rejected);
         let mut restored = apply(&patched, &back.patch).expect("the restore applies");
         // The API server stores an empty annotations map as none (`omitempty`).
-        if restored["metadata"]["annotations"] == serde_json::json!({}) {
-            if let Some(m) = restored["metadata"].as_object_mut() {
-                m.remove("annotations");
-            }
+        if restored["metadata"]["annotations"] == serde_json::json!({})
+            && let Some(m) = restored["metadata"].as_object_mut()
+        {
+            m.remove("annotations");
         }
         prop_assert_eq!(restored, original);
     }
