@@ -33,7 +33,9 @@ fn settle(
     daemon: &mut Daemon,
     report: &mut Report,
 ) -> (usize, usize, usize) {
-    let converged = convergence::wait(world, expected, Instant::now() + Duration::from_secs(240));
+    // The daemon retries a transient failure after 5 s doubling to 5 min: after two outages a
+    // workload may wait minutes for its next attempt.
+    let converged = convergence::wait(world, expected, Instant::now() + Duration::from_secs(420));
     report.check(
         converged.problems.is_empty(),
         format!(
