@@ -166,7 +166,11 @@ mod tests {
         let dir = existing_dir(".").ok().expect("the working directory");
         assert!(dir.is_absolute(), "{}", dir.display());
         let file = existing_file("Cargo.toml").ok().expect("Cargo.toml");
-        assert!(file.is_absolute() && file.ends_with("Cargo.toml"), "{}", file.display());
+        assert!(
+            file.is_absolute() && file.ends_with("Cargo.toml"),
+            "{}",
+            file.display()
+        );
     }
 
     #[test]

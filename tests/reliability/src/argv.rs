@@ -69,7 +69,8 @@ pub fn violations(args: &[String]) -> Vec<String> {
                 None => out.push(format!("{a:?} is not a flag image-cloner passes")),
                 Some((_, true)) if !a.contains('=') => match args.get(i) {
                     Some(v) if v.starts_with('-') => {
-                        out.push(format!("the value of {a} starts with '-': {v:?}"))
+                        out.push(format!("the value of {a} starts with '-': {v:?}"));
+                        i += 1;
                     }
                     Some(_) => i += 1,
                     None => out.push(format!("{a} has no value")),
