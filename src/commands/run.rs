@@ -23,12 +23,14 @@ use crate::ops::metrics::Metrics;
 use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
 use crate::reconcile::error::with_causes;
+use crate::registry::skopeo::clean_at_start;
 use crate::settings::Settings;
 use crate::workload::Kind;
 
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
+    clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let opted_out = list::opted_out_namespaces(&session.client)
         .await
@@ -129,6 +131,7 @@ async fn probe_cluster(client: kube::Client, health: Arc<Health>) {
 
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
+    clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Health::new(

@@ -26,9 +26,30 @@ pub struct Session {
 impl Session {
     /// Connects and finds the served kinds, warning once for each missing one.
     pub async fn connect(settings: &Settings, kinds: &[Kind]) -> Result<Session, ClusterError> {
+        Session::connect_to(
+            settings.kubeconfig.as_deref(),
+            settings.context.as_deref(),
+            &settings.kubeconfig_source,
+            kinds,
+        )
+        .await
+    }
+
+    /// [`Session::connect`] with the cluster configuration given: a failure once the
+    /// configuration is read names the API server and `source` (where it came from).
+    pub async fn connect_to(
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+        source: &str,
+        kinds: &[Kind],
+    ) -> Result<Session, ClusterError> {
+        let config = client::config(kubeconfig, context).await?;
+        let server = config.cluster_url.to_string();
         let client =
-            client::client(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;
-        let (served, warnings) = client::served_kinds(&client, kinds).await?;
+            Client::try_from(config).map_err(|e| ClusterError::Client(e).at(&server, source))?;
+        let (served, warnings) = client::served_kinds(&client, kinds)
+            .await
+            .map_err(|e| e.at(&server, source))?;
         for w in warnings {
             tracing::warn!("{w}");
         }
@@ -85,5 +106,33 @@ pub fn policy(settings: &Settings, own_namespace: Option<String>) -> Policy {
         patch_gitops_managed: settings.patch_gitops_managed,
         only_namespaces: settings.namespaces.clone(),
         sources: settings.sources.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::error::with_causes;
+
+    /// Found by make reliability: "asking the API server which apps/v1 resources it serves:
+    /// ... Connection refused" did not say which server, nor which kubeconfig.
+    #[tokio::test]
+    async fn a_failure_to_connect_names_the_server_and_the_kubeconfig() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("kubeconfig");
+        let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n";
+        std::fs::write(&path, kubeconfig).expect("write the kubeconfig");
+        let source = path.display().to_string();
+        let Err(e) = Session::connect_to(Some(&path), None, &source, Kind::ALL).await else {
+            panic!("nothing listens on 127.0.0.1:1");
+        };
+        let text = with_causes(&e);
+        assert!(
+            text.starts_with(&format!(
+                "API server https://127.0.0.1:1/ (from {source}): "
+            )),
+            "{text}"
+        );
+        assert!(text.contains("Connection refused"), "{text}");
     }
 }

@@ -28,7 +28,11 @@ pub mod restore;
 pub mod screen;
 
 #[cfg(test)]
+mod defer_tests;
+#[cfg(test)]
 pub(crate) mod plan_tests;
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod restore_tests;
 
@@ -101,6 +105,9 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
         log_decisions(&plans);
         let copies = ensure_copies(ctx, &plans, screened).await;
         report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
+        if defer_patch(&copies.failures) {
+            return finish(result, copies.failures, &w);
+        }
         match write_patch(ctx, &current, &w, &plans, &copies.verified).await? {
             Written::Patched(changes) => {
                 result.patched = changes;
@@ -183,6 +190,15 @@ async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan], screened: Screene
         }
     }
     copies
+}
+
+/// Whether to leave the workload unpatched for now: every image that could not be mirrored
+/// failed for a reason that passes (a registry down, throttling), so the retry will soon
+/// verify it, and patching the verified copies now would write — and roll — the workload
+/// once more then. When a failure will not pass by itself (a source that is gone), the
+/// verified copies are patched without waiting for it.
+fn defer_patch(failures: &[MirrorError]) -> bool {
+    !failures.is_empty() && failures.iter().all(MirrorError::is_transient)
 }
 
 /// Step 3: Events for invalid references, failed copies, and copies not patched.

@@ -54,22 +54,30 @@ pub(super) fn duration(s: &str, min: Duration, max: Duration) -> Result<Duration
     }
 }
 
+/// An existing directory, made absolute: a relative path such as `-certs` would otherwise reach
+/// skopeo's command line as something that looks like a flag.
 pub(super) fn existing_dir(s: &str) -> Result<PathBuf, Bad> {
     let p = PathBuf::from(s);
     if p.is_dir() {
-        Ok(p)
+        absolute(&p)
     } else {
         Err(Bad::because("no such directory"))
     }
 }
 
+/// An existing file, made absolute (see [`existing_dir`]; a relative `skopeo` would also be
+/// looked up on PATH rather than run from where it was checked).
 pub(super) fn existing_file(s: &str) -> Result<PathBuf, Bad> {
     let p = PathBuf::from(s);
     if p.is_file() {
-        Ok(p)
+        absolute(&p)
     } else {
         Err(Bad::because("no such file"))
     }
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf, Bad> {
+    std::path::absolute(p).map_err(|e| Bad::because(format!("cannot make it absolute: {e}")))
 }
 
 /// A namespace name: an RFC 1123 label.
@@ -150,6 +158,19 @@ mod tests {
             assert!(duration(bad, min, max).is_err(), "{bad}");
         }
         assert!(duration("0s", Duration::ZERO, max).is_ok());
+    }
+
+    /// What reaches skopeo's command line never starts with '-' (found by make reliability).
+    #[test]
+    fn existing_paths_are_made_absolute() {
+        let dir = existing_dir(".").ok().expect("the working directory");
+        assert!(dir.is_absolute(), "{}", dir.display());
+        let file = existing_file("Cargo.toml").ok().expect("Cargo.toml");
+        assert!(
+            file.is_absolute() && file.ends_with("Cargo.toml"),
+            "{}",
+            file.display()
+        );
     }
 
     #[test]
