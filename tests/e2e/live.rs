@@ -167,6 +167,14 @@ pub fn restore_while_running(env: &Env) {
     env.annotate("Deployment", ns, "web", SKIP, None);
     daemon.wait_until(WAIT, "patched again once opted back in", patched);
 
+    allow_repatch(env, &daemon, ns, &patched);
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    env.clear(ns);
+}
+
+/// `restore --allow-repatch` while the daemon runs: restored without opting out, so the daemon
+/// patches it again.
+fn allow_repatch(env: &Env, daemon: &Daemon, ns: &str, patched: &dyn Fn() -> bool) {
     // restore's write and the daemon's: two new generations.
     let before = generation(&env.get("Deployment", ns, "web"));
     let out = env.run(&[ns], &[], &["restore", "-n", ns, "--allow-repatch"]);
@@ -190,8 +198,6 @@ pub fn restore_while_running(env: &Env) {
         "{}",
         web["metadata"]
     );
-    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
-    env.clear(ns);
 }
 
 fn generation(obj: &serde_json::Value) -> i64 {
