@@ -1,5 +1,10 @@
 //! `image-cloner plan`: what `run` would do, read from the cluster, without writing or copying
 //! anything. `--check-backup` also asks the backup registry which copies already exist.
+//!
+//! How pods would pull the copies is part of the plan: with no pull secret and `pull_check`
+//! on, the backup registry is asked once whether it answers anonymous pulls (a manifest HEAD
+//! without credentials); if not, the containers `run` would patch are shown as
+//! `backup not pullable` (copied, not patched).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -14,7 +19,9 @@ use crate::commands::error::CommandError;
 use crate::commands::session::{self, Session};
 use crate::image::reference::ImageRef;
 use crate::ops::metrics::Metrics;
+use crate::pullsecret::{AnonymousCheck, Verdict};
 use crate::reconcile::plan::{self, Decision, Policy};
+use crate::reconcile::pull::{FIX, PullAccess};
 use crate::registry::mirror::Mirror;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
@@ -96,6 +103,70 @@ pub async fn check_backup(rows: &mut [PlanRow], mirror: &Mirror) {
             Err(e) => Some(format!("unknown: {e}")),
         };
     }
+}
+
+/// The rows once it is known how pods would pull (pure): when they could not, what `run`
+/// would patch is copied only.
+pub fn apply_pull(rows: &mut [PlanRow], access: &PullAccess) {
+    let PullAccess::NotPullable { why } = access else {
+        return;
+    };
+    for row in rows.iter_mut().filter(|r| r.patch) {
+        row.patch = false;
+        row.decision = Decision::BackupNotPullable { why: why.clone() };
+        row.detail = Some(format!("{why}; to fix it, {FIX}"));
+    }
+}
+
+/// The line under the table saying how pods would pull the copies.
+pub fn pull_line(access: &PullAccess, backup: &str) -> String {
+    match access {
+        PullAccess::Secret(name) => format!(
+            "pods pull from {backup} with the pull secret {name}, created in each namespace before its first patch"
+        ),
+        PullAccess::Anonymous => {
+            format!("pods pull from {backup} without credentials: it answers anonymous pulls")
+        }
+        PullAccess::NodeCredentials => {
+            format!("pods pull from {backup} with the nodes' own credentials (pull_check = off)")
+        }
+        PullAccess::NotPullable { why } => format!(
+            "pods could not pull from {backup} ({why}): workloads are copied, not patched; to fix it, {FIX}"
+        ),
+        PullAccess::Unknown { error } => format!(
+            "whether pods could pull from {backup} is not known ({error}): run patches nothing until it is"
+        ),
+    }
+}
+
+/// How pods would pull, as `run` decides it; the registry is asked only when it matters.
+pub async fn pull_access(settings: &Settings, rows: &[PlanRow]) -> Option<PullAccess> {
+    if !rows.iter().any(|r| r.patch) {
+        return None;
+    }
+    if let Some(name) = &settings.pull_secret {
+        return Some(PullAccess::Secret(name.clone()));
+    }
+    if !settings.pull_check {
+        return Some(PullAccess::NodeCredentials);
+    }
+    // A copy known to exist says the most; before any copy, the first one run would make.
+    let existing = rows
+        .iter()
+        .find(|r| r.decision == Decision::AlreadyInBackup)
+        .map(|r| (r.image.clone(), true));
+    let (reference, exists) = existing.or_else(|| {
+        let row = rows.iter().find(|r| r.patch)?;
+        Some((row.backup.clone()?, false))
+    })?;
+    let check = AnonymousCheck::new(settings.anonymous_head().ok());
+    Some(match check.check(&reference, exists).await {
+        Verdict::Pullable => PullAccess::Anonymous,
+        Verdict::Refused(why) => PullAccess::NotPullable {
+            why: format!("{why}, and no pull secret is provisioned"),
+        },
+        Verdict::Unknown(error) => PullAccess::Unknown { error },
+    })
 }
 
 /// The table for people.
@@ -225,12 +296,24 @@ pub async fn run(settings: &Settings, output: Output, check: bool) -> Result<boo
             &b.container,
         ))
     });
+    let access = pull_access(settings, &rows).await;
+    if let Some(access) = &access {
+        apply_pull(&mut rows, access);
+    }
     if check {
         let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
         check_backup(&mut rows, &mirror).await;
     }
     match output {
-        Output::Table => print!("{}", render_table(&rows, check)),
+        Output::Table => {
+            print!("{}", render_table(&rows, check));
+            if let Some(access) = &access {
+                println!(
+                    "{}",
+                    pull_line(access, &settings.backup_registry.to_string())
+                );
+            }
+        }
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
     }
     Ok(true)
@@ -274,6 +357,8 @@ mod tests {
                 },
             ],
             namespace_opted_out: false,
+            pull_secrets: None,
+            resource_version: None,
         };
         let r = rows(&w, &policy);
         assert_eq!(
@@ -299,5 +384,47 @@ mod tests {
             table.contains("4 container(s): 1 distinct image(s) to clone, 2 container(s) to patch"),
             "{table}"
         );
+
+        // Pods that could not pull: copied, not patched, and the plan says why and the fix.
+        let access = PullAccess::NotPullable {
+            why:
+                "quay.io refuses anonymous pulls of x (HTTP 401), and no pull secret is provisioned"
+                    .into(),
+        };
+        let mut held = both.clone();
+        apply_pull(&mut held, &access);
+        assert_eq!(held[0].decision.label(), "backup not pullable");
+        assert!(!held[0].patch);
+        assert!(
+            held[0]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("HTTP 401") && d.contains("set pull_secret")),
+            "{:?}",
+            held[0].detail
+        );
+        assert_eq!(
+            held[1].decision,
+            Decision::AlreadyInBackup,
+            "left as it was"
+        );
+        let table = render_table(&held, false);
+        assert!(table.contains("0 container(s) to patch"), "{table}");
+        let json = serde_json::to_value(&held).unwrap();
+        assert_eq!(json[0]["decision"], "backup not pullable");
+        let line = pull_line(&access, "quay.io/b");
+        assert!(
+            line.starts_with("pods could not pull from quay.io/b"),
+            "{line}"
+        );
+        assert!(line.contains("pull_check = off"), "{line}");
+        let line = pull_line(&PullAccess::Secret("image-cloner-pull".into()), "quay.io/b");
+        assert!(line.contains("pull secret image-cloner-pull"), "{line}");
+        let mut unchanged = both.clone();
+        apply_pull(
+            &mut unchanged,
+            &PullAccess::Secret("image-cloner-pull".into()),
+        );
+        assert_eq!(unchanged, both);
     }
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    pub workloads_not_pullable: Counter,
+    pub pull_secret_writes: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,8 +125,22 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let workloads_not_pullable = Counter::default();
+        registry.register(
+            "workloads_not_pullable",
+            "Workloads copied but not patched because their pods could not pull the copies from the backup registry (Event BackupNotPullable)",
+            workloads_not_pullable.clone(),
+        );
+        let pull_secret_writes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "pull_secret_writes",
+            "Pull secrets written into namespaces, by result (created, updated)",
+            pull_secret_writes.clone(),
+        );
         Metrics {
             registry,
+            workloads_not_pullable,
+            pull_secret_writes,
             api_requests,
             api_request_duration,
             copies,
@@ -162,6 +178,16 @@ impl ReconcileObserver for Metrics {
     fn reconcile_failed(&self, reason: &'static str) {
         self.reconcile_errors
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    fn workload_not_pullable(&self) {
+        self.workloads_not_pullable.inc();
+    }
+
+    fn pull_secret_written(&self, result: &'static str) {
+        self.pull_secret_writes
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 }
@@ -209,6 +235,8 @@ mod tests {
         m.image_mirrored();
         m.reconcile_failed("SourceNotFound");
         m.workload_patched();
+        m.workload_not_pullable();
+        m.pull_secret_written("created");
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
         m.api_call(
@@ -223,6 +251,8 @@ mod tests {
             "image_cloner_copies_in_flight 0",
             "image_cloner_images_mirrored_total 1",
             "image_cloner_workloads_patched_total 1",
+            "image_cloner_workloads_not_pullable_total 1",
+            "image_cloner_pull_secret_writes_total{result=\"created\"} 1",
             "image_cloner_reconcile_errors_total{reason=\"SourceNotFound\"} 1",
             "# TYPE image_cloner_last_successful_reconcile_timestamp_seconds gauge",
             "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",

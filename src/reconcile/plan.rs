@@ -1,5 +1,6 @@
 //! Pure planning, step 1: a workload's view and the settings in, the decision per container
-//! out — clone and patch, clone only (GitOps-managed, immutable pod template), or leave alone
+//! out — clone and patch, clone only (GitOps-managed, immutable pod template; the nodes could
+//! not pull the copy, decided later by [`crate::reconcile::pull`]), or leave alone
 //! (already in the backup registry, ignored namespace, opt-out, invalid reference). Its
 //! [`to_mirror`] list is what the mirror is asked for. No client, no I/O: the rules that decide
 //! what gets written into a production cluster are tested without one.
@@ -42,6 +43,11 @@ pub enum Decision {
     },
     /// Copied, not patched: the pod template cannot change (a Job).
     Immutable,
+    /// Copied, not patched: the nodes could not pull the copy (a private backup registry, no
+    /// pull secret, `pull_check` on). Says why.
+    BackupNotPullable {
+        why: String,
+    },
     InvalidReference {
         error: String,
     },
@@ -52,7 +58,10 @@ impl Decision {
     pub fn copies(&self) -> bool {
         matches!(
             self,
-            Decision::Clone | Decision::GitOpsManaged { .. } | Decision::Immutable
+            Decision::Clone
+                | Decision::GitOpsManaged { .. }
+                | Decision::Immutable
+                | Decision::BackupNotPullable { .. }
         )
     }
 
@@ -65,6 +74,7 @@ impl Decision {
             Decision::OptOut => "opt-out",
             Decision::GitOpsManaged { .. } => "gitops-managed",
             Decision::Immutable => "immutable",
+            Decision::BackupNotPullable { .. } => "backup not pullable",
             Decision::InvalidReference { .. } => "invalid reference",
         }
     }

@@ -66,6 +66,11 @@ impl Settings {
             "metrics_address" => self.metrics_address.to_string(),
             "log_format" => format!("{:?}", self.log_format).to_ascii_lowercase(),
             "log_level" => self.log_level.clone(),
+            "pull_secret" => self
+                .pull_secret
+                .clone()
+                .unwrap_or_else(|| "(none: no pull secret is provisioned)".to_owned()),
+            "pull_check" => if self.pull_check { "on" } else { "off" }.to_owned(),
             _ => UNKNOWN.to_owned(),
         }
     }

@@ -102,6 +102,11 @@ const ALL: &[Task] = &[Run, Task::Copy, Plan, Restore];
 const NAMING: &[Task] = &[Run, Task::Copy, Plan];
 /// Asking or writing to registries: skopeo, credentials, TLS, timeouts.
 const REGISTRY: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
+/// Reaching registries at all (TLS, timeouts): `plan` too, which asks the backup registry
+/// whether it answers anonymous pulls (one manifest HEAD, no skopeo, no credentials).
+const REGISTRY_ACCESS: &[Task] = &[Run, Task::Copy, Plan];
+/// Whether and how pods pull the copies: what `run` does and `plan` shows.
+const PULLING: &[Task] = &[Run, Plan];
 /// The reference a copy is patched to (`plan --check-backup` shows the one it finds).
 const PINNING: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
 /// Copying: only `run` and `copy` copy.
@@ -206,7 +211,7 @@ pub const SPECS: &[Spec] = &[
         key: "inspect_timeout",
         bare_env: false,
         value: "DURATION",
-        used_by: REGISTRY,
+        used_by: REGISTRY_ACCESS,
         required: false,
         kind: Kind::Duration {
             min: secs(1),
@@ -227,7 +232,7 @@ pub const SPECS: &[Spec] = &[
         key: "insecure_registries",
         bare_env: false,
         value: "HOSTS",
-        used_by: REGISTRY,
+        used_by: REGISTRY_ACCESS,
         required: false,
         kind: Kind::List,
         expected: "a comma-separated list of host[:port]",
@@ -236,7 +241,7 @@ pub const SPECS: &[Spec] = &[
         key: "cert_dir",
         bare_env: false,
         value: "DIR",
-        used_by: REGISTRY,
+        used_by: REGISTRY_ACCESS,
         required: false,
         kind: Kind::Text,
         expected: "a directory of CA certificates (*.crt)",
@@ -324,6 +329,24 @@ pub const SPECS: &[Spec] = &[
         required: false,
         kind: Kind::Text,
         expected: "a level (error, warn, info, debug, trace, off) or comma-separated directives such as info,image_cloner=debug or kube_runtime[reconcile]=trace",
+    },
+    Spec {
+        key: "pull_secret",
+        bare_env: false,
+        value: "NAME",
+        used_by: PULLING,
+        required: false,
+        kind: Kind::Text,
+        expected: "the name of the Secret image-cloner creates in each namespace it patches, holding only the backup registry's credentials (a DNS subdomain name such as image-cloner-pull), or empty for none",
+    },
+    Spec {
+        key: "pull_check",
+        bare_env: false,
+        value: "on|off",
+        used_by: PULLING,
+        required: false,
+        kind: Kind::Text,
+        expected: "\"on\" (patch only where pods can pull the copy: a pull secret in place, or a backup registry that answers anonymous pulls) or \"off\" (the nodes have their own credentials for the backup registry)",
     },
 ];
 

@@ -305,6 +305,12 @@ impl Validator<'_> {
             log_level: self.scalar("log_level", "info".to_owned(), |s| {
                 log_filter::parse(s).map_err(Bad::because)
             }),
+            pull_secret: self.scalar("pull_secret", None, parse::optional_dns_subdomain),
+            pull_check: self.scalar("pull_check", true, |s| match s {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err(Bad(None)),
+            }),
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),
         };

@@ -25,6 +25,8 @@ fn workload(kind: Kind, images: &[&str]) -> Workload {
             })
             .collect(),
         namespace_opted_out: false,
+        pull_secrets: None,
+        resource_version: None,
     }
 }
 

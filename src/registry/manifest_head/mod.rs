@@ -172,8 +172,10 @@ impl ManifestHead {
             match tokio::time::timeout(self.timeout, self.head(&url, &domain, image, *verify)).await
             {
                 Ok(Ok(found)) => return Ok(found),
-                // The registry answered: another scheme would meet the same limit.
-                Ok(Err(e @ HeadError::RateLimited { .. })) => return Err(e),
+                // The registry answered: another scheme would meet the same limit (or refusal).
+                Ok(Err(e @ (HeadError::RateLimited { .. } | HeadError::Denied { .. }))) => {
+                    return Err(e);
+                }
                 Ok(Err(e)) => last = Some(e),
                 Err(_) => last = Some(HeadError::Timeout { url }),
             }
@@ -226,7 +228,9 @@ impl ManifestHead {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
-            let authorization = self.authorize(&challenge, domain, image, verify).await?;
+            let authorization = self
+                .authorize(url, &challenge, domain, image, verify)
+                .await?;
             self.send(Method::HEAD, url, Some(&authorization), verify)
                 .await?
         } else {
@@ -251,6 +255,10 @@ impl ManifestHead {
             }
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::TOO_MANY_REQUESTS => Err(HeadError::rate_limited(url, response.headers())),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(HeadError::Denied {
+                url: url.to_owned(),
+                status: s.as_u16(),
+            }),
             other => Err(HeadError::Request {
                 url: url.to_owned(),
                 detail: format!("HTTP {other}"),
@@ -261,6 +269,7 @@ impl ManifestHead {
     /// The Authorization header answering a 401 challenge.
     async fn authorize(
         &self,
+        url: &str,
         challenge: &str,
         domain: &str,
         image: &ImageRef,
@@ -269,10 +278,9 @@ impl ManifestHead {
         let basic = self.auths.get(domain).map(|b| format!("Basic {}", b.0));
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if scheme.eq_ignore_ascii_case("basic") {
-            return basic.ok_or_else(|| {
-                HeadError::Unsupported(format!(
-                    "{domain} wants credentials the docker config lacks"
-                ))
+            return basic.ok_or_else(|| HeadError::Denied {
+                url: url.to_owned(),
+                status: StatusCode::UNAUTHORIZED.as_u16(),
             });
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -282,16 +290,25 @@ impl ManifestHead {
         let realm = params
             .get("realm")
             .ok_or_else(|| HeadError::Unsupported("Bearer challenge without realm".into()))?;
-        let mut url = format!("{realm}?scope=repository:{}:pull", image.path());
+        let mut token_url = format!("{realm}?scope=repository:{}:pull", image.path());
         if let Some(service) = params.get("service") {
-            url.push_str("&service=");
-            url.push_str(&percent_encode(service));
+            token_url.push_str("&service=");
+            token_url.push_str(&percent_encode(service));
         }
         let response = self
-            .send(Method::GET, &url, basic.as_deref(), verify)
+            .send(Method::GET, &token_url, basic.as_deref(), verify)
             .await?;
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             return Err(HeadError::rate_limited(realm, response.headers()));
+        }
+        if matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            return Err(HeadError::Denied {
+                url: realm.clone(),
+                status: response.status().as_u16(),
+            });
         }
         if response.status() != StatusCode::OK {
             return Err(HeadError::Unsupported(format!(

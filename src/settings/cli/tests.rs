@@ -69,6 +69,8 @@ fn each_subcommand_offers_the_flags_of_the_settings_it_uses() {
         "patch_gitops_managed",
         "log_format",
         "log_level",
+        "pull_secret",
+        "pull_check",
     ];
     let restore = ["kubeconfig", "context", "log_format", "log_level"];
     assert_eq!(flags_in(&help(&["copy"])), copy);
