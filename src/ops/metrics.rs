@@ -53,7 +53,7 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
-    pub workloads_not_pullable: Counter,
+    pub not_pullable: Counter,
     pub pull_secret_writes: Family<ResultLabel, Counter>,
 }
 
@@ -125,11 +125,11 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
-        let workloads_not_pullable = Counter::default();
+        let not_pullable = Counter::default();
         registry.register(
-            "workloads_not_pullable",
-            "Workloads copied but not patched because their pods could not pull the copies from the backup registry (Event BackupNotPullable)",
-            workloads_not_pullable.clone(),
+            "not_pullable",
+            "Reconciles that left a workload copied but not patched because its pods could not pull the copies from the backup registry (Event BackupNotPullable)",
+            not_pullable.clone(),
         );
         let pull_secret_writes = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -139,7 +139,7 @@ impl Metrics {
         );
         Metrics {
             registry,
-            workloads_not_pullable,
+            not_pullable,
             pull_secret_writes,
             api_requests,
             api_request_duration,
@@ -182,7 +182,7 @@ impl ReconcileObserver for Metrics {
     }
 
     fn workload_not_pullable(&self) {
-        self.workloads_not_pullable.inc();
+        self.not_pullable.inc();
     }
 
     fn pull_secret_written(&self, result: &'static str) {
@@ -251,7 +251,7 @@ mod tests {
             "image_cloner_copies_in_flight 0",
             "image_cloner_images_mirrored_total 1",
             "image_cloner_workloads_patched_total 1",
-            "image_cloner_workloads_not_pullable_total 1",
+            "image_cloner_not_pullable_total 1",
             "image_cloner_pull_secret_writes_total{result=\"created\"} 1",
             "image_cloner_reconcile_errors_total{reason=\"SourceNotFound\"} 1",
             "# TYPE image_cloner_last_successful_reconcile_timestamp_seconds gauge",
