@@ -36,7 +36,7 @@ pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
         .map_err(CommandError::list("namespaces"))?;
     let metrics = Arc::new(Metrics::new());
     let pull = session.pull_secrets(settings, &metrics);
-    warn_about_pulls(&pull);
+    warn_about_pulls(&pull).await;
     let ctx = session.context(settings, Arc::new(Snapshot(opted_out)), &metrics, pull);
     let summary = once::run_once(Arc::clone(&ctx), &session.kinds)
         .await
@@ -66,8 +66,8 @@ fn render_summary(summary: &OnceSummary, ctx: &Context) -> String {
 }
 
 /// The start-up warnings about how pods will pull the copies.
-fn warn_about_pulls(pull: &PullSecrets) {
-    for warning in pull.startup_warnings() {
+async fn warn_about_pulls(pull: &PullSecrets) {
+    for warning in pull.startup_warnings().await {
         tracing::warn!("{warning}");
     }
 }
@@ -128,7 +128,11 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
     let pull = session.pull_secrets(settings, &metrics);
-    warn_about_pulls(&pull);
+    // In the background: an unreachable registry must not hold the start-up.
+    let warnings = tokio::spawn({
+        let pull = Arc::clone(&pull);
+        async move { warn_about_pulls(&pull).await }
+    });
     let refresh = tokio::spawn(pullsecret::refresh::keep_current(Arc::clone(&pull)));
     let ctx = session.context(settings, namespaces, &metrics, pull);
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
@@ -148,6 +152,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
     ns_task.abort();
     refresh.abort();
+    warnings.abort();
     server.abort();
     result.map(|()| true)
 }

@@ -72,6 +72,15 @@ impl AnonymousCheck {
         verdict
     }
 
+    /// What the registry answers an anonymous pull of `reference`, which need not exist; not
+    /// kept.
+    pub async fn probe(&self, reference: &str) -> Verdict {
+        match ImageRef::parse(reference) {
+            Ok(image) => self.ask(&image, reference, false).await,
+            Err(e) => Verdict::Unknown(format!("{reference} is not a reference: {e}")),
+        }
+    }
+
     async fn ask(&self, image: &ImageRef, copy: &str, exists: bool) -> Verdict {
         let Some(head) = &self.head else {
             return Verdict::Unknown("no registry client (its TLS setup failed)".to_owned());

@@ -51,6 +51,9 @@ pub const MANAGED_BY_VALUE: &str = "image-cloner";
 /// Names the registry host the Secret holds credentials for (never a credential).
 pub const REGISTRY_ANNOTATION: &str = "image-cloner.io/registry";
 
+/// The repository asked about at start-up, before any copy is known.
+const PROBE_REPOSITORY: &str = "image-cloner-pull-check";
+
 /// A provisioned Secret is read again at a namespace's next patch after this long, so one
 /// deleted by hand comes back.
 const RECHECK: Duration = Duration::from_secs(300);
@@ -130,19 +133,26 @@ impl PullSecrets {
         Arc::clone(map.entry(namespace.to_owned()).or_default())
     }
 
-    /// What to tell the operator at start-up about how pods will pull, as log lines.
-    pub fn startup_warnings(&self) -> Vec<String> {
+    /// What to warn the operator of at start-up about how pods will pull: a pull secret that
+    /// cannot be provisioned, and (without one, `pull_check` on) a backup registry that refuses
+    /// anonymous requests — asked about a probe repository, since no copy is known yet (each
+    /// copy is still checked itself before its first patch).
+    pub async fn startup_warnings(&self) -> Vec<String> {
         let backup = &self.options.backup;
         let mut out = Vec::new();
-        if let (Some(name), Err(why)) = (&self.options.secret, self.credentials()) {
+        let credentials = self.credentials();
+        if let (Some(name), Err(why)) = (&self.options.secret, &credentials) {
             out.push(format!(
-                "pull_secret = {name}, but no pull secret can be provisioned: {why}; workloads are patched only where the nodes could pull {backup} without it"
+                "pull_secret = {name}, but no pull secret can be provisioned: {why}"
             ));
         }
-        let provisioning = self.options.secret.is_some() && self.credentials().is_ok();
-        if !provisioning && self.options.check {
+        if (self.options.secret.is_some() && credentials.is_ok()) || !self.options.check {
+            return out;
+        }
+        let probe = format!("{backup}/{PROBE_REPOSITORY}:latest");
+        if let Verdict::Refused(why) = self.anonymous.probe(&probe).await {
             out.push(format!(
-                "no pull secret is provisioned: a workload is patched only if {backup} answers anonymous pulls (checked with its first copy); otherwise it is copied, not patched (Event BackupNotPullable). To fix it, {FIX}"
+                "no pull secret is provisioned and {why}: workloads are copied, not patched, unless their copies answer anonymous pulls (Event BackupNotPullable); to fix it, {FIX}"
             ));
         }
         out

@@ -44,9 +44,11 @@ fn on_the_real_api_server_of_envtest() {
     suite(PullEnv::new("envtest", &envtest.kubeconfig()));
 }
 
+type Scenario = (&'static str, fn(&mut PullEnv));
+
 fn suite(mut env: PullEnv) {
     let mut failed = Vec::new();
-    let scenarios: [(&str, fn(&mut PullEnv)); 2] = [
+    let scenarios: [Scenario; 2] = [
         ("provisioned, patched, rotated and restored", provisioned),
         (
             "not pullable without a pull secret; pull_check = off patches",

@@ -4,6 +4,8 @@
 //! metrics, what changed, and proof with skopeo that every patched image resolves in the backup.
 //! Everything it starts is stopped and removed at the end, on failure and on Ctrl-C.
 
+mod pull;
+
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -531,6 +533,14 @@ fn run() -> Result<()> {
         "  image-cloner run exited: {}",
         status.map_or("killed".into(), |s| s.to_string())
     );
+    pull::section(&pull::Inputs {
+        cloner: &cloner,
+        home: &home,
+        kubeconfig: &kubeconfig,
+        source: &source,
+        image: &nginx,
+        work: &work,
+    })?;
     drop(sim);
     Ok(())
 }
