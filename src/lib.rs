@@ -1,8 +1,8 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
 //!
-//! The folders read as the pipeline of DESIGN.md, from the bottom up: `image` and `workload`
-//! (pure), `registry`, `settings` and `reconcile`, then `cluster`, `ops` and `pullsecret`, then
-//! `commands`.
+//! The folders read as the pipeline of DESIGN.md, from the bottom up: `image`, `workload` and
+//! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster`, `ops` and
+//! `pullsecret`, then `commands`.
 
 pub mod cluster;
 pub mod commands;
@@ -12,4 +12,5 @@ pub mod pullsecret;
 pub mod reconcile;
 pub mod registry;
 pub mod settings;
+pub mod source_policy;
 pub mod workload;

@@ -1,12 +1,16 @@
 //! `image-cloner plan`: what `run` would do, read from the cluster, without writing or copying
 //! anything. `--check-backup` also asks the backup registry which copies already exist.
 //!
+//! Whether a source is private is not in the cluster: `plan` asks each source registry, as
+//! `run` would, with an anonymous manifest HEAD (no credentials; not a pull on Docker Hub) per
+//! distinct image it would copy — unless `copy_private_sources` allows that registry anyway.
+//!
 //! How pods would pull the copies is part of the plan: with no pull secret and `pull_check`
 //! on, the backup registry is asked once whether it answers anonymous pulls (a manifest HEAD
 //! without credentials); if not, the containers `run` would patch are shown as
 //! `backup not pullable` (copied, not patched).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -22,6 +26,7 @@ use crate::ops::metrics::Metrics;
 use crate::pullsecret::{AnonymousCheck, Verdict};
 use crate::reconcile::plan::{self, Decision, Policy};
 use crate::reconcile::pull::{FIX, PullAccess};
+use crate::registry::client::Visibility;
 use crate::registry::mirror::Mirror;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
@@ -38,7 +43,7 @@ pub struct PlanRow {
     /// Where the copy goes (`repository:tag`; the digest is known once copied).
     pub backup: Option<String>,
     /// `clone`, `already in backup`, `ignored namespace`, `opt-out`, `gitops-managed`,
-    /// `immutable` or `invalid reference`.
+    /// `immutable`, `invalid reference`, `excluded` or `private-source`.
     #[serde(serialize_with = "label")]
     pub decision: Decision,
     /// Whether the copy will be patched into the workload.
@@ -70,6 +75,7 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
             let detail = match &p.decision {
                 Decision::GitOpsManaged { tool } => Some(format!("managed by {tool}")),
                 Decision::InvalidReference { error } => Some(error.clone()),
+                Decision::Excluded { rule } => Some(rule.clone()),
                 _ => None,
             };
             PlanRow {
@@ -86,6 +92,47 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
             }
         })
         .collect()
+}
+
+/// Asks the source registries, anonymously and a few at a time, whether the images the rows
+/// would copy are public: a private one becomes `private-source` (not copied, not patched); one
+/// whose registry could not say keeps its decision, with why it waits in its detail.
+pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Policy) {
+    use futures::StreamExt as _;
+    let sources: BTreeMap<String, ImageRef> = rows
+        .iter()
+        .filter(|r| r.decision.copies())
+        .filter_map(|r| ImageRef::parse(&r.image).ok())
+        .filter(|s| policy.sources.must_check_privacy(s))
+        .map(|s| (s.canonical(), s))
+        .collect();
+    let answers: HashMap<String, Result<Visibility, String>> = futures::stream::iter(sources)
+        .map(|(key, source)| async move {
+            let answer = mirror.visibility(&source).await.map_err(|e| e.to_string());
+            (key, answer)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for row in rows.iter_mut().filter(|r| r.decision.copies()) {
+        let Ok(source) = ImageRef::parse(&row.image) else {
+            continue;
+        };
+        match answers.get(&source.canonical()) {
+            Some(Ok(Visibility::Private)) => {
+                row.decision = Decision::PrivateSource;
+                row.backup = None;
+                row.patch = false;
+                row.detail = Some("served only with credentials".into());
+            }
+            Some(Err(e)) => {
+                row.detail = Some(format!(
+                    "not copied until its registry says whether it is public: {e}"
+                ));
+            }
+            Some(Ok(Visibility::Public)) | None => {}
+        }
+    }
 }
 
 /// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made).
@@ -160,7 +207,12 @@ pub async fn pull_access(settings: &Settings, rows: &[PlanRow]) -> Option<PullAc
         Some((row.backup.clone()?, false))
     })?;
     let check = AnonymousCheck::new(settings.anonymous_head().ok());
-    Some(match check.check(&reference, exists).await {
+    let verdict = if exists {
+        check.check(&reference).await
+    } else {
+        check.probe(&reference).await
+    };
+    Some(match verdict {
         Verdict::Pullable => PullAccess::Anonymous,
         Verdict::Refused(why) => PullAccess::NotPullable {
             why: format!("{why}, and no pull secret is provisioned"),
@@ -296,12 +348,13 @@ pub async fn run(settings: &Settings, output: Output, check: bool) -> Result<boo
             &b.container,
         ))
     });
+    let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
+    check_privacy(&mut rows, &mirror, &policy).await;
     let access = pull_access(settings, &rows).await;
     if let Some(access) = &access {
         apply_pull(&mut rows, access);
     }
     if check {
-        let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
         check_backup(&mut rows, &mirror).await;
     }
     match output {
@@ -335,6 +388,7 @@ mod tests {
             ignored_namespaces: BTreeSet::from(["kube-system".to_owned()]),
             patch_gitops_managed: false,
             only_namespaces: BTreeSet::new(),
+            sources: Default::default(),
         };
         let w = Workload {
             kind: Kind::Deployment,
@@ -387,9 +441,8 @@ mod tests {
 
         // Pods that could not pull: copied, not patched, and the plan says why and the fix.
         let access = PullAccess::NotPullable {
-            why:
-                "quay.io refuses anonymous pulls of x (HTTP 401), and no pull secret is provisioned"
-                    .into(),
+            why: "quay.io does not serve x without credentials, and no pull secret is provisioned"
+                .into(),
         };
         let mut held = both.clone();
         apply_pull(&mut held, &access);
@@ -399,7 +452,7 @@ mod tests {
             held[0]
                 .detail
                 .as_deref()
-                .is_some_and(|d| d.contains("HTTP 401") && d.contains("set pull_secret")),
+                .is_some_and(|d| d.contains("without credentials") && d.contains("set pull_secret")),
             "{:?}",
             held[0].detail
         );

@@ -24,6 +24,7 @@ use crate::ops::metrics::Metrics;
 use crate::pullsecret::{self, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
+use crate::reconcile::error::with_causes;
 use crate::settings::Settings;
 use crate::workload::Kind;
 
@@ -113,6 +114,30 @@ fn on_synced(health: Arc<Health>) -> Arc<dyn Fn(Kind) + Send + Sync> {
     })
 }
 
+/// How often readiness asks the API server whether it answers.
+const CLUSTER_PROBE_EVERY: Duration = Duration::from_secs(5);
+const CLUSTER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keeps `/readyz` honest about the cluster: the watches retry quietly while the API server is
+/// gone, and a resumed watch says nothing until something changes, so readiness asks the
+/// server itself (`/version`, the cheapest call).
+async fn probe_cluster(client: kube::Client, health: Arc<Health>) {
+    let mut every = tokio::time::interval(CLUSTER_PROBE_EVERY);
+    loop {
+        every.tick().await;
+        let outcome =
+            match tokio::time::timeout(CLUSTER_PROBE_TIMEOUT, client.apiserver_version()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(with_causes(&e)),
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(CLUSTER_PROBE_TIMEOUT)
+                )),
+            };
+        health.cluster_probed(outcome);
+    }
+}
+
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
@@ -125,6 +150,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     );
     let (address, server) = health::serve(settings.metrics_address, Arc::clone(&health)).await?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    let probe = tokio::spawn(probe_cluster(session.client.clone(), Arc::clone(&health)));
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
     let pull = session.pull_secrets(settings, &metrics);
@@ -151,6 +177,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     );
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
     ns_task.abort();
+    probe.abort();
     refresh.abort();
     warnings.abort();
     server.abort();

@@ -108,6 +108,7 @@ pub fn policy(settings: &Settings, own_namespace: Option<String>) -> Policy {
         ignored_namespaces: ignored,
         patch_gitops_managed: settings.patch_gitops_managed,
         only_namespaces: settings.namespaces.clone(),
+        sources: settings.sources.clone(),
     }
 }
 

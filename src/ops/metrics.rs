@@ -32,6 +32,11 @@ pub struct ApiCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabel {
+    pub registry: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabel {
     pub verb: &'static str,
 }
@@ -55,6 +60,7 @@ pub struct Metrics {
     pub api_request_duration: Family<VerbLabel, Histogram>,
     pub not_pullable: Counter,
     pub pull_secret_writes: Family<ResultLabel, Counter>,
+    pub source_throttled: Family<RegistryLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,10 +143,17 @@ impl Metrics {
             "Pull secrets written into namespaces, by result (created, updated)",
             pull_secret_writes.clone(),
         );
+        let source_throttled = Family::<RegistryLabel, Counter>::default();
+        registry.register(
+            "source_throttled",
+            "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
+            source_throttled.clone(),
+        );
         Metrics {
             registry,
             not_pullable,
             pull_secret_writes,
+            source_throttled,
             api_requests,
             api_request_duration,
             copies,
@@ -221,6 +234,14 @@ impl CopyObserver for Metrics {
     fn image_mirrored(&self) {
         self.images_mirrored.inc();
     }
+
+    fn source_throttled(&self, registry: &str) {
+        self.source_throttled
+            .get_or_create(&RegistryLabel {
+                registry: registry.to_owned(),
+            })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +260,7 @@ mod tests {
         m.pull_secret_written("created");
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
+        m.source_throttled("docker.io");
         m.api_call(
             Verb::CreateEvent,
             CallOutcome::Timeout,
@@ -258,6 +280,7 @@ mod tests {
             "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",
             "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"timeout\"} 1",
             "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
+            "image_cloner_source_throttled_total{registry=\"docker.io\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -1,8 +1,9 @@
 //! Does the backup registry answer anonymous pulls? Asked as a kubelet without a pull secret
-//! would: a manifest HEAD of a real copy, with no credentials, following the registry's token
-//! protocol (an anonymous token request where it asks for a Bearer token). Asked once per
-//! backup registry: a yes is kept; a no is asked again after [`REFUSED_TTL`], so a registry
-//! made public is noticed without a restart; no answer (timeout, 5xx, 429) is not kept.
+//! would: a manifest HEAD of a real copy with no credentials, following the registry's token
+//! protocol (an anonymous token request where it asks for a Bearer token) — the manifest HEAD
+//! client's [`ManifestHead::visibility`]. Asked once per backup registry: a yes is kept; a no
+//! is asked again after [`REFUSED_TTL`], so a registry made public is noticed without a
+//! restart; no answer (timeout, 5xx, 429) is not kept.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::image::reference::ImageRef;
-use crate::registry::manifest_head::{HeadError, ManifestHead};
+use crate::registry::manifest_head::{ManifestHead, Visibility};
 
 /// How long a refusal is believed before the registry is asked again.
 pub const REFUSED_TTL: Duration = Duration::from_secs(600);
@@ -19,8 +20,7 @@ pub const REFUSED_TTL: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Pullable,
-    /// Refused (401/403), or the copy invisible without credentials (404). Says what
-    /// happened.
+    /// Served only with credentials. Says so.
     Refused(String),
     /// No answer worth keeping.
     Unknown(String),
@@ -43,10 +43,8 @@ impl AnonymousCheck {
     }
 
     /// Whether a node without a pull secret could pull `copy`. Concurrent callers wait for the
-    /// one request in flight. `exists`: the copy is known to be there (the daemon asks about a
-    /// verified copy), so a 404 means it is hidden; otherwise (`plan`, before copying) a 404
-    /// only says the registry answered without asking for credentials.
-    pub async fn check(&self, copy: &str, exists: bool) -> Verdict {
+    /// one request in flight.
+    pub async fn check(&self, copy: &str) -> Verdict {
         let image = match ImageRef::parse(copy) {
             Ok(i) => i,
             Err(e) => return Verdict::Unknown(format!("{copy} is not a reference: {e}")),
@@ -58,7 +56,7 @@ impl AnonymousCheck {
             Some((refused, at)) if at.elapsed() < REFUSED_TTL => return refused.clone(),
             _ => {}
         }
-        let verdict = self.ask(&image, copy, exists).await;
+        let verdict = self.ask(&image, copy).await;
         match &verdict {
             Verdict::Pullable => {
                 tracing::info!(%registry, "the backup registry answers anonymous pulls");
@@ -76,24 +74,19 @@ impl AnonymousCheck {
     /// kept.
     pub async fn probe(&self, reference: &str) -> Verdict {
         match ImageRef::parse(reference) {
-            Ok(image) => self.ask(&image, reference, false).await,
+            Ok(image) => self.ask(&image, reference).await,
             Err(e) => Verdict::Unknown(format!("{reference} is not a reference: {e}")),
         }
     }
 
-    async fn ask(&self, image: &ImageRef, copy: &str, exists: bool) -> Verdict {
+    async fn ask(&self, image: &ImageRef, copy: &str) -> Verdict {
         let Some(head) = &self.head else {
             return Verdict::Unknown("no registry client (its TLS setup failed)".to_owned());
         };
-        match head.resolve(image).await {
-            Ok(Some(_)) => Verdict::Pullable,
-            Ok(None) if !exists => Verdict::Pullable,
-            Ok(None) => Verdict::Refused(format!(
-                "{} answers an anonymous request for {copy} with 404 although the copy is there (it hides it from anonymous users)",
-                image.domain()
-            )),
-            Err(HeadError::Denied { status, .. }) => Verdict::Refused(format!(
-                "{} refuses anonymous pulls of {copy} (HTTP {status})",
+        match head.visibility(image).await {
+            Ok(Visibility::Public) => Verdict::Pullable,
+            Ok(Visibility::Private) => Verdict::Refused(format!(
+                "{} does not serve {copy} without credentials",
                 image.domain()
             )),
             Err(e) => Verdict::Unknown(e.to_string()),
@@ -155,13 +148,13 @@ mod tests {
         .await;
         let check = check_for(&host);
         let copy = format!("{host}/mirror/app:1@{DIGEST}");
-        let verdict = check.check(&copy, true).await;
+        let verdict = check.check(&copy).await;
         assert!(
-            matches!(&verdict, Verdict::Refused(why) if why.contains("refuses anonymous pulls") && why.contains("HTTP 401")),
+            matches!(&verdict, Verdict::Refused(why) if why.contains("does not serve") && why.contains(&copy)),
             "{verdict:?}"
         );
         let asked = requests.load(Ordering::Relaxed);
-        assert_eq!(check.check(&copy, true).await, verdict);
+        assert_eq!(check.check(&copy).await, verdict);
         assert_eq!(requests.load(Ordering::Relaxed), asked, "asked once");
     }
 
@@ -171,26 +164,10 @@ mod tests {
         let (host, requests) = registry(answer).await;
         let check = check_for(&host);
         let copy = format!("{host}/mirror/app:1@{DIGEST}");
-        assert_eq!(check.check(&copy, true).await, Verdict::Pullable);
+        assert_eq!(check.check(&copy).await, Verdict::Pullable);
         let asked = requests.load(Ordering::Relaxed);
-        assert_eq!(check.check(&copy, true).await, Verdict::Pullable);
+        assert_eq!(check.check(&copy).await, Verdict::Pullable);
         assert_eq!(requests.load(Ordering::Relaxed), asked);
-    }
-
-    #[tokio::test]
-    async fn a_404_is_a_refusal_only_for_a_copy_known_to_exist() {
-        let (host, _) =
-            registry("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                .await;
-        let copy = format!("{host}/mirror/app:1");
-        assert!(matches!(
-            check_for(&host).check(&copy, true).await,
-            Verdict::Refused(_)
-        ));
-        assert_eq!(
-            check_for(&host).check(&copy, false).await,
-            Verdict::Pullable
-        );
     }
 
     #[tokio::test]
@@ -201,15 +178,9 @@ mod tests {
         .await;
         let check = check_for(&host);
         let copy = format!("{host}/mirror/app:1");
-        assert!(matches!(
-            check.check(&copy, true).await,
-            Verdict::Unknown(_)
-        ));
+        assert!(matches!(check.check(&copy).await, Verdict::Unknown(_)));
         let asked = requests.load(Ordering::Relaxed);
-        assert!(matches!(
-            check.check(&copy, true).await,
-            Verdict::Unknown(_)
-        ));
+        assert!(matches!(check.check(&copy).await, Verdict::Unknown(_)));
         assert!(requests.load(Ordering::Relaxed) > asked, "asked again");
     }
 }

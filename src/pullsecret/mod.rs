@@ -230,7 +230,7 @@ impl PullSecrets {
         if !self.options.check {
             return PullAccess::NodeCredentials;
         }
-        match self.anonymous.check(copy, true).await {
+        match self.anonymous.check(copy).await {
             Verdict::Pullable => PullAccess::Anonymous,
             Verdict::Refused(_) if failed.as_ref().is_some_and(|e| e.is_transient()) => {
                 PullAccess::Unknown {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::reconcile::api::WorkloadApi;
+use crate::reconcile::notices::EpisodeNotices;
 use crate::reconcile::plan::Policy;
 use crate::reconcile::pull::{PullGate, Ungated};
 use crate::registry::mirror::Mirror;
@@ -62,6 +63,8 @@ pub struct Context {
     pub pull: Arc<dyn PullGate>,
     /// Workloads created after this are news even when their images were already copied.
     pub started_at: k8s_openapi::jiff::Timestamp,
+    /// Events told once per episode (rate limits, private sources), not at every retry.
+    pub episodes: EpisodeNotices,
 }
 
 impl Context {
@@ -82,6 +85,7 @@ impl Context {
             pull: Arc::new(Ungated),
             // creationTimestamp has whole seconds: compare at that resolution.
             started_at: k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
+            episodes: EpisodeNotices::default(),
         }
     }
 

@@ -90,10 +90,28 @@ impl ReconcileError {
     }
 }
 
+/// `e` and the causes below it, each once: our messages already carry their direct cause, but
+/// a client error's own text stops short of why ("client error (Connect)"), which is further
+/// down the chain ("tcp connect error: Connection refused", "invalid peer certificate:
+/// UnknownIssuer"). A cause whose text is already in the line is not repeated.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// A failed call to the API server, or one that took too long.
 #[derive(Debug, Error)]
 pub enum ApiError {
-    #[error(transparent)]
+    #[error("{}", with_causes(.0))]
     Kube(#[from] kube::Error),
     #[error("no answer from the API server within {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
@@ -123,5 +141,30 @@ impl ApiError {
     /// write. Whether it really was a concurrent edit is decided by reading the object again.
     pub fn is_patch_rejection(&self) -> bool {
         matches!(self.code(), Some(422 | 409))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Error)]
+    #[error("connecting: {0}")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, Error)]
+    #[error("client error (Connect)")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_root_cause_is_on_the_line_and_nothing_twice() {
+        let e = Outer(Middle(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        assert_eq!(
+            with_causes(&e),
+            "connecting: client error (Connect): Connection refused (os error 111)"
+        );
     }
 }

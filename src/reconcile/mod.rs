@@ -1,6 +1,8 @@
 //! One workload through the pipeline, as named steps:
 //!
-//! 1. [`plan`] (pure) — per container: clone and patch, clone only, or leave alone;
+//! 1. [`plan`] (pure) — per container: clone and patch, clone only, or leave alone (the
+//!    source filters included); then [`screen`] asks which of the sources to copy are private
+//!    (`private-source`: left alone too);
 //! 2. [`ensure_copies`] — the mirror copies and verifies each distinct image (shared with every
 //!    other workload on the same image);
 //! 3. [`pull_access`] — before the namespace's patch, how its pods will pull the copies (the
@@ -21,15 +23,17 @@
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod notices;
 pub mod patch;
 pub mod plan;
 pub mod pull;
 pub mod reasons;
 pub mod report;
 pub mod restore;
+pub mod screen;
 
 #[cfg(test)]
-mod plan_tests;
+pub(crate) mod plan_tests;
 #[cfg(test)]
 mod pull_tests;
 #[cfg(test)]
@@ -48,6 +52,7 @@ use self::patch::ImageChange;
 use self::plan::{ContainerPlan, Decision};
 use self::pull::PullAccess;
 use self::report::{AfterRejection, Notice, Verified};
+use self::screen::Screened;
 use crate::registry::mirror::{MirrorError, MirroredImage};
 use crate::workload::{self, Workload, WorkloadKind};
 
@@ -103,9 +108,11 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
             return Ok(result);
         }
         let w = planning_view(&current, ctx).await?;
-        let plans = plan::decide(&w, &ctx.policy);
+        let mut plans = plan::decide(&w, &ctx.policy);
+        let screened = screen::privacy(&ctx.mirror, &ctx.policy, &plans).await;
+        plan::mark_private(&mut plans, &screened.private);
         log_decisions(&plans);
-        let copies = ensure_copies(ctx, &plans).await;
+        let copies = ensure_copies(ctx, &plans, screened).await;
         let (plans, access) = pull_access(ctx, &w, plans, &copies).await;
         report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
         if let PullAccess::Unknown { error } = access {
@@ -159,9 +166,11 @@ fn log_decisions(plans: &[ContainerPlan]) {
         let (container, image) = (p.container.name.as_str(), p.container.image.as_str());
         let decision = p.decision.label();
         match &p.decision {
-            Decision::AlreadyInBackup | Decision::IgnoredNamespace | Decision::OptOut => {
-                tracing::debug!(container, image, decision)
-            }
+            Decision::AlreadyInBackup
+            | Decision::IgnoredNamespace
+            | Decision::OptOut
+            | Decision::PrivateSource => tracing::debug!(container, image, decision),
+            Decision::Excluded { rule } => tracing::debug!(container, image, decision, rule),
             Decision::InvalidReference { error } => {
                 tracing::warn!(container, image, decision, error)
             }
@@ -175,13 +184,17 @@ fn log_decisions(plans: &[ContainerPlan]) {
     }
 }
 
-/// Step 2: every distinct image the plan copies, through the shared mirror.
-async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan]) -> Copies {
-    let sources = plan::to_mirror(plans);
+/// Step 2: every distinct image the plan copies, through the shared mirror; a source whose
+/// privacy is unknown is not copied, and counts as failed.
+async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan], screened: Screened) -> Copies {
+    let sources: Vec<_> = plan::to_mirror(plans)
+        .into_iter()
+        .filter(|s| !screened.unknown.contains_key(&s.canonical()))
+        .collect();
     let outcomes = join_all(sources.iter().map(|s| ctx.mirror.ensure(s))).await;
     let mut copies = Copies {
         verified: Verified::new(),
-        failures: Vec::new(),
+        failures: screened.unknown.into_values().collect(),
     };
     for (source, outcome) in sources.iter().zip(outcomes) {
         match outcome {
@@ -246,7 +259,11 @@ async fn report_unpatched<K: WorkloadKind>(
         .as_ref()
         .is_some_and(|t| t.0 >= ctx.started_at);
     let unpatched = report::unpatched(plans, &copies.verified, &copies.failures, new_workload);
-    for notice in unpatched.notices {
+    let key = obj.uid().unwrap_or_else(|| {
+        let ns = obj.namespace().unwrap_or_default();
+        format!("{}/{ns}/{}", K::KIND, obj.name_any())
+    });
+    for notice in ctx.episodes.filter(&key, unpatched.notices) {
         publish(ctx, obj, notice).await;
     }
     result.invalid = unpatched.invalid;

@@ -20,10 +20,11 @@ pub(super) fn policy() -> Policy {
             .into(),
         patch_gitops_managed: false,
         only_namespaces: BTreeSet::new(),
+        sources: Default::default(),
     }
 }
 
-pub(super) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
+pub(crate) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
     let mut containers: Vec<Container> = images
         .iter()
         .enumerate()
@@ -373,4 +374,79 @@ fn annotation_keys_are_escaped_in_the_pointer() {
         last["path"],
         "/metadata/annotations/image-cloner.io~1original-images"
     );
+}
+
+fn with_sources(include: &[&str], exclude: &[&str]) -> Policy {
+    use crate::source_policy::{Glob, SourceFilter};
+    let globs = |l: &[&str]| l.iter().map(|p| Glob::parse(p).unwrap()).collect();
+    let mut p = policy();
+    p.sources.filter = SourceFilter {
+        include: globs(include),
+        exclude: globs(exclude),
+    };
+    p
+}
+
+#[test]
+fn the_source_filters_decide_excluded_before_anything_is_copied() {
+    let w = workload(
+        Kind::Deployment,
+        &[
+            ("web", "nginx:1.27"),
+            ("corp", "registry.corp.internal/team/app:3"),
+            ("quay", "quay.io/org/tool:1"),
+            ("done", &format!("{BACKUP}/docker.io_library_redis:7")),
+        ],
+        &[],
+    );
+    let plans = decide(&w, &with_sources(&["docker.io/*"], &["*.internal/*"]));
+    let decisions: Vec<_> = plans.iter().map(|p| p.decision.clone()).collect();
+    assert_eq!(
+        decisions,
+        [
+            Decision::Clone,
+            Decision::Excluded {
+                rule: "matches source_exclude \"*.internal/*\"".into()
+            },
+            Decision::Excluded {
+                rule: "matches no source_include pattern".into()
+            },
+            // A copy already in the backup is converged, whatever the filters say.
+            Decision::AlreadyInBackup,
+        ]
+    );
+    assert_eq!(to_mirror(&plans), [ImageRef::parse("nginx:1.27").unwrap()]);
+    let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
+    assert_eq!(p.changes.len(), 1, "only the included image is patched");
+    assert_eq!(plans[1].decision.label(), "excluded");
+}
+
+#[test]
+fn private_sources_are_neither_copied_nor_patched() {
+    use crate::source_policy::PrivateSources;
+    let w = workload(
+        Kind::Deployment,
+        &[("a", "ghcr.io/org/private:1"), ("b", "nginx:1.27")],
+        &[],
+    );
+    let mut policy = policy();
+    let mut plans = decide(&w, &policy);
+    assert_eq!(privacy_to_check(&plans, &policy).len(), 2);
+    policy.sources.private = PrivateSources::parse(&["ghcr.io".into()]).unwrap();
+    assert_eq!(
+        privacy_to_check(&plans, &policy),
+        [ImageRef::parse("nginx:1.27").unwrap()],
+        "ghcr.io's private images may be copied: not asked"
+    );
+    let private = BTreeSet::from([ImageRef::parse("ghcr.io/org/private:1")
+        .unwrap()
+        .canonical()]);
+    mark_private(&mut plans, &private);
+    assert_eq!(plans[0].decision, Decision::PrivateSource);
+    assert_eq!(plans[0].decision.label(), "private-source");
+    assert_eq!(plans[1].decision, Decision::Clone);
+    assert_eq!(to_mirror(&plans), [ImageRef::parse("nginx:1.27").unwrap()]);
+    let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].container, "b");
 }

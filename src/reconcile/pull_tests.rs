@@ -133,7 +133,7 @@ fn without_a_pull_secret_the_patch_is_what_it_was() {
 #[test]
 fn pods_that_could_not_pull_get_their_images_copied_only_with_an_event_naming_the_fix() {
     let w = workload(Kind::Deployment, &[("app", "nginx:1.27")], &[]);
-    let why = "backup.example.com refuses anonymous pulls of x (HTTP 401), and no pull secret is provisioned";
+    let why = "backup.example.com does not serve x without credentials, and no pull secret is provisioned";
     let plans = hold(decide(&w, &policy()), why);
     assert!(matches!(
         plans[0].decision,

@@ -1,7 +1,7 @@
 //! Pure decisions of a reconcile that are not the plan itself: which Events to publish about
 //! what will not be patched, and what a rejected patch means. No client, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::reconcile::patch::ORIGINAL_IMAGES_ANNOTATION;
 use crate::reconcile::plan::{ContainerPlan, Decision};
@@ -68,6 +68,7 @@ pub fn unpatched(
         reason: e.reason(),
         note: e.to_string(),
     }));
+    out.notices.extend(private_notice(plans));
     let not_pullable = plans.iter().find_map(|p| match &p.decision {
         Decision::BackupNotPullable { why } => Some(format!(
             "the nodes could not pull the copies, so not patched ({why}); to fix it, {}",
@@ -108,6 +109,55 @@ pub fn unpatched(
         out.cloned_only.extend(copies);
     }
     out
+}
+
+/// The Event about sources left alone because their registry serves them only with
+/// credentials: a copy in a backup repository that may be public would leak them.
+fn private_notice(plans: &[ContainerPlan]) -> Option<Notice> {
+    let mut seen = BTreeSet::new();
+    let images: Vec<&str> = plans
+        .iter()
+        .filter(|p| p.decision == Decision::PrivateSource)
+        .map(|p| p.container.image.as_str())
+        .filter(|i| seen.insert(*i))
+        .collect();
+    (!images.is_empty()).then(|| Notice {
+        warning: true,
+        reason: reasons::PRIVATE_SOURCE,
+        note: format!(
+            "not copied: served by its registry only with credentials, and a copy in the backup registry could make it public; list the registry in copy_private_sources to copy it anyway: {}",
+            images.join(", ")
+        ),
+    })
+}
+
+/// Reasons whose Event would repeat at every retry of a workload, though nothing changed:
+/// published once, then not again until a reconcile of that workload no longer meets them.
+pub const ONCE_PER_EPISODE: &[&str] = &[
+    reasons::RATE_LIMITED,
+    reasons::PULL_BUDGET_RESERVE,
+    reasons::PRIVATE_SOURCE,
+];
+
+/// Of this reconcile's `notices`, those to publish, given the once-per-episode reasons
+/// already published for the workload; and the once-per-episode reasons met now (what to
+/// remember for the next reconcile).
+pub fn once_per_episode(
+    notices: Vec<Notice>,
+    published: &BTreeSet<&'static str>,
+) -> (Vec<Notice>, BTreeSet<&'static str>) {
+    let mut met = BTreeSet::new();
+    let keep = notices
+        .into_iter()
+        .filter(|n| {
+            if !ONCE_PER_EPISODE.contains(&n.reason) {
+                return true;
+            }
+            // Also one per reason within this reconcile (two images, one rate limit).
+            met.insert(n.reason) && !published.contains(n.reason)
+        })
+        .collect();
+    (keep, met)
 }
 
 /// The Event reason of a decision that copies without patching.

@@ -83,6 +83,10 @@ pub struct Settings {
     pub metrics_address: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Which sources are copied: `source_include`, `source_exclude`, `copy_private_sources`.
+    pub sources: crate::source_policy::SourcePolicy,
+    /// Pulls of a registry's reported budget kept for the nodes.
+    pub pull_budget_reserve: u64,
     /// The Secret provisioned in each namespace before its first patch, holding only the
     /// backup registry's entry of the docker config; `None`: none is provisioned.
     pub pull_secret: Option<String>,

@@ -78,11 +78,13 @@ impl Settings {
 
     /// How the mirror names, pins and limits copies.
     pub fn mirror_options(&self) -> crate::registry::mirror::MirrorOptions {
-        crate::registry::mirror::MirrorOptions::new(
+        let mut options = crate::registry::mirror::MirrorOptions::new(
             self.backup_registry.clone(),
             self.naming,
             self.pin,
             self.max_concurrent_reconciles,
-        )
+        );
+        options.pull_budget_reserve = self.pull_budget_reserve;
+        options
     }
 }

@@ -102,13 +102,15 @@ const ALL: &[Task] = &[Run, Task::Copy, Plan, Restore];
 const NAMING: &[Task] = &[Run, Task::Copy, Plan];
 /// Asking or writing to registries: skopeo, credentials, TLS, timeouts.
 const REGISTRY: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
-/// Reaching registries at all (TLS, timeouts): `plan` too, which asks the backup registry
-/// whether it answers anonymous pulls (one manifest HEAD, no skopeo, no credentials).
-const REGISTRY_ACCESS: &[Task] = &[Run, Task::Copy, Plan];
 /// Whether and how pods pull the copies: what `run` does and `plan` shows.
 const PULLING: &[Task] = &[Run, Plan];
 /// The reference a copy is patched to (`plan --check-backup` shows the one it finds).
 const PINNING: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
+/// Reaching registries without credentials: `plan` too asks whether sources are public, and
+/// whether the backup registry answers anonymous pulls.
+const REGISTRY_ACCESS: &[Task] = &[Run, Task::Copy, Plan];
+/// Which sources are copied at all: what `run` and `copy` do, and `plan` shows.
+const SOURCES: &[Task] = &[Run, Task::Copy, Plan];
 /// Copying: only `run` and `copy` copy.
 const COPYING: &[Task] = &[Run, Task::Copy];
 /// Reaching the cluster.
@@ -329,6 +331,42 @@ pub const SPECS: &[Spec] = &[
         required: false,
         kind: Kind::Text,
         expected: "a level (error, warn, info, debug, trace, off) or comma-separated directives such as info,image_cloner=debug or kube_runtime[reconcile]=trace",
+    },
+    Spec {
+        key: "source_include",
+        bare_env: false,
+        value: "PATTERNS",
+        used_by: SOURCES,
+        required: false,
+        kind: Kind::List,
+        expected: "comma-separated glob patterns over source repositories such as docker.io/*,ghcr.io/* ('*' matches any characters, '/' included; '?' one); only matching sources are copied (empty: every source)",
+    },
+    Spec {
+        key: "source_exclude",
+        bare_env: false,
+        value: "PATTERNS",
+        used_by: SOURCES,
+        required: false,
+        kind: Kind::List,
+        expected: "comma-separated glob patterns over source repositories such as *.internal/*; matching sources are never copied (wins over source_include)",
+    },
+    Spec {
+        key: "copy_private_sources",
+        bare_env: false,
+        value: "false|true|REGISTRIES",
+        used_by: SOURCES,
+        required: false,
+        kind: Kind::List,
+        expected: "false, true, or a comma-separated list of registries (host[:port]) whose private images (served only with credentials) may be copied",
+    },
+    Spec {
+        key: "pull_budget_reserve",
+        bare_env: false,
+        value: "N",
+        used_by: COPYING,
+        required: false,
+        kind: Kind::Number { min: 0, max: 10000 },
+        expected: "a whole number from 0 to 10000: pulls of a registry's reported budget (Docker Hub's ratelimit-remaining) left untouched for the nodes",
     },
     Spec {
         key: "pull_secret",

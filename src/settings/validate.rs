@@ -15,6 +15,8 @@ use crate::settings::parse::{self, Bad};
 use crate::settings::spec::{Kind, Spec, Task};
 use crate::settings::{ALWAYS_IGNORED_NAMESPACE, LogFormat, Settings, log_filter};
 
+mod sources;
+
 /// Turns raw values into typed ones, recording one problem per bad setting.
 pub(super) struct Validator<'a> {
     pub(super) map: Map<String, Value>,
@@ -305,6 +307,8 @@ impl Validator<'_> {
             log_level: self.scalar("log_level", "info".to_owned(), |s| {
                 log_filter::parse(s).map_err(Bad::because)
             }),
+            sources: self.source_policy(),
+            pull_budget_reserve: self.number("pull_budget_reserve", 5),
             pull_secret: self.scalar("pull_secret", None, parse::optional_dns_subdomain),
             pull_check: self.scalar("pull_check", true, |s| match s {
                 "on" => Ok(true),

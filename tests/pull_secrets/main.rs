@@ -251,7 +251,7 @@ fn not_pullable(env: &mut PullEnv) {
         .iter()
         .find(|(_, r, _)| r == "BackupNotPullable")
         .expect("the Event");
-    for fix in ["set pull_secret", "pull_check = off", "HTTP 401"] {
+    for fix in ["set pull_secret", "pull_check = off", "without credentials"] {
         assert!(note.contains(fix), "{note}");
     }
     assert_eq!(env.image(c, "web"), image, "copied, not patched");

@@ -15,11 +15,6 @@ pub enum HeadError {
     Request { url: String, detail: String },
     #[error("manifest HEAD {url}: timed out")]
     Timeout { url: String },
-    /// The registry wants credentials this client does not have (401 or 403 to the HEAD or to
-    /// its token request): for an anonymous client, the answer a kubelet without a pull secret
-    /// gets.
-    #[error("manifest HEAD {url}: access denied (HTTP {status}) without credentials it accepts")]
-    Denied { url: String, status: u16 },
     /// The registry answered 429 (to the HEAD or to its token request). Asking skopeo the same
     /// registry instead would only meet the same limit, slower.
     #[error("manifest HEAD {url}: rate-limited by the registry (429){}", wait_text(*.retry_after))]
@@ -44,7 +39,6 @@ impl HeadError {
             HeadError::Unsupported(_) => "HeadUnsupported",
             HeadError::Request { .. } => "HeadRequestFailed",
             HeadError::Timeout { .. } => "HeadTimeout",
-            HeadError::Denied { .. } => "HeadDenied",
             HeadError::RateLimited { .. } => "RateLimited",
         }
     }

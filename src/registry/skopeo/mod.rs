@@ -31,7 +31,10 @@ use tokio::process::Command;
 
 use crate::image::reference::{Digest, ImageRef};
 
-pub use args::{CommandLine, CopyFormat, SkopeoOptions, copy_args, inspect_args, transport};
+pub use args::{
+    CommandLine, CopyFormat, SkopeoOptions, anonymous_inspect_args, copy_args, inspect_args,
+    transport,
+};
 pub use classify::{FailureKind, classify, summarize};
 pub use error::SkopeoError;
 pub use scratch::{CleanError, CleanReport, base_dir, clean_stale};
@@ -78,6 +81,13 @@ impl Skopeo {
     pub async fn inspect_raw(&self, image: &ImageRef) -> Result<Vec<u8>, SkopeoError> {
         let scratch = self.scratch()?;
         let args = inspect_args(&self.options_for(&scratch), image);
+        self.run(&scratch, args, self.options.inspect_timeout).await
+    }
+
+    /// The manifest `image` resolves to for anyone: no docker config, `--no-creds`.
+    pub async fn inspect_anonymous(&self, image: &ImageRef) -> Result<Vec<u8>, SkopeoError> {
+        let scratch = self.scratch()?;
+        let args = anonymous_inspect_args(&self.options_for(&scratch), image);
         self.run(&scratch, args, self.options.inspect_timeout).await
     }
 
