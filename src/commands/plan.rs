@@ -23,14 +23,15 @@ use crate::commands::error::CommandError;
 use crate::commands::session::{self, Session};
 use crate::image::reference::ImageRef;
 use crate::ops::metrics::Metrics;
-use crate::pullsecret::{AnonymousCheck, Verdict};
 use crate::reconcile::plan::{self, Decision, Policy};
-use crate::reconcile::pull::{FIX, PullAccess};
 use crate::registry::client::Visibility;
 use crate::registry::mirror::Mirror;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
+
+mod pull;
+pub use pull::{apply_pull, pull_access, pull_line};
 
 /// One container's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -150,75 +151,6 @@ pub async fn check_backup(rows: &mut [PlanRow], mirror: &Mirror) {
             Err(e) => Some(format!("unknown: {e}")),
         };
     }
-}
-
-/// The rows once it is known how pods would pull (pure): when they could not, what `run`
-/// would patch is copied only.
-pub fn apply_pull(rows: &mut [PlanRow], access: &PullAccess) {
-    let PullAccess::NotPullable { why } = access else {
-        return;
-    };
-    for row in rows.iter_mut().filter(|r| r.patch) {
-        row.patch = false;
-        row.decision = Decision::BackupNotPullable { why: why.clone() };
-        row.detail = Some(format!("{why}; to fix it, {FIX}"));
-    }
-}
-
-/// The line under the table saying how pods would pull the copies.
-pub fn pull_line(access: &PullAccess, backup: &str) -> String {
-    match access {
-        PullAccess::Secret(name) => format!(
-            "pods pull from {backup} with the pull secret {name}, created in each namespace before its first patch"
-        ),
-        PullAccess::Anonymous => {
-            format!("pods pull from {backup} without credentials: it answers anonymous pulls")
-        }
-        PullAccess::NodeCredentials => {
-            format!("pods pull from {backup} with the nodes' own credentials (pull_check = off)")
-        }
-        PullAccess::NotPullable { why } => format!(
-            "pods could not pull from {backup} ({why}): workloads are copied, not patched; to fix it, {FIX}"
-        ),
-        PullAccess::Unknown { error } => format!(
-            "whether pods could pull from {backup} is not known ({error}): run patches nothing until it is"
-        ),
-    }
-}
-
-/// How pods would pull, as `run` decides it; the registry is asked only when it matters.
-pub async fn pull_access(settings: &Settings, rows: &[PlanRow]) -> Option<PullAccess> {
-    if !rows.iter().any(|r| r.patch) {
-        return None;
-    }
-    if let Some(name) = &settings.pull_secret {
-        return Some(PullAccess::Secret(name.clone()));
-    }
-    if !settings.pull_check {
-        return Some(PullAccess::NodeCredentials);
-    }
-    // A copy known to exist says the most; before any copy, the first one run would make.
-    let existing = rows
-        .iter()
-        .find(|r| r.decision == Decision::AlreadyInBackup)
-        .map(|r| (r.image.clone(), true));
-    let (reference, exists) = existing.or_else(|| {
-        let row = rows.iter().find(|r| r.patch)?;
-        Some((row.backup.clone()?, false))
-    })?;
-    let check = AnonymousCheck::new(settings.anonymous_head().ok());
-    let verdict = if exists {
-        check.check(&reference).await
-    } else {
-        check.probe(&reference).await
-    };
-    Some(match verdict {
-        Verdict::Pullable => PullAccess::Anonymous,
-        Verdict::Refused(why) => PullAccess::NotPullable {
-            why: format!("{why}, and no pull secret is provisioned"),
-        },
-        Verdict::Unknown(error) => PullAccess::Unknown { error },
-    })
 }
 
 /// The table for people.
@@ -438,46 +370,5 @@ mod tests {
             table.contains("4 container(s): 1 distinct image(s) to clone, 2 container(s) to patch"),
             "{table}"
         );
-
-        // Pods that could not pull: copied, not patched, and the plan says why and the fix.
-        let access = PullAccess::NotPullable {
-            why: "quay.io does not serve x without credentials, and no pull secret is provisioned"
-                .into(),
-        };
-        let mut held = both.clone();
-        apply_pull(&mut held, &access);
-        assert_eq!(held[0].decision.label(), "backup not pullable");
-        assert!(!held[0].patch);
-        assert!(
-            held[0]
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.contains("without credentials") && d.contains("set pull_secret")),
-            "{:?}",
-            held[0].detail
-        );
-        assert_eq!(
-            held[1].decision,
-            Decision::AlreadyInBackup,
-            "left as it was"
-        );
-        let table = render_table(&held, false);
-        assert!(table.contains("0 container(s) to patch"), "{table}");
-        let json = serde_json::to_value(&held).unwrap();
-        assert_eq!(json[0]["decision"], "backup not pullable");
-        let line = pull_line(&access, "quay.io/b");
-        assert!(
-            line.starts_with("pods could not pull from quay.io/b"),
-            "{line}"
-        );
-        assert!(line.contains("pull_check = off"), "{line}");
-        let line = pull_line(&PullAccess::Secret("image-cloner-pull".into()), "quay.io/b");
-        assert!(line.contains("pull secret image-cloner-pull"), "{line}");
-        let mut unchanged = both.clone();
-        apply_pull(
-            &mut unchanged,
-            &PullAccess::Secret("image-cloner-pull".into()),
-        );
-        assert_eq!(unchanged, both);
     }
 }

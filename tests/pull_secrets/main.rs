@@ -18,6 +18,7 @@ mod common;
 mod fixture;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -102,55 +103,9 @@ fn provisioned(env: &mut PullEnv) {
         "the user's entry is not recorded as ours"
     );
 
-    // The Secret: one entry, the backup's, whose credentials pull the copy.
     let files = tempfile::tempdir().expect("a temp dir");
-    for ns in [a, b] {
-        let secret = env.secret(ns, SECRET).expect("the pull secret");
-        assert_eq!(
-            secret.type_.as_deref(),
-            Some("kubernetes.io/dockerconfigjson")
-        );
-        let labels = secret.metadata.labels.clone().unwrap_or_default();
-        assert_eq!(
-            labels
-                .get("app.kubernetes.io/managed-by")
-                .map(String::as_str),
-            Some("image-cloner")
-        );
-        let (authfile, config) = env.authfile_of(&secret, files.path());
-        let hosts: Vec<&String> = config["auths"]
-            .as_object()
-            .map(|m| m.keys().collect())
-            .unwrap_or_default();
-        assert_eq!(hosts, [&env.backup_host], "{ns}: only the backup's entry");
-        assert_eq!(
-            config["auths"][&env.backup_host]["auth"],
-            auth_of(&env.user)
-        );
-        let image = env.image(ns, "web");
-        assert!(env.pullable(&image, Some(&authfile)), "{ns}: {image}");
-    }
-    let image = env.image(a, "web");
-    assert!(!env.pullable(&image, None), "the backup is private");
-
-    // The docker config rotated, as a mounted Secret changes: both Secrets follow.
-    let before = env.secret(a, SECRET).expect("the pull secret");
-    let (_, old) = env.authfile_of(&before, files.path());
-    remember_encodings(env, &old);
-    env.rotate();
-    let rotated = auth_of(&env.rotated);
-    env.eventually(ROTATION_TIMEOUT, "both pull secrets rotated", || {
-        [a, b].iter().all(|ns| {
-            env.secret(ns, SECRET).is_some_and(|s| {
-                let (_, config) = env.authfile_of(&s, files.path());
-                config["auths"][&env.backup_host]["auth"] == rotated.as_str()
-            })
-        })
-    });
-    let after = env.secret(a, SECRET).expect("the pull secret");
-    let (authfile, new) = env.authfile_of(&after, files.path());
-    remember_encodings(env, &new);
-    assert!(env.pullable(&env.image(a, "web"), Some(&authfile)));
+    only_the_backup_entry(env, &[a, b], files.path());
+    rotated(env, &[a, b], files.path());
 
     let (_, metrics) = daemon.get("/metrics");
     env.record(&metrics);
@@ -170,8 +125,65 @@ fn provisioned(env: &mut PullEnv) {
             env.events(ns, name);
         }
     }
+    restored(env, a, b, &app);
+}
 
-    // restore: the entry and, once nothing names it, the Secret.
+/// Each namespace's Secret: one entry, the backup's, whose credentials pull the copy.
+fn only_the_backup_entry(env: &PullEnv, namespaces: &[&str], files: &Path) {
+    for ns in namespaces {
+        let secret = env.secret(ns, SECRET).expect("the pull secret");
+        assert_eq!(
+            secret.type_.as_deref(),
+            Some("kubernetes.io/dockerconfigjson")
+        );
+        let labels = secret.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("image-cloner")
+        );
+        let (authfile, config) = env.authfile_of(&secret, files);
+        let hosts: Vec<&String> = config["auths"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(hosts, [&env.backup_host], "{ns}: only the backup's entry");
+        assert_eq!(
+            config["auths"][&env.backup_host]["auth"],
+            auth_of(&env.user)
+        );
+        let image = env.image(ns, "web");
+        assert!(env.pullable(&image, Some(&authfile)), "{ns}: {image}");
+    }
+    let image = env.image(namespaces[0], "web");
+    assert!(!env.pullable(&image, None), "the backup is private");
+}
+
+/// The docker config rotated, as a mounted Secret changes: every Secret follows.
+fn rotated(env: &mut PullEnv, namespaces: &[&str], files: &Path) {
+    let before = env.secret(namespaces[0], SECRET).expect("the pull secret");
+    let (_, old) = env.authfile_of(&before, files);
+    remember_encodings(env, &old);
+    env.rotate();
+    let rotated = auth_of(&env.rotated);
+    env.eventually(ROTATION_TIMEOUT, "every pull secret rotated", || {
+        namespaces.iter().all(|ns| {
+            env.secret(ns, SECRET).is_some_and(|s| {
+                let (_, config) = env.authfile_of(&s, files);
+                config["auths"][&env.backup_host]["auth"] == rotated.as_str()
+            })
+        })
+    });
+    let after = env.secret(namespaces[0], SECRET).expect("the pull secret");
+    let (authfile, new) = env.authfile_of(&after, files);
+    remember_encodings(env, &new);
+    assert!(env.pullable(&env.image(namespaces[0], "web"), Some(&authfile)));
+}
+
+/// restore: the entry and, once nothing names it, the Secret (in `a`); in `b` a user's
+/// Deployment still names it, and keeps its entry.
+fn restored(env: &PullEnv, a: &str, b: &str, app: &str) {
     let out = env.run(&[a], &[], &["restore", "-n", a]);
     let text = common::e2e::text(&out);
     assert!(out.status.success(), "{text}");

@@ -32,8 +32,51 @@ pub struct Inputs<'a> {
     pub work: &'a Path,
 }
 
+/// The private backup registry and the docker config holding its credentials.
+struct Private {
+    backup: String,
+    password: String,
+    docker_config: std::path::PathBuf,
+}
+
 pub fn section(i: &Inputs<'_>) -> Result<()> {
     heading("Pulling from a private backup: a pull secret in each namespace image-cloner patches");
+    let private = start_private_backup(i.work)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("a tokio runtime")?;
+    let client = rt.block_on(kube_client(i.kubeconfig))?;
+    create(&rt, &client, namespace_object())?;
+    let api = workload(
+        "Deployment",
+        NAMESPACE,
+        "api",
+        &[("api", i.image)],
+        &[],
+        &[],
+    );
+    create(&rt, &client, api)?;
+    println!("  Deployment {NAMESPACE}/api runs {}", i.image);
+    run_once(i, &private)?;
+    let image = show_deployment(&rt, &client, &private.backup)?;
+    let bytes = show_secret(&rt, &client, &private.backup)?;
+    let authfile = i.work.join("private-backup/from-the-secret.json");
+    std::fs::write(&authfile, &bytes).context("writing the Secret's docker config")?;
+    let by_digest = by_digest(&image)?;
+    ensure!(
+        pulls(&by_digest, Some(&authfile))?,
+        "the Secret's credentials do not pull {by_digest}"
+    );
+    ensure!(
+        !pulls(&by_digest, None)?,
+        "the backup answers anonymous pulls"
+    );
+    println!("  skopeo inspect {by_digest}: with the Secret's credentials OK, anonymously refused");
+    Ok(())
+}
+
+fn start_private_backup(work: &Path) -> Result<Private> {
     let password = format!("demo-{}-password", std::process::id());
     let robot = Credentials::new("backup-robot", password.as_str());
     let backup = guard().keep_registry(
@@ -43,7 +86,7 @@ pub fn section(i: &Inputs<'_>) -> Result<()> {
         })
         .context("starting the private backup registry")?,
     )?;
-    let docker_config = i.work.join("private-backup/config.json");
+    let docker_config = work.join("private-backup/config.json");
     let elsewhere = Credentials::new("someone-else", format!("{password}-elsewhere"));
     testbed::write_docker_config(
         &docker_config,
@@ -56,27 +99,16 @@ pub fn section(i: &Inputs<'_>) -> Result<()> {
     println!(
         "  private backup   http://{backup}  (htpasswd: anonymous pulls get 401)\n  docker config    credentials for {backup} and registry.elsewhere.example"
     );
+    Ok(Private {
+        backup,
+        password,
+        docker_config,
+    })
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("a tokio runtime")?;
-    let client = rt.block_on(kube_client(i.kubeconfig))?;
-    create(&rt, &client, namespace_object())?;
-    create(
-        &rt,
-        &client,
-        workload(
-            "Deployment",
-            NAMESPACE,
-            "api",
-            &[("api", i.image)],
-            &[],
-            &[],
-        ),
-    )?;
-    println!("  Deployment {NAMESPACE}/api runs {}", i.image);
-
+/// `image-cloner run --once` with `pull_secret`; what it printed holds no password.
+fn run_once(i: &Inputs<'_>, private: &Private) -> Result<()> {
+    let backup = &private.backup;
     let env: Vec<(&str, String)> = vec![
         ("BACKUP_REGISTRY", format!("{backup}/mirror")),
         ("IMAGE_CLONER_NAMESPACES", NAMESPACE.into()),
@@ -86,7 +118,7 @@ pub fn section(i: &Inputs<'_>) -> Result<()> {
         ),
         (
             "IMAGE_CLONER_DOCKER_CONFIG",
-            docker_config.display().to_string(),
+            private.docker_config.display().to_string(),
         ),
         (
             "IMAGE_CLONER_INSECURE_REGISTRIES",
@@ -110,13 +142,24 @@ pub fn section(i: &Inputs<'_>) -> Result<()> {
     }
     ensure!(out.status.success(), "image-cloner run --once failed");
     ensure!(
-        !printed.contains(&password),
+        !printed.contains(&private.password),
         "image-cloner printed a password"
     );
+    Ok(())
+}
 
-    let deployment = get_deployment(&rt, &client)?;
+/// The patched Deployment's image and `imagePullSecrets`, shown and checked; its image.
+fn show_deployment(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    backup: &str,
+) -> Result<String> {
+    let deployment = get_deployment(rt, client)?;
     let spec = &deployment["spec"]["template"]["spec"];
-    let image = spec["containers"][0]["image"].as_str().unwrap_or_default();
+    let image = spec["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let pull_secrets = spec["imagePullSecrets"].clone();
     println!("  Deployment {NAMESPACE}/api now runs {image}");
     println!("    imagePullSecrets: {pull_secrets}");
@@ -128,7 +171,16 @@ pub fn section(i: &Inputs<'_>) -> Result<()> {
         pull_secrets == json!([{ "name": SECRET }]),
         "imagePullSecrets is {pull_secrets}"
     );
+    Ok(image)
+}
 
+/// The pull secret by name, type, label and host — never its content — checked to hold the
+/// backup's entry only; its `.dockerconfigjson`.
+fn show_secret(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    backup: &str,
+) -> Result<Vec<u8>> {
     let secret = rt
         .block_on(Api::<Secret>::namespaced(client.clone(), NAMESPACE).get_opt(SECRET))
         .context("reading the pull secret")?
@@ -153,21 +205,8 @@ pub fn section(i: &Inputs<'_>) -> Result<()> {
             .map_or("", String::as_str),
         hosts.join(", ")
     );
-    ensure!(hosts == [backup.clone()], "the Secret holds {hosts:?}");
-
-    let authfile = i.work.join("private-backup/from-the-secret.json");
-    std::fs::write(&authfile, &bytes).context("writing the Secret's docker config")?;
-    let by_digest = by_digest(image)?;
-    ensure!(
-        pulls(&by_digest, Some(&authfile))?,
-        "the Secret's credentials do not pull {by_digest}"
-    );
-    ensure!(
-        !pulls(&by_digest, None)?,
-        "the backup answers anonymous pulls"
-    );
-    println!("  skopeo inspect {by_digest}: with the Secret's credentials OK, anonymously refused");
-    Ok(())
+    ensure!(hosts == [backup.to_owned()], "the Secret holds {hosts:?}");
+    Ok(bytes)
 }
 
 fn namespace_object() -> Value {
