@@ -9,10 +9,12 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::cluster::client::{self, ClusterError};
 use crate::ops::metrics::Metrics;
+use crate::pullsecret::{PullOptions, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::context::NamespaceOptOuts;
 use crate::reconcile::plan::Policy;
+use crate::reconcile::pull::PullGate;
 use crate::registry::mirror::{CopyObserver, Mirror};
 use crate::settings::Settings;
 use crate::workload::Kind;
@@ -59,13 +61,32 @@ impl Session {
         })
     }
 
-    /// The reconcile context: the mirror, the policy, the API calls and the namespace
-    /// opt-outs, all reporting to `metrics`.
+    /// The pull gate (pull secrets and the anonymous pull check), reporting to `metrics`.
+    pub fn pull_secrets(&self, settings: &Settings, metrics: &Arc<Metrics>) -> Arc<PullSecrets> {
+        let anonymous = match settings.anonymous_head() {
+            Ok(head) => Some(head),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the backup registry for anonymous pulls");
+                None
+            }
+        };
+        Arc::new(PullSecrets::new(
+            pull_options(settings),
+            self.client.clone(),
+            anonymous,
+            Arc::clone(metrics) as _,
+            Arc::clone(metrics) as _,
+        ))
+    }
+
+    /// The reconcile context: the mirror, the policy, the API calls, the namespace opt-outs
+    /// and the pull gate, all reporting to `metrics`.
     pub fn context(
         &self,
         settings: &Settings,
         namespaces: Arc<dyn NamespaceOptOuts>,
         metrics: &Arc<Metrics>,
+        pull: Arc<dyn PullGate>,
     ) -> Arc<Context> {
         let mirror = mirror(settings, metrics);
         let instance = std::env::var("POD_NAME")
@@ -80,13 +101,16 @@ impl Session {
         );
         let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
-        Arc::new(Context::new(
-            mirror,
-            policy(settings, own),
-            api,
-            namespaces,
-            Arc::clone(metrics) as _,
-        ))
+        Arc::new(
+            Context::new(
+                mirror,
+                policy(settings, own),
+                api,
+                namespaces,
+                Arc::clone(metrics) as _,
+            )
+            .with_pull(pull),
+        )
     }
 }
 
@@ -106,6 +130,16 @@ pub fn policy(settings: &Settings, own_namespace: Option<String>) -> Policy {
         patch_gitops_managed: settings.patch_gitops_managed,
         only_namespaces: settings.namespaces.clone(),
         sources: settings.sources.clone(),
+    }
+}
+
+/// What the settings say about how pods pull the copies.
+pub fn pull_options(settings: &Settings) -> PullOptions {
+    PullOptions {
+        secret: settings.pull_secret.clone(),
+        check: settings.pull_check,
+        docker_config: settings.docker_config.as_ref().map(|c| c.path.clone()),
+        backup: settings.backup_registry.clone(),
     }
 }
 

@@ -90,6 +90,27 @@ pub(super) fn is_dns_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// A Kubernetes object name (RFC 1123 subdomain: at most 253 characters, dot-separated
+/// labels of lowercase letters, digits and dashes); empty means none.
+pub(super) fn optional_dns_subdomain(s: &str) -> Result<Option<String>, Bad> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let labels_ok = s.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    });
+    if s.len() <= 253 && labels_ok {
+        Ok(Some(s.to_owned()))
+    } else {
+        Err(Bad(None))
+    }
+}
+
 /// A TOML value as the file wrote it (strings quoted), for messages.
 pub(super) fn shown(v: &Value) -> String {
     match &v.kind {

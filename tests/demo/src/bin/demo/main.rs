@@ -16,6 +16,7 @@
 mod cluster;
 mod live;
 mod observe;
+mod pull;
 mod samples;
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,7 @@ fn run(checks: &mut Checks) -> Result<()> {
         .build()
         .context("a tokio runtime")?;
     let client = rt.block_on(kube_client(&kubeconfig))?;
+    let (pull_cloner, pull_home) = (cloner.clone(), home.clone());
     let setup = Setup {
         env: settings(&backup, &kubeconfig, &source),
         cloner,
@@ -144,7 +146,17 @@ fn run(checks: &mut Checks) -> Result<()> {
     };
     samples::create(&setup.cluster, &setup.samples)?;
     plan(&setup)?;
-    let result = with_daemon(checks, setup, &work);
+    let nginx = nginx.clone();
+    let result = with_daemon(checks, setup, &work).and_then(|()| {
+        pull::section(&pull::Inputs {
+            cloner: &pull_cloner,
+            home: &pull_home,
+            kubeconfig: &kubeconfig,
+            source: &source,
+            image: &nginx,
+            work: &work,
+        })
+    });
     drop(sim);
     result
 }
