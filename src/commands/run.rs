@@ -4,7 +4,9 @@
 //! serve health, start the namespace watch (no workload is planned until its opt-out is
 //! known), then the controllers. It tells systemd READY once every kind's initial list is
 //! cached, pings its watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets
-//! running reconciles finish within the grace period.
+//! running reconciles finish within the grace period. With leader election on, it joins the
+//! election before the controllers start (they reconcile nothing until it leads) and releases
+//! the Lease once they have stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,16 +20,23 @@ use crate::cluster::namespaces;
 use crate::cluster::once::{self, OnceSummary};
 use crate::commands::error::CommandError;
 use crate::commands::session::Session;
+use crate::leadership::{Leadership, LeadershipObserver as _, Validity};
 use crate::ops::health::{self, Health};
 use crate::ops::metrics::Metrics;
 use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
+use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::settings::Settings;
 use crate::workload::Kind;
 
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
+    if settings.leader_election {
+        tracing::warn!(
+            "run --once does not take part in leader election: it copies and writes whether or not a daemon leads"
+        );
+    }
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let opted_out = list::opted_out_namespaces(&session.client)
         .await
@@ -116,8 +125,14 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
-    let ctx = session.context(settings, namespaces, &metrics);
+    let validity = settings.lease().map(|lease| Leadership::guard(&lease));
+    let guard: Arc<dyn WriteGuard> = match &validity {
+        Some(v) => Arc::clone(v) as _,
+        None => Arc::new(Unguarded),
+    };
+    let ctx = session.guarded_context(settings, namespaces, &metrics, guard);
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
+    let leadership = elect(&session, settings, validity, &metrics, &daemon).await?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -132,9 +147,36 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         on_synced(Arc::clone(&health)),
     );
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
+    if let Some(leadership) = leadership {
+        leadership.step_down().await;
+    }
     ns_task.abort();
     server.abort();
     result.map(|()| true)
+}
+
+/// Joins the leader election when it is on; without it, this daemon always leads.
+async fn elect(
+    session: &Session,
+    settings: &Settings,
+    validity: Option<Arc<Validity>>,
+    metrics: &Arc<Metrics>,
+    daemon: &Daemon,
+) -> Result<Option<Leadership>, CommandError> {
+    let (Some(lease), Some(validity)) = (settings.lease(), validity) else {
+        metrics.leading(true);
+        return Ok(None);
+    };
+    let leadership = Leadership::join(
+        session.client.clone(),
+        &lease,
+        &session.identity,
+        validity,
+        Arc::clone(metrics) as _,
+        daemon.reconcile_everything(),
+    )
+    .await?;
+    Ok(Some(leadership))
 }
 
 /// Beats the heartbeat until a signal, then stops the controllers within `grace`.

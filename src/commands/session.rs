@@ -8,10 +8,12 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::cluster::client::{self, ClusterError};
+use crate::leadership::identity;
 use crate::ops::metrics::Metrics;
 use crate::reconcile::Context;
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::context::NamespaceOptOuts;
+use crate::reconcile::guard::{self, Unguarded, WriteGuard};
 use crate::reconcile::plan::Policy;
 use crate::registry::mirror::{CopyObserver, Mirror};
 use crate::settings::Settings;
@@ -21,13 +23,20 @@ use crate::workload::Kind;
 pub struct Session {
     pub client: Client,
     pub kinds: BTreeSet<Kind>,
+    /// This process among the replicas: its Lease holder identity, in its user agent too.
+    pub identity: String,
 }
 
 impl Session {
     /// Connects and finds the served kinds, warning once for each missing one.
     pub async fn connect(settings: &Settings, kinds: &[Kind]) -> Result<Session, ClusterError> {
-        let client =
-            client::client(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;
+        let identity = identity::identity();
+        let client = client::client(
+            settings.kubeconfig.as_deref(),
+            settings.context.as_deref(),
+            &identity::user_agent(&identity),
+        )
+        .await?;
         let (served, warnings) = client::served_kinds(&client, kinds).await?;
         for w in warnings {
             tracing::warn!("{w}");
@@ -35,6 +44,7 @@ impl Session {
         Ok(Session {
             client,
             kinds: served,
+            identity,
         })
     }
 
@@ -46,7 +56,21 @@ impl Session {
         namespaces: Arc<dyn NamespaceOptOuts>,
         metrics: &Arc<Metrics>,
     ) -> Arc<Context> {
-        let mirror = mirror(settings, metrics);
+        self.guarded_context(settings, namespaces, metrics, Arc::new(Unguarded))
+    }
+
+    /// The same, every write (patch, Event, copy) made only while `guard` allows it.
+    pub fn guarded_context(
+        &self,
+        settings: &Settings,
+        namespaces: Arc<dyn NamespaceOptOuts>,
+        metrics: &Arc<Metrics>,
+        guard: Arc<dyn WriteGuard>,
+    ) -> Arc<Context> {
+        let mirror = settings.gated_mirror(
+            Arc::clone(metrics) as Arc<dyn CopyObserver>,
+            guard::copy_gate(Arc::clone(&guard)),
+        );
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .ok();
@@ -57,7 +81,8 @@ impl Session {
                 instance,
             },
         );
-        let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _);
+        let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _)
+            .guarded(guard);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
         Arc::new(Context::new(
             mirror,

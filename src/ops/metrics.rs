@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::leadership::LeadershipObserver;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -53,6 +54,7 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -123,7 +125,14 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             api_requests,
             api_request_duration,
@@ -163,6 +172,12 @@ impl ReconcileObserver for Metrics {
         self.reconcile_errors
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+}
+
+impl LeadershipObserver for Metrics {
+    fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 }
 
@@ -211,6 +226,7 @@ mod tests {
         m.workload_patched();
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
+        m.leading(true);
         m.api_call(
             Verb::CreateEvent,
             CallOutcome::Timeout,
@@ -228,6 +244,7 @@ mod tests {
             "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",
             "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"timeout\"} 1",
             "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
+            "image_cloner_leader 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

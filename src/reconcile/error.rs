@@ -52,6 +52,13 @@ pub enum ReconcileError {
         namespace: String,
         name: String,
     },
+    /// Leadership ended during the reconcile: what is left is the next leader's.
+    #[error("{kind} {namespace}/{name}: stopped: this replica no longer holds the leader Lease")]
+    NotLeading {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
 }
 
 impl ReconcileError {
@@ -62,8 +69,16 @@ impl ReconcileError {
             ReconcileError::Patch { source, .. } | ReconcileError::Reread { source, .. } => {
                 source.is_transient()
             }
-            ReconcileError::Contended { .. } | ReconcileError::NamespaceUnknown { .. } => true,
+            ReconcileError::Contended { .. }
+            | ReconcileError::NamespaceUnknown { .. }
+            | ReconcileError::NotLeading { .. } => true,
         }
+    }
+
+    /// Whether it ended because this replica does not lead: not a failure, and not retried
+    /// here (the leader has it, or this replica reconciles everything when it leads again).
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, ReconcileError::NotLeading { .. })
     }
 
     /// A short label for metrics.
@@ -74,6 +89,7 @@ impl ReconcileError {
             ReconcileError::Reread { .. } => "ReadFailed",
             ReconcileError::Contended { .. } => "Contended",
             ReconcileError::NamespaceUnknown { .. } => "NamespaceUnknown",
+            ReconcileError::NotLeading { .. } => "NotLeading",
         }
     }
 }
@@ -85,6 +101,9 @@ pub enum ApiError {
     Kube(#[from] kube::Error),
     #[error("no answer from the API server within {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
+    /// Not sent: this replica does not hold the leader Lease (or no longer surely does).
+    #[error("not sent: this replica does not hold the leader Lease")]
+    NotLeading,
 }
 
 impl ApiError {
@@ -94,7 +113,7 @@ impl ApiError {
         match self {
             ApiError::Kube(kube::Error::Api(s)) => s.code == 429 || s.code >= 500 || s.code == 409,
             ApiError::Kube(kube::Error::SerdeError(_)) => false,
-            ApiError::Kube(_) | ApiError::Timeout(_) => true,
+            ApiError::Kube(_) | ApiError::Timeout(_) | ApiError::NotLeading => true,
         }
     }
 

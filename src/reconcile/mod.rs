@@ -17,6 +17,7 @@
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod guard;
 pub mod patch;
 pub mod plan;
 pub mod reasons;
@@ -93,6 +94,9 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
         let plans = plan::decide(&w, &ctx.policy);
         log_decisions(&plans);
         let copies = ensure_copies(ctx, &plans).await;
+        if copies.failures.iter().any(MirrorError::is_not_leading) {
+            return Err(not_leading(&w));
+        }
         report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
         match write_patch(ctx, &current, &w, &plans, &copies.verified).await? {
             Written::Patched(changes) => {
@@ -262,7 +266,17 @@ async fn write_patch<K: WorkloadKind>(
                 }
             }
         }
+        Err(ApiError::NotLeading) => Err(not_leading(w)),
         Err(e) => Err(patch_error(e)),
+    }
+}
+
+/// Leadership ended mid-way: the rest is the next leader's (no Event: it could not be sent).
+fn not_leading(w: &Workload) -> ReconcileError {
+    ReconcileError::NotLeading {
+        kind: w.kind,
+        namespace: w.namespace.clone(),
+        name: w.name.clone(),
     }
 }
 

@@ -66,6 +66,13 @@ impl Settings {
             "metrics_address" => self.metrics_address.to_string(),
             "log_format" => format!("{:?}", self.log_format).to_ascii_lowercase(),
             "log_level" => self.log_level.clone(),
+            "leader_election" => if self.leader_election { "on" } else { "off" }.to_owned(),
+            "lease_name" => self.lease_name.clone(),
+            "lease_namespace" => self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| "(the daemon's own: not known here)".to_owned()),
+            "lease_duration" => duration(self.lease_duration),
             _ => UNKNOWN.to_owned(),
         }
     }

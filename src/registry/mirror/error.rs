@@ -58,6 +58,9 @@ pub enum MirrorError {
     },
     #[error("{image}: the mirror task ended without a result (shutting down?)")]
     Aborted { image: String },
+    /// The copy gate refused: this replica does not lead (leader election).
+    #[error("{image}: not copied: this replica does not hold the leader Lease")]
+    NotLeading { image: String },
 }
 
 /// The reason of a skopeo failure: what the registry said when it said something; `otherwise`
@@ -82,7 +85,9 @@ impl MirrorError {
     /// copy that verified wrong (the backup tag moved under us).
     pub fn is_transient(&self) -> bool {
         match self {
-            MirrorError::Verify { .. } | MirrorError::Aborted { .. } => true,
+            MirrorError::Verify { .. }
+            | MirrorError::Aborted { .. }
+            | MirrorError::NotLeading { .. } => true,
             MirrorError::ResolveSource { source, .. }
             | MirrorError::CheckBackup { source, .. }
             | MirrorError::VerifyLookup { source, .. } => source.is_transient(),
@@ -93,6 +98,11 @@ impl MirrorError {
         }
     }
 
+    /// The gate refused the copy: this replica does not lead.
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, MirrorError::NotLeading { .. })
+    }
+
     /// A short CamelCase reason, for Kubernetes Events and metrics labels.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -101,6 +111,7 @@ impl MirrorError {
             MirrorError::NotInBackupRegistry { .. } => "BackupNotFound",
             MirrorError::Verify { .. } => "VerificationFailed",
             MirrorError::Aborted { .. } => "Aborted",
+            MirrorError::NotLeading { .. } => "NotLeading",
             MirrorError::ResolveSource { source, .. } => match source.as_ref() {
                 LookupError::InvalidManifest(_) => "InvalidSourceManifest",
                 LookupError::RateLimited { .. } => "RateLimited",

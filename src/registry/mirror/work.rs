@@ -8,7 +8,7 @@ use super::{Inner, MirrorError, MirroredImage, Outcome};
 use crate::image::manifest::{ManifestKind, RawManifest};
 use crate::image::naming::{BackupTarget, Pin};
 use crate::image::reference::{Digest, ImageRef};
-use crate::registry::skopeo::{CopyFormat, SkopeoError};
+use crate::registry::skopeo::CopyFormat;
 
 impl Inner {
     pub(super) fn target(&self, source: &ImageRef) -> Result<BackupTarget, MirrorError> {
@@ -167,14 +167,7 @@ impl Inner {
             CopyFormat::Preserve
         };
         let backup = target.tagged();
-        let pushed = self
-            .copy(from, backup, format)
-            .await
-            .map_err(|e| MirrorError::Copy {
-                image: source.to_string(),
-                backup: backup.to_string(),
-                source: Box::new(e),
-            })?;
+        let pushed = self.copy(source, from, backup, format).await?;
         let expected = if converted {
             pushed.clone()
         } else {
@@ -268,14 +261,24 @@ impl Inner {
         })
     }
 
-    /// One skopeo copy in a copy slot; the slot is held for the copy alone.
+    /// One skopeo copy of `source` (as `from`) in a copy slot; the slot is held for the copy
+    /// alone. The gate is asked once the slot is ours, right before skopeo starts: the wait for
+    /// a slot can outlast this replica's leadership.
     async fn copy(
         &self,
+        image: &ImageRef,
         source: &ImageRef,
         dest: &ImageRef,
         format: CopyFormat,
-    ) -> Result<Digest, SkopeoError> {
+    ) -> Result<Digest, MirrorError> {
         let _slot = self.copy_slots.acquire().await;
+        if !self.gate.may_copy() {
+            tracing::info!(source = %source, "not copying: this replica does not lead");
+            return Err(MirrorError::NotLeading {
+                image: image.to_string(),
+            });
+        }
+        tracing::info!(source = %source, backup = %dest, "copying");
         let _in_flight = InFlight::start(self);
         let started = Instant::now();
         let result = self.client.copy(source, dest, format).await;
@@ -297,7 +300,11 @@ impl Inner {
                 tracing::warn!(source = %source, backup = %dest, error = %e, "copy failed");
             }
         }
-        result
+        result.map_err(|e| MirrorError::Copy {
+            image: image.to_string(),
+            backup: dest.to_string(),
+            source: Box::new(e),
+        })
     }
 }
 
