@@ -339,3 +339,68 @@ fn on_the_real_api_server_the_standby_finishes_and_nothing_is_written_twice() {
     assert_eq!(t.standby.stop(), Some(0));
     assert_eq!(holder(&env), "", "a stopping leader releases the Lease");
 }
+
+#[test]
+fn on_the_simulator_a_leader_that_cannot_renew_stops_writing_until_it_renews() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let env = Env::on_simulator(dir.path());
+    let sim = env.sim.as_ref().expect("the simulator");
+    let ns = "ha-renew";
+    env.namespace(ns, &[]);
+    env.namespace(LEASE_NS, &[]);
+    let deployment = |name: &str| {
+        let image = env.images.app.0.as_str();
+        workload("Deployment", ns, name, &[("app", image)], &[], json!({}))
+    };
+    let patched = |name: &str| {
+        env.images("Deployment", ns, name)[0].starts_with(&format!("{}/", env.backup_host))
+    };
+    env.create(deployment("before"));
+    let leader = Daemon::start(env.cloner(
+        &[ns],
+        &[
+            ("POD_NAME", "replica-a"),
+            ("IMAGE_CLONER_LEADER_ELECTION", "on"),
+            ("IMAGE_CLONER_LEASE_NAMESPACE", LEASE_NS),
+            ("IMAGE_CLONER_LEASE_DURATION", LEASE_DURATION),
+        ],
+    ));
+    let gauge = || metric(&leader, "image_cloner_leader");
+    wait(CONVERGE, "the leader patches", &[&leader], || {
+        patched("before")
+    });
+    // The API server refuses every renewal: nobody can take the Lease over either.
+    sim.faults().fail_next(kube_sim::faults::FailRule {
+        verb: Some("patch".into()),
+        resource: Some("leases".into()),
+        count: u64::MAX,
+        status: 503,
+        retry_after: None,
+    });
+    wait(
+        Duration::from_secs(60),
+        "it stops leading",
+        &[&leader],
+        || gauge() == Some(0.0),
+    );
+    assert!(
+        leader.log().contains("the Lease was not renewed in time"),
+        "{}",
+        leader.log()
+    );
+    assert!(holder(&env).starts_with("replica-a_"), "still its Lease");
+    env.create(deployment("meanwhile"));
+    // Long enough for a daemon that ignored its Lease to patch it many times over.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!patched("meanwhile"), "patched without a valid Lease");
+    sim.faults().clear();
+    wait(
+        Duration::from_secs(90),
+        "it renews and leads again",
+        &[&leader],
+        || gauge() == Some(1.0),
+    );
+    wait(CONVERGE, "it reconciles what it left", &[&leader], || {
+        patched("meanwhile")
+    });
+}

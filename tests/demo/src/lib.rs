@@ -180,6 +180,17 @@ impl Guard {
         terminate(&mut child, grace)
     }
 
+    /// SIGKILLs a held child (no chance to clean up, as `kill -9` or a lost node) and reaps it.
+    pub fn kill(&self, pid: u32) -> Option<ExitStatus> {
+        let mut child = {
+            let mut s = self.lock();
+            let i = s.children.iter().position(|(_, c)| c.id() == pid)?;
+            s.children.remove(i).1
+        };
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
     /// Waits for a held child to exit by itself.
     pub fn wait(&self, pid: u32) -> Result<ExitStatus> {
         loop {
@@ -343,6 +354,11 @@ impl Daemon {
     /// SIGTERM and wait (SIGKILL after `grace`).
     pub fn stop(&self, grace: Duration) -> Option<ExitStatus> {
         guard().stop(self.pid, grace)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&self) -> Option<ExitStatus> {
+        guard().kill(self.pid)
     }
 }
 
