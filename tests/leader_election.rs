@@ -145,13 +145,13 @@ struct Takeover {
     /// The killed leader's log, complete up to the kill.
     leader_log: String,
     standby: Daemon,
-    /// Requests the simulator had logged when the leader was killed.
+    /// Requests the simulator had logged once the killed leader was reaped.
     requests_at_kill: usize,
     takeover: Duration,
 }
 
-/// Starts the leader, then the standby; kills the leader once its first copy is done and the
-/// standby is ready; waits for the standby to lead.
+/// Starts the leader, then the standby; kills the leader once it has patched a workload (with
+/// copies left to make) and the standby is ready; waits for the standby to lead.
 fn kill_the_leader_mid_run(c: &Cluster) -> Takeover {
     let env = c.env;
     let mut leader = c.replica("replica-a");
@@ -170,9 +170,9 @@ fn kill_the_leader_mid_run(c: &Cluster) -> Takeover {
     );
     wait(
         CONVERGE,
-        "replica-a copied an image",
+        "replica-a patched a workload",
         &[&leader, &standby],
-        || copies(&leader.log()).1 >= 1,
+        || metric(&leader, "image_cloner_workloads_patched_total").unwrap_or(0.0) >= 1.0,
     );
     assert_eq!(
         metric(&standby, "image_cloner_leader"),
@@ -184,10 +184,10 @@ fn kill_the_leader_mid_run(c: &Cluster) -> Takeover {
         "the leader finished before the kill: make the copies slower"
     );
     assert!(holder(c.env).starts_with("replica-a_"), "{}", holder(c.env));
-    let requests_at_kill = env.sim.as_ref().map_or(0, |s| s.faults().requests().len());
     leader.child.kill().expect("SIGKILL the leader");
     let killed = Instant::now();
     leader.child.wait().expect("reap the leader");
+    let requests_at_kill = env.sim.as_ref().map_or(0, |s| s.faults().requests().len());
     wait(
         Duration::from_secs(60),
         "replica-b leads",
@@ -253,7 +253,7 @@ fn on_the_simulator_the_standby_finishes_and_nothing_is_written_twice() {
     let sim = env.sim.as_ref().expect("the simulator");
     let requests = sim.faults().requests();
     let agent = |name: &str| format!("({name}_");
-    let (before, after) = requests.split_at(t.requests_at_kill);
+    let before = &requests[..t.requests_at_kill];
     let standby_before: Vec<_> = before
         .iter()
         .filter(|r| r.user_agent.contains(&agent("replica-b")) && r.is_write())
@@ -275,11 +275,6 @@ fn on_the_simulator_the_standby_finishes_and_nothing_is_written_twice() {
     assert!(
         by_a > 0 && by_b > 0,
         "the kill came in the middle: {by_a} + {by_b}"
-    );
-    assert!(
-        after
-            .iter()
-            .all(|r| !r.user_agent.contains(&agent("replica-a")))
     );
     assert_eq!(t.standby.stop(), Some(0));
     assert_eq!(holder(&env), "", "a stopping leader releases the Lease");
