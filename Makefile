@@ -189,19 +189,28 @@ container-base:
 	  rm -f target/container/base.tar; \
 	fi
 
-## An overlay of manifests/ with the make variables, applied with kubectl apply -k.
+## An overlay of manifests/ with the make variables, applied with kubectl apply -k. A server
+## that answers but does not serve policy/v1 (Kubernetes < 1.21) gets no PodDisruptionBudget.
 target/deploy/kustomization.yaml: FORCE
 	@mkdir -p target/deploy
 	@name=$(IMAGE); tag=latest; \
 	case "$${name##*/}" in *:*) tag=$${name##*:}; name=$${name%:*} ;; esac; \
+	versions=$$($(KUBECTL) api-versions 2>/dev/null); no_pdb=""; \
+	if [ -n "$$versions" ] && ! printf '%s\n' "$$versions" | grep -qx 'policy/v1'; then \
+	  no_pdb=1; \
+	  echo "make: the API server does not serve policy/v1 (Kubernetes < 1.21): no PodDisruptionBudget" >&2; \
+	fi; \
 	{ echo "apiVersion: kustomize.config.k8s.io/v1beta1"; \
 	  echo "kind: Kustomization"; \
 	  echo "resources: [../../manifests]"; \
 	  echo "images: [{name: image-cloner, newName: \"$$name\", newTag: \"$$tag\"}]"; \
+	  if [ -n "$(BACKUP_REGISTRY)$$no_pdb" ]; then echo "patches:"; fi; \
 	  if [ -n "$(BACKUP_REGISTRY)" ]; then \
-	    echo "patches:"; \
 	    echo "  - target: {kind: ConfigMap, name: image-cloner-configuration}"; \
 	    echo "    patch: '[{\"op\": \"replace\", \"path\": \"/data/BACKUP_REGISTRY\", \"value\": \"$(BACKUP_REGISTRY)\"}]'"; \
+	  fi; \
+	  if [ -n "$$no_pdb" ]; then \
+	    echo "  - patch: '{\"\$$patch\": \"delete\", \"apiVersion\": \"policy/v1\", \"kind\": \"PodDisruptionBudget\", \"metadata\": {\"name\": \"image-cloner\", \"namespace\": \"image-cloner\"}}'"; \
 	  fi; } > $@
 
 FORCE:

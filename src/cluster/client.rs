@@ -60,24 +60,18 @@ impl ClusterError {
     }
 }
 
-/// Builds the client the way kubectl would find its cluster.
-pub async fn client(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-) -> Result<Client, ClusterError> {
-    Client::try_from(config(kubeconfig, context).await?).map_err(ClusterError::Client)
-}
-
-/// The client configuration the way kubectl would find its cluster.
+/// The client configuration the way kubectl would find its cluster; every request carries
+/// `user_agent`.
 pub async fn config(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
+    user_agent: &str,
 ) -> Result<Config, ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..Default::default()
     };
-    let config = match (kubeconfig, context) {
+    let mut config = match (kubeconfig, context) {
         (Some(path), _) => {
             let file = Kubeconfig::read_from(path).map_err(|e| ClusterError::ReadKubeconfig {
                 path: path.to_owned(),
@@ -100,6 +94,9 @@ pub async fn config(
         }
         (None, None) => Config::infer().await.map_err(ClusterError::Infer)?,
     };
+    if let Ok(agent) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
     Ok(config)
 }
 
@@ -148,11 +145,5 @@ pub async fn served_kinds(
 /// The daemon's own namespace when it runs in a pod: `POD_NAMESPACE` (set by the manifests
 /// through the downward API), else the service account's namespace file.
 pub fn own_namespace(env_pod_namespace: Option<&str>) -> Option<String> {
-    if let Some(ns) = env_pod_namespace.filter(|s| !s.is_empty()) {
-        return Some(ns.to_owned());
-    }
-    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    crate::settings::own_namespace(env_pod_namespace)
 }

@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::cluster::client::ClusterError;
+use crate::leadership::LeadershipError;
 use crate::ops::health::HealthError;
 
 #[derive(Debug, Error)]
@@ -22,6 +23,8 @@ pub enum CommandError {
     Health(#[from] HealthError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Leadership(#[from] LeadershipError),
 }
 
 impl CommandError {

@@ -5,7 +5,9 @@
 //! known), say how pods will pull the copies and keep the pull secrets current, then the
 //! controllers. It tells systemd READY once every kind's initial list is cached, pings its
 //! watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets running reconciles
-//! finish within the grace period.
+//! finish within the grace period. With leader election on, it joins the election before the
+//! controllers start (they reconcile nothing until it leads) and releases the Lease once they
+//! have stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +21,14 @@ use crate::cluster::namespaces;
 use crate::cluster::once::{self, OnceSummary};
 use crate::commands::error::CommandError;
 use crate::commands::session::Session;
+use crate::leadership::{Leadership, LeadershipObserver as _, Validity};
 use crate::ops::health::{self, Health};
 use crate::ops::metrics::Metrics;
 use crate::pullsecret::{self, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
 use crate::reconcile::error::with_causes;
+use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::registry::skopeo::clean_at_start;
 use crate::settings::Settings;
 use crate::workload::Kind;
@@ -33,6 +37,11 @@ use crate::workload::Kind;
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
     clean_at_start(settings.tmp_dir.as_deref());
+    if settings.leader_election {
+        tracing::warn!(
+            "run --once does not take part in leader election: it copies and writes whether or not a daemon leads"
+        );
+    }
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let opted_out = list::opted_out_namespaces(&session.client)
         .await
@@ -156,15 +165,24 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let probe = tokio::spawn(probe_cluster(session.client.clone(), Arc::clone(&health)));
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
+    let validity = settings.lease().map(|lease| Leadership::guard(&lease));
+    let guard: Arc<dyn WriteGuard> = match &validity {
+        Some(v) => Arc::clone(v) as _,
+        None => Arc::new(Unguarded),
+    };
     let pull = session.pull_secrets(settings, &metrics);
     // In the background: an unreachable registry must not hold the start-up.
     let warnings = tokio::spawn({
         let pull = Arc::clone(&pull);
         async move { warn_about_pulls(&pull).await }
     });
-    let refresh = tokio::spawn(pullsecret::refresh::keep_current(Arc::clone(&pull)));
-    let ctx = session.context(settings, namespaces, &metrics, pull);
+    let refresh = tokio::spawn(pullsecret::refresh::keep_current(
+        Arc::clone(&pull),
+        Arc::clone(&guard),
+    ));
+    let ctx = session.guarded_context(settings, namespaces, &metrics, pull, guard);
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
+    let leadership = elect(&session, settings, validity, &metrics, &daemon).await?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -179,12 +197,39 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         on_synced(Arc::clone(&health)),
     );
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
+    if let Some(leadership) = leadership {
+        leadership.step_down().await;
+    }
     ns_task.abort();
     probe.abort();
     refresh.abort();
     warnings.abort();
     server.abort();
     result.map(|()| true)
+}
+
+/// Joins the leader election when it is on; without it, this daemon always leads.
+async fn elect(
+    session: &Session,
+    settings: &Settings,
+    validity: Option<Arc<Validity>>,
+    metrics: &Arc<Metrics>,
+    daemon: &Daemon,
+) -> Result<Option<Leadership>, CommandError> {
+    let (Some(lease), Some(validity)) = (settings.lease(), validity) else {
+        metrics.leading(true);
+        return Ok(None);
+    };
+    let leadership = Leadership::join(
+        session.client.clone(),
+        &lease,
+        &session.identity,
+        validity,
+        Arc::clone(metrics) as _,
+        daemon.reconcile_everything(),
+    )
+    .await?;
+    Ok(Some(leadership))
 }
 
 /// Beats the heartbeat until a signal, then stops the controllers within `grace`.

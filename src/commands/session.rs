@@ -8,11 +8,13 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::cluster::client::{self, ClusterError};
+use crate::leadership::identity;
 use crate::ops::metrics::Metrics;
 use crate::pullsecret::{PullOptions, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::context::NamespaceOptOuts;
+use crate::reconcile::guard::{self, Unguarded, WriteGuard};
 use crate::reconcile::plan::Policy;
 use crate::reconcile::pull::PullGate;
 use crate::registry::mirror::{CopyObserver, Mirror};
@@ -23,16 +25,20 @@ use crate::workload::Kind;
 pub struct Session {
     pub client: Client,
     pub kinds: BTreeSet<Kind>,
+    /// This process among the replicas: its Lease holder identity, in its user agent too.
+    pub identity: String,
 }
 
 impl Session {
     /// Connects and finds the served kinds, warning once for each missing one.
     pub async fn connect(settings: &Settings, kinds: &[Kind]) -> Result<Session, ClusterError> {
+        let identity = identity::identity();
         Session::connect_to(
             settings.kubeconfig.as_deref(),
             settings.context.as_deref(),
             &settings.kubeconfig_source,
             kinds,
+            identity,
         )
         .await
     }
@@ -44,8 +50,9 @@ impl Session {
         context: Option<&str>,
         source: &str,
         kinds: &[Kind],
+        identity: String,
     ) -> Result<Session, ClusterError> {
-        let config = client::config(kubeconfig, context).await?;
+        let config = client::config(kubeconfig, context, &identity::user_agent(&identity)).await?;
         let server = config.cluster_url.to_string();
         let client =
             Client::try_from(config).map_err(|e| ClusterError::Client(e).at(&server, source))?;
@@ -58,6 +65,7 @@ impl Session {
         Ok(Session {
             client,
             kinds: served,
+            identity,
         })
     }
 
@@ -88,7 +96,22 @@ impl Session {
         metrics: &Arc<Metrics>,
         pull: Arc<dyn PullGate>,
     ) -> Arc<Context> {
-        let mirror = mirror(settings, metrics);
+        self.guarded_context(settings, namespaces, metrics, pull, Arc::new(Unguarded))
+    }
+
+    /// The same, every write (patch, Event, copy) made only while `guard` allows it.
+    pub fn guarded_context(
+        &self,
+        settings: &Settings,
+        namespaces: Arc<dyn NamespaceOptOuts>,
+        metrics: &Arc<Metrics>,
+        pull: Arc<dyn PullGate>,
+        guard: Arc<dyn WriteGuard>,
+    ) -> Arc<Context> {
+        let mirror = settings.gated_mirror(
+            Arc::clone(metrics) as Arc<dyn CopyObserver>,
+            guard::copy_gate(Arc::clone(&guard)),
+        );
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .ok();
@@ -99,7 +122,8 @@ impl Session {
                 instance,
             },
         );
-        let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _);
+        let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _)
+            .guarded(guard);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
         Arc::new(
             Context::new(
@@ -157,7 +181,9 @@ mod tests {
         let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n";
         std::fs::write(&path, kubeconfig).expect("write the kubeconfig");
         let source = path.display().to_string();
-        let Err(e) = Session::connect_to(Some(&path), None, &source, Kind::ALL).await else {
+        let Err(e) =
+            Session::connect_to(Some(&path), None, &source, Kind::ALL, "test".to_owned()).await
+        else {
             panic!("nothing listens on 127.0.0.1:1");
         };
         let text = with_causes(&e);

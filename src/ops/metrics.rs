@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::leadership::LeadershipObserver;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -61,6 +62,7 @@ pub struct Metrics {
     pub not_pullable: Counter,
     pub pull_secret_writes: Family<ResultLabel, Counter>,
     pub source_throttled: Family<RegistryLabel, Counter>,
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -149,7 +151,14 @@ impl Metrics {
             "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
             source_throttled.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             not_pullable,
             pull_secret_writes,
@@ -202,6 +211,12 @@ impl ReconcileObserver for Metrics {
         self.pull_secret_writes
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+}
+
+impl LeadershipObserver for Metrics {
+    fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 }
 
@@ -261,6 +276,7 @@ mod tests {
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
         m.source_throttled("docker.io");
+        m.leading(true);
         m.api_call(
             Verb::CreateEvent,
             CallOutcome::Timeout,
@@ -281,6 +297,7 @@ mod tests {
             "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"timeout\"} 1",
             "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
             "image_cloner_source_throttled_total{registry=\"docker.io\"} 1",
+            "image_cloner_leader 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::pullsecret::entry::{SecretBody, backup_entry};
 use crate::pullsecret::error::PullSecretError;
 use crate::pullsecret::{PullOptions, PullSecrets};
+use crate::reconcile::guard::WriteGuard;
 
 /// How often the docker config is read again.
 pub const INTERVAL: Duration = Duration::from_secs(10);
@@ -31,8 +32,9 @@ pub(super) fn read(options: &PullOptions) -> Result<SecretBody, PullSecretError>
     })
 }
 
-/// Reads the docker config again every [`INTERVAL`] and updates what changed, forever.
-pub async fn keep_current(secrets: Arc<PullSecrets>) {
+/// Reads the docker config again every [`INTERVAL`] and updates what changed, forever; a round
+/// is skipped while `guard` forbids writes (another replica leads and keeps them current).
+pub async fn keep_current(secrets: Arc<PullSecrets>, guard: Arc<dyn WriteGuard>) {
     if secrets.options().secret.is_none() {
         return;
     }
@@ -40,7 +42,9 @@ pub async fn keep_current(secrets: Arc<PullSecrets>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        secrets.refresh().await;
+        if guard.allows() {
+            secrets.refresh().await;
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::reconcile::error::ApiError;
+use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::reconcile::reasons;
 use crate::workload::WorkloadKind;
 
@@ -96,7 +97,7 @@ pub async fn observed<T>(
     let outcome = match &result {
         Ok(_) => CallOutcome::Success,
         Err(ApiError::Timeout(_)) => CallOutcome::Timeout,
-        Err(ApiError::Kube(_)) => CallOutcome::Error,
+        Err(ApiError::Kube(_) | ApiError::NotLeading) => CallOutcome::Error,
     };
     observer.api_call(verb, outcome, started.elapsed());
     result
@@ -108,6 +109,7 @@ pub struct WorkloadApi {
     recorder: Recorder,
     observer: Arc<dyn ApiObserver>,
     writes: AtomicU64,
+    guard: Arc<dyn WriteGuard>,
 }
 
 impl WorkloadApi {
@@ -117,7 +119,18 @@ impl WorkloadApi {
             recorder,
             observer,
             writes: AtomicU64::new(0),
+            guard: Arc::new(Unguarded),
         }
+    }
+
+    /// Writes only while `guard` allows, each answered within what is left of its permission.
+    pub fn guarded(self, guard: Arc<dyn WriteGuard>) -> Self {
+        WorkloadApi { guard, ..self }
+    }
+
+    /// What is asked before each write.
+    pub fn guard(&self) -> &Arc<dyn WriteGuard> {
+        &self.guard
     }
 
     pub fn client(&self) -> &Client {
@@ -138,13 +151,17 @@ impl WorkloadApi {
         observed(self.observer.as_ref(), verb, timeout, call).await
     }
 
-    /// The one function that writes a workload: an RFC 6902 patch.
+    /// The one function that writes a workload: an RFC 6902 patch, sent only while the guard
+    /// allows, and given up when no answer came before the permission ends.
     pub async fn patch<K: WorkloadKind>(
         &self,
         namespace: &str,
         name: &str,
         patch: json_patch::Patch,
     ) -> Result<K, ApiError> {
+        let Some(timeout) = self.guard.permission().budget(WRITE_TIMEOUT) else {
+            return Err(ApiError::NotLeading);
+        };
         self.writes.fetch_add(1, Ordering::Relaxed);
         let api = Api::<K>::namespaced(self.client.clone(), namespace);
         let params = PatchParams {
@@ -153,7 +170,7 @@ impl WorkloadApi {
         };
         self.observed(
             Verb::Patch,
-            WRITE_TIMEOUT,
+            timeout,
             api.patch(name, &params, &Patch::Json::<()>(patch)),
         )
         .await
@@ -164,7 +181,7 @@ impl WorkloadApi {
         self.observed(Verb::Get, WRITE_TIMEOUT, api.get(name)).await
     }
 
-    /// Publishes an Event on `obj`; a failure is logged, never fatal.
+    /// Publishes an Event on `obj` while the guard allows; a failure is logged, never fatal.
     pub async fn event<K: WorkloadKind>(
         &self,
         obj: &K,
@@ -172,6 +189,10 @@ impl WorkloadApi {
         reason: &str,
         note: String,
     ) {
+        let Some(timeout) = self.guard.permission().budget(EVENT_TIMEOUT) else {
+            tracing::debug!(reason, "Event not published: this replica does not lead");
+            return;
+        };
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -188,7 +209,7 @@ impl WorkloadApi {
         if let Err(e) = self
             .observed(
                 Verb::CreateEvent,
-                EVENT_TIMEOUT,
+                timeout,
                 self.recorder.publish(&event, &reference),
             )
             .await

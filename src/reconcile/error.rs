@@ -61,6 +61,13 @@ pub enum ReconcileError {
         namespace: String,
         name: String,
     },
+    /// Leadership ended during the reconcile: what is left is the next leader's.
+    #[error("{kind} {namespace}/{name}: stopped: this replica no longer holds the leader Lease")]
+    NotLeading {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
 }
 
 impl ReconcileError {
@@ -73,8 +80,15 @@ impl ReconcileError {
             }
             ReconcileError::Contended { .. }
             | ReconcileError::NamespaceUnknown { .. }
-            | ReconcileError::PullUnknown { .. } => true,
+            | ReconcileError::PullUnknown { .. }
+            | ReconcileError::NotLeading { .. } => true,
         }
+    }
+
+    /// Whether it ended because this replica does not lead: not a failure, and not retried
+    /// here (the leader has it, or this replica reconciles everything when it leads again).
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, ReconcileError::NotLeading { .. })
     }
 
     /// A short label for metrics.
@@ -86,6 +100,7 @@ impl ReconcileError {
             ReconcileError::Contended { .. } => "Contended",
             ReconcileError::NamespaceUnknown { .. } => "NamespaceUnknown",
             ReconcileError::PullUnknown { .. } => "PullAccessUnknown",
+            ReconcileError::NotLeading { .. } => "NotLeading",
         }
     }
 }
@@ -115,6 +130,9 @@ pub enum ApiError {
     Kube(#[from] kube::Error),
     #[error("no answer from the API server within {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
+    /// Not sent: this replica does not hold the leader Lease (or no longer surely does).
+    #[error("not sent: this replica does not hold the leader Lease")]
+    NotLeading,
 }
 
 impl ApiError {
@@ -124,7 +142,7 @@ impl ApiError {
         match self {
             ApiError::Kube(kube::Error::Api(s)) => s.code == 429 || s.code >= 500 || s.code == 409,
             ApiError::Kube(kube::Error::SerdeError(_)) => false,
-            ApiError::Kube(_) | ApiError::Timeout(_) => true,
+            ApiError::Kube(_) | ApiError::Timeout(_) | ApiError::NotLeading => true,
         }
     }
 

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod guard;
 pub mod notices;
 pub mod patch;
 pub mod plan;
@@ -117,6 +118,9 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
         plan::mark_private(&mut plans, &screened.private);
         log_decisions(&plans);
         let copies = ensure_copies(ctx, &plans, screened).await;
+        if copies.failures.iter().any(MirrorError::is_not_leading) {
+            return Err(not_leading(&w));
+        }
         let (plans, access) = pull_access(ctx, &w, plans, &copies).await;
         report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
         if defer_patch(&copies.failures) {
@@ -361,7 +365,17 @@ async fn write_patch<K: WorkloadKind>(
                 }
             }
         }
+        Err(ApiError::NotLeading) => Err(not_leading(w)),
         Err(e) => Err(patch_error(e)),
+    }
+}
+
+/// Leadership ended mid-way: the rest is the next leader's (no Event: it could not be sent).
+fn not_leading(w: &Workload) -> ReconcileError {
+    ReconcileError::NotLeading {
+        kind: w.kind,
+        namespace: w.namespace.clone(),
+        name: w.name.clone(),
     }
 }
 

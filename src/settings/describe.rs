@@ -73,6 +73,13 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| "(none: no pull secret is provisioned)".to_owned()),
             "pull_check" => if self.pull_check { "on" } else { "off" }.to_owned(),
+            "leader_election" => if self.leader_election { "on" } else { "off" }.to_owned(),
+            "lease_name" => self.lease_name.clone(),
+            "lease_namespace" => self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| "(the daemon's own: not known here)".to_owned()),
+            "lease_duration" => duration(self.lease_duration),
             _ => UNKNOWN.to_owned(),
         }
     }

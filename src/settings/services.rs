@@ -60,6 +60,15 @@ impl Settings {
         &self,
         observer: std::sync::Arc<dyn crate::registry::mirror::CopyObserver>,
     ) -> crate::registry::mirror::Mirror {
+        self.gated_mirror(observer, std::sync::Arc::new(crate::registry::mirror::Open))
+    }
+
+    /// The same, starting copies only when `gate` allows (leader election).
+    pub fn gated_mirror(
+        &self,
+        observer: std::sync::Arc<dyn crate::registry::mirror::CopyObserver>,
+        gate: std::sync::Arc<dyn crate::registry::mirror::CopyGate>,
+    ) -> crate::registry::mirror::Mirror {
         let head = match self.manifest_head() {
             Ok(head) => Some(head),
             Err(e) => {
@@ -73,7 +82,7 @@ impl Settings {
             head,
             options.max_concurrent_checks(),
         );
-        crate::registry::mirror::Mirror::new(std::sync::Arc::new(client), options, observer)
+        crate::registry::mirror::Mirror::gated(std::sync::Arc::new(client), options, observer, gate)
     }
 
     /// How the mirror names, pins and limits copies.

@@ -386,6 +386,45 @@ pub const SPECS: &[Spec] = &[
         kind: Kind::Text,
         expected: "\"on\" (patch only where pods can pull the copy: a pull secret in place, or a backup registry that answers anonymous pulls) or \"off\" (the nodes have their own credentials for the backup registry)",
     },
+    Spec {
+        key: "leader_election",
+        bare_env: false,
+        value: "on|off",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "\"on\" or \"off\"",
+    },
+    Spec {
+        key: "lease_name",
+        bare_env: false,
+        value: "NAME",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "a Lease name: lowercase letters, digits, '-' and '.', at most 253 characters",
+    },
+    Spec {
+        key: "lease_namespace",
+        bare_env: false,
+        value: "NAMESPACE",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "the namespace of the Lease (default: the daemon's own; required outside a cluster when leader_election is on)",
+    },
+    Spec {
+        key: "lease_duration",
+        bare_env: false,
+        value: "DURATION",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Duration {
+            min: secs(5),
+            max: secs(300),
+        },
+        expected: "a duration from 5s to 5m, such as 15s",
+    },
 ];
 
 impl Spec {

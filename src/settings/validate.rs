@@ -188,7 +188,7 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&mut self, key: &'static str, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, key: &'static str, default: Duration) -> Duration {
         let (min, max) = match kind_of(key) {
             Kind::Duration { min, max } => (min, max),
             _ => (Duration::ZERO, Duration::MAX),
@@ -265,6 +265,7 @@ impl Validator<'_> {
         } else {
             BackupRegistry::parse(UNUSED_BACKUP_REGISTRY).ok()
         };
+        let leader = self.leader();
         // Every field is evaluated in this order, so each one's problems are reported;
         // `backup_registry?` comes last, or a missing registry would hide the rest.
         let settings = Settings {
@@ -315,6 +316,10 @@ impl Validator<'_> {
                 "off" => Ok(false),
                 _ => Err(Bad(None)),
             }),
+            leader_election: leader.enabled,
+            lease_name: leader.name,
+            lease_namespace: leader.namespace,
+            lease_duration: leader.duration,
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),
         };

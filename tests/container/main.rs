@@ -84,7 +84,7 @@ fn the_image_runs_as_65532_with_only_tmp_writable() {
 
 #[test]
 #[ignore = "needs podman and the image: make container-test"]
-fn check_config_takes_the_configmaps_three_settings_from_the_environment() {
+fn check_config_takes_the_configmaps_settings_from_the_environment() {
     require_image();
     fixture::assert_deployment_matches();
     let data = fixture::configmap_data();
@@ -102,7 +102,10 @@ fn check_config_takes_the_configmaps_three_settings_from_the_environment() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for (name, value) in &data {
-        let key = name.to_ascii_lowercase();
+        let key = name
+            .strip_prefix("IMAGE_CLONER_")
+            .unwrap_or(name)
+            .to_ascii_lowercase();
         let line = stdout
             .lines()
             .find(|l| l.split(' ').next() == Some(key.as_str()))

@@ -84,6 +84,9 @@ pub enum MirrorError {
         #[source]
         source: Box<LookupError>,
     },
+    /// The copy gate refused: this replica does not lead (leader election).
+    #[error("{image}: not copied: this replica does not hold the leader Lease")]
+    NotLeading { image: String },
 }
 
 /// The reason of a skopeo failure: what the registry said when it said something; `otherwise`
@@ -111,7 +114,8 @@ impl MirrorError {
             MirrorError::Verify { .. }
             | MirrorError::Aborted { .. }
             | MirrorError::Throttled { .. }
-            | MirrorError::PullBudget { .. } => true,
+            | MirrorError::PullBudget { .. }
+            | MirrorError::NotLeading { .. } => true,
             MirrorError::ResolveSource { source, .. }
             | MirrorError::CheckBackup { source, .. }
             | MirrorError::VerifyLookup { source, .. }
@@ -121,6 +125,11 @@ impl MirrorError {
             | MirrorError::SourceNotFound { .. }
             | MirrorError::NotInBackupRegistry { .. } => false,
         }
+    }
+
+    /// The gate refused the copy: this replica does not lead.
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, MirrorError::NotLeading { .. })
     }
 
     /// A short CamelCase reason, for Kubernetes Events and metrics labels.
@@ -137,6 +146,7 @@ impl MirrorError {
                 Some(_) => "RateLimited",
                 None => "VisibilityUnknown",
             },
+            MirrorError::NotLeading { .. } => "NotLeading",
             MirrorError::ResolveSource { source, .. } => match source.as_ref() {
                 LookupError::InvalidManifest(_) => "InvalidSourceManifest",
                 LookupError::RateLimited { .. } => "RateLimited",

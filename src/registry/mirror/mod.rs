@@ -53,6 +53,19 @@ pub trait CopyObserver: Send + Sync {
 pub struct Unobserved;
 impl CopyObserver for Unobserved {}
 
+/// Asked right before each copy starts: with leader election, only the leader copies.
+pub trait CopyGate: Send + Sync {
+    fn may_copy(&self) -> bool;
+}
+
+/// The gate of a mirror that always copies (`copy`, `run --once`, no leader election).
+pub struct Open;
+impl CopyGate for Open {
+    fn may_copy(&self) -> bool {
+        true
+    }
+}
+
 /// How the mirror names, pins, limits and remembers.
 #[derive(Debug, Clone)]
 pub struct MirrorOptions {
@@ -182,6 +195,7 @@ struct Inner {
     state: Mutex<State>,
     counters: Counters,
     observer: Arc<dyn CopyObserver>,
+    gate: Arc<dyn CopyGate>,
 }
 
 /// The mirror service. Cheap to clone; clones share everything.
@@ -209,6 +223,16 @@ impl Mirror {
         options: MirrorOptions,
         observer: Arc<dyn CopyObserver>,
     ) -> Self {
+        Self::gated(client, options, observer, Arc::new(Open))
+    }
+
+    /// A mirror that starts a copy only when `gate` allows it.
+    pub fn gated(
+        client: Arc<dyn RegistryClient>,
+        options: MirrorOptions,
+        observer: Arc<dyn CopyObserver>,
+        gate: Arc<dyn CopyGate>,
+    ) -> Self {
         Mirror {
             inner: Arc::new(Inner {
                 copy_slots: Semaphore::new(options.max_concurrent_copies.max(1)),
@@ -219,6 +243,7 @@ impl Mirror {
                 state: Mutex::default(),
                 counters: Counters::default(),
                 observer,
+                gate,
             }),
         }
     }
@@ -320,13 +345,16 @@ impl Mirror {
         let source = source.clone();
         tokio::spawn(async move {
             let result = guard.inner.work(&source).await;
-            guard.inner.lock().records.insert(
-                guard.key.clone(),
-                Record {
-                    at: Instant::now(),
-                    result: result.clone(),
-                },
-            );
+            // A refusal of the gate is not the image's fault: the next ask, as leader, copies.
+            if !matches!(result, Err(MirrorError::NotLeading { .. })) {
+                guard.inner.lock().records.insert(
+                    guard.key.clone(),
+                    Record {
+                        at: Instant::now(),
+                        result: result.clone(),
+                    },
+                );
+            }
             drop(guard);
             // Nobody listening is fine: the record holds the result.
             let _ = tx.send(Some(result));

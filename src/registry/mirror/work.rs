@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::gated::Gated;
+use super::gated::{Gated, Throttling};
 use super::{Inner, MirrorError, MirroredImage, Outcome};
 use crate::image::manifest::{ManifestKind, RawManifest};
 use crate::image::naming::{BackupTarget, Pin};
@@ -289,7 +289,10 @@ impl Inner {
                 registry: p.registry,
                 retry_after: p.remaining,
             },
-            Gated::Failed(e) => MirrorError::Copy {
+            Gated::Failed(CopyAttempt::NotLeading) => MirrorError::NotLeading {
+                image: source.to_string(),
+            },
+            Gated::Failed(CopyAttempt::Failed(e)) => MirrorError::Copy {
                 image: source.to_string(),
                 backup: dest.to_string(),
                 source: Box::new(e),
@@ -313,14 +316,20 @@ impl Inner {
         }
     }
 
-    /// One skopeo copy in a copy slot; the slot is held for the copy alone.
+    /// One skopeo copy in a copy slot; the slot is held for the copy alone. The copy gate is
+    /// asked once the slot is ours, right before skopeo starts: the wait for a slot can outlast
+    /// this replica's leadership.
     async fn copy(
         &self,
         source: &ImageRef,
         dest: &ImageRef,
         format: CopyFormat,
-    ) -> Result<Digest, SkopeoError> {
+    ) -> Result<Digest, CopyAttempt> {
         let _slot = self.copy_slot(source.domain()).await;
+        if !self.gate.may_copy() {
+            tracing::info!(source = %source, "not copying: this replica does not lead");
+            return Err(CopyAttempt::NotLeading);
+        }
         let _in_flight = InFlight::start(self);
         let started = Instant::now();
         let result = self.client.copy(source, dest, format).await;
@@ -342,7 +351,32 @@ impl Inner {
                 tracing::warn!(source = %source, backup = %dest, error = %e, "copy failed");
             }
         }
-        result
+        result.map_err(CopyAttempt::Failed)
+    }
+}
+
+/// What became of a copy that was let through its registry's gate.
+enum CopyAttempt {
+    /// The copy gate refused once the slot was ours: this replica does not lead.
+    NotLeading,
+    Failed(SkopeoError),
+}
+
+impl Throttling for CopyAttempt {
+    fn throttled(&self) -> Option<Option<std::time::Duration>> {
+        match self {
+            CopyAttempt::NotLeading => None,
+            CopyAttempt::Failed(e) => e.throttled(),
+        }
+    }
+}
+
+impl std::fmt::Display for CopyAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyAttempt::NotLeading => f.write_str("this replica does not hold the leader Lease"),
+            CopyAttempt::Failed(e) => e.fmt(f),
+        }
     }
 }
 

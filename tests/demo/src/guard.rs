@@ -177,6 +177,17 @@ impl Guard {
         terminate(&mut child, grace)
     }
 
+    /// SIGKILLs a held child (no chance to clean up, as `kill -9` or a lost node) and reaps it.
+    pub fn kill(&self, pid: u32) -> Option<ExitStatus> {
+        let mut child = {
+            let mut s = self.lock();
+            let i = s.children.iter().position(|(_, c)| c.id() == pid)?;
+            s.children.remove(i).1
+        };
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
     /// Waits for a held child to exit by itself.
     pub fn wait(&self, pid: u32) -> Result<ExitStatus> {
         loop {

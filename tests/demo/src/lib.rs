@@ -161,6 +161,11 @@ impl Daemon {
     pub fn stop(&self, grace: Duration) -> Option<ExitStatus> {
         guard().stop(self.pid, grace)
     }
+
+    /// SIGKILL and reap.
+    pub fn kill(&self) -> Option<ExitStatus> {
+        guard().kill(self.pid)
+    }
 }
 
 /// Peak resident set size (VmHWM) of a running process, KiB.

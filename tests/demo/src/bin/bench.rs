@@ -1,6 +1,7 @@
 //! `make bench`: DESIGN.md's performance targets, measured on the Kubernetes API simulator with
 //! real registries and real skopeo. A benchmark, not a test: it reports each figure next to its
 //! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
+//! `bench takeover` measures the leader-election takeover alone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +33,9 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reconciles are over when the last-success timestamp has not moved for this long.
 const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
+
+#[path = "bench/takeover.rs"]
+mod takeover;
 
 fn main() -> ExitCode {
     if let Err(e) = demo::clean_up_on_signals() {
@@ -484,6 +488,9 @@ fn run() -> Result<()> {
     };
     let source = start_registry("source")?;
     println!("  source registry {source}");
+    if takeover::only() {
+        return takeover::alone(&cloner, &source, &work);
+    }
 
     let t = Instant::now();
     let seed_out = work.join("seed.txt");
@@ -628,6 +635,7 @@ fn run() -> Result<()> {
         secs(warm.settled)
     );
     report_ready(&warm);
+    let takeover = takeover::measure(&cloner, &env, &work)?;
 
     heading("Results (figure, measured, target)");
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
@@ -735,6 +743,20 @@ fn run() -> Result<()> {
             mib(warm.peak_rss_kib),
             "≤ 64 MiB".into(),
             verdict(warm.peak_rss_kib <= 64 * 1024),
+        ),
+        (
+            "takeover: SIGKILL of the leader → the standby leads, per round".into(),
+            takeover
+                .takeovers
+                .iter()
+                .map(|d| secs(*d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!(
+                "≤ {} (lease + renew period)",
+                secs(takeover::Figures::target())
+            ),
+            verdict(takeover.worst() <= takeover::Figures::target()),
         ),
     ];
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
