@@ -3,6 +3,7 @@
 //! The folders read as the pipeline of DESIGN.md, from the bottom up: `image` and `workload`
 //! (pure), `registry`, `settings` and `reconcile`, then `cluster` and `ops`, then `commands`.
 
+pub mod audit;
 pub mod cluster;
 pub mod commands;
 pub mod image;

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::ops::audit_metrics::AuditMetrics;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -53,6 +54,8 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    /// The audit's, the rollout guard's and the coverage report's.
+    pub audit: AuditMetrics,
 }
 
 impl Default for Metrics {
@@ -123,7 +126,9 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let audit = AuditMetrics::register(&mut registry);
         Metrics {
+            audit,
             registry,
             api_requests,
             api_request_duration,

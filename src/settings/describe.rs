@@ -66,6 +66,9 @@ impl Settings {
             "metrics_address" => self.metrics_address.to_string(),
             "log_format" => format!("{:?}", self.log_format).to_ascii_lowercase(),
             "log_level" => self.log_level.clone(),
+            "audit_interval" => duration(self.audit_interval),
+            "on_backup_missing" => self.on_backup_missing.to_string(),
+            "rollout_guard_after" => duration(self.rollout_guard_after),
             _ => UNKNOWN.to_owned(),
         }
     }
