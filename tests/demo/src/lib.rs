@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+pub mod status;
+
 /// Everything that must not outlive the program: child processes (stopped first, with SIGTERM),
 /// registries (killed) and temporary directories (removed).
 pub struct Guard {

@@ -1,7 +1,8 @@
 //! `make demo`: image-cloner end to end on this machine — the Kubernetes API simulator, a
 //! "public" and a backup registry (real docker-registry processes), real multi-arch images,
 //! workloads of every kind, `image-cloner plan`, then `image-cloner run` until converged, its
-//! metrics, what changed, and proof with skopeo that every patched image resolves in the backup.
+//! metrics, what changed, proof with skopeo that every patched image resolves in the backup, and
+//! last `image-cloner status`.
 //! Everything it starts is stopped and removed at the end, on failure and on Ctrl-C.
 
 use std::process::{Command, ExitCode, Stdio};
@@ -531,6 +532,21 @@ fn run() -> Result<()> {
         "  image-cloner run exited: {}",
         status.map_or("killed".into(), |s| s.to_string())
     );
+
+    heading(
+        "11. image-cloner status: which workloads could not start without the public registries",
+    );
+    demo::status::section(
+        &cloner,
+        &home,
+        &env,
+        &[
+            ("protected", 6),
+            ("opted_out", 2),
+            ("immutable", 1),
+            ("ignored_namespace", 1),
+        ],
+    )?;
     drop(sim);
     Ok(())
 }

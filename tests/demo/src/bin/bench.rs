@@ -2,6 +2,9 @@
 //! real registries and real skopeo. A benchmark, not a test: it reports each figure next to its
 //! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
 
+#[path = "bench/audit.rs"]
+mod audit;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -612,10 +615,13 @@ fn run() -> Result<()> {
             }),
         )?;
     }
+    audit::add_pods(&sim, audit::PODS, audit::PODS_PENDING)?;
     let total = deployments(&sim)?.len();
     let warm_pinned = pinned_to(&sim, &backup)?;
     println!(
-        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry)"
+        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry); {} Pods, {} of them Pending, for the rollout guard's watch",
+        audit::PODS,
+        audit::PODS_PENDING
     );
     let env = cloner_env(&source, &backup, &kubeconfig);
     let warm_home = work.join("warm-home");
@@ -629,9 +635,16 @@ fn run() -> Result<()> {
     );
     report_ready(&warm);
 
+    heading(&format!(
+        "Audit: {} workloads over {} backup copies, the Pod watch on",
+        audit::AUDIT_WORKLOADS,
+        audit::AUDIT_IMAGES
+    ));
+    let audited = audit::run(&cloner, &testbed_bin, &source, &work)?;
+
     heading("Results (figure, measured, target)");
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
-    let rows: Vec<(String, String, String, &str)> = vec![
+    let mut rows: Vec<(String, String, String, &str)> = vec![
         (
             "cold: skopeo copy --all ×50, 5 at a time, per round".into(),
             per_round(&rounds, |r| secs(r.baseline)),
@@ -737,6 +750,7 @@ fn run() -> Result<()> {
             verdict(warm.peak_rss_kib <= 64 * 1024),
         ),
     ];
+    rows.extend(audit::rows(&audited));
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let wm = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let wt = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
