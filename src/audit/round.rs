@@ -17,7 +17,7 @@ use crate::audit::check::{self, Liveness};
 use crate::audit::coverage::{self, classify};
 use crate::audit::refs::{self, InUse, References};
 use crate::audit::repair::{Repair, repair};
-use crate::audit::{AuditObserver, COVERAGE_REFRESH, Cached, WorkloadKey};
+use crate::audit::{AuditObserver, COVERAGE_REFRESH, COVERAGE_SETTLE, Cached, WorkloadKey};
 use crate::reconcile::{Context, reasons};
 use crate::settings::OnBackupMissing;
 
@@ -237,24 +237,33 @@ impl Auditor {
     }
 
     /// At start (once `synced` says the caches hold every kind's initial list) and every
-    /// `interval`; the coverage counted after each audit and every [`COVERAGE_REFRESH`].
+    /// `interval`; the coverage counted after each audit, within [`COVERAGE_SETTLE`] of
+    /// reconciles ending, and at least every [`COVERAGE_REFRESH`].
     pub async fn run(self: Arc<Self>, interval: Duration, mut synced: watch::Receiver<bool>) {
         if synced.wait_for(|s| *s).await.is_err() {
             return;
         }
         let mut audits = tokio::time::interval(interval);
         audits.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut counts = tokio::time::interval(COVERAGE_REFRESH.min(interval));
-        counts.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut checks = tokio::time::interval(COVERAGE_SETTLE);
+        checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (mut counted_at, mut counted_changes) = (tokio::time::Instant::now(), 0);
         loop {
             tokio::select! {
                 biased;
                 _ = audits.tick() => {
                     self.round().await;
-                    self.refresh_coverage();
                 }
-                _ = counts.tick() => self.refresh_coverage(),
+                _ = checks.tick() => {
+                    let stale = counted_at.elapsed() >= COVERAGE_REFRESH.min(interval);
+                    if !stale && self.cached.changes() == counted_changes {
+                        continue;
+                    }
+                }
             }
+            counted_changes = self.cached.changes();
+            self.refresh_coverage();
+            counted_at = tokio::time::Instant::now();
         }
     }
 }

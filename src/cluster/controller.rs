@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -73,6 +74,8 @@ pub struct Daemon {
     opted_in: broadcast::Sender<String>,
     caches: Mutex<Vec<CacheWalk>>,
     last_errors: Mutex<HashMap<String, String>>,
+    /// Reconciles ended so far ([`Cached::changes`]).
+    outcomes: AtomicU64,
 }
 
 fn key<K: WorkloadKind>(obj: &K) -> String {
@@ -96,6 +99,7 @@ impl Daemon {
             opted_in,
             caches: Mutex::default(),
             last_errors: Mutex::default(),
+            outcomes: AtomicU64::new(0),
         })
     }
 
@@ -126,6 +130,7 @@ impl Daemon {
 
     /// Remembers how a workload's reconcile ended, for the coverage report.
     fn record_outcome<K: WorkloadKind>(&self, obj: &K, error: Option<&ReconcileError>) {
+        self.outcomes.fetch_add(1, Ordering::Relaxed);
         let mut errors = self.last_errors();
         match error {
             None => errors.remove(&key(obj)),
@@ -150,6 +155,10 @@ impl Cached for Daemon {
         self.last_errors()
             .get(&key_of(w.kind, &w.namespace, &w.name))
             .cloned()
+    }
+
+    fn changes(&self) -> u64 {
+        self.outcomes.load(Ordering::Relaxed)
     }
 }
 
