@@ -76,8 +76,8 @@ pub trait Cached: Send + Sync {
     /// Why the workload's last reconcile failed, when it did.
     fn last_error(&self, key: &WorkloadKey) -> Option<String>;
 
-    /// A number that moves whenever a reconcile ends: the coverage is counted again soon
-    /// after it moves, not only every [`COVERAGE_REFRESH`].
+    /// A number that moves whenever a reconcile ends: the coverage is counted again once it
+    /// stops moving, not only every [`COVERAGE_REFRESH`].
     fn changes(&self) -> u64 {
         0
     }
@@ -102,6 +102,6 @@ impl AuditObserver for Unobserved {}
 /// no reconcile ended meanwhile (the namespaces may have changed): a walk over the caches, no
 /// request.
 pub const COVERAGE_REFRESH: Duration = Duration::from_secs(15);
-/// How soon it is counted again after reconciles ended: at most once per this period, so a
-/// warm start's 10,000 reconciles cost a few walks, not 10,000.
+/// It is counted again once reconciles that ended have been quiet this long (a warm start's
+/// 10,000 reconciles cost one walk, after them, not 10,000 nor one a second during them).
 pub const COVERAGE_SETTLE: Duration = Duration::from_secs(1);

@@ -21,6 +21,9 @@ use crate::audit::{AuditObserver, COVERAGE_REFRESH, COVERAGE_SETTLE, Cached, Wor
 use crate::reconcile::{Context, reasons};
 use crate::settings::OnBackupMissing;
 
+/// The longest the first audit waits for the start's reconciles to settle.
+const FIRST_AUDIT_WAIT: Duration = Duration::from_secs(30);
+
 /// What one audit found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditSummary {
@@ -236,18 +239,37 @@ impl Auditor {
         self.observer.coverage(&coverage::count(states));
     }
 
-    /// At start (once `synced` says the caches hold every kind's initial list) and every
-    /// `interval`; the coverage counted after each audit, within [`COVERAGE_SETTLE`] of
-    /// reconciles ending, and at least every [`COVERAGE_REFRESH`].
+    /// Resolves once no reconcile has ended for [`COVERAGE_SETTLE`], or after `limit`: the
+    /// audit and the counting wait out a (warm) start's burst of reconciles rather than take
+    /// the single-threaded runtime's time from it.
+    async fn quiet(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut seen = self.cached.changes();
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(COVERAGE_SETTLE).await;
+            let now = self.cached.changes();
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
+    }
+
+    /// At start (once `synced` says the caches hold every kind's initial list, and the
+    /// reconciles of the start have settled) and every `interval`; the coverage counted after
+    /// each audit, once reconciles that ended have settled for [`COVERAGE_SETTLE`], and at
+    /// least every [`COVERAGE_REFRESH`].
     pub async fn run(self: Arc<Self>, interval: Duration, mut synced: watch::Receiver<bool>) {
         if synced.wait_for(|s| *s).await.is_err() {
             return;
         }
+        self.quiet(FIRST_AUDIT_WAIT).await;
         let mut audits = tokio::time::interval(interval);
         audits.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut checks = tokio::time::interval(COVERAGE_SETTLE);
         checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let (mut counted_at, mut counted_changes) = (tokio::time::Instant::now(), 0);
+        let mut seen = self.cached.changes();
         loop {
             tokio::select! {
                 biased;
@@ -255,8 +277,11 @@ impl Auditor {
                     self.round().await;
                 }
                 _ = checks.tick() => {
+                    let now = self.cached.changes();
+                    let settled = now == seen && now != counted_changes;
+                    seen = now;
                     let stale = counted_at.elapsed() >= COVERAGE_REFRESH.min(interval);
-                    if !stale && self.cached.changes() == counted_changes {
+                    if !settled && !stale {
                         continue;
                     }
                 }
