@@ -4,6 +4,7 @@
 //! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster` and
 //! `leadership`, then `ops` and `pullsecret`, then `commands`.
 
+pub mod audit;
 pub mod cluster;
 pub mod commands;
 pub mod image;

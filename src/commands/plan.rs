@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use kube::Client;
 use serde::{Serialize, Serializer};
 
+use crate::audit::check::{self, Liveness};
 use crate::cluster::{client, list};
 use crate::commands::error::CommandError;
 use crate::commands::session::{self, Session};
@@ -51,7 +52,9 @@ pub struct PlanRow {
     pub patch: bool,
     /// Why, when there is more to say (the GitOps tool, the parse error).
     pub detail: Option<String>,
-    /// With `--check-backup`: the pinned backup reference when the copy already exists.
+    /// With `--check-backup`: the pinned backup reference when the copy already exists; for a
+    /// container already running a backup copy, `yes` when that copy is still there, else
+    /// `no: ` and what is wrong.
     pub in_backup: Option<String>,
 }
 
@@ -136,15 +139,30 @@ pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Polic
     }
 }
 
-/// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made).
+/// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made);
+/// and for the rows already running a backup copy, whether that copy is still there (what the
+/// daemon's audit asks, once per distinct reference).
 pub async fn check_backup(rows: &mut [PlanRow], mirror: &Mirror) {
+    let mut audited: HashMap<String, Liveness> = HashMap::new();
     for row in rows.iter_mut() {
-        if row.backup.is_none() || row.decision == Decision::AlreadyInBackup {
-            continue;
-        }
         let Ok(source) = ImageRef::parse(&row.image) else {
             continue;
         };
+        if row.decision == Decision::AlreadyInBackup {
+            let found = match audited.get(&row.image) {
+                Some(l) => l.clone(),
+                None => check::liveness(mirror, &source).await,
+            };
+            row.in_backup = Some(match &found {
+                Liveness::Alive => "yes".to_owned(),
+                other => format!("no: {other}"),
+            });
+            audited.insert(row.image.clone(), found);
+            continue;
+        }
+        if row.backup.is_none() {
+            continue;
+        }
         row.in_backup = match mirror.lookup(&source).await {
             Ok(Some(found)) => Some(found),
             Ok(None) => Some("no".to_owned()),

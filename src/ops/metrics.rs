@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::leadership::LeadershipObserver;
+use crate::ops::audit_metrics::AuditMetrics;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -63,6 +64,8 @@ pub struct Metrics {
     pub pull_secret_writes: Family<ResultLabel, Counter>,
     pub source_throttled: Family<RegistryLabel, Counter>,
     pub leader: Gauge,
+    /// The audit's, the rollout guard's and the coverage report's.
+    pub audit: AuditMetrics,
 }
 
 impl Default for Metrics {
@@ -157,8 +160,10 @@ impl Metrics {
             "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
             leader.clone(),
         );
+        let audit = AuditMetrics::register(&mut registry);
         Metrics {
             leader,
+            audit,
             registry,
             not_pullable,
             pull_secret_writes,

@@ -80,6 +80,9 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| "(the daemon's own: not known here)".to_owned()),
             "lease_duration" => duration(self.lease_duration),
+            "audit_interval" => duration(self.audit_interval),
+            "on_backup_missing" => self.on_backup_missing.to_string(),
+            "rollout_guard_after" => duration(self.rollout_guard_after),
             _ => UNKNOWN.to_owned(),
         }
     }

@@ -74,6 +74,9 @@ pub enum Task {
     PlanCheckBackup,
     /// `restore`: the cluster only; the original images are in each workload's annotation.
     Restore,
+    /// `status`: what `plan --check-backup` reads (the workloads, and the backup registry to
+    /// check the copies they run).
+    Status,
     /// `check-config`: every setting, to check a ConfigMap or a file before it is used.
     #[default]
     CheckConfig,
@@ -88,6 +91,7 @@ impl Task {
             Task::Plan => "plan",
             Task::PlanCheckBackup => "plan --check-backup",
             Task::Restore => "restore",
+            Task::Status => "status",
             Task::CheckConfig => "check-config",
         }
     }
@@ -425,6 +429,39 @@ pub const SPECS: &[Spec] = &[
         },
         expected: "a duration from 5s to 5m, such as 15s",
     },
+    Spec {
+        key: "audit_interval",
+        bare_env: false,
+        value: "DURATION",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Duration {
+            min: secs(1),
+            max: secs(7 * 24 * 3600),
+        },
+        expected: "a duration from 1s to 168h, such as 1h or 15m",
+    },
+    Spec {
+        key: "on_backup_missing",
+        bare_env: false,
+        value: "report|restore",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "\"report\" or \"restore\"",
+    },
+    Spec {
+        key: "rollout_guard_after",
+        bare_env: false,
+        value: "DURATION",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Duration {
+            min: secs(1),
+            max: secs(24 * 3600),
+        },
+        expected: "a duration from 1s to 24h, such as 5m or 90s",
+    },
 ];
 
 impl Spec {
@@ -441,11 +478,12 @@ impl Spec {
         format!("--{}", self.key.replace('_', "-"))
     }
 
-    /// Whether `task` reads this setting. `plan --check-backup` reads what `plan` reads.
+    /// Whether `task` reads this setting. `plan --check-backup` reads what `plan` reads, and
+    /// `status` what `plan --check-backup` reads.
     pub fn used_by(&self, task: Task) -> bool {
         match task {
             Task::CheckConfig => true,
-            Task::PlanCheckBackup => {
+            Task::PlanCheckBackup | Task::Status => {
                 self.used_by.contains(&Task::Plan) || self.used_by.contains(&Task::PlanCheckBackup)
             }
             task => self.used_by.contains(&task),

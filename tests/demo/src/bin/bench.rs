@@ -3,6 +3,9 @@
 //! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
 //! `bench takeover` measures the leader-election takeover alone.
 
+#[path = "bench/audit.rs"]
+mod audit;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -619,10 +622,13 @@ fn run() -> Result<()> {
             }),
         )?;
     }
+    audit::add_pods(&sim, audit::PODS, audit::PODS_PENDING)?;
     let total = deployments(&sim)?.len();
     let warm_pinned = pinned_to(&sim, &backup)?;
     println!(
-        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry)"
+        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry); {} Pods, {} of them Pending, for the rollout guard's watch",
+        audit::PODS,
+        audit::PODS_PENDING
     );
     let env = cloner_env(&source, &backup, &kubeconfig);
     let warm_home = work.join("warm-home");
@@ -637,9 +643,16 @@ fn run() -> Result<()> {
     report_ready(&warm);
     let takeover = takeover::measure(&cloner, &env, &work)?;
 
+    heading(&format!(
+        "Audit: {} workloads over {} backup copies, the Pod watch on",
+        audit::AUDIT_WORKLOADS,
+        audit::AUDIT_IMAGES
+    ));
+    let audited = audit::run(&cloner, &testbed_bin, &source, &work)?;
+
     heading("Results (figure, measured, target)");
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
-    let rows: Vec<(String, String, String, &str)> = vec![
+    let mut rows: Vec<(String, String, String, &str)> = vec![
         (
             "cold: skopeo copy --all ×50, 5 at a time, per round".into(),
             per_round(&rounds, |r| secs(r.baseline)),
@@ -759,6 +772,7 @@ fn run() -> Result<()> {
             verdict(takeover.worst() <= takeover::Figures::target()),
         ),
     ];
+    rows.extend(audit::rows(&audited));
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let wm = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let wt = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
