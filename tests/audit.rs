@@ -404,9 +404,12 @@ fn status_names_each_state_once_and_matches_the_metrics() {
         json!({}),
     ));
     deploy(ns, "invalid", "Not/A/Valid:Ref", json!({}));
+    let excluded = format!("{source}/team/excluded");
+    deploy(ns, "excluded", &format!("{excluded}:1"), json!({}));
 
     let insecure = format!("{source},{},{}", slow.host(), env.backup_host);
     let extra = [
+        ("IMAGE_CLONER_SOURCE_EXCLUDE", excluded.as_str()),
         ("IMAGE_CLONER_AUDIT_INTERVAL", "2s"),
         ("IMAGE_CLONER_SHUTDOWN_GRACE", "1s"),
         ("IMAGE_CLONER_INSECURE_REGISTRIES", insecure.as_str()),
@@ -428,10 +431,13 @@ fn status_names_each_state_once_and_matches_the_metrics() {
         "gitops_managed",
         "immutable",
         "invalid_reference",
+        "excluded",
     ]
     .into_iter()
     .map(|s| (s.to_owned(), 1.0))
-    .chain([("unknown".to_owned(), 0.0)])
+    // A private source and a copy the nodes cannot pull have tests of their own
+    // (source_policy, pull_secrets).
+    .chain(["unknown", "private_source", "not_pullable"].map(|s| (s.to_owned(), 0.0)))
     .collect();
     env.eventually(WAIT, "the metrics count one workload in each state", || {
         workload_states(&daemon) == expected
