@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::audit::check::Liveness;
 use crate::reconcile::plan::{Decision, Policy, decide};
+use crate::reconcile::reasons;
 use crate::workload::Workload;
 
 /// A workload's state, worst first: the order of the table, and how a workload with several
@@ -99,6 +100,33 @@ impl State {
     }
 }
 
+/// Why a workload that should be copied is not (yet) on its copies, as the daemon last said it:
+/// the reason of its last Warning (a [`ReconcileError`](crate::reconcile::error::ReconcileError)'s
+/// label, `PrivateSource`, `BackupNotPullable`) and its note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastWord {
+    pub reason: String,
+    pub note: String,
+}
+
+impl LastWord {
+    pub fn new(reason: &str, note: impl Into<String>) -> LastWord {
+        LastWord {
+            reason: reason.to_owned(),
+            note: note.into(),
+        }
+    }
+
+    /// The state of a container still to be copied and patched that this word is about.
+    fn state(&self) -> State {
+        match self.reason.as_str() {
+            reasons::PRIVATE_SOURCE => State::PrivateSource,
+            reasons::BACKUP_NOT_PULLABLE => State::NotPullable,
+            _ => State::CopyFailing,
+        }
+    }
+}
+
 /// One workload's state and what there is to say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
@@ -111,7 +139,7 @@ fn container_state(
     decision: &Decision,
     image: &str,
     liveness: &dyn Fn(&str) -> Option<Liveness>,
-    last_error: Option<&str>,
+    last_word: Option<&LastWord>,
 ) -> Classified {
     let (state, detail) = match decision {
         Decision::IgnoredNamespace => (State::IgnoredNamespace, None),
@@ -124,8 +152,8 @@ fn container_state(
         Decision::BackupNotPullable { why } => (State::NotPullable, Some(why.clone())),
         Decision::PrivateSource => (State::PrivateSource, Some(image.to_owned())),
         Decision::Excluded { rule } => (State::Excluded, Some(format!("{image}: {rule}"))),
-        Decision::Clone => match last_error {
-            Some(e) => (State::CopyFailing, Some(e.to_owned())),
+        Decision::Clone => match last_word {
+            Some(w) => (w.state(), Some(w.note.clone())),
             None => (State::NotYetCopied, Some(image.to_owned())),
         },
         Decision::AlreadyInBackup => match liveness(image) {
@@ -141,16 +169,17 @@ fn container_state(
 }
 
 /// The workload's state: its worst container's. `liveness` answers for the backup references
-/// (`None`: not checked since they were verified), `last_error` is why its copy last failed.
+/// (`None`: not checked since they were verified), `last_word` is why it is not on its copies
+/// yet, when the daemon said so.
 pub fn classify(
     w: &Workload,
     policy: &Policy,
     liveness: &dyn Fn(&str) -> Option<Liveness>,
-    last_error: Option<&str>,
+    last_word: Option<&LastWord>,
 ) -> Classified {
     decide(w, policy)
         .iter()
-        .map(|p| container_state(&p.decision, &p.container.image, liveness, last_error))
+        .map(|p| container_state(&p.decision, &p.container.image, liveness, last_word))
         .min_by_key(|c| c.state)
         .unwrap_or(Classified {
             state: State::Protected,

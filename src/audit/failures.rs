@@ -1,7 +1,8 @@
 //! Pure: why each workload's copy last failed, as a one-off command learns it — from the
 //! Events the daemon published (the daemon itself remembers its reconciles' errors). A
 //! workload's latest image-cloner Event decides: a Warning about copying means its copy is
-//! failing, with the note as the error; anything later (a `Cloned`, a new failure) replaces it.
+//! failing (or its source is private, or its copies could not be pulled), with the note as the
+//! error; anything later (a `Cloned`, a new failure) replaces it.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::audit::WorkloadKey;
+use crate::audit::coverage::LastWord;
 use crate::reconcile::reasons;
 use crate::workload::Kind;
 
@@ -44,8 +46,9 @@ fn about(e: &Event) -> Option<WorkloadKey> {
     })
 }
 
-/// The workloads whose latest image-cloner Event says their copy fails, with its note.
-pub fn copy_failures(events: &[Event]) -> HashMap<WorkloadKey, String> {
+/// The workloads whose latest image-cloner Event says why they are not on their copies: a copy
+/// failing, a private source, copies the nodes could not pull.
+pub fn copy_failures(events: &[Event]) -> HashMap<WorkloadKey, LastWord> {
     let mut latest: HashMap<WorkloadKey, (Option<Timestamp>, &Event)> = HashMap::new();
     for e in events {
         if e.reporting_controller.as_deref() != Some(CONTROLLER) {
@@ -66,6 +69,12 @@ pub fn copy_failures(events: &[Event]) -> HashMap<WorkloadKey, String> {
             e.type_.as_deref() == Some("Warning")
                 && !NOT_COPY_FAILURES.contains(&e.reason.as_deref().unwrap_or_default())
         })
-        .map(|(key, (_, e))| (key, e.note.clone().unwrap_or_default()))
+        .map(|(key, (_, e))| {
+            let word = LastWord::new(
+                e.reason.as_deref().unwrap_or_default(),
+                e.note.clone().unwrap_or_default(),
+            );
+            (key, word)
+        })
         .collect()
 }

@@ -41,6 +41,7 @@ use std::time::Duration;
 pub use self::coverage::State;
 pub use self::round::{AuditSummary, Auditor};
 use crate::workload::{Kind, Workload};
+pub use coverage::LastWord;
 
 /// Which workload: what Events and patches are addressed to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,8 +74,8 @@ pub trait Cached: Send + Sync {
     /// applied (`namespace_opted_out` is false): the caller knows the namespaces.
     fn for_each_workload(&self, f: &mut dyn FnMut(Workload));
 
-    /// Why the workload's last reconcile failed, when it did.
-    fn last_error(&self, key: &WorkloadKey) -> Option<String>;
+    /// Why the workload's last reconcile failed or held it back, when it did.
+    fn last_word(&self, key: &WorkloadKey) -> Option<LastWord>;
 
     /// A number that moves whenever a reconcile ends: the coverage is counted again once it
     /// stops moving, not only every [`COVERAGE_REFRESH`].

@@ -227,12 +227,12 @@ impl Auditor {
         let mut states = Vec::new();
         self.cached.for_each_workload(&mut |mut w| {
             w.namespace_opted_out = self.ctx.namespaces.opted_out(&w.namespace) == Some(true);
-            let error = self.cached.last_error(&WorkloadKey::of(&w));
+            let word = self.cached.last_word(&WorkloadKey::of(&w));
             let c = classify(
                 &w,
                 &self.ctx.policy,
                 &|image| found.get(image).cloned(),
-                error.as_deref(),
+                word.as_ref(),
             );
             states.push(c.state);
         });

@@ -25,7 +25,7 @@ use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
-use crate::audit::{Cached, WorkloadKey};
+use crate::audit::{Cached, LastWord, WorkloadKey};
 use crate::cluster::list::PAGE_SIZE;
 use crate::reconcile::{Context, ReconcileError, reconcile};
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
@@ -75,7 +75,7 @@ pub struct Daemon {
     opted_in: broadcast::Sender<String>,
     everything: broadcast::Sender<()>,
     caches: Mutex<Vec<CacheWalk>>,
-    last_errors: Mutex<HashMap<String, String>>,
+    last_words: Mutex<HashMap<String, LastWord>>,
     /// Reconciles ended so far ([`Cached::changes`]).
     outcomes: AtomicU64,
 }
@@ -101,7 +101,7 @@ impl Daemon {
             opted_in,
             everything: broadcast::channel(4).0,
             caches: Mutex::default(),
-            last_errors: Mutex::default(),
+            last_words: Mutex::default(),
             outcomes: AtomicU64::new(0),
         })
     }
@@ -115,8 +115,8 @@ impl Daemon {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn last_errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.last_errors
+    fn last_words(&self) -> std::sync::MutexGuard<'_, HashMap<String, LastWord>> {
+        self.last_words
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -136,13 +136,14 @@ impl Daemon {
             .push(walk);
     }
 
-    /// Remembers how a workload's reconcile ended, for the coverage report.
-    fn record_outcome<K: WorkloadKind>(&self, obj: &K, error: Option<&ReconcileError>) {
+    /// Remembers how a workload's reconcile ended, for the coverage report: its error, or what
+    /// held it back from its copies, or nothing.
+    fn record_outcome<K: WorkloadKind>(&self, obj: &K, word: Option<LastWord>) {
         self.outcomes.fetch_add(1, Ordering::Relaxed);
-        let mut errors = self.last_errors();
-        match error {
-            None => errors.remove(&key(obj)),
-            Some(e) => errors.insert(key(obj), e.to_string()),
+        let mut words = self.last_words();
+        match word {
+            None => words.remove(&key(obj)),
+            Some(w) => words.insert(key(obj), w),
         };
     }
 }
@@ -159,8 +160,8 @@ impl Cached for Daemon {
         }
     }
 
-    fn last_error(&self, w: &WorkloadKey) -> Option<String> {
-        self.last_errors()
+    fn last_word(&self, w: &WorkloadKey) -> Option<LastWord> {
+        self.last_words()
             .get(&key_of(w.kind, &w.namespace, &w.name))
             .cloned()
     }
@@ -184,9 +185,11 @@ async fn reconcile_action<K: WorkloadKind>(
     // it is allocated at the first poll and — for a converged workload, which finishes at
     // once — freed right after.
     let result = Box::pin(reconcile(obj.as_ref(), &daemon.ctx)).await;
-    if result.is_ok() {
+    if let Ok(done) = &result {
         daemon.failures().remove(&key(obj.as_ref()));
-        daemon.record_outcome(obj.as_ref(), None);
+        let held = done.held_back.as_ref();
+        let word = held.map(|(reason, note)| LastWord::new(reason, note.as_str()));
+        daemon.record_outcome(obj.as_ref(), word);
         daemon.ctx.observer.reconciled();
     }
     // A workload held back (its pods could not pull the copies) is looked at again later.
@@ -207,7 +210,8 @@ fn error_policy<K: WorkloadKind>(
         return Action::await_change();
     }
     daemon.ctx.observer.reconcile_failed(error.reason());
-    daemon.record_outcome(obj.as_ref(), Some(error));
+    let word = LastWord::new(error.reason(), error.to_string());
+    daemon.record_outcome(obj.as_ref(), Some(word));
     if !error.is_transient() {
         tracing::warn!(error = %error, retry_in = ?PERMANENT_RETRY, "needs attention; retrying slowly");
         return Action::requeue(PERMANENT_RETRY);

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde::{Serialize, Serializer};
 
-use crate::audit::coverage::{self, State, classify};
+use crate::audit::coverage::{self, LastWord, State, classify};
 use crate::audit::refs::{self, References};
 use crate::audit::{WorkloadKey, check, failures};
 use crate::cluster::client;
@@ -181,7 +181,7 @@ pub async fn run(settings: &Settings, output: Output) -> Result<bool, CommandErr
     }
     let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
     let liveness = check::check_all(&mirror, &in_use).await;
-    let failing: HashMap<WorkloadKey, String> = failures::copy_failures(
+    let failing: HashMap<WorkloadKey, LastWord> = failures::copy_failures(
         &events(&session.client)
             .await
             .map_err(CommandError::list("events"))?,
@@ -194,7 +194,7 @@ pub async fn run(settings: &Settings, output: Output) -> Result<bool, CommandErr
                 w,
                 &policy,
                 &|image| liveness.get(image).cloned(),
-                failing.get(&key).map(String::as_str),
+                failing.get(&key),
             );
             StatusRow {
                 namespace: key.namespace,

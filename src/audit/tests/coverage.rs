@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{BACKUP, digest, policy, workload};
 use crate::audit::WorkloadKey;
 use crate::audit::check::Liveness;
-use crate::audit::coverage::{State, classify, count};
+use crate::audit::coverage::{LastWord, State, classify, count};
 use crate::audit::failures::copy_failures;
 use crate::commands::status::{StatusRow, render_table, report};
 use crate::workload::Kind;
@@ -18,8 +18,46 @@ fn state_of(
     liveness: &HashMap<&str, Liveness>,
     error: Option<&str>,
 ) -> (State, Option<String>) {
-    let c = classify(w, &policy(), &|i| liveness.get(i).cloned(), error);
+    said(
+        w,
+        liveness,
+        error.map(|e| LastWord::new("SourceNotFound", e)),
+    )
+}
+
+fn said(
+    w: &crate::workload::Workload,
+    liveness: &HashMap<&str, Liveness>,
+    word: Option<LastWord>,
+) -> (State, Option<String>) {
+    let c = classify(w, &policy(), &|i| liveness.get(i).cloned(), word.as_ref());
     (c.state, c.detail)
+}
+
+#[test]
+fn a_workload_held_back_by_a_decision_is_in_that_decisions_state() {
+    let public = workload(Kind::Deployment, "a", &[("a", "corp.example/app:1")], &[]);
+    let none = HashMap::new();
+    let private = LastWord::new(
+        "PrivateSource",
+        "corp.example/app:1: served only with credentials",
+    );
+    assert_eq!(
+        said(&public, &none, Some(private)),
+        (
+            State::PrivateSource,
+            Some("corp.example/app:1: served only with credentials".into())
+        )
+    );
+    let unpullable = LastWord::new("BackupNotPullable", "no pull secret");
+    assert_eq!(said(&public, &none, Some(unpullable)).0, State::NotPullable);
+    let throttled = LastWord::new("RateLimited", "429");
+    assert_eq!(said(&public, &none, Some(throttled)).0, State::CopyFailing);
+    let mut excluding = policy();
+    excluding.sources.filter.exclude =
+        vec![crate::source_policy::Glob::parse("corp.example/*").expect("a glob")];
+    let c = classify(&public, &excluding, &|_| None, None);
+    assert_eq!(c.state, State::Excluded, "{c:?}");
 }
 
 #[test]
@@ -138,7 +176,10 @@ fn a_copy_fails_when_the_latest_event_says_so() {
         name: "a".into(),
     };
     assert_eq!(failing.len(), 1, "{failing:?}");
-    assert_eq!(failing[&key], "SourceNotFound note");
+    assert_eq!(
+        failing[&key],
+        LastWord::new("SourceNotFound", "SourceNotFound note")
+    );
 }
 
 fn row(name: &str, state: State) -> StatusRow {
