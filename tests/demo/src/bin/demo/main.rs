@@ -316,8 +316,10 @@ fn with_daemon(checks: &mut Checks, mut setup: Setup, work: &Path) -> Result<()>
         &setup.home,
         &setup.env,
         &[
-            ("protected", 6),
-            ("opted_out", 2),
+            // The samples' 6, and shop/late-web of section 10.
+            ("protected", 7),
+            // frozen/frozen-web, shop/canary, and frozen/late-web of section 10.
+            ("opted_out", 3),
             ("immutable", 1),
             ("ignored_namespace", 1),
         ],
