@@ -268,72 +268,73 @@ impl Validator<'_> {
         let leader = self.leader();
         // Every field is evaluated in this order, so each one's problems are reported;
         // `backup_registry?` comes last, or a missing registry would hide the rest.
-        let settings =
-            Settings {
-                max_concurrent_reconciles: self.number("max_concurrent_reconciles", 5),
-                namespaces_to_ignore: self.namespaces_to_ignore(),
-                namespaces: self
-                    .list("namespaces", parse::is_dns_label)
-                    .into_iter()
-                    .collect(),
-                naming: self.scalar("naming", Naming::Flat, |s| {
-                    s.parse().map_err(|()| Bad(None))
-                }),
-                pin: self.scalar("pin", Pin::Digest, |s| s.parse().map_err(|()| Bad(None))),
-                docker_config: self.docker_config(warnings),
-                skopeo: self.skopeo(),
-                copy_timeout: self.duration("copy_timeout", Duration::from_secs(30 * 60)),
-                inspect_timeout: self.duration("inspect_timeout", Duration::from_secs(60)),
-                retry_times: self.number("retry_times", 3),
-                insecure_registries: self.list("insecure_registries", |s| {
-                    valid_domain(s) && !s.contains("://")
-                }),
-                cert_dir: self.scalar("cert_dir", None, |s| parse::existing_dir(s).map(Some)),
-                tmp_dir: self.scalar("tmp_dir", None, |s| parse::existing_dir(s).map(Some)),
-                kubeconfig: self.scalar("kubeconfig", None, |s| parse::existing_file(s).map(Some)),
-                kubeconfig_source: self.kubeconfig_source(),
-                context: self.scalar("context", None, |s| Ok(Some(s.to_owned()))),
-                bare_pods: self.boolean("bare_pods", false),
-                patch_gitops_managed: self.boolean("patch_gitops_managed", false),
-                shutdown_grace: self.duration("shutdown_grace", Duration::from_secs(30)),
-                metrics_address: self.scalar(
-                    "metrics_address",
-                    std::net::SocketAddr::from(([127, 0, 0, 1], 9090)),
-                    |s| s.parse().map_err(|_| Bad(None)),
-                ),
-                log_format: self.scalar("log_format", LogFormat::Text, |s| match s {
-                    "text" => Ok(LogFormat::Text),
-                    "json" => Ok(LogFormat::Json),
-                    _ => Err(Bad(None)),
-                }),
-                log_level: self.scalar("log_level", "info".to_owned(), |s| {
-                    log_filter::parse(s).map_err(Bad::because)
-                }),
-                sources: self.source_policy(),
-                pull_budget_reserve: self.number("pull_budget_reserve", 5),
-                pull_secret: self.scalar("pull_secret", None, parse::optional_dns_subdomain),
-                pull_check: self.scalar("pull_check", true, |s| match s {
-                    "on" => Ok(true),
-                    "off" => Ok(false),
-                    _ => Err(Bad(None)),
-                }),
-                leader_election: leader.enabled,
-                lease_name: leader.name,
-                lease_namespace: leader.namespace,
-                lease_duration: leader.duration,
-                audit_interval: self.duration("audit_interval", Duration::from_secs(3600)),
-                on_backup_missing: self.scalar("on_backup_missing", OnBackupMissing::Report, |s| {
-                    match s {
-                        "report" => Ok(OnBackupMissing::Report),
-                        "restore" => Ok(OnBackupMissing::Restore),
-                        _ => Err(Bad(None)),
-                    }
-                }),
-                rollout_guard_after: self.duration("rollout_guard_after", Duration::from_secs(300)),
-                backup_registry: backup_registry?,
-                origins: std::mem::take(&mut self.origins),
-            };
+        let settings = Settings {
+            max_concurrent_reconciles: self.number("max_concurrent_reconciles", 5),
+            namespaces_to_ignore: self.namespaces_to_ignore(),
+            namespaces: self
+                .list("namespaces", parse::is_dns_label)
+                .into_iter()
+                .collect(),
+            naming: self.scalar("naming", Naming::Flat, |s| {
+                s.parse().map_err(|()| Bad(None))
+            }),
+            pin: self.scalar("pin", Pin::Digest, |s| s.parse().map_err(|()| Bad(None))),
+            docker_config: self.docker_config(warnings),
+            skopeo: self.skopeo(),
+            copy_timeout: self.duration("copy_timeout", Duration::from_secs(30 * 60)),
+            inspect_timeout: self.duration("inspect_timeout", Duration::from_secs(60)),
+            retry_times: self.number("retry_times", 3),
+            insecure_registries: self.list("insecure_registries", |s| {
+                valid_domain(s) && !s.contains("://")
+            }),
+            cert_dir: self.scalar("cert_dir", None, |s| parse::existing_dir(s).map(Some)),
+            tmp_dir: self.scalar("tmp_dir", None, |s| parse::existing_dir(s).map(Some)),
+            kubeconfig: self.scalar("kubeconfig", None, |s| parse::existing_file(s).map(Some)),
+            kubeconfig_source: self.kubeconfig_source(),
+            context: self.scalar("context", None, |s| Ok(Some(s.to_owned()))),
+            bare_pods: self.boolean("bare_pods", false),
+            patch_gitops_managed: self.boolean("patch_gitops_managed", false),
+            shutdown_grace: self.duration("shutdown_grace", Duration::from_secs(30)),
+            metrics_address: self.scalar(
+                "metrics_address",
+                std::net::SocketAddr::from(([127, 0, 0, 1], 9090)),
+                |s| s.parse().map_err(|_| Bad(None)),
+            ),
+            log_format: self.scalar("log_format", LogFormat::Text, |s| match s {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(Bad(None)),
+            }),
+            log_level: self.scalar("log_level", "info".to_owned(), |s| {
+                log_filter::parse(s).map_err(Bad::because)
+            }),
+            sources: self.source_policy(),
+            pull_budget_reserve: self.number("pull_budget_reserve", 5),
+            pull_secret: self.scalar("pull_secret", None, parse::optional_dns_subdomain),
+            pull_check: self.scalar("pull_check", true, |s| match s {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err(Bad(None)),
+            }),
+            leader_election: leader.enabled,
+            lease_name: leader.name,
+            lease_namespace: leader.namespace,
+            lease_duration: leader.duration,
+            audit_interval: self.duration("audit_interval", Duration::from_secs(3600)),
+            on_backup_missing: self.on_backup_missing(),
+            rollout_guard_after: self.duration("rollout_guard_after", Duration::from_secs(300)),
+            backup_registry: backup_registry?,
+            origins: std::mem::take(&mut self.origins),
+        };
         Some(settings)
+    }
+
+    fn on_backup_missing(&mut self) -> OnBackupMissing {
+        self.scalar("on_backup_missing", OnBackupMissing::Report, |s| match s {
+            "report" => Ok(OnBackupMissing::Report),
+            "restore" => Ok(OnBackupMissing::Restore),
+            _ => Err(Bad(None)),
+        })
     }
 
     fn namespaces_to_ignore(&mut self) -> BTreeSet<String> {
