@@ -4,27 +4,26 @@
 //! daemon's Events, and classifies each workload as the daemon's
 //! `image_cloner_workloads{state}` does ([`coverage::classify`]). Writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use k8s_openapi::api::events::v1::Event;
+use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
 use serde::{Serialize, Serializer};
 
 use crate::audit::coverage::{self, LastWord, State, classify};
 use crate::audit::refs::{self, References};
 use crate::audit::{WorkloadKey, check, failures};
 use crate::cluster::client;
-use crate::cluster::list::{self, PAGE_SIZE};
+use crate::cluster::list::PAGE_SIZE;
 use crate::commands::error::CommandError;
 use crate::commands::session::{self, Session};
 use crate::ops::metrics::Metrics;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
-use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
+use crate::workload::Kind;
 
 /// One workload's line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,30 +118,6 @@ pub fn render_table(report: &Report) -> String {
     out
 }
 
-/// Lists one kind and appends planning's views of its workloads.
-struct ListViews<'a> {
-    client: &'a Client,
-    opted_out: &'a BTreeSet<String>,
-    views: &'a mut Vec<Workload>,
-}
-
-impl<'a> KindVisitor for ListViews<'a> {
-    type Output = BoxFuture<'a, Result<(), CommandError>>;
-    fn visit<K: WorkloadKind>(self) -> Self::Output {
-        Box::pin(async move {
-            let objects = list::list::<K>(self.client, None, None)
-                .await
-                .map_err(CommandError::list(format!("{}s", K::KIND)))?;
-            for obj in objects.iter().filter(|o| !o.left_to_owner()) {
-                let ns = obj.namespace().unwrap_or_default();
-                self.views
-                    .push(workload::view(obj, self.opted_out.contains(&ns)));
-            }
-            Ok(())
-        })
-    }
-}
-
 /// Every events.k8s.io/v1 Event, page by page.
 async fn events(client: &Client) -> Result<Vec<Event>, kube::Error> {
     let api = Api::<Event>::all(client.clone());
@@ -161,20 +136,9 @@ async fn events(client: &Client) -> Result<Vec<Event>, kube::Error> {
 /// `status`: every workload classified, printed.
 pub async fn run(settings: &Settings, output: Output) -> Result<bool, CommandError> {
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
-    let opted_out = list::opted_out_namespaces(&session.client)
-        .await
-        .map_err(CommandError::list("namespaces"))?;
     let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
     let policy = session::policy(settings, own);
-    let mut views = Vec::new();
-    for kind in &session.kinds {
-        let visitor = ListViews {
-            client: &session.client,
-            opted_out: &opted_out,
-            views: &mut views,
-        };
-        dispatch(*kind, visitor).await?;
-    }
+    let views = session.workload_views().await?;
     let mut in_use = References::new();
     for w in &views {
         refs::collect(&mut in_use, w, &policy);
