@@ -176,3 +176,6 @@ pub async fn run(settings: &Settings, output: Output) -> Result<bool, CommandErr
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests;
