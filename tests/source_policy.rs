@@ -297,6 +297,20 @@ fn private_and_excluded(env: &Env) {
         "{warned:?}"
     );
 
+    // status: the workload could not start without its private source's registry.
+    let status = env.run(&[ns], &settings, &["status", "--output", "json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let web = report["workloads"].as_array().and_then(|w| {
+        w.iter()
+            .find(|w| w["namespace"] == ns && w["name"] == "web")
+    });
+    assert_eq!(
+        web.map(|w| w["state"].clone()),
+        Some(json!("private_source")),
+        "{report}"
+    );
+
     settings.push(("IMAGE_CLONER_COPY_PRIVATE_SOURCES", allowed.as_str()));
     let run = env.run(&[ns], &settings, &["run", "--once"]);
     assert!(run.status.success(), "{}", text(&run));

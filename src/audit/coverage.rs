@@ -4,12 +4,12 @@
 //! daemon's `image_cloner_workloads{state}` both classify with [`classify`], so the command and
 //! the metric agree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::audit::check::Liveness;
-use crate::reconcile::plan::{Decision, Policy, decide};
+use crate::reconcile::plan::{Decision, Policy, decide, mark_private};
 use crate::reconcile::reasons;
 use crate::workload::Workload;
 
@@ -170,14 +170,17 @@ fn container_state(
 
 /// The workload's state: its worst container's. `liveness` answers for the backup references
 /// (`None`: not checked since they were verified), `last_word` is why it is not on its copies
-/// yet, when the daemon said so.
+/// yet, when the daemon said so; `private` holds the sources (canonical) known to be private.
 pub fn classify(
     w: &Workload,
     policy: &Policy,
     liveness: &dyn Fn(&str) -> Option<Liveness>,
     last_word: Option<&LastWord>,
+    private: &BTreeSet<String>,
 ) -> Classified {
-    decide(w, policy)
+    let mut plans = decide(w, policy);
+    mark_private(&mut plans, private);
+    plans
         .iter()
         .map(|p| container_state(&p.decision, &p.container.image, liveness, last_word))
         .min_by_key(|c| c.state)

@@ -4,7 +4,7 @@
 //! Then the loop that runs it at start and every `audit_interval`, and keeps
 //! `image_cloner_workloads{state}` current in between.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -233,6 +233,8 @@ impl Auditor {
                 &self.ctx.policy,
                 &|image| found.get(image).cloned(),
                 word.as_ref(),
+                // The daemon remembers what held each workload back (`last_word`).
+                &BTreeSet::new(),
             );
             states.push(c.state);
         });

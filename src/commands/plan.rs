@@ -96,26 +96,38 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
         .collect()
 }
 
-/// Asks the source registries, anonymously and a few at a time, whether the images the rows
-/// would copy are public: a private one becomes `private-source` (not copied, not patched); one
-/// whose registry could not say keeps its decision, with why it waits in its detail.
-pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Policy) {
+/// Asks, anonymously and a few at a time, whether each distinct source among `sources` whose
+/// privacy decides its copy (`copy_private_sources`) is public, as the daemon asks: by
+/// canonical reference, the answer or why there is none. `plan` and `status` share it.
+pub async fn ask_privacy(
+    mirror: &Mirror,
+    policy: &Policy,
+    sources: impl Iterator<Item = ImageRef>,
+) -> HashMap<String, Result<Visibility, String>> {
     use futures::StreamExt as _;
-    let sources: BTreeMap<String, ImageRef> = rows
-        .iter()
-        .filter(|r| r.decision.copies())
-        .filter_map(|r| ImageRef::parse(&r.image).ok())
+    let sources: BTreeMap<String, ImageRef> = sources
         .filter(|s| policy.sources.must_check_privacy(s))
         .map(|s| (s.canonical(), s))
         .collect();
-    let answers: HashMap<String, Result<Visibility, String>> = futures::stream::iter(sources)
+    futures::stream::iter(sources)
         .map(|(key, source)| async move {
             let answer = mirror.visibility(&source).await.map_err(|e| e.to_string());
             (key, answer)
         })
         .buffer_unordered(8)
         .collect()
-        .await;
+        .await
+}
+
+/// Asks the source registries, anonymously and a few at a time, whether the images the rows
+/// would copy are public: a private one becomes `private-source` (not copied, not patched); one
+/// whose registry could not say keeps its decision, with why it waits in its detail.
+pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Policy) {
+    let sources = rows
+        .iter()
+        .filter(|r| r.decision.copies())
+        .filter_map(|r| ImageRef::parse(&r.image).ok());
+    let answers = ask_privacy(mirror, policy, sources).await;
     for row in rows.iter_mut().filter(|r| r.decision.copies()) {
         let Ok(source) = ImageRef::parse(&row.image) else {
             continue;

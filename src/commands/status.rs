@@ -4,7 +4,7 @@
 //! daemon's Events, and classifies each workload as the daemon's
 //! `image_cloner_workloads{state}` does ([`coverage::classify`]). Writes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -19,8 +19,11 @@ use crate::audit::{WorkloadKey, check, failures};
 use crate::cluster::client;
 use crate::cluster::list::PAGE_SIZE;
 use crate::commands::error::CommandError;
+use crate::commands::plan::ask_privacy;
 use crate::commands::session::{self, Session};
 use crate::ops::metrics::Metrics;
+use crate::reconcile::plan::decide;
+use crate::registry::client::Visibility;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
 use crate::workload::Kind;
@@ -145,6 +148,17 @@ pub async fn run(settings: &Settings, output: Output) -> Result<bool, CommandErr
     }
     let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
     let liveness = check::check_all(&mirror, &in_use).await;
+    let sources = views
+        .iter()
+        .flat_map(|w| decide(w, &policy))
+        .filter(|p| p.decision.copies())
+        .filter_map(|p| p.source);
+    let private: BTreeSet<String> = ask_privacy(&mirror, &policy, sources)
+        .await
+        .into_iter()
+        .filter(|(_, answer)| matches!(answer, Ok(Visibility::Private)))
+        .map(|(source, _)| source)
+        .collect();
     let failing: HashMap<WorkloadKey, LastWord> = failures::copy_failures(
         &events(&session.client)
             .await
@@ -159,6 +173,7 @@ pub async fn run(settings: &Settings, output: Output) -> Result<bool, CommandErr
                 &policy,
                 &|image| liveness.get(image).cloned(),
                 failing.get(&key),
+                &private,
             );
             StatusRow {
                 namespace: key.namespace,

@@ -1,6 +1,6 @@
 //! The coverage report's classification, its Events reading, and `status`'s output.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::events::v1::Event;
 use serde_json::json;
@@ -29,7 +29,14 @@ fn said(
     liveness: &HashMap<&str, Liveness>,
     word: Option<LastWord>,
 ) -> (State, Option<String>) {
-    let c = classify(w, &policy(), &|i| liveness.get(i).cloned(), word.as_ref());
+    let none = BTreeSet::new();
+    let c = classify(
+        w,
+        &policy(),
+        &|i| liveness.get(i).cloned(),
+        word.as_ref(),
+        &none,
+    );
     (c.state, c.detail)
 }
 
@@ -55,8 +62,12 @@ fn a_workload_held_back_by_a_decision_is_in_that_decisions_state() {
     let mut excluding = policy();
     excluding.sources.filter.exclude =
         vec![crate::source_policy::Glob::parse("corp.example/*").expect("a glob")];
-    let c = classify(&public, &excluding, &|_| None, None);
+    let c = classify(&public, &excluding, &|_| None, None, &BTreeSet::new());
     assert_eq!(c.state, State::Excluded, "{c:?}");
+    // Known private (status asks the registry as plan does): private whatever was said last.
+    let private = BTreeSet::from(["corp.example/app:1".to_owned()]);
+    let c = classify(&public, &policy(), &|_| None, None, &private);
+    assert_eq!(c.state, State::PrivateSource, "{c:?}");
 }
 
 #[test]
