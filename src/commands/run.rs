@@ -2,7 +2,8 @@
 //!
 //! The daemon's start-up order is what keeps its promises from the first reconcile: connect,
 //! serve health, start the namespace watch (no workload is planned until its opt-out is
-//! known), then the controllers. It tells systemd READY once every kind's initial list is
+//! known), the admission webhooks when on (they need the mirror and the namespace cache), then
+//! the controllers. It tells systemd READY once every kind's initial list is
 //! cached, pings its watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets
 //! running reconciles finish within the grace period.
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
+use crate::admission;
 use crate::cluster::controller::{self, Daemon};
 use crate::cluster::list;
 use crate::cluster::namespaces;
@@ -117,6 +119,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
     let ctx = session.context(settings, namespaces, &metrics);
+    let webhooks = start_webhooks(settings, &ctx).await?;
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
@@ -134,7 +137,31 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
     ns_task.abort();
     server.abort();
+    drop(webhooks);
     result.map(|()| true)
+}
+
+/// The admission webhooks, when either is on. Served from here on: they answer from the mirror
+/// and the namespace cache, not from the controllers' caches.
+async fn start_webhooks(
+    settings: &Settings,
+    ctx: &Arc<Context>,
+) -> Result<Option<admission::Running>, CommandError> {
+    let w = &settings.webhooks;
+    if !w.any() {
+        return Ok(None);
+    }
+    let own = crate::cluster::client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref())
+        .unwrap_or_else(|| "image-cloner".to_owned());
+    let running = admission::start(w, Arc::clone(ctx), &own).await?;
+    tracing::info!(
+        address = %running.address,
+        mutating = if w.mutating { "on" } else { "off" },
+        validating = %w.validating,
+        tls = %w.tls,
+        "serving the admission webhooks (/mutate, /validate) over HTTPS"
+    );
+    Ok(Some(running))
 }
 
 /// Beats the heartbeat until a signal, then stops the controllers within `grace`.

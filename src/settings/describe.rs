@@ -66,6 +66,12 @@ impl Settings {
             "metrics_address" => self.metrics_address.to_string(),
             "log_format" => format!("{:?}", self.log_format).to_ascii_lowercase(),
             "log_level" => self.log_level.clone(),
+            "mutating_webhook" => if self.webhooks.mutating { "on" } else { "off" }.to_owned(),
+            "validating_webhook" => self.webhooks.validating.to_string(),
+            "webhook_address" => self.webhooks.address.to_string(),
+            "webhook_cert_file" => path_or_none(&self.webhooks.cert_file),
+            "webhook_key_file" => path_or_none(&self.webhooks.key_file),
+            "webhook_tls" => self.webhooks.tls.to_string(),
             _ => UNKNOWN.to_owned(),
         }
     }

@@ -20,6 +20,7 @@ mod parse;
 mod services;
 pub mod spec;
 mod validate;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -83,6 +84,8 @@ pub struct Settings {
     pub metrics_address: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The admission webhooks: which are on, where they are served, their certificate.
+    pub webhooks: webhooks::Webhooks,
     /// Where each setting's value came from, for `check-config`.
     pub origins: BTreeMap<&'static str, String>,
 }

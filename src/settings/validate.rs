@@ -305,6 +305,7 @@ impl Validator<'_> {
             log_level: self.scalar("log_level", "info".to_owned(), |s| {
                 log_filter::parse(s).map_err(Bad::because)
             }),
+            webhooks: self.webhooks(),
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),
         };

@@ -10,6 +10,7 @@ use crate::image::naming::{Naming, Pin};
 
 mod tasks;
 mod values;
+mod webhooks;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
     // A PATH where skopeo exists, so that tests do not depend on the machine.

@@ -1,0 +1,248 @@
+//! The admission webhooks: a second entry into the daemon's plan, at create and update time.
+//!
+//! - `/mutate` ([`mutate`]): images whose copy the mirror has verified are rewritten to the
+//!   pinned backup reference, with the original-images annotation, exactly as the daemon's
+//!   patch would; the copies of the others are queued, and the object is admitted unchanged.
+//! - `/validate` ([`validate`]): images not in the backup registry get a warning (`warn`) or
+//!   refuse the object (`deny`), naming each image and its backup reference; copies queued.
+//!
+//! Both plan with [`review::assess`]: the daemon's own [`plan::decide`](crate::reconcile::plan)
+//! and opt-outs, the namespace cache, for Pods their owners ([`owners`]), and the mirror's
+//! verified copies plus one bounded registry check ([`copies`]). Neither ever waits on skopeo
+//! nor blocks a deploy because image-cloner or a registry is down: the manifests register
+//! them with `failurePolicy: Ignore` and a short `timeoutSeconds`, and every internal error or
+//! an answer that takes longer than [`Limits::answer`] is answered "allowed, unchanged".
+//!
+//! Served over HTTPS only ([`server`], [`tls`]), from certificate files re-read when they
+//! change or from a CA generated at start whose bundle the daemon writes into its own webhook
+//! configurations ([`ca_bundle`]). A webhook switched off answers 404 on its path.
+
+pub mod ca_bundle;
+mod copies;
+pub mod error;
+pub mod mutate;
+pub mod owners;
+pub mod review;
+pub mod server;
+pub mod tls;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::response::Status;
+
+pub use self::error::AdmissionError;
+use self::review::{Assessment, Skip};
+use self::validate::Verdict;
+use crate::reconcile::Context;
+use crate::settings::webhooks::{Validating, WebhookTls, Webhooks};
+
+/// How long each step of an answer may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// One round of registry checks for images the mirror has no record of.
+    pub lookup: Duration,
+    /// Each GET of a Pod's owner.
+    pub owner: Duration,
+    /// Waiting for the namespace cache to see a namespace created with the object.
+    pub namespace_wait: Duration,
+    /// The whole answer; past it, "allowed, unchanged".
+    pub answer: Duration,
+}
+
+/// What both webhooks share.
+pub struct Admission {
+    pub ctx: Arc<Context>,
+    pub mutating: bool,
+    pub validating: Validating,
+    pub limits: Limits,
+}
+
+/// The webhooks being served; dropping it stops them.
+pub struct Running {
+    pub address: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Serves the webhooks the settings turn on, on `webhook_address`. `namespace`: the daemon's
+/// own, where the manifests' Service is (for the generated certificate's names).
+pub async fn start(
+    settings: &Webhooks,
+    ctx: Arc<Context>,
+    namespace: &str,
+) -> Result<Running, AdmissionError> {
+    let client = ctx.api.client().clone();
+    let admission = Arc::new(Admission {
+        ctx,
+        mutating: settings.mutating,
+        validating: settings.validating,
+        limits: Limits::DEFAULT,
+    });
+    let mut tasks = Vec::new();
+    let (resolver, ca_pem) = match (&settings.tls, &settings.cert_file, &settings.key_file) {
+        (WebhookTls::Files, Some(cert), Some(key)) => {
+            let resolver = tls::Resolver::from_files(cert, key)?;
+            tasks.push(tls::watch_files(Arc::clone(&resolver), cert, key));
+            (resolver, None)
+        }
+        _ => {
+            let hosts = ca_bundle::hosts(&client, settings.address, namespace).await;
+            let generated = tls::self_signed(&hosts)?;
+            tracing::info!(hosts = ?hosts, "generated a CA and a webhook certificate");
+            (
+                tls::Resolver::new(generated.identity),
+                Some(generated.ca_pem),
+            )
+        }
+    };
+    let config = tls::server_config(Arc::clone(&resolver))?;
+    let (address, server) = server::serve(settings.address, config, admission).await?;
+    tasks.push(server);
+    if let Some(ca_pem) = ca_pem {
+        tasks.push(ca_bundle::keep_written(client, ca_pem));
+    }
+    Ok(Running { address, tasks })
+}
+
+impl Admission {
+    /// The answer to one request body on `path`: an HTTP status and a body.
+    pub async fn answer(&self, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+        let mutating = match path {
+            "/mutate" if self.mutating => true,
+            "/validate" if self.validating != Validating::Off => false,
+            _ => return (StatusCode::NOT_FOUND, b"not found\n".to_vec()),
+        };
+        let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return bad_request(&format!("not an AdmissionReview: {e}")),
+        };
+        let Ok(req): Result<AdmissionRequest<DynamicObject>, _> = review.try_into() else {
+            return bad_request("an AdmissionReview without a request");
+        };
+        let work = async {
+            if mutating {
+                self.mutate(&req).await
+            } else {
+                self.validate(&req).await
+            }
+        };
+        let response = match tokio::time::timeout(self.limits.answer, work).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, reason = e.label(), uid = req.uid, "admitted unchanged: the webhook could not decide");
+                AdmissionResponse::from(&req)
+            }
+            Err(_) => {
+                tracing::warn!(limit = ?self.limits.answer, uid = req.uid, "admitted unchanged: the webhook took too long");
+                AdmissionResponse::from(&req)
+            }
+        };
+        match serde_json::to_vec(&response.into_review()) {
+            Ok(bytes) => (StatusCode::OK, bytes),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding the answer: {e}\n").into_bytes(),
+            ),
+        }
+    }
+
+    async fn assessed(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Option<Assessment>, AdmissionError> {
+        match review::assess(self, req).await? {
+            Ok(a) => Ok(Some(a)),
+            Err(skip) => {
+                log_skip(req, skip);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn mutate(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<AdmissionResponse, AdmissionError> {
+        let allowed = AdmissionResponse::from(req);
+        let Some(a) = self.assessed(req).await? else {
+            return Ok(allowed);
+        };
+        let Some(planned) = mutate::mutation(&a.workload, &a.plans, &a.verified) else {
+            return Ok(allowed);
+        };
+        for c in &planned.changes {
+            tracing::info!(
+                kind = %a.workload.kind, namespace = a.workload.namespace, name = a.workload.name,
+                container = c.container, from = c.from, to = c.to,
+                "admitted on its verified copy"
+            );
+        }
+        let ops = planned
+            .operations()
+            .map_err(|e| AdmissionError::BuildPatch(e.to_string()))?;
+        allowed
+            .with_patch(ops)
+            .map_err(|e| AdmissionError::BuildPatch(e.to_string()))
+    }
+
+    async fn validate(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<AdmissionResponse, AdmissionError> {
+        let mut response = AdmissionResponse::from(req);
+        let Some(a) = self.assessed(req).await? else {
+            return Ok(response);
+        };
+        let policy = &self.ctx.policy;
+        let offenders = validate::offenders(
+            &a.plans,
+            &|s| a.verified.contains_key(&s.canonical()),
+            &|s| {
+                let target = policy.backup.target(s, policy.naming).ok()?;
+                Some(target.tagged().to_string())
+            },
+            a.old_images.as_ref(),
+        );
+        let w = &a.workload;
+        match validate::verdict(self.validating, &offenders) {
+            Verdict::Allow => {}
+            Verdict::Warn(warnings) => {
+                tracing::info!(kind = %w.kind, namespace = w.namespace, name = w.name, images = offenders.len(), "admitted with warnings: images not in the backup registry");
+                response.warnings = Some(warnings);
+            }
+            Verdict::Deny(message) => {
+                tracing::info!(kind = %w.kind, namespace = w.namespace, name = w.name, images = offenders.len(), "denied: images not in the backup registry");
+                response = response.deny(&message);
+                response.result = Status::failure(&message, "Forbidden").with_code(403);
+            }
+        }
+        Ok(response)
+    }
+}
+
+fn log_skip(req: &AdmissionRequest<DynamicObject>, skip: Skip) {
+    tracing::debug!(
+        kind = req.kind.kind,
+        namespace = req.namespace.as_deref().unwrap_or_default(),
+        name = req.name,
+        why = skip.label(),
+        "admitted unchanged"
+    );
+}
+
+fn bad_request(message: &str) -> (StatusCode, Vec<u8>) {
+    (StatusCode::BAD_REQUEST, format!("{message}\n").into_bytes())
+}

@@ -1,0 +1,263 @@
+//! The object under review, as the daemon would plan it: its kind, planning's view of it (the
+//! namespace from the request: a 1.20 server leaves `metadata.namespace` out on CREATE), the
+//! namespace's opt-out, for a Pod its owners, and the verified copies of what it runs. Shared
+//! by both webhooks, so that they judge exactly what the daemon would patch.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, Operation};
+use serde_json::Value;
+
+use crate::admission::copies::{self, Verified};
+use crate::admission::error::AdmissionError;
+use crate::admission::owners::{self, Owners, PodPlans, kind_named};
+use crate::admission::{Admission, Limits};
+use crate::reconcile::plan::{self, ContainerPlan, Policy};
+use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind};
+
+/// An object the webhooks judge, planned.
+#[derive(Debug)]
+pub struct Assessment {
+    pub workload: Workload,
+    pub plans: Vec<ContainerPlan>,
+    /// On UPDATE: the old object's images, container name → image.
+    pub old_images: Option<BTreeMap<String, String>>,
+    pub verified: Verified,
+}
+
+/// Why a review is answered "allowed, unchanged" without planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Operation,
+    NotAWorkload,
+    PodUpdate,
+    NoObject,
+    IgnoredNamespace,
+    NamespaceUnknown,
+    /// Its owner's template is what the daemon patches (an owned ReplicaSet or Job, a Pod of a
+    /// Deployment the daemon patches).
+    LeftToOwner,
+}
+
+impl Skip {
+    pub fn label(self) -> &'static str {
+        match self {
+            Skip::Operation => "not a create or update",
+            Skip::NotAWorkload => "not a workload kind",
+            Skip::PodUpdate => "a Pod update",
+            Skip::NoObject => "no object",
+            Skip::IgnoredNamespace => "ignored namespace",
+            Skip::NamespaceUnknown => "namespace opt-out not known yet",
+            Skip::LeftToOwner => "left to its owner",
+        }
+    }
+}
+
+/// Planning's view of an object of `kind`, whether an owner manages it, and its metadata.
+pub struct Decoded {
+    pub workload: Workload,
+    pub left_to_owner: bool,
+    pub meta: ObjectMeta,
+}
+
+struct Decode<'a> {
+    object: &'a Value,
+    namespace: &'a str,
+    namespace_opted_out: bool,
+}
+
+impl KindVisitor for Decode<'_> {
+    type Output = Result<Decoded, AdmissionError>;
+    fn visit<K: WorkloadKind>(self) -> Self::Output {
+        let obj: K = K::deserialize(self.object).map_err(|e| AdmissionError::DecodeObject {
+            kind: K::KIND,
+            reason: e.to_string(),
+        })?;
+        let mut w = workload::view(&obj, self.namespace_opted_out);
+        self.namespace.clone_into(&mut w.namespace);
+        Ok(Decoded {
+            workload: w,
+            left_to_owner: obj.left_to_owner(),
+            meta: obj.meta().clone(),
+        })
+    }
+}
+
+/// Decodes an object of `kind` as the daemon's caches would hold it. Pure.
+pub fn decode(
+    kind: Kind,
+    object: &Value,
+    namespace: &str,
+    namespace_opted_out: bool,
+) -> Result<Decoded, AdmissionError> {
+    workload::dispatch(
+        kind,
+        Decode {
+            object,
+            namespace,
+            namespace_opted_out,
+        },
+    )
+}
+
+/// Whether planning ignores `namespace` whatever the object says.
+fn ignored(policy: &Policy, namespace: &str) -> bool {
+    policy.ignored_namespaces.contains(namespace)
+        || (!policy.only_namespaces.is_empty() && !policy.only_namespaces.contains(namespace))
+}
+
+/// The review's kind, namespace and object, or why it is not judged.
+fn subject(req: &AdmissionRequest<DynamicObject>) -> Result<(Kind, String, Value), Skip> {
+    if !matches!(req.operation, Operation::Create | Operation::Update) {
+        return Err(Skip::Operation);
+    }
+    let kind = kind_named(&req.kind.group, &req.kind.kind).ok_or(Skip::NotAWorkload)?;
+    if kind == Kind::Pod && req.operation == Operation::Update {
+        return Err(Skip::PodUpdate);
+    }
+    let object = req.object.as_ref().ok_or(Skip::NoObject)?;
+    let namespace = req
+        .namespace
+        .clone()
+        .or_else(|| object.metadata.namespace.clone())
+        .unwrap_or_default();
+    let value = serde_json::to_value(object).map_err(|_| Skip::NoObject)?;
+    Ok((kind, namespace, value))
+}
+
+/// Plans the object under review; `Ok(Err(skip))` when it is not judged.
+pub async fn assess(
+    adm: &Admission,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Result<Result<Assessment, Skip>, AdmissionError> {
+    let (kind, namespace, object) = match subject(req) {
+        Ok(s) => s,
+        Err(skip) => return Ok(Err(skip)),
+    };
+    let ctx = &adm.ctx;
+    if ignored(&ctx.policy, &namespace) {
+        return Ok(Err(Skip::IgnoredNamespace));
+    }
+    let Some(ns_opted_out) = namespace_opt_out(adm, &namespace).await else {
+        return Ok(Err(Skip::NamespaceUnknown));
+    };
+    let decoded = decode(kind, &object, &namespace, ns_opted_out)?;
+    let plans = if kind == Kind::Pod {
+        let owners = owners::chain(ctx, &namespace, &decoded.meta, adm.limits.owner).await?;
+        let PodPlans {
+            plans,
+            left_to_owner,
+        } = owners::pod_plans(&decoded.workload, &owners, &ctx.policy);
+        if left_to_owner {
+            return Ok(Err(Skip::LeftToOwner));
+        }
+        log_owner(&owners);
+        plans
+    } else if decoded.left_to_owner {
+        return Ok(Err(Skip::LeftToOwner));
+    } else {
+        plan::decide(&decoded.workload, &ctx.policy)
+    };
+    let old_images = match (&req.old_object, &req.operation) {
+        (Some(old), Operation::Update) => Some(old_images(kind, old, &namespace)?),
+        _ => None,
+    };
+    let sources = plan::to_mirror(&plans);
+    let verified = copies::verified(&ctx.mirror, &sources, adm.limits.lookup).await;
+    if !req.dry_run {
+        copies::queue(&ctx.mirror, &sources);
+    }
+    Ok(Ok(Assessment {
+        workload: decoded.workload,
+        plans,
+        old_images,
+        verified,
+    }))
+}
+
+fn log_owner(owners: &Owners) {
+    if let Owners::Foreign { kind } = owners {
+        tracing::debug!(
+            owner = kind,
+            "a Pod of a controller image-cloner does not read"
+        );
+    }
+}
+
+fn old_images(
+    kind: Kind,
+    old: &DynamicObject,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, AdmissionError> {
+    let value = serde_json::to_value(old).map_err(|e| AdmissionError::DecodeObject {
+        kind,
+        reason: e.to_string(),
+    })?;
+    let decoded = decode(kind, &value, namespace, false)?;
+    Ok(decoded
+        .workload
+        .containers
+        .into_iter()
+        .map(|c| (c.name, c.image))
+        .collect())
+}
+
+/// The namespace's opt-out from the daemon's namespace cache, waiting a little for a namespace
+/// it has not seen yet (created together with the object).
+async fn namespace_opt_out(adm: &Admission, namespace: &str) -> Option<bool> {
+    let cache = &adm.ctx.namespaces;
+    if let Some(known) = cache.opted_out(namespace) {
+        return Some(known);
+    }
+    cache.wait_known(namespace, adm.limits.namespace_wait).await;
+    cache.opted_out(namespace)
+}
+
+impl Limits {
+    /// The limits the webhooks use: everything well within the API server's `timeoutSeconds`
+    /// (5 s in the manifests).
+    pub const DEFAULT: Limits = Limits {
+        lookup: std::time::Duration::from_millis(800),
+        owner: std::time::Duration::from_millis(800),
+        namespace_wait: std::time::Duration::from_millis(500),
+        answer: std::time::Duration::from_millis(2500),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_namespace_comes_from_the_request_and_owned_objects_are_left_to_their_owners() {
+        let rs = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-1", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u", "controller": true}]},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.27"}], "initContainers": [{"name": "i", "image": "busybox:1"}]}}}
+        });
+        let d = decode(Kind::ReplicaSet, &rs, "shop", false).expect("decodes");
+        assert_eq!(d.workload.namespace, "shop");
+        assert!(d.left_to_owner);
+        let images: Vec<(&str, bool, usize)> = d
+            .workload
+            .containers
+            .iter()
+            .map(|c| (c.image.as_str(), c.init, c.index))
+            .collect();
+        assert_eq!(images, [("nginx:1.27", false, 0), ("busybox:1", true, 0)]);
+        let bad = json!({"metadata": {"name": "x"}, "spec": {"template": "not an object"}});
+        assert!(decode(Kind::Deployment, &bad, "shop", false).is_err());
+    }
+
+    #[test]
+    fn kinds_are_matched_by_group_and_name_in_any_version() {
+        assert_eq!(kind_named("apps", "Deployment"), Some(Kind::Deployment));
+        assert_eq!(kind_named("batch", "CronJob"), Some(Kind::CronJob));
+        assert_eq!(kind_named("", "Pod"), Some(Kind::Pod));
+        assert_eq!(kind_named("", "Deployment"), None);
+        assert_eq!(kind_named("argoproj.io", "Rollout"), None);
+    }
+}
