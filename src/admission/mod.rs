@@ -150,7 +150,7 @@ impl Admission {
                 AdmissionResponse::from(&req)
             }
         };
-        match serde_json::to_vec(&response.into_review()) {
+        match encode(response) {
             Ok(bytes) => (StatusCode::OK, bytes),
             Err(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -241,6 +241,19 @@ fn log_skip(req: &AdmissionRequest<DynamicObject>, skip: Skip) {
         why = skip.label(),
         "admitted unchanged"
     );
+}
+
+/// The AdmissionReview's JSON, its `patch` base64 as the API defines it (a Go `[]byte`):
+/// kube's type would write a list of numbers, which kube-apiserver happens to accept too.
+fn encode(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine as _;
+    let patch = response.patch.take();
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let Some(patch) = patch {
+        review["response"]["patch"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&review)
 }
 
 fn bad_request(message: &str) -> (StatusCode, Vec<u8>) {

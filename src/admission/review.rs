@@ -14,7 +14,7 @@ use crate::admission::copies::{self, Verified};
 use crate::admission::error::AdmissionError;
 use crate::admission::owners::{self, Owners, PodPlans, kind_named};
 use crate::admission::{Admission, Limits};
-use crate::reconcile::plan::{self, ContainerPlan, Policy};
+use crate::reconcile::plan::{self, ContainerPlan, Decision, Policy};
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind};
 
 /// An object the webhooks judge, planned.
@@ -158,7 +158,11 @@ pub async fn assess(
     } else if decoded.left_to_owner {
         return Ok(Err(Skip::LeftToOwner));
     } else {
-        plan::decide(&decoded.workload, &ctx.policy)
+        let mut plans = plan::decide(&decoded.workload, &ctx.policy);
+        if req.operation == Operation::Create {
+            at_creation(&mut plans, &decoded.workload, &ctx.policy);
+        }
+        plans
     };
     let old_images = match (&req.old_object, &req.operation) {
         (Some(old), Operation::Update) => Some(old_images(kind, old, &namespace)?),
@@ -175,6 +179,25 @@ pub async fn assess(
         old_images,
         verified,
     }))
+}
+
+/// A Job's pod template is immutable once the Job exists, not while it is created: at CREATE
+/// its images are planned as any other workload's (the GitOps rule included), so that a Job
+/// created after its image was copied runs the copy. Pure.
+pub fn at_creation(plans: &mut [ContainerPlan], w: &Workload, policy: &Policy) {
+    let gitops =
+        plan::gitops_manager(&w.annotations, &w.labels).filter(|_| !policy.patch_gitops_managed);
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.decision == Decision::Immutable)
+    {
+        p.decision = match gitops {
+            Some(tool) => Decision::GitOpsManaged {
+                tool: tool.to_owned(),
+            },
+            None => Decision::Clone,
+        };
+    }
 }
 
 fn log_owner(owners: &Owners) {
@@ -250,6 +273,32 @@ mod tests {
         assert_eq!(images, [("nginx:1.27", false, 0), ("busybox:1", true, 0)]);
         let bad = json!({"metadata": {"name": "x"}, "spec": {"template": "not an object"}});
         assert!(decode(Kind::Deployment, &bad, "shop", false).is_err());
+    }
+
+    #[test]
+    fn a_job_is_planned_as_any_workload_while_it_is_created() {
+        let policy = Policy {
+            backup: crate::image::naming::BackupRegistry::parse("b.example/m").expect("valid"),
+            naming: crate::image::naming::Naming::Flat,
+            ignored_namespaces: Default::default(),
+            only_namespaces: Default::default(),
+            patch_gitops_managed: false,
+        };
+        let job = |annotations: Value| {
+            json!({"metadata": {"name": "report", "annotations": annotations},
+                   "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})
+        };
+        let d = decode(Kind::Job, &job(json!({})), "shop", false).expect("decodes");
+        let mut plans = plan::decide(&d.workload, &policy);
+        assert_eq!(plans[0].decision, Decision::Immutable, "once created");
+        at_creation(&mut plans, &d.workload, &policy);
+        assert_eq!(plans[0].decision, Decision::Clone, "while created");
+
+        let managed = job(json!({"argocd.argoproj.io/tracking-id": "a:batch/Job:shop/report"}));
+        let d = decode(Kind::Job, &managed, "shop", false).expect("decodes");
+        let mut plans = plan::decide(&d.workload, &policy);
+        at_creation(&mut plans, &d.workload, &policy);
+        assert!(matches!(plans[0].decision, Decision::GitOpsManaged { .. }));
     }
 
     #[test]

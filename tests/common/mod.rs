@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod e2e;
+pub mod hooks;
 pub mod throttle;
 
 use std::path::{Path, PathBuf};
