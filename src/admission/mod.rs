@@ -55,9 +55,28 @@ pub struct Limits {
     pub answer: Duration,
 }
 
+impl Limits {
+    /// The limits the webhooks use: everything well within the API server's `timeoutSeconds`
+    /// (5 s in the manifests).
+    pub const DEFAULT: Limits = Limits {
+        lookup: Duration::from_millis(800),
+        owner: Duration::from_millis(800),
+        namespace_wait: Duration::from_millis(500),
+        answer: Duration::from_millis(2500),
+    };
+}
+
+/// Told about every review answered (metrics).
+pub trait AdmissionObserver: Send + Sync {
+    /// `webhook`: `mutate` or `validate`; `outcome`: `patched`, `unchanged`, `allowed`,
+    /// `warned`, `denied`, `error` or `timeout`.
+    fn reviewed(&self, _webhook: &'static str, _outcome: &'static str, _took: Duration) {}
+}
+
 /// What both webhooks share.
 pub struct Admission {
     pub ctx: Arc<Context>,
+    pub observer: Arc<dyn AdmissionObserver>,
     pub mutating: bool,
     pub validating: Validating,
     pub limits: Limits,
@@ -82,11 +101,13 @@ impl Drop for Running {
 pub async fn start(
     settings: &Webhooks,
     ctx: Arc<Context>,
+    observer: Arc<dyn AdmissionObserver>,
     namespace: &str,
 ) -> Result<Running, AdmissionError> {
     let client = ctx.api.client().clone();
     let admission = Arc::new(Admission {
         ctx,
+        observer,
         mutating: settings.mutating,
         validating: settings.validating,
         limits: Limits::DEFAULT,
@@ -139,17 +160,23 @@ impl Admission {
                 self.validate(&req).await
             }
         };
-        let response = match tokio::time::timeout(self.limits.answer, work).await {
-            Ok(Ok(response)) => response,
+        let started = std::time::Instant::now();
+        let (response, outcome) = match tokio::time::timeout(self.limits.answer, work).await {
+            Ok(Ok(response)) => {
+                let outcome = outcome(&response, mutating);
+                (response, outcome)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, reason = e.label(), uid = req.uid, "admitted unchanged: the webhook could not decide");
-                AdmissionResponse::from(&req)
+                (AdmissionResponse::from(&req), "error")
             }
             Err(_) => {
                 tracing::warn!(limit = ?self.limits.answer, uid = req.uid, "admitted unchanged: the webhook took too long");
-                AdmissionResponse::from(&req)
+                (AdmissionResponse::from(&req), "timeout")
             }
         };
+        let webhook = if mutating { "mutate" } else { "validate" };
+        self.observer.reviewed(webhook, outcome, started.elapsed());
         match encode(response) {
             Ok(bytes) => (StatusCode::OK, bytes),
             Err(e) => (
@@ -230,6 +257,21 @@ impl Admission {
             }
         }
         Ok(response)
+    }
+}
+
+/// The metric label of an answer.
+fn outcome(response: &AdmissionResponse, mutating: bool) -> &'static str {
+    if !response.allowed {
+        "denied"
+    } else if response.patch.is_some() {
+        "patched"
+    } else if response.warnings.is_some() {
+        "warned"
+    } else if mutating {
+        "unchanged"
+    } else {
+        "allowed"
     }
 }
 

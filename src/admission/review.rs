@@ -10,10 +10,10 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
 
+use crate::admission::Admission;
 use crate::admission::copies::{self, Verified};
 use crate::admission::error::AdmissionError;
 use crate::admission::owners::{self, Owners, PodPlans, kind_named};
-use crate::admission::{Admission, Limits};
 use crate::reconcile::plan::{self, ContainerPlan, Decision, Policy};
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind};
 
@@ -236,17 +236,6 @@ async fn namespace_opt_out(adm: &Admission, namespace: &str) -> Option<bool> {
     }
     cache.wait_known(namespace, adm.limits.namespace_wait).await;
     cache.opted_out(namespace)
-}
-
-impl Limits {
-    /// The limits the webhooks use: everything well within the API server's `timeoutSeconds`
-    /// (5 s in the manifests).
-    pub const DEFAULT: Limits = Limits {
-        lookup: std::time::Duration::from_millis(800),
-        owner: std::time::Duration::from_millis(800),
-        namespace_wait: std::time::Duration::from_millis(500),
-        answer: std::time::Duration::from_millis(2500),
-    };
 }
 
 #[cfg(test)]

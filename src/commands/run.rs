@@ -119,7 +119,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
     let ctx = session.context(settings, namespaces, &metrics);
-    let webhooks = start_webhooks(settings, &ctx).await?;
+    let webhooks = start_webhooks(settings, &ctx, &metrics).await?;
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
@@ -146,6 +146,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
 async fn start_webhooks(
     settings: &Settings,
     ctx: &Arc<Context>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<admission::Running>, CommandError> {
     let w = &settings.webhooks;
     if !w.any() {
@@ -153,7 +154,8 @@ async fn start_webhooks(
     }
     let own = crate::cluster::client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref())
         .unwrap_or_else(|| "image-cloner".to_owned());
-    let running = admission::start(w, Arc::clone(ctx), &own).await?;
+    let observer = Arc::clone(metrics) as Arc<dyn admission::AdmissionObserver>;
+    let running = admission::start(w, Arc::clone(ctx), observer, &own).await?;
     tracing::info!(
         address = %running.address,
         mutating = if w.mutating { "on" } else { "off" },

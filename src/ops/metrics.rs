@@ -11,6 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod admission;
+
+use self::admission::AdmissionMetrics;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -53,6 +56,7 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    pub admission: AdmissionMetrics,
 }
 
 impl Default for Metrics {
@@ -123,7 +127,9 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let admission = AdmissionMetrics::register(&mut registry);
         Metrics {
+            admission,
             registry,
             api_requests,
             api_request_duration,
