@@ -47,16 +47,16 @@ pub async fn verified(mirror: &Mirror, sources: &[ImageRef], lookup_timeout: Dur
     found
 }
 
-/// Starts the mirror's work for every source it has no fresh verified record of; returns at
-/// once. The daemon then patches the workload as it does any other.
-pub fn queue(mirror: &Mirror, sources: &[ImageRef]) -> usize {
+/// Starts the mirror's work, on `runtime`, for every source it has no fresh verified record
+/// of; returns at once. The daemon then patches the workload as it does any other.
+pub fn queue(mirror: &Mirror, sources: &[ImageRef], runtime: &tokio::runtime::Handle) -> usize {
     let mut queued = 0;
     for source in sources {
         if matches!(mirror.recorded(source), Some(Ok(_))) {
             continue;
         }
         let (mirror, source) = (mirror.clone(), source.clone());
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Err(e) = mirror.ensure(&source).await {
                 tracing::warn!(image = %source, reason = e.reason(), error = %e, "a copy queued by the webhook failed");
             }

@@ -30,6 +30,8 @@ pub enum AdmissionError {
     },
     #[error("generating the self-signed webhook CA and certificate: {0}")]
     GenerateCertificate(String),
+    #[error("starting the webhooks' runtime: {0}")]
+    Runtime(String),
     #[error("setting up TLS for the webhooks: {0}")]
     Tls(String),
     #[error("reading the {kind} under review: {reason}")]
@@ -60,6 +62,7 @@ impl AdmissionError {
             AdmissionError::ReadCertificate { .. } => "read_certificate",
             AdmissionError::Identity { .. } => "identity",
             AdmissionError::GenerateCertificate(_) => "generate_certificate",
+            AdmissionError::Runtime(_) => "runtime",
             AdmissionError::Tls(_) => "tls",
             AdmissionError::DecodeObject { .. } => "decode_object",
             AdmissionError::ReadOwner { .. } => "read_owner",

@@ -6,14 +6,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
 
 use crate::admission::Admission;
 use crate::admission::copies::{self, Verified};
 use crate::admission::error::AdmissionError;
-use crate::admission::owners::{self, Owners, PodPlans, kind_named};
+use crate::admission::owners::{self, Owners, PodPlans};
 use crate::reconcile::plan::{self, ContainerPlan, Decision, Policy};
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind};
 
@@ -62,6 +61,17 @@ pub struct Decoded {
     pub meta: ObjectMeta,
 }
 
+/// Planning's view of `obj` in `namespace`. Pure.
+pub fn decoded<K: WorkloadKind>(obj: &K, namespace: &str, namespace_opted_out: bool) -> Decoded {
+    let mut w = workload::view(obj, namespace_opted_out);
+    namespace.clone_into(&mut w.namespace);
+    Decoded {
+        workload: w,
+        left_to_owner: obj.left_to_owner(),
+        meta: obj.meta().clone(),
+    }
+}
+
 struct Decode<'a> {
     object: &'a Value,
     namespace: &'a str,
@@ -71,21 +81,15 @@ struct Decode<'a> {
 impl KindVisitor for Decode<'_> {
     type Output = Result<Decoded, AdmissionError>;
     fn visit<K: WorkloadKind>(self) -> Self::Output {
-        let obj: K = K::deserialize(self.object).map_err(|e| AdmissionError::DecodeObject {
+        let obj = K::deserialize(self.object).map_err(|e| AdmissionError::DecodeObject {
             kind: K::KIND,
             reason: e.to_string(),
         })?;
-        let mut w = workload::view(&obj, self.namespace_opted_out);
-        self.namespace.clone_into(&mut w.namespace);
-        Ok(Decoded {
-            workload: w,
-            left_to_owner: obj.left_to_owner(),
-            meta: obj.meta().clone(),
-        })
+        Ok(decoded(&obj, self.namespace, self.namespace_opted_out))
     }
 }
 
-/// Decodes an object of `kind` as the daemon's caches would hold it. Pure.
+/// Decodes an object of `kind` from JSON as the daemon's caches would hold it. Pure.
 pub fn decode(
     kind: Kind,
     object: &Value,
@@ -108,31 +112,29 @@ fn ignored(policy: &Policy, namespace: &str) -> bool {
         || (!policy.only_namespaces.is_empty() && !policy.only_namespaces.contains(namespace))
 }
 
-/// The review's kind, namespace and object, or why it is not judged.
-fn subject(req: &AdmissionRequest<DynamicObject>) -> Result<(Kind, String, Value), Skip> {
+/// The review's object and namespace, or why it is not judged.
+fn subject<K: WorkloadKind>(req: &AdmissionRequest<K>) -> Result<(&K, String), Skip> {
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Err(Skip::Operation);
     }
-    let kind = kind_named(&req.kind.group, &req.kind.kind).ok_or(Skip::NotAWorkload)?;
-    if kind == Kind::Pod && req.operation == Operation::Update {
+    if K::KIND == Kind::Pod && req.operation == Operation::Update {
         return Err(Skip::PodUpdate);
     }
     let object = req.object.as_ref().ok_or(Skip::NoObject)?;
     let namespace = req
         .namespace
         .clone()
-        .or_else(|| object.metadata.namespace.clone())
+        .or_else(|| object.meta().namespace.clone())
         .unwrap_or_default();
-    let value = serde_json::to_value(object).map_err(|_| Skip::NoObject)?;
-    Ok((kind, namespace, value))
+    Ok((object, namespace))
 }
 
 /// Plans the object under review; `Ok(Err(skip))` when it is not judged.
-pub async fn assess(
+pub async fn assess<K: WorkloadKind>(
     adm: &Admission,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &AdmissionRequest<K>,
 ) -> Result<Result<Assessment, Skip>, AdmissionError> {
-    let (kind, namespace, object) = match subject(req) {
+    let (object, namespace) = match subject(req) {
         Ok(s) => s,
         Err(skip) => return Ok(Err(skip)),
     };
@@ -143,8 +145,8 @@ pub async fn assess(
     let Some(ns_opted_out) = namespace_opt_out(adm, &namespace).await else {
         return Ok(Err(Skip::NamespaceUnknown));
     };
-    let decoded = decode(kind, &object, &namespace, ns_opted_out)?;
-    let plans = if kind == Kind::Pod {
+    let decoded = decoded(object, &namespace, ns_opted_out);
+    let plans = if K::KIND == Kind::Pod {
         let owners = owners::chain(ctx, &namespace, &decoded.meta, adm.limits.owner).await?;
         let PodPlans {
             plans,
@@ -165,13 +167,13 @@ pub async fn assess(
         plans
     };
     let old_images = match (&req.old_object, &req.operation) {
-        (Some(old), Operation::Update) => Some(old_images(kind, old, &namespace)?),
+        (Some(old), Operation::Update) => Some(old_images(old)),
         _ => None,
     };
     let sources = plan::to_mirror(&plans);
     let verified = copies::verified(&ctx.mirror, &sources, adm.limits.lookup).await;
     if !req.dry_run {
-        copies::queue(&ctx.mirror, &sources);
+        copies::queue(&ctx.mirror, &sources, &adm.copies);
     }
     Ok(Ok(Assessment {
         workload: decoded.workload,
@@ -209,22 +211,12 @@ fn log_owner(owners: &Owners) {
     }
 }
 
-fn old_images(
-    kind: Kind,
-    old: &DynamicObject,
-    namespace: &str,
-) -> Result<BTreeMap<String, String>, AdmissionError> {
-    let value = serde_json::to_value(old).map_err(|e| AdmissionError::DecodeObject {
-        kind,
-        reason: e.to_string(),
-    })?;
-    let decoded = decode(kind, &value, namespace, false)?;
-    Ok(decoded
-        .workload
+fn old_images<K: WorkloadKind>(old: &K) -> BTreeMap<String, String> {
+    workload::view(old, false)
         .containers
         .into_iter()
         .map(|c| (c.name, c.image))
-        .collect())
+        .collect()
 }
 
 /// The namespace's opt-out from the daemon's namespace cache, waiting a little for a namespace
@@ -241,6 +233,7 @@ async fn namespace_opt_out(adm: &Admission, namespace: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::owners::kind_named;
     use serde_json::json;
 
     #[test]

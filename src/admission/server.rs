@@ -1,7 +1,9 @@
 //! HTTPS only: the webhooks' listener. Each connection is a TLS handshake (rustls, the current
 //! identity of [`Resolver`](crate::admission::tls::Resolver)) and then HTTP/1.1 with
-//! keep-alive, as the API server reuses its connections. `POST /mutate` and `POST /validate`
-//! are answered by [`Admission::answer`]; anything else is 404 (405 for another method).
+//! keep-alive, as the API server reuses its connections. It runs on a runtime of its own
+//! ([`super::start`]), so that answers never wait behind the controllers' work. `POST /mutate`
+//! and `POST /validate` are answered by [`Admission::answer`]; anything else is 404 (405 for
+//! another method).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,19 +28,27 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 /// A client that connects and never finishes its handshake holds nothing for longer.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds `address` (so that a bad address fails at start, by name) and serves in the
-/// background; returns the bound address.
-pub async fn serve(
+/// Binds `address` (so that a bad address fails at start, by name) and serves on `runtime`;
+/// returns the bound address.
+pub fn serve(
     address: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     admission: Arc<Admission>,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdmissionError> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| AdmissionError::Listen { address, source })?;
-    let bound = listener.local_addr().unwrap_or(address);
+    let listen = |source| AdmissionError::Listen { address, source };
+    let std_listener = std::net::TcpListener::bind(address).map_err(listen)?;
+    std_listener.set_nonblocking(true).map_err(listen)?;
+    let bound = std_listener.local_addr().unwrap_or(address);
     let acceptor = TlsAcceptor::from(tls);
-    let task = tokio::spawn(async move {
+    let task = runtime.spawn(async move {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "the webhook listener could not start");
+                return;
+            }
+        };
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -50,30 +60,37 @@ pub async fn serve(
             };
             let _ = tcp.set_nodelay(true);
             let (acceptor, admission) = (acceptor.clone(), Arc::clone(&admission));
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let service = service_fn(move |req| {
-                    let admission = Arc::clone(&admission);
-                    async move { Ok::<_, Infallible>(handle(&admission, req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "webhook connection ended");
-                }
-            });
+            tokio::spawn(connection(acceptor, tcp, peer, admission));
         }
     });
     Ok((bound, task))
+}
+
+/// One connection: the TLS handshake, then HTTP/1.1 requests until the client closes it.
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    admission: Arc<Admission>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let service = service_fn(move |req| {
+        let admission = Arc::clone(&admission);
+        async move { Ok::<_, Infallible>(handle(&admission, req).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "webhook connection ended");
+    }
 }
 
 async fn handle(admission: &Admission, req: Request<Incoming>) -> Response<Full<Bytes>> {
