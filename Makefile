@@ -10,7 +10,8 @@
 #                    the admission webhooks, WEBHOOKS=cert-manager with a cert-manager certificate)
 #   make undeploy    removes it again
 #   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
-#   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo)
+#   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo);
+#                    BENCH=webhook measures only the admission webhook's row
 
 CARGO ?= cargo
 KUBECTL ?= kubectl
@@ -249,4 +250,4 @@ demo: test-deps
 
 bench: test-deps
 	$(CARGO) build --release --locked $(DEMO_PACKAGES)
-	target/release/bench
+	target/release/bench $(BENCH)

@@ -1,6 +1,8 @@
 //! `make bench`: DESIGN.md's performance targets, measured on the Kubernetes API simulator with
 //! real registries and real skopeo. A benchmark, not a test: it reports each figure next to its
-//! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
+//! target and exits 0 whether targets are met or not; non-zero only when it cannot run. The
+//! admission rows are measured in [`webhook`]; `bench webhook` (`make bench BENCH=webhook`)
+//! measures only those.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +19,8 @@ use kube_sim::Sim;
 use kube_sim::store::{ListOptions, resource_of};
 use serde_json::{Value, json};
 use testbed::{Registry, RegistryOptions};
+
+mod webhook;
 
 const IMAGES: usize = 50;
 const PLATFORMS: usize = 2;
@@ -484,6 +488,22 @@ fn run() -> Result<()> {
     };
     let source = start_registry("source")?;
     println!("  source registry {source}");
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("webhook") => {
+            admission_heading();
+            let hook = webhook::webhook_figures(&cloner, &testbed_bin, &work, &source)?;
+            webhook::report(&hook);
+            heading("Results (figure, measured, target)");
+            let rows = webhook::rows(&hook);
+            print_rows(&rows);
+            print_met(&rows);
+            return Ok(());
+        }
+        Some(other) => {
+            bail!("unknown argument {other:?}: bench measures everything, or only `webhook`")
+        }
+    }
 
     let t = Instant::now();
     let seed_out = work.join("seed.txt");
@@ -629,9 +649,13 @@ fn run() -> Result<()> {
     );
     report_ready(&warm);
 
+    admission_heading();
+    let hook = webhook::webhook_figures(&cloner, &testbed_bin, &work, &source)?;
+    webhook::report(&hook);
+
     heading("Results (figure, measured, target)");
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
-    let rows: Vec<(String, String, String, &str)> = vec![
+    let mut rows: Vec<(String, String, String, &str)> = vec![
         (
             "cold: skopeo copy --all ×50, 5 at a time, per round".into(),
             per_round(&rounds, |r| secs(r.baseline)),
@@ -737,10 +761,34 @@ fn run() -> Result<()> {
             verdict(warm.peak_rss_kib <= 64 * 1024),
         ),
     ];
+    rows.extend(webhook::rows(&hook));
+    print_rows(&rows);
+    println!(
+        "\n  cold ratio: the median of the {ROUNDS} rounds' ratios is what meets or misses the target"
+    );
+    println!(
+        "  warm writes by request: {}",
+        by_request(&warm.writes_by_resource)
+    );
+    print_met(&rows);
+    drop(sim);
+    Ok(())
+}
+
+fn admission_heading() {
+    heading(&format!(
+        "Admission: {} concurrent AdmissionReviews to /mutate, {} images verified (a daemon of its own)",
+        webhook::CLIENTS,
+        webhook::IMAGES
+    ));
+}
+
+/// The results table, aligned.
+fn print_rows(rows: &[(String, String, String, &str)]) {
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let wm = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let wt = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
-    for (figure, measured, target, status) in &rows {
+    for (figure, measured, target, status) in rows {
         let pad = |s: &str, width: usize| " ".repeat(width - s.chars().count());
         let line = format!(
             "  {figure}{}  {measured}{}  {target}{}  {status}",
@@ -750,20 +798,14 @@ fn run() -> Result<()> {
         );
         println!("{}", line.trim_end());
     }
-    println!(
-        "\n  cold ratio: the median of the {ROUNDS} rounds' ratios is what meets or misses the target"
-    );
-    println!(
-        "  warm writes by request: {}",
-        by_request(&warm.writes_by_resource)
-    );
+}
+
+fn print_met(rows: &[(String, String, String, &str)]) {
     println!(
         "\n{} of {} targets met (a benchmark: it reports, exit status 0 either way).",
         rows.iter().filter(|r| r.3 == "met").count(),
         rows.iter().filter(|r| !r.3.is_empty()).count()
     );
-    drop(sim);
-    Ok(())
 }
 
 /// The daemon's own readiness signal, next to what the simulator saw.
