@@ -1,7 +1,8 @@
 //! `make demo`: image-cloner end to end on this machine — the Kubernetes API simulator, a
 //! "public" and a backup registry (real docker-registry processes), real multi-arch images,
 //! workloads of every kind, `image-cloner plan`, then `image-cloner run` until converged, its
-//! metrics, what changed, and proof with skopeo that every patched image resolves in the backup.
+//! metrics, what changed, and proof with skopeo that every patched image resolves in the backup;
+//! then the admission webhooks ([`webhooks`]).
 //! Everything it starts is stopped and removed at the end, on failure and on Ctrl-C.
 
 use std::process::{Command, ExitCode, Stdio};
@@ -17,6 +18,8 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use testbed::{Access, ImageSpec, Platform, PushOptions, Registry, RegistryOptions};
+
+mod webhooks;
 
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -531,6 +534,16 @@ fn run() -> Result<()> {
         "  image-cloner run exited: {}",
         status.map_or("killed".into(), |s| s.to_string())
     );
+    webhooks::section(&webhooks::Setup {
+        cloner: &cloner,
+        home: &home,
+        env: &env,
+        work: &work,
+        kubeconfig: &kubeconfig,
+        source: &source,
+        backup: &backup,
+        copied: &nginx,
+    })?;
     drop(sim);
     Ok(())
 }
