@@ -11,7 +11,10 @@
 #   make undeploy    removes it again
 #   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
 #   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo);
-#                    BENCH=webhook measures only the admission webhook's row
+#                    BENCH=webhook (the admission webhook) or BENCH=takeover measures one row alone
+#   make reliability the hostile probe as a suite: SIGKILLs, registry and API faults, malformed
+#                    input, credential markers, property tests (not part of make test)
+#   make reliability-short  its short form, which .ci/run runs after make test
 
 CARGO ?= cargo
 KUBECTL ?= kubectl
@@ -49,7 +52,7 @@ VALIDATE_K8S_VERSION := 1.33.0
 
 .PHONY: all build test test-deps fmt-check clippy cargo-test packaging-check venv \
         install uninstall image container-test container-image container-base deploy undeploy \
-        demo bench
+        demo bench reliability reliability-short
 
 all: build
 
@@ -203,11 +206,17 @@ container-base:
 	  rm -f target/container/base.tar; \
 	fi
 
-## An overlay of manifests/ with the make variables, applied with kubectl apply -k.
+## An overlay of manifests/ with the make variables, applied with kubectl apply -k. A server
+## that answers but does not serve policy/v1 (Kubernetes < 1.21) gets no PodDisruptionBudget.
 target/deploy/kustomization.yaml: FORCE
 	@mkdir -p target/deploy
 	@name=$(IMAGE); tag=latest; \
 	case "$${name##*/}" in *:*) tag=$${name##*:}; name=$${name%:*} ;; esac; \
+	versions=$$($(KUBECTL) api-versions 2>/dev/null); no_pdb=""; \
+	if [ -n "$$versions" ] && ! printf '%s\n' "$$versions" | grep -qx 'policy/v1'; then \
+	  no_pdb=1; \
+	  echo "make: the API server does not serve policy/v1 (Kubernetes < 1.21): no PodDisruptionBudget" >&2; \
+	fi; \
 	{ echo "apiVersion: kustomize.config.k8s.io/v1beta1"; \
 	  echo "kind: Kustomization"; \
 	  echo "resources: [../../manifests]"; \
@@ -218,10 +227,13 @@ target/deploy/kustomization.yaml: FORCE
 	    cert-manager) echo "components: [../../manifests/webhooks, ../../manifests/webhooks/cert-manager]" ;; \
 	    *) echo "make: WEBHOOKS=$(WEBHOOKS): expected 1 or cert-manager" >&2; exit 1 ;; \
 	  esac; \
+	  if [ -n "$(BACKUP_REGISTRY)$$no_pdb" ]; then echo "patches:"; fi; \
 	  if [ -n "$(BACKUP_REGISTRY)" ]; then \
-	    echo "patches:"; \
 	    echo "  - target: {kind: ConfigMap, name: image-cloner-configuration}"; \
 	    echo "    patch: '[{\"op\": \"replace\", \"path\": \"/data/BACKUP_REGISTRY\", \"value\": \"$(BACKUP_REGISTRY)\"}]'"; \
+	  fi; \
+	  if [ -n "$$no_pdb" ]; then \
+	    echo "  - patch: '{\"\$$patch\": \"delete\", \"apiVersion\": \"policy/v1\", \"kind\": \"PodDisruptionBudget\", \"metadata\": {\"name\": \"image-cloner\", \"namespace\": \"image-cloner\"}}'"; \
 	  fi; } > $@
 
 FORCE:
@@ -251,3 +263,22 @@ demo: test-deps
 bench: test-deps
 	$(CARGO) build --release --locked $(DEMO_PACKAGES)
 	target/release/bench $(BENCH)
+
+## The hostile probe as a suite (tests/reliability; README "Reliability"): SIGKILL at seeded
+## random moments of cold runs, the backup registry down and a throttling source, API-server
+## faults, 700+ malformed inputs through a recording skopeo, credential markers in every
+## output; then the property tests with many cases. It prints its seed: replay a run with
+## RELIABILITY_SEED=0x… (and RELIABILITY_ONLY=kills,registry,... for some scenarios).
+## It runs as a test of the workspace, built as `make test` builds it (after `make test`,
+## nothing is rebuilt), against the release binary of `make build`.
+RELIABILITY_PROPTEST_CASES ?= 20000
+RELIABILITY_RUN = IMAGE_CLONER_BIN=$(CURDIR)/target/release/image-cloner \
+  $(CARGO) test --workspace --locked --test suite
+
+reliability: test-deps build
+	RELIABILITY=full $(RELIABILITY_RUN)
+	PROPTEST_CASES=$(RELIABILITY_PROPTEST_CASES) $(CARGO) test --workspace --locked --lib properties
+
+## The short form (fewer worlds, kills and inputs; a few minutes), run by .ci/run after make test.
+reliability-short: test-deps build
+	RELIABILITY=short $(RELIABILITY_RUN)

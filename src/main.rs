@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use image_cloner::commands;
 use image_cloner::ops::logging;
+use image_cloner::reconcile::error::with_causes;
 use image_cloner::settings::cli::{self, Command};
 use image_cloner::settings::{self, Inputs};
 
@@ -55,9 +56,8 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            let e = anyhow::Error::from(e);
             // Once, and not through tracing: log_level=off must not hide why the command failed.
-            eprintln!("image-cloner: {e:#}");
+            eprintln!("image-cloner: {}", with_causes(&e));
             ExitCode::FAILURE
         }
     }

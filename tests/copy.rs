@@ -180,7 +180,11 @@ fn credentials_from_a_docker_config_and_tls_with_a_private_ca() {
     let config = cloner.home().join("docker.json");
     testbed::write_docker_config(&config, &[(&source.host(), &alice), (&backup.host(), &bob)])
         .unwrap();
-    let cloner = cloner.set("IMAGE_CLONER_DOCKER_CONFIG", config.to_string_lossy());
+    // The source serves its images only with credentials: private, so named as a registry
+    // whose private images may be copied (the backup is private too).
+    let cloner = cloner
+        .set("IMAGE_CLONER_DOCKER_CONFIG", config.to_string_lossy())
+        .set("IMAGE_CLONER_COPY_PRIVATE_SOURCES", source.host());
     let image = format!("{}/corp/api:3", source.host());
 
     let out = cloner.run(&["copy", &image]);
@@ -218,7 +222,9 @@ fn a_wrong_password_fails_as_unauthorized_without_printing_it() {
     let config = cloner.home().join("docker.json");
     let wrong = Credentials::new("alice", "wrong-password-123");
     testbed::write_docker_config(&config, &[(&source.host(), &wrong)]).unwrap();
-    let cloner = cloner.set("IMAGE_CLONER_DOCKER_CONFIG", config.to_string_lossy());
+    let cloner = cloner
+        .set("IMAGE_CLONER_DOCKER_CONFIG", config.to_string_lossy())
+        .set("IMAGE_CLONER_COPY_PRIVATE_SOURCES", "true");
 
     let out = cloner.run(&["copy", &format!("{}/app:1", source.host())]);
     let all = format!("{}{}", stdout(&out), stderr(&out));

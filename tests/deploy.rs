@@ -1,6 +1,7 @@
 //! `make deploy` against a real API server, and the RBAC it grants, proven with
 //! `kubectl auth can-i` as the daemon's ServiceAccount: every verb the daemon uses is allowed,
-//! nothing else is.
+//! nothing else is — with the pull-secrets component, create on Secrets and get, patch and
+//! delete of the Secrets named `image-cloner-pull`, and no other Secret.
 
 mod common;
 
@@ -57,8 +58,9 @@ fn can(kubeconfig: &Path, verb: &str, resource: &str, namespace: Option<&str>) -
 }
 
 /// `make deploy` with the image, backup registry and credentials of an operator, then
-/// `kubectl get` of every object it creates.
-fn deploy_and_get_everything(kc: &Path) {
+/// `kubectl get` of every object it creates (the PodDisruptionBudget where the server serves
+/// policy/v1, Kubernetes 1.21 and later).
+fn deploy_and_get_everything(kc: &Path, pdb: bool) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let docker_config = dir.path().join("config.json");
     std::fs::write(&docker_config, r#"{"auths":{"quay.io":{"auth":"dTpw"}}}"#)
@@ -92,12 +94,38 @@ fn deploy_and_get_everything(kc: &Path) {
             "secret/image-cloner-registry-credentials",
             "deployment/image-cloner",
             "service/image-cloner-metrics",
+            "role/image-cloner-leader-election",
+            "rolebinding/image-cloner-leader-election",
             "-o",
             "name",
         ],
     );
     assert!(got.status.success(), "{}", text(&got));
-    assert_eq!(String::from_utf8_lossy(&got.stdout).lines().count(), 8);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).lines().count(), 10);
+    let budget = kubectl(
+        kc,
+        &[
+            "-n",
+            "image-cloner",
+            "get",
+            "poddisruptionbudget/image-cloner",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(budget.status.success(), pdb, "{}", text(&budget));
+    let replicas = kubectl(
+        kc,
+        &[
+            "-n",
+            "image-cloner",
+            "get",
+            "deployment/image-cloner",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.strategy.type}",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&replicas.stdout), "2 RollingUpdate");
 
     let image = kubectl(
         kc,
@@ -129,7 +157,26 @@ fn deploy_and_get_everything(kc: &Path) {
         String::from_utf8_lossy(&backup.stdout),
         "registry.example.com/backup"
     );
+    let pull_secret = kubectl(
+        kc,
+        &[
+            "-n",
+            "image-cloner",
+            "get",
+            "configmap/image-cloner-configuration",
+            "-o",
+            "jsonpath={.data.IMAGE_CLONER_PULL_SECRET}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&pull_secret.stdout),
+        PULL_SECRET,
+        "the in-cluster manifests provision pull secrets"
+    );
 }
+
+/// The name the pull-secrets component grants and configures.
+const PULL_SECRET: &str = "image-cloner-pull";
 
 #[test]
 fn make_deploy_and_undeploy_on_the_simulator() {
@@ -137,7 +184,7 @@ fn make_deploy_and_undeploy_on_the_simulator() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let kc = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kc).expect("write the kubeconfig");
-    deploy_and_get_everything(&kc);
+    deploy_and_get_everything(&kc, true);
     let got = kubectl(&kc, &["get", "all", "-n", "image-cloner"]);
     eprintln!("{}", text(&got));
     let out = make(&kc, "undeploy", &[]);
@@ -163,7 +210,8 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
         return;
     };
     let kc = envtest.kubeconfig();
-    deploy_and_get_everything(&kc);
+    // kube-apiserver 1.20 serves no policy/v1: make deploy leaves the budget out.
+    deploy_and_get_everything(&kc, false);
 
     // Every verb the daemon uses...
     for (verb, resource) in [
@@ -186,11 +234,53 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
             "{SA} cannot {verb} {resource}"
         );
     }
+    // The pull secret, in any namespace: created, read, updated, and deleted by restore.
+    let named = format!("secrets/{PULL_SECRET}");
+    for (verb, resource, ns) in [
+        ("create", "secrets", "shop"),
+        ("get", named.as_str(), "shop"),
+        ("patch", named.as_str(), "shop"),
+        ("delete", named.as_str(), "shop"),
+        ("get", named.as_str(), "kube-system"),
+    ] {
+        assert!(
+            can(&kc, verb, resource, Some(ns)),
+            "{SA} cannot {verb} {resource} in {ns}"
+        );
+    }
+    // Leader election: its Lease, in its namespace.
+    for verb in ["get", "list", "watch", "patch"] {
+        let lease = "leases.coordination.k8s.io/image-cloner";
+        assert!(
+            can(&kc, verb, lease, Some("image-cloner")),
+            "{SA} cannot {verb} {lease}"
+        );
+    }
+    assert!(can(
+        &kc,
+        "create",
+        "leases.coordination.k8s.io",
+        Some("image-cloner")
+    ));
     // ...and nothing more.
     for (verb, resource, ns) in [
         ("list", "secrets", None),
+        ("watch", "secrets", None),
+        ("list", "secrets", Some("shop")),
+        ("watch", "secrets", Some("shop")),
         ("get", "secrets", Some("kube-system")),
         ("get", "secrets", Some("image-cloner")),
+        (
+            "get",
+            "secrets/image-cloner-registry-credentials",
+            Some("image-cloner"),
+        ),
+        ("get", "secrets/some-app-password", Some("shop")),
+        ("patch", "secrets/some-app-password", Some("shop")),
+        ("delete", "secrets/some-app-password", Some("shop")),
+        ("delete", "secrets", Some("shop")),
+        ("update", "secrets/image-cloner-pull", Some("shop")),
+        ("deletecollection", "secrets", Some("shop")),
         ("delete", "deployments.apps", None),
         ("create", "deployments.apps", None),
         ("update", "deployments.apps", None),
@@ -205,6 +295,34 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
             None,
         ),
         ("*", "*", None),
+        // Other Leases (kube-controller-manager's, other controllers'), elsewhere, or deleted.
+        (
+            "patch",
+            "leases.coordination.k8s.io/kube-controller-manager",
+            Some("kube-system"),
+        ),
+        (
+            "get",
+            "leases.coordination.k8s.io/other",
+            Some("image-cloner"),
+        ),
+        ("list", "leases.coordination.k8s.io", Some("image-cloner")),
+        (
+            "update",
+            "leases.coordination.k8s.io/image-cloner",
+            Some("image-cloner"),
+        ),
+        (
+            "delete",
+            "leases.coordination.k8s.io/image-cloner",
+            Some("image-cloner"),
+        ),
+        ("create", "leases.coordination.k8s.io", Some("default")),
+        (
+            "get",
+            "leases.coordination.k8s.io/image-cloner",
+            Some("default"),
+        ),
     ] {
         assert!(
             !can(&kc, verb, resource, ns),

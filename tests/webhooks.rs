@@ -15,7 +15,8 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::Envtest;
-use common::e2e::{Daemon, Env};
+use common::daemon::Daemon;
+use common::e2e::Env;
 use common::hooks::{Hooks, Kubectl, SELECTOR_LABEL, configurations, free_port, wait};
 use kube_sim::fixtures::workload;
 use serde_json::{Value, json};

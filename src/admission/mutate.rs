@@ -38,6 +38,7 @@ mod tests {
             ignored_namespaces: BTreeSet::from(["kube-system".to_owned()]),
             only_namespaces: BTreeSet::new(),
             patch_gitops_managed: false,
+            sources: Default::default(),
         }
     }
 

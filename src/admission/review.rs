@@ -265,6 +265,7 @@ mod tests {
             ignored_namespaces: Default::default(),
             only_namespaces: Default::default(),
             patch_gitops_managed: false,
+            sources: Default::default(),
         };
         let job = |annotations: Value| {
             json!({"metadata": {"name": "report", "annotations": annotations},

@@ -38,18 +38,40 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// One of the above, once the configuration named a server: which server, and where the
+    /// configuration came from, so that an operator with several clusters knows which failed.
+    #[error("API server {server} (from {kubeconfig}): {source}")]
+    At {
+        server: String,
+        kubeconfig: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
 }
 
-/// Builds the client the way kubectl would find its cluster.
-pub async fn client(
+impl ClusterError {
+    /// This error, about the API server at `server` configured by `kubeconfig`.
+    pub fn at(self, server: &str, kubeconfig: &str) -> ClusterError {
+        ClusterError::At {
+            server: server.to_owned(),
+            kubeconfig: kubeconfig.to_owned(),
+            source: Box::new(self),
+        }
+    }
+}
+
+/// The client configuration the way kubectl would find its cluster; every request carries
+/// `user_agent`.
+pub async fn config(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
-) -> Result<Client, ClusterError> {
+    user_agent: &str,
+) -> Result<Config, ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..Default::default()
     };
-    let config = match (kubeconfig, context) {
+    let mut config = match (kubeconfig, context) {
         (Some(path), _) => {
             let file = Kubeconfig::read_from(path).map_err(|e| ClusterError::ReadKubeconfig {
                 path: path.to_owned(),
@@ -72,7 +94,10 @@ pub async fn client(
         }
         (None, None) => Config::infer().await.map_err(ClusterError::Infer)?,
     };
-    Client::try_from(config).map_err(ClusterError::Client)
+    if let Ok(agent) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
+    Ok(config)
 }
 
 /// The kinds among `wanted` that the server serves, and a warning for each it does not.
@@ -120,11 +145,5 @@ pub async fn served_kinds(
 /// The daemon's own namespace when it runs in a pod: `POD_NAMESPACE` (set by the manifests
 /// through the downward API), else the service account's namespace file.
 pub fn own_namespace(env_pod_namespace: Option<&str>) -> Option<String> {
-    if let Some(ns) = env_pod_namespace.filter(|s| !s.is_empty()) {
-        return Some(ns.to_owned());
-    }
-    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    crate::settings::own_namespace(env_pod_namespace)
 }

@@ -60,12 +60,14 @@ fn jitter() -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
-/// What every controller shares: the reconcile context, per-object failure counts, and the
-/// announcements of namespaces that stopped opting out.
+/// What every controller shares: the reconcile context, per-object failure counts, the
+/// announcements of namespaces that stopped opting out, and the call to reconcile every cached
+/// workload (this replica became the leader).
 pub struct Daemon {
     pub ctx: Arc<Context>,
     failures: Mutex<HashMap<String, u32>>,
     opted_in: broadcast::Sender<String>,
+    everything: broadcast::Sender<()>,
 }
 
 fn key<K: WorkloadKind>(obj: &K) -> String {
@@ -84,7 +86,13 @@ impl Daemon {
             ctx,
             failures: Mutex::default(),
             opted_in,
+            everything: broadcast::channel(4).0,
         })
+    }
+
+    /// A message on it reconciles every cached workload of every kind again.
+    pub fn reconcile_everything(&self) -> broadcast::Sender<()> {
+        self.everything.clone()
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -96,6 +104,11 @@ async fn reconcile_action<K: WorkloadKind>(
     obj: Arc<K>,
     daemon: Arc<Daemon>,
 ) -> Result<Action, ReconcileError> {
+    // A standby keeps its caches warm and reconciles nothing: when it leads, it reconciles
+    // everything cached (`reconcile_everything`), so nothing needs a requeue here.
+    if !daemon.ctx.api.guard().allows() {
+        return Ok(Action::await_change());
+    }
     // Boxed: kube-runtime's runner creates the futures of every scheduled object before it
     // polls any (10,000 at a warm start), and the pipeline's state machine is ~12 KiB; boxed,
     // it is allocated at the first poll and — for a converged workload, which finishes at
@@ -105,7 +118,8 @@ async fn reconcile_action<K: WorkloadKind>(
         daemon.failures().remove(&key(obj.as_ref()));
         daemon.ctx.observer.reconciled();
     }
-    result.map(|_| Action::await_change())
+    // A workload held back (its pods could not pull the copies) is looked at again later.
+    result.map(|r| r.requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 fn error_policy<K: WorkloadKind>(
@@ -116,6 +130,10 @@ fn error_policy<K: WorkloadKind>(
     if let ReconcileError::NamespaceUnknown { .. } = error {
         tracing::debug!(error = %error, retry_in = ?NAMESPACE_RETRY, "waiting");
         return Action::requeue(NAMESPACE_RETRY);
+    }
+    if error.is_not_leading() {
+        tracing::info!(error = %error, "left to the leader");
+        return Action::await_change();
     }
     daemon.ctx.observer.reconcile_failed(error.reason());
     if !error.is_transient() {
@@ -163,6 +181,18 @@ fn opted_in_workloads<K: WorkloadKind>(
     })
 }
 
+/// One item per call to reconcile everything (a missed call still gives one).
+fn everything_calls(
+    calls: broadcast::Receiver<()>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(calls, |mut rx| async move {
+        match rx.recv().await {
+            Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
 /// Runs the controller of one kind until `shutdown` resolves and its running reconciles end.
 /// `synced` is called once the kind's initial list is in the cache.
 async fn control<K: WorkloadKind>(
@@ -193,6 +223,7 @@ async fn control<K: WorkloadKind>(
     let opted_in = opted_in_workloads(daemon.opted_in.subscribe(), reader.clone());
     Controller::for_stream(stream, reader)
         .reconcile_on(opted_in)
+        .reconcile_all_on(everything_calls(daemon.everything.subscribe()))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_action::<K>, error_policy::<K>, daemon)

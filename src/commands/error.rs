@@ -5,6 +5,7 @@ use thiserror::Error;
 
 use crate::admission::AdmissionError;
 use crate::cluster::client::ClusterError;
+use crate::leadership::LeadershipError;
 use crate::ops::health::HealthError;
 
 #[derive(Debug, Error)]
@@ -25,6 +26,8 @@ pub enum CommandError {
     Admission(#[from] AdmissionError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Leadership(#[from] LeadershipError),
 }
 
 impl CommandError {

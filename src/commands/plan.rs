@@ -1,7 +1,16 @@
 //! `image-cloner plan`: what `run` would do, read from the cluster, without writing or copying
 //! anything. `--check-backup` also asks the backup registry which copies already exist.
+//!
+//! Whether a source is private is not in the cluster: `plan` asks each source registry, as
+//! `run` would, with an anonymous manifest HEAD (no credentials; not a pull on Docker Hub) per
+//! distinct image it would copy — unless `copy_private_sources` allows that registry anyway.
+//!
+//! How pods would pull the copies is part of the plan: with no pull secret and `pull_check`
+//! on, the backup registry is asked once whether it answers anonymous pulls (a manifest HEAD
+//! without credentials); if not, the containers `run` would patch are shown as
+//! `backup not pullable` (copied, not patched).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -15,10 +24,14 @@ use crate::commands::session::{self, Session};
 use crate::image::reference::ImageRef;
 use crate::ops::metrics::Metrics;
 use crate::reconcile::plan::{self, Decision, Policy};
+use crate::registry::client::Visibility;
 use crate::registry::mirror::Mirror;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
+
+mod pull;
+pub use pull::{apply_pull, pull_access, pull_line};
 
 /// One container's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,7 +44,7 @@ pub struct PlanRow {
     /// Where the copy goes (`repository:tag`; the digest is known once copied).
     pub backup: Option<String>,
     /// `clone`, `already in backup`, `ignored namespace`, `opt-out`, `gitops-managed`,
-    /// `immutable` or `invalid reference`.
+    /// `immutable`, `invalid reference`, `excluded` or `private-source`.
     #[serde(serialize_with = "label")]
     pub decision: Decision,
     /// Whether the copy will be patched into the workload.
@@ -63,6 +76,7 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
             let detail = match &p.decision {
                 Decision::GitOpsManaged { tool } => Some(format!("managed by {tool}")),
                 Decision::InvalidReference { error } => Some(error.clone()),
+                Decision::Excluded { rule } => Some(rule.clone()),
                 _ => None,
             };
             PlanRow {
@@ -79,6 +93,47 @@ pub fn rows(w: &Workload, policy: &Policy) -> Vec<PlanRow> {
             }
         })
         .collect()
+}
+
+/// Asks the source registries, anonymously and a few at a time, whether the images the rows
+/// would copy are public: a private one becomes `private-source` (not copied, not patched); one
+/// whose registry could not say keeps its decision, with why it waits in its detail.
+pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Policy) {
+    use futures::StreamExt as _;
+    let sources: BTreeMap<String, ImageRef> = rows
+        .iter()
+        .filter(|r| r.decision.copies())
+        .filter_map(|r| ImageRef::parse(&r.image).ok())
+        .filter(|s| policy.sources.must_check_privacy(s))
+        .map(|s| (s.canonical(), s))
+        .collect();
+    let answers: HashMap<String, Result<Visibility, String>> = futures::stream::iter(sources)
+        .map(|(key, source)| async move {
+            let answer = mirror.visibility(&source).await.map_err(|e| e.to_string());
+            (key, answer)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for row in rows.iter_mut().filter(|r| r.decision.copies()) {
+        let Ok(source) = ImageRef::parse(&row.image) else {
+            continue;
+        };
+        match answers.get(&source.canonical()) {
+            Some(Ok(Visibility::Private)) => {
+                row.decision = Decision::PrivateSource;
+                row.backup = None;
+                row.patch = false;
+                row.detail = Some("served only with credentials".into());
+            }
+            Some(Err(e)) => {
+                row.detail = Some(format!(
+                    "not copied until its registry says whether it is public: {e}"
+                ));
+            }
+            Some(Ok(Visibility::Public)) | None => {}
+        }
+    }
 }
 
 /// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made).
@@ -225,12 +280,25 @@ pub async fn run(settings: &Settings, output: Output, check: bool) -> Result<boo
             &b.container,
         ))
     });
+    let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
+    check_privacy(&mut rows, &mirror, &policy).await;
+    let access = pull_access(settings, &rows).await;
+    if let Some(access) = &access {
+        apply_pull(&mut rows, access);
+    }
     if check {
-        let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
         check_backup(&mut rows, &mirror).await;
     }
     match output {
-        Output::Table => print!("{}", render_table(&rows, check)),
+        Output::Table => {
+            print!("{}", render_table(&rows, check));
+            if let Some(access) = &access {
+                println!(
+                    "{}",
+                    pull_line(access, &settings.backup_registry.to_string())
+                );
+            }
+        }
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
     }
     Ok(true)
@@ -252,6 +320,7 @@ mod tests {
             ignored_namespaces: BTreeSet::from(["kube-system".to_owned()]),
             patch_gitops_managed: false,
             only_namespaces: BTreeSet::new(),
+            sources: Default::default(),
         };
         let w = Workload {
             kind: Kind::Deployment,
@@ -274,6 +343,8 @@ mod tests {
                 },
             ],
             namespace_opted_out: false,
+            pull_secrets: None,
+            resource_version: None,
         };
         let r = rows(&w, &policy);
         assert_eq!(

@@ -2,10 +2,12 @@
 //!
 //! The daemon's start-up order is what keeps its promises from the first reconcile: connect,
 //! serve health, start the namespace watch (no workload is planned until its opt-out is
-//! known), the admission webhooks when on (they need the mirror and the namespace cache), then
-//! the controllers. It tells systemd READY once every kind's initial list is
-//! cached, pings its watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets
-//! running reconciles finish within the grace period.
+//! known), say how pods will pull the copies and keep the pull secrets current, the admission
+//! webhooks when on (they need the mirror and the namespace cache), then the controllers. It
+//! tells systemd READY once every kind's initial list is cached, pings its watchdog from the
+//! loop, and on SIGTERM/SIGINT stops taking work and lets running reconciles finish within the
+//! grace period. With leader election on, it joins the election before the controllers start
+//! (they reconcile nothing until it leads) and releases the Lease once they have stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,22 +22,35 @@ use crate::cluster::namespaces;
 use crate::cluster::once::{self, OnceSummary};
 use crate::commands::error::CommandError;
 use crate::commands::session::Session;
+use crate::leadership::{Leadership, LeadershipObserver as _, Validity};
 use crate::ops::health::{self, Health};
 use crate::ops::metrics::Metrics;
+use crate::pullsecret::{self, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
+use crate::reconcile::error::with_causes;
+use crate::reconcile::guard::{Unguarded, WriteGuard};
+use crate::registry::skopeo::clean_at_start;
 use crate::settings::Settings;
 use crate::workload::Kind;
 
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
+    clean_at_start(settings.tmp_dir.as_deref());
+    if settings.leader_election {
+        tracing::warn!(
+            "run --once does not take part in leader election: it copies and writes whether or not a daemon leads"
+        );
+    }
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let opted_out = list::opted_out_namespaces(&session.client)
         .await
         .map_err(CommandError::list("namespaces"))?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = session.context(settings, Arc::new(Snapshot(opted_out)), &metrics);
+    let pull = session.pull_secrets(settings, &metrics);
+    warn_about_pulls(&pull).await;
+    let ctx = session.context(settings, Arc::new(Snapshot(opted_out)), &metrics, pull);
     let summary = once::run_once(Arc::clone(&ctx), &session.kinds)
         .await
         .map_err(CommandError::list("workloads"))?;
@@ -61,6 +76,13 @@ fn render_summary(summary: &OnceSummary, ctx: &Context) -> String {
         out.push_str(&format!("failed: {f}\n"));
     }
     out
+}
+
+/// The start-up warnings about how pods will pull the copies.
+async fn warn_about_pulls(pull: &PullSecrets) {
+    for warning in pull.startup_warnings().await {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -104,8 +126,33 @@ fn on_synced(health: Arc<Health>) -> Arc<dyn Fn(Kind) + Send + Sync> {
     })
 }
 
+/// How often readiness asks the API server whether it answers.
+const CLUSTER_PROBE_EVERY: Duration = Duration::from_secs(5);
+const CLUSTER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keeps `/readyz` honest about the cluster: the watches retry quietly while the API server is
+/// gone, and a resumed watch says nothing until something changes, so readiness asks the
+/// server itself (`/version`, the cheapest call).
+async fn probe_cluster(client: kube::Client, health: Arc<Health>) {
+    let mut every = tokio::time::interval(CLUSTER_PROBE_EVERY);
+    loop {
+        every.tick().await;
+        let outcome =
+            match tokio::time::timeout(CLUSTER_PROBE_TIMEOUT, client.apiserver_version()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(with_causes(&e)),
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(CLUSTER_PROBE_TIMEOUT)
+                )),
+            };
+        health.cluster_probed(outcome);
+    }
+}
+
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
+    clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Health::new(
@@ -116,11 +163,28 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     );
     let (address, server) = health::serve(settings.metrics_address, Arc::clone(&health)).await?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    let probe = tokio::spawn(probe_cluster(session.client.clone(), Arc::clone(&health)));
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
-    let ctx = session.context(settings, namespaces, &metrics);
+    let validity = settings.lease().map(|lease| Leadership::guard(&lease));
+    let guard: Arc<dyn WriteGuard> = match &validity {
+        Some(v) => Arc::clone(v) as _,
+        None => Arc::new(Unguarded),
+    };
+    let pull = session.pull_secrets(settings, &metrics);
+    // In the background: an unreachable registry must not hold the start-up.
+    let warnings = tokio::spawn({
+        let pull = Arc::clone(&pull);
+        async move { warn_about_pulls(&pull).await }
+    });
+    let refresh = tokio::spawn(pullsecret::refresh::keep_current(
+        Arc::clone(&pull),
+        Arc::clone(&guard),
+    ));
+    let ctx = session.guarded_context(settings, namespaces, &metrics, pull, guard);
     let webhooks = start_webhooks(settings, &ctx, &metrics).await?;
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
+    let leadership = elect(&session, settings, validity, &metrics, &daemon).await?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -135,7 +199,13 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         on_synced(Arc::clone(&health)),
     );
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
+    if let Some(leadership) = leadership {
+        leadership.step_down().await;
+    }
     ns_task.abort();
+    probe.abort();
+    refresh.abort();
+    warnings.abort();
     server.abort();
     drop(webhooks);
     result.map(|()| true)
@@ -164,6 +234,30 @@ async fn start_webhooks(
         "serving the admission webhooks (/mutate, /validate) over HTTPS"
     );
     Ok(Some(running))
+}
+
+/// Joins the leader election when it is on; without it, this daemon always leads.
+async fn elect(
+    session: &Session,
+    settings: &Settings,
+    validity: Option<Arc<Validity>>,
+    metrics: &Arc<Metrics>,
+    daemon: &Daemon,
+) -> Result<Option<Leadership>, CommandError> {
+    let (Some(lease), Some(validity)) = (settings.lease(), validity) else {
+        metrics.leading(true);
+        return Ok(None);
+    };
+    let leadership = Leadership::join(
+        session.client.clone(),
+        &lease,
+        &session.identity,
+        validity,
+        Arc::clone(metrics) as _,
+        daemon.reconcile_everything(),
+    )
+    .await?;
+    Ok(Some(leadership))
 }
 
 /// Beats the heartbeat until a signal, then stops the controllers within `grace`.

@@ -45,6 +45,8 @@ pub struct Health {
     heartbeat: AtomicU64,
     skopeo: PathBuf,
     docker_config: Option<PathBuf>,
+    /// Why the API server could not be reached at the last probe; `None` while it answers.
+    cluster: Mutex<Option<String>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -68,6 +70,7 @@ impl Health {
             heartbeat: AtomicU64::new(now()),
             skopeo,
             docker_config,
+            cluster: Mutex::new(None),
             metrics,
         })
     }
@@ -77,6 +80,19 @@ impl Health {
         let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
         synced.insert(kind);
         self.expected.is_subset(&synced)
+    }
+
+    /// The outcome of the last probe of the API server (`Err` with its cause).
+    pub fn cluster_probed(&self, outcome: Result<(), String>) {
+        let mut cluster = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&*cluster, &outcome) {
+            (None, Err(e)) => {
+                tracing::warn!(error = %e, "the API server cannot be reached: not ready")
+            }
+            (Some(_), Ok(())) => tracing::info!("the API server answers again: ready"),
+            _ => {}
+        }
+        *cluster = outcome.err();
     }
 
     pub fn beat(&self) {
@@ -123,6 +139,9 @@ impl Health {
             && let Err(e) = std::fs::File::open(path)
         {
             problems.push(format!("docker config {}: {e}", path.display()));
+        }
+        if let Some(e) = &*self.cluster.lock().unwrap_or_else(PoisonError::into_inner) {
+            problems.push(format!("the API server cannot be reached: {e}"));
         }
         problems
     }
@@ -203,11 +222,18 @@ mod tests {
             Some("/nonexistent/config.json".into()),
             Arc::new(Metrics::new()),
         );
+        h.cluster_probed(Err("tcp connect error: Connection refused".into()));
         let problems = h.not_ready().join("\n");
         assert!(
             problems.contains("skopeo /nonexistent/skopeo"),
             "{problems}"
         );
+        assert!(
+            problems.contains("the API server cannot be reached: tcp connect error"),
+            "{problems}"
+        );
+        h.cluster_probed(Ok(()));
+        assert!(!h.not_ready().join("\n").contains("API server"));
         assert!(
             problems.contains("docker config /nonexistent/config.json"),
             "{problems}"

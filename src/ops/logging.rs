@@ -7,9 +7,23 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
 
+/// kube's HTTP layer logs every failed request at ERROR ("failed with error client error
+/// (Connect)"), without saying which call or why; image-cloner reports each failure itself,
+/// with its context and cause. Silenced unless the filter names kube_client itself.
+const KUBE_HTTP_TRACE: &str = "kube_client::client::builder=off";
+
+/// The filter to install: the setting, plus [`KUBE_HTTP_TRACE`] unless it speaks of kube_client.
+fn directives(level: &str) -> String {
+    if level.contains("kube_client") {
+        level.to_owned()
+    } else {
+        format!("{level},{KUBE_HTTP_TRACE}")
+    }
+}
+
 /// Installs the global subscriber. Call once, after the settings loaded.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -22,5 +36,19 @@ pub fn init(format: LogFormat, level: &str) {
             .flatten_event(true)
             .with_current_span(false)
             .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_http_errors_are_silenced_unless_asked_for() {
+        assert_eq!(directives("info"), format!("info,{KUBE_HTTP_TRACE}"));
+        assert_eq!(directives("kube_client=debug"), "kube_client=debug");
+        for level in ["info", "image_cloner=debug,warn", "trace"] {
+            assert!(EnvFilter::try_new(directives(level)).is_ok(), "{level}");
+        }
     }
 }

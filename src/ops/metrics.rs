@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 mod admission;
 
 use self::admission::AdmissionMetrics;
+use crate::leadership::LeadershipObserver;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -32,6 +33,11 @@ pub struct ReasonLabel {
 pub struct ApiCallLabels {
     pub verb: &'static str,
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabel {
+    pub registry: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +62,10 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    pub not_pullable: Counter,
+    pub pull_secret_writes: Family<ResultLabel, Counter>,
+    pub source_throttled: Family<RegistryLabel, Counter>,
+    pub leader: Gauge,
     pub admission: AdmissionMetrics,
 }
 
@@ -127,10 +137,38 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let not_pullable = Counter::default();
+        registry.register(
+            "not_pullable",
+            "Reconciles that left a workload copied but not patched because its pods could not pull the copies from the backup registry (Event BackupNotPullable)",
+            not_pullable.clone(),
+        );
+        let pull_secret_writes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "pull_secret_writes",
+            "Pull secrets written into namespaces, by result (created, updated)",
+            pull_secret_writes.clone(),
+        );
+        let source_throttled = Family::<RegistryLabel, Counter>::default();
+        registry.register(
+            "source_throttled",
+            "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
+            source_throttled.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
+            leader.clone(),
+        );
         let admission = AdmissionMetrics::register(&mut registry);
         Metrics {
             admission,
+            leader,
             registry,
+            not_pullable,
+            pull_secret_writes,
+            source_throttled,
             api_requests,
             api_request_duration,
             copies,
@@ -170,6 +208,22 @@ impl ReconcileObserver for Metrics {
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
+
+    fn workload_not_pullable(&self) {
+        self.not_pullable.inc();
+    }
+
+    fn pull_secret_written(&self, result: &'static str) {
+        self.pull_secret_writes
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+}
+
+impl LeadershipObserver for Metrics {
+    fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
 }
 
 impl ApiObserver for Metrics {
@@ -201,6 +255,14 @@ impl CopyObserver for Metrics {
     fn image_mirrored(&self) {
         self.images_mirrored.inc();
     }
+
+    fn source_throttled(&self, registry: &str) {
+        self.source_throttled
+            .get_or_create(&RegistryLabel {
+                registry: registry.to_owned(),
+            })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -215,8 +277,12 @@ mod tests {
         m.image_mirrored();
         m.reconcile_failed("SourceNotFound");
         m.workload_patched();
+        m.workload_not_pullable();
+        m.pull_secret_written("created");
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
+        m.source_throttled("docker.io");
+        m.leading(true);
         m.api_call(
             Verb::CreateEvent,
             CallOutcome::Timeout,
@@ -229,11 +295,15 @@ mod tests {
             "image_cloner_copies_in_flight 0",
             "image_cloner_images_mirrored_total 1",
             "image_cloner_workloads_patched_total 1",
+            "image_cloner_not_pullable_total 1",
+            "image_cloner_pull_secret_writes_total{result=\"created\"} 1",
             "image_cloner_reconcile_errors_total{reason=\"SourceNotFound\"} 1",
             "# TYPE image_cloner_last_successful_reconcile_timestamp_seconds gauge",
             "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",
             "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"timeout\"} 1",
             "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
+            "image_cloner_source_throttled_total{registry=\"docker.io\"} 1",
+            "image_cloner_leader 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::reconcile::error::ApiError;
+use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::reconcile::reasons;
 use crate::workload::WorkloadKind;
 
@@ -31,6 +32,11 @@ pub enum Verb {
     Get,
     Patch,
     CreateEvent,
+    /// The pull secrets' calls (`crate::pullsecret`): one name per namespace, never listed.
+    GetSecret,
+    CreateSecret,
+    PatchSecret,
+    DeleteSecret,
 }
 
 impl Verb {
@@ -39,6 +45,10 @@ impl Verb {
             Verb::Get => "get",
             Verb::Patch => "patch",
             Verb::CreateEvent => "create_event",
+            Verb::GetSecret => "get_secret",
+            Verb::CreateSecret => "create_secret",
+            Verb::PatchSecret => "patch_secret",
+            Verb::DeleteSecret => "delete_secret",
         }
     }
 }
@@ -72,12 +82,34 @@ pub trait ApiObserver: Send + Sync {
 pub struct Unobserved;
 impl ApiObserver for Unobserved {}
 
+/// Runs one API call bounded by `timeout` and reports it to `observer`.
+pub async fn observed<T>(
+    observer: &dyn ApiObserver,
+    verb: Verb,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ApiError> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r.map_err(ApiError::Kube),
+        Err(_) => Err(ApiError::Timeout(timeout)),
+    };
+    let outcome = match &result {
+        Ok(_) => CallOutcome::Success,
+        Err(ApiError::Timeout(_)) => CallOutcome::Timeout,
+        Err(ApiError::Kube(_) | ApiError::NotLeading) => CallOutcome::Error,
+    };
+    observer.api_call(verb, outcome, started.elapsed());
+    result
+}
+
 /// The API calls of reconciles.
 pub struct WorkloadApi {
     client: Client,
     recorder: Recorder,
     observer: Arc<dyn ApiObserver>,
     writes: AtomicU64,
+    guard: Arc<dyn WriteGuard>,
 }
 
 impl WorkloadApi {
@@ -87,7 +119,18 @@ impl WorkloadApi {
             recorder,
             observer,
             writes: AtomicU64::new(0),
+            guard: Arc::new(Unguarded),
         }
+    }
+
+    /// Writes only while `guard` allows, each answered within what is left of its permission.
+    pub fn guarded(self, guard: Arc<dyn WriteGuard>) -> Self {
+        WorkloadApi { guard, ..self }
+    }
+
+    /// What is asked before each write.
+    pub fn guard(&self) -> &Arc<dyn WriteGuard> {
+        &self.guard
     }
 
     pub fn client(&self) -> &Client {
@@ -105,27 +148,20 @@ impl WorkloadApi {
         timeout: Duration,
         call: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, ApiError> {
-        let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r.map_err(ApiError::Kube),
-            Err(_) => Err(ApiError::Timeout(timeout)),
-        };
-        let outcome = match &result {
-            Ok(_) => CallOutcome::Success,
-            Err(ApiError::Timeout(_)) => CallOutcome::Timeout,
-            Err(ApiError::Kube(_)) => CallOutcome::Error,
-        };
-        self.observer.api_call(verb, outcome, started.elapsed());
-        result
+        observed(self.observer.as_ref(), verb, timeout, call).await
     }
 
-    /// The one function that writes a workload: an RFC 6902 patch.
+    /// The one function that writes a workload: an RFC 6902 patch, sent only while the guard
+    /// allows, and given up when no answer came before the permission ends.
     pub async fn patch<K: WorkloadKind>(
         &self,
         namespace: &str,
         name: &str,
         patch: json_patch::Patch,
     ) -> Result<K, ApiError> {
+        let Some(timeout) = self.guard.permission().budget(WRITE_TIMEOUT) else {
+            return Err(ApiError::NotLeading);
+        };
         self.writes.fetch_add(1, Ordering::Relaxed);
         let api = Api::<K>::namespaced(self.client.clone(), namespace);
         let params = PatchParams {
@@ -134,7 +170,7 @@ impl WorkloadApi {
         };
         self.observed(
             Verb::Patch,
-            WRITE_TIMEOUT,
+            timeout,
             api.patch(name, &params, &Patch::Json::<()>(patch)),
         )
         .await
@@ -145,7 +181,7 @@ impl WorkloadApi {
         self.observed(Verb::Get, WRITE_TIMEOUT, api.get(name)).await
     }
 
-    /// Publishes an Event on `obj`; a failure is logged, never fatal.
+    /// Publishes an Event on `obj` while the guard allows; a failure is logged, never fatal.
     pub async fn event<K: WorkloadKind>(
         &self,
         obj: &K,
@@ -153,6 +189,10 @@ impl WorkloadApi {
         reason: &str,
         note: String,
     ) {
+        let Some(timeout) = self.guard.permission().budget(EVENT_TIMEOUT) else {
+            tracing::debug!(reason, "Event not published: this replica does not lead");
+            return;
+        };
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -169,7 +209,7 @@ impl WorkloadApi {
         if let Err(e) = self
             .observed(
                 Verb::CreateEvent,
-                EVENT_TIMEOUT,
+                timeout,
                 self.recorder.publish(&event, &reference),
             )
             .await
@@ -207,7 +247,15 @@ mod tests {
 
     #[test]
     fn labels_follow_prometheus_conventions() {
-        for v in [Verb::Get, Verb::Patch, Verb::CreateEvent] {
+        for v in [
+            Verb::Get,
+            Verb::Patch,
+            Verb::CreateEvent,
+            Verb::GetSecret,
+            Verb::CreateSecret,
+            Verb::PatchSecret,
+            Verb::DeleteSecret,
+        ] {
             assert!(
                 v.label()
                     .chars()

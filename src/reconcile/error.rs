@@ -45,9 +45,25 @@ pub enum ReconcileError {
         name: String,
     },
     #[error(
+        "{kind} {namespace}/{name}: not patched: whether its pods could pull the copies is not known yet: {error}"
+    )]
+    PullUnknown {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        error: String,
+    },
+    #[error(
         "{kind} {namespace}/{name}: waiting for the namespace cache (its opt-out annotation is not known yet)"
     )]
     NamespaceUnknown {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
+    /// Leadership ended during the reconcile: what is left is the next leader's.
+    #[error("{kind} {namespace}/{name}: stopped: this replica no longer holds the leader Lease")]
+    NotLeading {
         kind: Kind,
         namespace: String,
         name: String,
@@ -62,8 +78,17 @@ impl ReconcileError {
             ReconcileError::Patch { source, .. } | ReconcileError::Reread { source, .. } => {
                 source.is_transient()
             }
-            ReconcileError::Contended { .. } | ReconcileError::NamespaceUnknown { .. } => true,
+            ReconcileError::Contended { .. }
+            | ReconcileError::NamespaceUnknown { .. }
+            | ReconcileError::PullUnknown { .. }
+            | ReconcileError::NotLeading { .. } => true,
         }
+    }
+
+    /// Whether it ended because this replica does not lead: not a failure, and not retried
+    /// here (the leader has it, or this replica reconciles everything when it leads again).
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, ReconcileError::NotLeading { .. })
     }
 
     /// A short label for metrics.
@@ -74,17 +99,40 @@ impl ReconcileError {
             ReconcileError::Reread { .. } => "ReadFailed",
             ReconcileError::Contended { .. } => "Contended",
             ReconcileError::NamespaceUnknown { .. } => "NamespaceUnknown",
+            ReconcileError::PullUnknown { .. } => "PullAccessUnknown",
+            ReconcileError::NotLeading { .. } => "NotLeading",
         }
     }
+}
+
+/// `e` and the causes below it, each once: our messages already carry their direct cause, but
+/// a client error's own text stops short of why ("client error (Connect)"), which is further
+/// down the chain ("tcp connect error: Connection refused", "invalid peer certificate:
+/// UnknownIssuer"). A cause whose text is already in the line is not repeated.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// A failed call to the API server, or one that took too long.
 #[derive(Debug, Error)]
 pub enum ApiError {
-    #[error(transparent)]
+    #[error("{}", with_causes(.0))]
     Kube(#[from] kube::Error),
     #[error("no answer from the API server within {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
+    /// Not sent: this replica does not hold the leader Lease (or no longer surely does).
+    #[error("not sent: this replica does not hold the leader Lease")]
+    NotLeading,
 }
 
 impl ApiError {
@@ -94,7 +142,7 @@ impl ApiError {
         match self {
             ApiError::Kube(kube::Error::Api(s)) => s.code == 429 || s.code >= 500 || s.code == 409,
             ApiError::Kube(kube::Error::SerdeError(_)) => false,
-            ApiError::Kube(_) | ApiError::Timeout(_) => true,
+            ApiError::Kube(_) | ApiError::Timeout(_) | ApiError::NotLeading => true,
         }
     }
 
@@ -111,5 +159,30 @@ impl ApiError {
     /// write. Whether it really was a concurrent edit is decided by reading the object again.
     pub fn is_patch_rejection(&self) -> bool {
         matches!(self.code(), Some(422 | 409))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Error)]
+    #[error("connecting: {0}")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, Error)]
+    #[error("client error (Connect)")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_root_cause_is_on_the_line_and_nothing_twice() {
+        let e = Outer(Middle(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        assert_eq!(
+            with_causes(&e),
+            "connecting: client error (Connect): Connection refused (os error 111)"
+        );
     }
 }

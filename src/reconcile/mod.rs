@@ -1,30 +1,46 @@
 //! One workload through the pipeline, as named steps:
 //!
-//! 1. [`plan`] (pure) — per container: clone and patch, clone only, or leave alone;
+//! 1. [`plan`] (pure) — per container: clone and patch, clone only, or leave alone (the
+//!    source filters included); then [`screen`] asks which of the sources to copy are private
+//!    (`private-source`: left alone too);
 //! 2. [`ensure_copies`] — the mirror copies and verifies each distinct image (shared with every
 //!    other workload on the same image);
-//! 3. [`report_unpatched`] — Events for what will not be patched, and why ([`report`], pure);
-//! 4. [`write_patch`] — one JSON Patch ([`patch`], pure) with a `test` op on every image it
-//!    replaces; rejected because someone edited the workload meanwhile → read it again and
-//!    plan again, never overwrite the edit;
-//! 5. the `Cloned` Event.
+//! 3. [`pull_access`] — before the namespace's patch, how its pods will pull the copies (the
+//!    pull secret put in place, an anonymous registry, or the nodes' own credentials); when
+//!    they could not, the workload is copied, not patched ([`pull`]);
+//! 4. [`report_unpatched`] — Events for what will not be patched, and why ([`report`], pure);
+//! 5. [`write_patch`] — one JSON Patch ([`patch`], pure) with a `test` op on every image it
+//!    replaces (and the pull secret added to `imagePullSecrets`); rejected because someone
+//!    edited the workload meanwhile → read it again and plan again, never overwrite the edit;
+//! 6. the `Cloned` Event.
 //!
 //! Shared by the daemon's controllers and by `run --once`. The rules it enforces: a workload is
-//! only ever patched to copies the mirror verified (a failed copy leaves it as it is); nothing
+//! only ever patched to copies the mirror verified (a failed copy leaves it as it is), and only
+//! where its pods could pull them; nothing
 //! is planned in a namespace whose opt-out is not known; every API call goes through
 //! [`api::WorkloadApi`], bounded and counted.
 
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod guard;
+pub mod notices;
 pub mod patch;
 pub mod plan;
+pub mod pull;
 pub mod reasons;
 pub mod report;
 pub mod restore;
+pub mod screen;
 
 #[cfg(test)]
-mod plan_tests;
+mod defer_tests;
+#[cfg(test)]
+pub(crate) mod plan_tests;
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod pull_tests;
 #[cfg(test)]
 mod restore_tests;
 
@@ -39,12 +55,17 @@ pub use self::context::Context;
 pub use self::error::{ApiError, MAX_REPLANS, ReconcileError};
 use self::patch::ImageChange;
 use self::plan::{ContainerPlan, Decision};
+use self::pull::PullAccess;
 use self::report::{AfterRejection, Notice, Verified};
+use self::screen::Screened;
 use crate::registry::mirror::{MirrorError, MirroredImage};
 use crate::workload::{self, Workload, WorkloadKind};
 
 /// How long a reconcile waits for the namespace cache before it is retried later.
 const NAMESPACE_WAIT: Duration = Duration::from_secs(30);
+/// A workload whose pods could not pull its copies is looked at again after this long (the
+/// registry may have been made public meanwhile).
+pub const NOT_PULLABLE_RETRY: Duration = Duration::from_secs(600);
 
 /// What a reconcile did, for `run --once`'s summary and the logs.
 #[derive(Debug, Default)]
@@ -53,6 +74,8 @@ pub struct Reconciled {
     /// Images copied for a workload that is not patched (GitOps-managed, Job).
     pub cloned_only: Vec<MirroredImage>,
     pub invalid: usize,
+    /// Look at the workload again after this long even if it does not change.
+    pub requeue: Option<Duration>,
 }
 
 /// The outcome of step 2: verified copies, and the images that could not be mirrored.
@@ -90,11 +113,31 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
             return Ok(result);
         }
         let w = planning_view(&current, ctx).await?;
-        let plans = plan::decide(&w, &ctx.policy);
+        let mut plans = plan::decide(&w, &ctx.policy);
+        let screened = screen::privacy(&ctx.mirror, &ctx.policy, &plans).await;
+        plan::mark_private(&mut plans, &screened.private);
         log_decisions(&plans);
-        let copies = ensure_copies(ctx, &plans).await;
+        let copies = ensure_copies(ctx, &plans, screened).await;
+        if copies.failures.iter().any(MirrorError::is_not_leading) {
+            return Err(not_leading(&w));
+        }
+        let (plans, access) = pull_access(ctx, &w, plans, &copies).await;
         report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
-        match write_patch(ctx, &current, &w, &plans, &copies.verified).await? {
+        if defer_patch(&copies.failures) {
+            return finish(result, copies.failures, &w);
+        }
+        if let PullAccess::Unknown { error } = access {
+            return Err(ReconcileError::PullUnknown {
+                kind: w.kind,
+                namespace: w.namespace,
+                name: w.name,
+                error,
+            });
+        }
+        if let PullAccess::NotPullable { .. } = access {
+            result.requeue = Some(NOT_PULLABLE_RETRY);
+        }
+        match write_patch(ctx, &current, &w, &plans, &copies.verified, access.secret()).await? {
             Written::Patched(changes) => {
                 result.patched = changes;
                 return finish(result, copies.failures, &w);
@@ -134,26 +177,35 @@ fn log_decisions(plans: &[ContainerPlan]) {
         let (container, image) = (p.container.name.as_str(), p.container.image.as_str());
         let decision = p.decision.label();
         match &p.decision {
-            Decision::AlreadyInBackup | Decision::IgnoredNamespace | Decision::OptOut => {
-                tracing::debug!(container, image, decision)
-            }
+            Decision::AlreadyInBackup
+            | Decision::IgnoredNamespace
+            | Decision::OptOut
+            | Decision::PrivateSource => tracing::debug!(container, image, decision),
+            Decision::Excluded { rule } => tracing::debug!(container, image, decision, rule),
             Decision::InvalidReference { error } => {
                 tracing::warn!(container, image, decision, error)
             }
-            Decision::Clone | Decision::GitOpsManaged { .. } | Decision::Immutable => {
+            Decision::Clone
+            | Decision::GitOpsManaged { .. }
+            | Decision::Immutable
+            | Decision::BackupNotPullable { .. } => {
                 tracing::info!(container, image, decision)
             }
         }
     }
 }
 
-/// Step 2: every distinct image the plan copies, through the shared mirror.
-async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan]) -> Copies {
-    let sources = plan::to_mirror(plans);
+/// Step 2: every distinct image the plan copies, through the shared mirror; a source whose
+/// privacy is unknown is not copied, and counts as failed.
+async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan], screened: Screened) -> Copies {
+    let sources: Vec<_> = plan::to_mirror(plans)
+        .into_iter()
+        .filter(|s| !screened.unknown.contains_key(&s.canonical()))
+        .collect();
     let outcomes = join_all(sources.iter().map(|s| ctx.mirror.ensure(s))).await;
     let mut copies = Copies {
         verified: Verified::new(),
-        failures: Vec::new(),
+        failures: screened.unknown.into_values().collect(),
     };
     for (source, outcome) in sources.iter().zip(outcomes) {
         match outcome {
@@ -172,7 +224,48 @@ async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan]) -> Copies {
     copies
 }
 
-/// Step 3: Events for invalid references, failed copies, and copies not patched.
+/// Whether to leave the workload unpatched for now: every image that could not be mirrored
+/// failed for a reason that passes (a registry down, throttling), so the retry will soon
+/// verify it, and patching the verified copies now would write — and roll — the workload
+/// once more then. When a failure will not pass by itself (a source that is gone), the
+/// verified copies are patched without waiting for it.
+fn defer_patch(failures: &[MirrorError]) -> bool {
+    !failures.is_empty() && failures.iter().all(MirrorError::is_transient)
+}
+
+/// Step 3: before the namespace's patch, whether (and how) its pods could pull the copies;
+/// asked only when something is to be patched. When they could not, every container that
+/// would be patched is copied only.
+async fn pull_access(
+    ctx: &Context,
+    w: &Workload,
+    plans: Vec<ContainerPlan>,
+    copies: &Copies,
+) -> (Vec<ContainerPlan>, PullAccess) {
+    ctx.pull
+        .in_use(&w.namespace, &pull::recorded(&w.annotations));
+    let first_copy = plans
+        .iter()
+        .filter(|p| p.decision == Decision::Clone)
+        .find_map(|p| copies.verified.get(&p.source.as_ref()?.canonical()));
+    let Some(copy) = first_copy else {
+        return (plans, PullAccess::NodeCredentials);
+    };
+    let access = ctx.pull.access(&w.namespace, &copy.backup_ref).await;
+    match &access {
+        PullAccess::NotPullable { why } => {
+            tracing::warn!(
+                reason = reasons::BACKUP_NOT_PULLABLE,
+                "{why}: copied, not patched"
+            );
+            ctx.observer.workload_not_pullable();
+            (pull::hold(plans, why), access)
+        }
+        _ => (plans, access),
+    }
+}
+
+/// Step 4: Events for invalid references, failed copies, and copies not patched.
 async fn report_unpatched<K: WorkloadKind>(
     ctx: &Context,
     obj: &K,
@@ -186,7 +279,11 @@ async fn report_unpatched<K: WorkloadKind>(
         .as_ref()
         .is_some_and(|t| t.0 >= ctx.started_at);
     let unpatched = report::unpatched(plans, &copies.verified, &copies.failures, new_workload);
-    for notice in unpatched.notices {
+    let key = obj.uid().unwrap_or_else(|| {
+        let ns = obj.namespace().unwrap_or_default();
+        format!("{}/{ns}/{}", K::KIND, obj.name_any())
+    });
+    for notice in ctx.episodes.filter(&key, unpatched.notices) {
         publish(ctx, obj, notice).await;
     }
     result.invalid = unpatched.invalid;
@@ -207,18 +304,21 @@ async fn publish<K: WorkloadKind>(ctx: &Context, obj: &K, notice: Notice) {
     ctx.api.event(obj, type_, notice.reason, notice.note).await;
 }
 
-/// Step 4: the patch to the verified copies, unless the namespace opted out meanwhile; a patch
-/// rejected by a concurrent edit gives the fresh object to plan again.
+/// Step 5: the patch to the verified copies (and the pull secret, when one is in place),
+/// unless the namespace opted out meanwhile; a patch rejected by a concurrent edit gives the
+/// fresh object to plan again.
 async fn write_patch<K: WorkloadKind>(
     ctx: &Context,
     obj: &K,
     w: &Workload,
     plans: &[ContainerPlan],
     verified: &Verified,
+    pull_secret: Option<&str>,
 ) -> Result<Written<K>, ReconcileError> {
-    let Some(planned) = patch::patch(w, plans, &|s| {
+    let found = |s: &crate::image::reference::ImageRef| {
         verified.get(&s.canonical()).map(|m| m.backup_ref.clone())
-    }) else {
+    };
+    let Some(planned) = patch::patch_pulling(w, plans, &found, pull_secret) else {
         return Ok(Written::NothingToPatch);
     };
     // Copies can take minutes: an opt-out added meanwhile still holds.
@@ -239,6 +339,9 @@ async fn write_patch<K: WorkloadKind>(
         Ok(_) => {
             for c in &planned.changes {
                 tracing::info!(container = c.container, from = c.from, to = c.to, "patched");
+            }
+            for secret in &planned.pull_secrets {
+                tracing::info!(secret, "pull secret added to imagePullSecrets");
             }
             ctx.observer.workload_patched();
             publish(ctx, obj, report::patched_notice(&planned.changes)).await;
@@ -262,7 +365,17 @@ async fn write_patch<K: WorkloadKind>(
                 }
             }
         }
+        Err(ApiError::NotLeading) => Err(not_leading(w)),
         Err(e) => Err(patch_error(e)),
+    }
+}
+
+/// Leadership ended mid-way: the rest is the next leader's (no Event: it could not be sent).
+fn not_leading(w: &Workload) -> ReconcileError {
+    ReconcileError::NotLeading {
+        kind: w.kind,
+        namespace: w.namespace.clone(),
+        name: w.name.clone(),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Pure planning, step 1: a workload's view and the settings in, the decision per container
-//! out — clone and patch, clone only (GitOps-managed, immutable pod template), or leave alone
-//! (already in the backup registry, ignored namespace, opt-out, invalid reference). Its
+//! out — clone and patch, clone only (GitOps-managed, immutable pod template; the nodes could
+//! not pull the copy, decided later by [`crate::reconcile::pull`]), or leave alone (already in
+//! the backup registry, ignored namespace, opt-out, invalid reference, excluded by
+//! `source_include`/`source_exclude`). Whether a source is private takes a registry request,
+//! so that decision is made after: [`mark_private`] turns the answers into `private-source`. Its
 //! [`to_mirror`] list is what the mirror is asked for. No client, no I/O: the rules that decide
 //! what gets written into a production cluster are tested without one.
 
@@ -10,6 +13,7 @@ use serde::Serialize;
 
 use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::ImageRef;
+use crate::source_policy::SourcePolicy;
 use crate::workload::{Container, Workload, opted_out};
 
 /// The settings planning depends on.
@@ -23,6 +27,8 @@ pub struct Policy {
     pub only_namespaces: BTreeSet<String>,
     /// Patch workloads managed by Argo CD or Flux anyway.
     pub patch_gitops_managed: bool,
+    /// Which sources are copied at all: filters, and whose private images.
+    pub sources: SourcePolicy,
 }
 
 /// What happens to one container, and why.
@@ -42,9 +48,21 @@ pub enum Decision {
     },
     /// Copied, not patched: the pod template cannot change (a Job).
     Immutable,
+    /// Copied, not patched: the nodes could not pull the copy (a private backup registry, no
+    /// pull secret, `pull_check` on). Says why.
+    BackupNotPullable {
+        why: String,
+    },
     InvalidReference {
         error: String,
     },
+    /// Not copied: `source_include` / `source_exclude` leave it out.
+    Excluded {
+        rule: String,
+    },
+    /// Not copied: its registry serves it only with credentials, and `copy_private_sources`
+    /// does not allow that registry.
+    PrivateSource,
 }
 
 impl Decision {
@@ -52,7 +70,10 @@ impl Decision {
     pub fn copies(&self) -> bool {
         matches!(
             self,
-            Decision::Clone | Decision::GitOpsManaged { .. } | Decision::Immutable
+            Decision::Clone
+                | Decision::GitOpsManaged { .. }
+                | Decision::Immutable
+                | Decision::BackupNotPullable { .. }
         )
     }
 
@@ -65,7 +86,10 @@ impl Decision {
             Decision::OptOut => "opt-out",
             Decision::GitOpsManaged { .. } => "gitops-managed",
             Decision::Immutable => "immutable",
+            Decision::BackupNotPullable { .. } => "backup not pullable",
             Decision::InvalidReference { .. } => "invalid reference",
+            Decision::Excluded { .. } => "excluded",
+            Decision::PrivateSource => "private-source",
         }
     }
 }
@@ -138,7 +162,11 @@ pub fn decide(workload: &Workload, policy: &Policy) -> Vec<ContainerPlan> {
                         (Decision::AlreadyInBackup, Some(image))
                     }
                     Ok(image) => {
-                        let decision = if !workload.kind.pod_template_mutable() {
+                        let decision = if let Some(why) = policy.sources.excluded(&image) {
+                            Decision::Excluded {
+                                rule: why.to_string(),
+                            }
+                        } else if !workload.kind.pod_template_mutable() {
                             Decision::Immutable
                         } else if let Some(tool) = gitops {
                             Decision::GitOpsManaged {
@@ -169,4 +197,27 @@ pub fn to_mirror(plans: &[ContainerPlan]) -> Vec<ImageRef> {
         .filter_map(|p| p.source.clone())
         .filter(|s| seen.insert(s.canonical()))
         .collect()
+}
+
+/// The distinct sources whose privacy decides whether they are copied: those the plan copies,
+/// on registries whose private images `copy_private_sources` does not allow.
+pub fn privacy_to_check(plans: &[ContainerPlan], policy: &Policy) -> Vec<ImageRef> {
+    to_mirror(plans)
+        .into_iter()
+        .filter(|s| policy.sources.must_check_privacy(s))
+        .collect()
+}
+
+/// Turns the decisions of the sources found private (canonical references) into
+/// `private-source`: they are neither copied nor patched.
+pub fn mark_private(plans: &mut [ContainerPlan], private: &BTreeSet<String>) {
+    for p in plans.iter_mut() {
+        let is_private = p
+            .source
+            .as_ref()
+            .is_some_and(|s| private.contains(&s.canonical()));
+        if is_private && p.decision.copies() {
+            p.decision = Decision::PrivateSource;
+        }
+    }
 }

@@ -20,10 +20,11 @@ pub(super) fn policy() -> Policy {
             .into(),
         patch_gitops_managed: false,
         only_namespaces: BTreeSet::new(),
+        sources: Default::default(),
     }
 }
 
-pub(super) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
+pub(crate) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)]) -> Workload {
     let mut containers: Vec<Container> = images
         .iter()
         .enumerate()
@@ -48,6 +49,8 @@ pub(super) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)
         labels: BTreeMap::new(),
         containers,
         namespace_opted_out: false,
+        pull_secrets: None,
+        resource_version: None,
     }
 }
 
@@ -70,7 +73,10 @@ pub(super) fn object(w: &Workload) -> Value {
             .map(|c| json!({"name": c.name, "image": c.image}))
             .collect()
     };
-    let pod_spec = json!({"containers": list(false), "initContainers": list(true)});
+    let mut pod_spec = json!({"containers": list(false), "initContainers": list(true)});
+    if let Some(names) = &w.pull_secrets {
+        pod_spec["imagePullSecrets"] = names.iter().map(|n| json!({"name": n})).collect();
+    }
     let spec = match w.kind {
         Kind::Pod => pod_spec,
         Kind::CronJob => {
@@ -79,6 +85,9 @@ pub(super) fn object(w: &Workload) -> Value {
         _ => json!({"template": {"spec": pod_spec}}),
     };
     let mut metadata = json!({"name": w.name, "namespace": w.namespace});
+    if let Some(rv) = &w.resource_version {
+        metadata["resourceVersion"] = json!(rv);
+    }
     if !w.annotations.is_empty() {
         metadata["annotations"] = json!(w.annotations);
     }
@@ -112,6 +121,11 @@ pub(super) fn reread(before: &Workload, doc: &Value) -> Workload {
                 .collect()
         })
         .unwrap_or_default();
+    w.pull_secrets = spec["imagePullSecrets"].as_array().map(|list| {
+        list.iter()
+            .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    });
     w
 }
 
@@ -360,4 +374,79 @@ fn annotation_keys_are_escaped_in_the_pointer() {
         last["path"],
         "/metadata/annotations/image-cloner.io~1original-images"
     );
+}
+
+fn with_sources(include: &[&str], exclude: &[&str]) -> Policy {
+    use crate::source_policy::{Glob, SourceFilter};
+    let globs = |l: &[&str]| l.iter().map(|p| Glob::parse(p).unwrap()).collect();
+    let mut p = policy();
+    p.sources.filter = SourceFilter {
+        include: globs(include),
+        exclude: globs(exclude),
+    };
+    p
+}
+
+#[test]
+fn the_source_filters_decide_excluded_before_anything_is_copied() {
+    let w = workload(
+        Kind::Deployment,
+        &[
+            ("web", "nginx:1.27"),
+            ("corp", "registry.corp.internal/team/app:3"),
+            ("quay", "quay.io/org/tool:1"),
+            ("done", &format!("{BACKUP}/docker.io_library_redis:7")),
+        ],
+        &[],
+    );
+    let plans = decide(&w, &with_sources(&["docker.io/*"], &["*.internal/*"]));
+    let decisions: Vec<_> = plans.iter().map(|p| p.decision.clone()).collect();
+    assert_eq!(
+        decisions,
+        [
+            Decision::Clone,
+            Decision::Excluded {
+                rule: "matches source_exclude \"*.internal/*\"".into()
+            },
+            Decision::Excluded {
+                rule: "matches no source_include pattern".into()
+            },
+            // A copy already in the backup is converged, whatever the filters say.
+            Decision::AlreadyInBackup,
+        ]
+    );
+    assert_eq!(to_mirror(&plans), [ImageRef::parse("nginx:1.27").unwrap()]);
+    let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
+    assert_eq!(p.changes.len(), 1, "only the included image is patched");
+    assert_eq!(plans[1].decision.label(), "excluded");
+}
+
+#[test]
+fn private_sources_are_neither_copied_nor_patched() {
+    use crate::source_policy::PrivateSources;
+    let w = workload(
+        Kind::Deployment,
+        &[("a", "ghcr.io/org/private:1"), ("b", "nginx:1.27")],
+        &[],
+    );
+    let mut policy = policy();
+    let mut plans = decide(&w, &policy);
+    assert_eq!(privacy_to_check(&plans, &policy).len(), 2);
+    policy.sources.private = PrivateSources::parse(&["ghcr.io".into()]).unwrap();
+    assert_eq!(
+        privacy_to_check(&plans, &policy),
+        [ImageRef::parse("nginx:1.27").unwrap()],
+        "ghcr.io's private images may be copied: not asked"
+    );
+    let private = BTreeSet::from([ImageRef::parse("ghcr.io/org/private:1")
+        .unwrap()
+        .canonical()]);
+    mark_private(&mut plans, &private);
+    assert_eq!(plans[0].decision, Decision::PrivateSource);
+    assert_eq!(plans[0].decision.label(), "private-source");
+    assert_eq!(plans[1].decision, Decision::Clone);
+    assert_eq!(to_mirror(&plans), [ImageRef::parse("nginx:1.27").unwrap()]);
+    let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].container, "b");
 }

@@ -1,10 +1,11 @@
 //! Pure decisions of a reconcile that are not the plan itself: which Events to publish about
 //! what will not be patched, and what a rejected patch means. No client, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::reconcile::patch::ORIGINAL_IMAGES_ANNOTATION;
 use crate::reconcile::plan::{ContainerPlan, Decision};
+use crate::reconcile::pull::{self, PULL_SECRET_ANNOTATION};
 use crate::reconcile::reasons;
 use crate::registry::mirror::{MirrorError, MirroredImage, Outcome};
 use crate::workload::Workload;
@@ -67,16 +68,29 @@ pub fn unpatched(
         reason: e.reason(),
         note: e.to_string(),
     }));
-    for (reason, advice) in [
+    out.notices.extend(private_notice(plans));
+    let not_pullable = plans.iter().find_map(|p| match &p.decision {
+        Decision::BackupNotPullable { why } => Some(format!(
+            "the nodes could not pull the copies, so not patched ({why}); to fix it, {}",
+            pull::FIX
+        )),
+        _ => None,
+    });
+    let advices = [
         (
             reasons::GITOPS_MANAGED,
-            "managed by GitOps, so not patched (its controller would revert it); commit these backup references to git",
+            "managed by GitOps, so not patched (its controller would revert it); commit these backup references to git".to_owned(),
         ),
         (
             reasons::IMMUTABLE,
-            "a Job's pod template cannot change, so not patched; the images are in the backup registry",
+            "a Job's pod template cannot change, so not patched; the images are in the backup registry".to_owned(),
         ),
-    ] {
+        (
+            reasons::BACKUP_NOT_PULLABLE,
+            not_pullable.unwrap_or_default(),
+        ),
+    ];
+    for (reason, advice) in advices {
         let copies: Vec<MirroredImage> = plans
             .iter()
             .filter(|p| copied_not_patched(&p.decision) == Some(reason))
@@ -97,11 +111,61 @@ pub fn unpatched(
     out
 }
 
+/// The Event about sources left alone because their registry serves them only with
+/// credentials: a copy in a backup repository that may be public would leak them.
+fn private_notice(plans: &[ContainerPlan]) -> Option<Notice> {
+    let mut seen = BTreeSet::new();
+    let images: Vec<&str> = plans
+        .iter()
+        .filter(|p| p.decision == Decision::PrivateSource)
+        .map(|p| p.container.image.as_str())
+        .filter(|i| seen.insert(*i))
+        .collect();
+    (!images.is_empty()).then(|| Notice {
+        warning: true,
+        reason: reasons::PRIVATE_SOURCE,
+        note: format!(
+            "not copied: served by its registry only with credentials, and a copy in the backup registry could make it public; list the registry in copy_private_sources to copy it anyway: {}",
+            images.join(", ")
+        ),
+    })
+}
+
+/// Reasons whose Event would repeat at every retry of a workload, though nothing changed:
+/// published once, then not again until a reconcile of that workload no longer meets them.
+pub const ONCE_PER_EPISODE: &[&str] = &[
+    reasons::RATE_LIMITED,
+    reasons::PULL_BUDGET_RESERVE,
+    reasons::PRIVATE_SOURCE,
+];
+
+/// Of this reconcile's `notices`, those to publish, given the once-per-episode reasons
+/// already published for the workload; and the once-per-episode reasons met now (what to
+/// remember for the next reconcile).
+pub fn once_per_episode(
+    notices: Vec<Notice>,
+    published: &BTreeSet<&'static str>,
+) -> (Vec<Notice>, BTreeSet<&'static str>) {
+    let mut met = BTreeSet::new();
+    let keep = notices
+        .into_iter()
+        .filter(|n| {
+            if !ONCE_PER_EPISODE.contains(&n.reason) {
+                return true;
+            }
+            // Also one per reason within this reconcile (two images, one rate limit).
+            met.insert(n.reason) && !published.contains(n.reason)
+        })
+        .collect();
+    (keep, met)
+}
+
 /// The Event reason of a decision that copies without patching.
 fn copied_not_patched(decision: &Decision) -> Option<&'static str> {
     match decision {
         Decision::GitOpsManaged { .. } => Some(reasons::GITOPS_MANAGED),
         Decision::Immutable => Some(reasons::IMMUTABLE),
+        Decision::BackupNotPullable { .. } => Some(reasons::BACKUP_NOT_PULLABLE),
         _ => None,
     }
 }
@@ -128,10 +192,17 @@ pub enum AfterRejection {
     Refused,
 }
 
+/// What the patch `test`ed: the images, our annotations, the pull secrets, and (when it added
+/// `imagePullSecrets`) the resourceVersion. Whatever else changed, a patch refused with all
+/// of these unchanged was refused for itself.
 pub fn after_rejection(before: &Workload, after: &Workload) -> AfterRejection {
+    let annotation = |w: &Workload, key: &str| w.annotations.get(key).cloned();
     if before.containers == after.containers
-        && before.annotations.get(ORIGINAL_IMAGES_ANNOTATION)
-            == after.annotations.get(ORIGINAL_IMAGES_ANNOTATION)
+        && annotation(before, ORIGINAL_IMAGES_ANNOTATION)
+            == annotation(after, ORIGINAL_IMAGES_ANNOTATION)
+        && annotation(before, PULL_SECRET_ANNOTATION) == annotation(after, PULL_SECRET_ANNOTATION)
+        && before.pull_secrets == after.pull_secrets
+        && (before.pull_secrets.is_some() || before.resource_version == after.resource_version)
     {
         AfterRejection::Refused
     } else {

@@ -5,6 +5,10 @@
 //! is not a pull against Docker Hub's rate limit), `skopeo inspect --raw` where the manifest
 //! itself is needed (schema 1) or the HEAD cannot answer, and `skopeo copy` for the bytes.
 //! Registry checks run under their own limit, never in a copy slot.
+//!
+//! Two questions serve the source-registry policy: whether a source is public (an anonymous
+//! manifest HEAD, `skopeo inspect --no-creds` where the HEAD cannot answer) and whether a pull
+//! would eat into the reserve of Docker Hub's pull budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::image::manifest::{ManifestError, ManifestKind, RawManifest};
 use crate::image::reference::{Digest, ImageRef};
+pub use crate::registry::manifest_head::Visibility;
 use crate::registry::manifest_head::{HeadError, ManifestHead};
 use crate::registry::skopeo::{CopyFormat, Skopeo, SkopeoError};
 
@@ -31,6 +36,10 @@ pub enum LookupError {
         url: String,
         retry_after: Option<std::time::Duration>,
     },
+    /// Neither an anonymous HEAD nor `skopeo inspect --no-creds` could tell whether the
+    /// registry serves the image to anyone.
+    #[error("cannot tell whether {image} is public: {detail}")]
+    Visibility { image: String, detail: String },
 }
 
 impl LookupError {
@@ -38,14 +47,25 @@ impl LookupError {
         match self {
             LookupError::Skopeo(e) => e.is_transient(),
             LookupError::InvalidManifest(_) => false,
-            LookupError::RateLimited { .. } => true,
+            LookupError::RateLimited { .. } | LookupError::Visibility { .. } => true,
+        }
+    }
+
+    /// `Some(Retry-After)` when the registry answered 429.
+    pub fn rate_limited(&self) -> Option<Option<std::time::Duration>> {
+        match self {
+            LookupError::RateLimited { retry_after, .. } => Some(*retry_after),
+            LookupError::Skopeo(SkopeoError::RateLimited { .. }) => Some(None),
+            _ => None,
         }
     }
 
     pub fn skopeo(&self) -> Option<&SkopeoError> {
         match self {
             LookupError::Skopeo(e) => Some(e),
-            LookupError::InvalidManifest(_) | LookupError::RateLimited { .. } => None,
+            LookupError::InvalidManifest(_)
+            | LookupError::RateLimited { .. }
+            | LookupError::Visibility { .. } => None,
         }
     }
 }
@@ -89,6 +109,27 @@ pub trait RegistryClient: Send + Sync {
         dest: &'a ImageRef,
         format: CopyFormat,
     ) -> BoxFuture<'a, Result<Digest, SkopeoError>>;
+
+    /// Whether `image`'s registry serves it without credentials. The default cannot tell,
+    /// which keeps a source of unknown privacy from being copied.
+    fn visibility<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Visibility, LookupError>> {
+        Box::pin(async move {
+            Err(LookupError::Visibility {
+                image: image.to_string(),
+                detail: "this registry client cannot ask anonymously".into(),
+            })
+        })
+    }
+
+    /// Takes one pull from `registry`'s budget (Docker Hub's `ratelimit-remaining`), unless
+    /// that would leave no more than `reserve`: then `Err` with what is left. Unknown budgets
+    /// hold nothing back.
+    fn take_pull(&self, _registry: &str, _reserve: u64) -> Result<(), u64> {
+        Ok(())
+    }
 
     fn counters(&self) -> ClientCounters {
         ClientCounters::default()
@@ -142,6 +183,29 @@ impl Registries {
             Ok(found) => Ok(found.map(|m| m.digest)),
             Err(LookupError::InvalidManifest(_)) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// An anonymous HEAD; where it cannot answer, `skopeo inspect --no-creds`.
+    async fn anonymous(&self, image: &ImageRef) -> Result<Visibility, LookupError> {
+        if let Some(head) = &self.head {
+            self.heads.fetch_add(1, Ordering::Relaxed);
+            match head.visibility(image).await {
+                Ok(v) => return Ok(v),
+                Err(e) => fall_back(image, e)?,
+            }
+        }
+        let _slot = self.inspect_slots.acquire().await;
+        self.inspects.fetch_add(1, Ordering::Relaxed);
+        match self.skopeo.inspect_anonymous(image).await {
+            // Read without credentials; or absent for anyone, which no private registry says.
+            Ok(_) | Err(SkopeoError::ManifestUnknown { .. }) => Ok(Visibility::Public),
+            Err(SkopeoError::Unauthorized { .. }) => Ok(Visibility::Private),
+            Err(e @ SkopeoError::RateLimited { .. }) => Err(e.into()),
+            Err(e) => Err(LookupError::Visibility {
+                image: image.to_string(),
+                detail: e.to_string(),
+            }),
         }
     }
 
@@ -208,6 +272,20 @@ impl RegistryClient for Registries {
         format: CopyFormat,
     ) -> BoxFuture<'a, Result<Digest, SkopeoError>> {
         Box::pin(self.skopeo.copy(source, dest, format))
+    }
+
+    fn visibility<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Visibility, LookupError>> {
+        Box::pin(self.anonymous(image))
+    }
+
+    fn take_pull(&self, registry: &str, reserve: u64) -> Result<(), u64> {
+        match &self.head {
+            Some(head) => head.take_pull(registry, reserve),
+            None => Ok(()),
+        }
     }
 
     fn counters(&self) -> ClientCounters {

@@ -66,6 +66,20 @@ impl Settings {
             "metrics_address" => self.metrics_address.to_string(),
             "log_format" => format!("{:?}", self.log_format).to_ascii_lowercase(),
             "log_level" => self.log_level.clone(),
+            "source_include" | "source_exclude" | "copy_private_sources" => self.sources_shown(key),
+            "pull_budget_reserve" => self.pull_budget_reserve.to_string(),
+            "pull_secret" => self
+                .pull_secret
+                .clone()
+                .unwrap_or_else(|| "(none: no pull secret is provisioned)".to_owned()),
+            "pull_check" => if self.pull_check { "on" } else { "off" }.to_owned(),
+            "leader_election" => if self.leader_election { "on" } else { "off" }.to_owned(),
+            "lease_name" => self.lease_name.clone(),
+            "lease_namespace" => self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| "(the daemon's own: not known here)".to_owned()),
+            "lease_duration" => duration(self.lease_duration),
             "mutating_webhook" => if self.webhooks.mutating { "on" } else { "off" }.to_owned(),
             "validating_webhook" => self.webhooks.validating.to_string(),
             "webhook_address" => self.webhooks.address.to_string(),
@@ -73,6 +87,26 @@ impl Settings {
             "webhook_key_file" => path_or_none(&self.webhooks.key_file),
             "webhook_tls" => self.webhooks.tls.to_string(),
             _ => UNKNOWN.to_owned(),
+        }
+    }
+
+    /// The source-registry policy's settings.
+    fn sources_shown(&self, key: &str) -> String {
+        use crate::source_policy::PrivateSources;
+        let globs = |g: &[crate::source_policy::Glob], empty: &str| match g {
+            [] => empty.to_owned(),
+            g => g
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        match (key, &self.sources.private) {
+            ("source_include", _) => globs(&self.sources.filter.include, "(every source)"),
+            ("source_exclude", _) => globs(&self.sources.filter.exclude, "(none)"),
+            (_, PrivateSources::None) => "false".to_owned(),
+            (_, PrivateSources::All) => "true".to_owned(),
+            (_, PrivateSources::Registries(r)) => r.join(","),
         }
     }
 

@@ -15,6 +15,7 @@ mod discover;
 pub mod docker_config;
 pub mod environment;
 mod layers;
+pub mod leader;
 mod log_filter;
 mod parse;
 mod services;
@@ -31,6 +32,7 @@ use thiserror::Error;
 
 use crate::image::naming::{BackupRegistry, Naming, Pin};
 use crate::settings::docker_config::DockerConfig;
+pub use crate::settings::leader::{LeaseSettings, own_namespace};
 pub use crate::settings::spec::{ENV_PREFIX, SPECS, Spec, Task};
 use crate::settings::validate::Validator;
 
@@ -84,6 +86,24 @@ pub struct Settings {
     pub metrics_address: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Which sources are copied: `source_include`, `source_exclude`, `copy_private_sources`.
+    pub sources: crate::source_policy::SourcePolicy,
+    /// Pulls of a registry's reported budget kept for the nodes.
+    pub pull_budget_reserve: u64,
+    /// The Secret provisioned in each namespace before its first patch, holding only the
+    /// backup registry's entry of the docker config; `None`: none is provisioned.
+    pub pull_secret: Option<String>,
+    /// Patch only where the pods could pull the copy (`pull_check = on`, the default); off, the
+    /// operator says the nodes have their own credentials for the backup registry.
+    pub pull_check: bool,
+    /// Take part in leader election on a Lease: only the replica holding it copies and
+    /// writes ([`Settings::lease`]).
+    pub leader_election: bool,
+    pub lease_name: String,
+    /// The Lease's namespace: the setting, else the daemon's own; `None` only when neither is
+    /// known, which with leader election on is an invalid setting.
+    pub lease_namespace: Option<String>,
+    pub lease_duration: Duration,
     /// The admission webhooks: which are on, where they are served, their certificate.
     pub webhooks: webhooks::Webhooks,
     /// Where each setting's value came from, for `check-config`.

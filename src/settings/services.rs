@@ -1,5 +1,5 @@
 //! The services the settings configure: what every skopeo run is given, the manifest HEAD
-//! client and the mirror.
+//! clients (with the docker config's credentials, and without any) and the mirror.
 
 use crate::settings::Settings;
 
@@ -38,10 +38,36 @@ impl Settings {
         )
     }
 
+    /// A manifest HEAD client holding no credentials: asks what a node without a pull secret
+    /// would be answered.
+    pub fn anonymous_head(
+        &self,
+    ) -> Result<
+        crate::registry::manifest_head::ManifestHead,
+        crate::registry::manifest_head::TlsSetupError,
+    > {
+        crate::registry::manifest_head::ManifestHead::new(
+            Vec::new(),
+            Vec::new(),
+            self.insecure_registries.clone(),
+            self.cert_dir.as_deref(),
+            self.inspect_timeout,
+        )
+    }
+
     /// The mirror service these settings describe, reporting its copies to `observer`.
     pub fn mirror(
         &self,
         observer: std::sync::Arc<dyn crate::registry::mirror::CopyObserver>,
+    ) -> crate::registry::mirror::Mirror {
+        self.gated_mirror(observer, std::sync::Arc::new(crate::registry::mirror::Open))
+    }
+
+    /// The same, starting copies only when `gate` allows (leader election).
+    pub fn gated_mirror(
+        &self,
+        observer: std::sync::Arc<dyn crate::registry::mirror::CopyObserver>,
+        gate: std::sync::Arc<dyn crate::registry::mirror::CopyGate>,
     ) -> crate::registry::mirror::Mirror {
         let head = match self.manifest_head() {
             Ok(head) => Some(head),
@@ -56,16 +82,18 @@ impl Settings {
             head,
             options.max_concurrent_checks(),
         );
-        crate::registry::mirror::Mirror::new(std::sync::Arc::new(client), options, observer)
+        crate::registry::mirror::Mirror::gated(std::sync::Arc::new(client), options, observer, gate)
     }
 
     /// How the mirror names, pins and limits copies.
     pub fn mirror_options(&self) -> crate::registry::mirror::MirrorOptions {
-        crate::registry::mirror::MirrorOptions::new(
+        let mut options = crate::registry::mirror::MirrorOptions::new(
             self.backup_registry.clone(),
             self.naming,
             self.pin,
             self.max_concurrent_reconciles,
-        )
+        );
+        options.pull_budget_reserve = self.pull_budget_reserve;
+        options
     }
 }

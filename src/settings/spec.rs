@@ -102,8 +102,15 @@ const ALL: &[Task] = &[Run, Task::Copy, Plan, Restore];
 const NAMING: &[Task] = &[Run, Task::Copy, Plan];
 /// Asking or writing to registries: skopeo, credentials, TLS, timeouts.
 const REGISTRY: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
+/// Whether and how pods pull the copies: what `run` does and `plan` shows.
+const PULLING: &[Task] = &[Run, Plan];
 /// The reference a copy is patched to (`plan --check-backup` shows the one it finds).
 const PINNING: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
+/// Reaching registries without credentials: `plan` too asks whether sources are public, and
+/// whether the backup registry answers anonymous pulls.
+const REGISTRY_ACCESS: &[Task] = &[Run, Task::Copy, Plan];
+/// Which sources are copied at all: what `run` and `copy` do, and `plan` shows.
+const SOURCES: &[Task] = &[Run, Task::Copy, Plan];
 /// Copying: only `run` and `copy` copy.
 const COPYING: &[Task] = &[Run, Task::Copy];
 /// Reaching the cluster.
@@ -206,7 +213,7 @@ pub const SPECS: &[Spec] = &[
         key: "inspect_timeout",
         bare_env: false,
         value: "DURATION",
-        used_by: REGISTRY,
+        used_by: REGISTRY_ACCESS,
         required: false,
         kind: Kind::Duration {
             min: secs(1),
@@ -227,7 +234,7 @@ pub const SPECS: &[Spec] = &[
         key: "insecure_registries",
         bare_env: false,
         value: "HOSTS",
-        used_by: REGISTRY,
+        used_by: REGISTRY_ACCESS,
         required: false,
         kind: Kind::List,
         expected: "a comma-separated list of host[:port]",
@@ -236,7 +243,7 @@ pub const SPECS: &[Spec] = &[
         key: "cert_dir",
         bare_env: false,
         value: "DIR",
-        used_by: REGISTRY,
+        used_by: REGISTRY_ACCESS,
         required: false,
         kind: Kind::Text,
         expected: "a directory of CA certificates (*.crt)",
@@ -324,6 +331,99 @@ pub const SPECS: &[Spec] = &[
         required: false,
         kind: Kind::Text,
         expected: "a level (error, warn, info, debug, trace, off) or comma-separated directives such as info,image_cloner=debug or kube_runtime[reconcile]=trace",
+    },
+    Spec {
+        key: "source_include",
+        bare_env: false,
+        value: "PATTERNS",
+        used_by: SOURCES,
+        required: false,
+        kind: Kind::List,
+        expected: "comma-separated glob patterns over source repositories such as docker.io/*,ghcr.io/* ('*' matches any characters, '/' included; '?' one); only matching sources are copied (empty: every source)",
+    },
+    Spec {
+        key: "source_exclude",
+        bare_env: false,
+        value: "PATTERNS",
+        used_by: SOURCES,
+        required: false,
+        kind: Kind::List,
+        expected: "comma-separated glob patterns over source repositories such as *.internal/*; matching sources are never copied (wins over source_include)",
+    },
+    Spec {
+        key: "copy_private_sources",
+        bare_env: false,
+        value: "false|true|REGISTRIES",
+        used_by: SOURCES,
+        required: false,
+        kind: Kind::List,
+        expected: "false, true, or a comma-separated list of registries (host[:port]) whose private images (served only with credentials) may be copied",
+    },
+    Spec {
+        key: "pull_budget_reserve",
+        bare_env: false,
+        value: "N",
+        used_by: COPYING,
+        required: false,
+        kind: Kind::Number { min: 0, max: 10000 },
+        expected: "a whole number from 0 to 10000: pulls of a registry's reported budget (Docker Hub's ratelimit-remaining) left untouched for the nodes",
+    },
+    Spec {
+        key: "pull_secret",
+        bare_env: false,
+        value: "NAME",
+        used_by: PULLING,
+        required: false,
+        kind: Kind::Text,
+        expected: "the name of the Secret image-cloner creates in each namespace it patches, holding only the backup registry's credentials (a DNS subdomain name such as image-cloner-pull), or empty for none",
+    },
+    Spec {
+        key: "pull_check",
+        bare_env: false,
+        value: "on|off",
+        used_by: PULLING,
+        required: false,
+        kind: Kind::Text,
+        expected: "\"on\" (patch only where pods can pull the copy: a pull secret in place, or a backup registry that answers anonymous pulls) or \"off\" (the nodes have their own credentials for the backup registry)",
+    },
+    Spec {
+        key: "leader_election",
+        bare_env: false,
+        value: "on|off",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "\"on\" or \"off\"",
+    },
+    Spec {
+        key: "lease_name",
+        bare_env: false,
+        value: "NAME",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "a Lease name: lowercase letters, digits, '-' and '.', at most 253 characters",
+    },
+    Spec {
+        key: "lease_namespace",
+        bare_env: false,
+        value: "NAMESPACE",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Text,
+        expected: "the namespace of the Lease (default: the daemon's own; required outside a cluster when leader_election is on)",
+    },
+    Spec {
+        key: "lease_duration",
+        bare_env: false,
+        value: "DURATION",
+        used_by: DAEMON,
+        required: false,
+        kind: Kind::Duration {
+            min: secs(5),
+            max: secs(300),
+        },
+        expected: "a duration from 5s to 5m, such as 15s",
     },
     // The admission webhooks (src/admission/): each switchable on its own, off by default.
     Spec {

@@ -15,6 +15,8 @@ use crate::settings::parse::{self, Bad};
 use crate::settings::spec::{Kind, Spec, Task};
 use crate::settings::{ALWAYS_IGNORED_NAMESPACE, LogFormat, Settings, log_filter};
 
+mod sources;
+
 /// Turns raw values into typed ones, recording one problem per bad setting.
 pub(super) struct Validator<'a> {
     pub(super) map: Map<String, Value>,
@@ -186,7 +188,7 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&mut self, key: &'static str, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, key: &'static str, default: Duration) -> Duration {
         let (min, max) = match kind_of(key) {
             Kind::Duration { min, max } => (min, max),
             _ => (Duration::ZERO, Duration::MAX),
@@ -263,6 +265,7 @@ impl Validator<'_> {
         } else {
             BackupRegistry::parse(UNUSED_BACKUP_REGISTRY).ok()
         };
+        let leader = self.leader();
         // Every field is evaluated in this order, so each one's problems are reported;
         // `backup_registry?` comes last, or a missing registry would hide the rest.
         let settings = Settings {
@@ -305,6 +308,18 @@ impl Validator<'_> {
             log_level: self.scalar("log_level", "info".to_owned(), |s| {
                 log_filter::parse(s).map_err(Bad::because)
             }),
+            sources: self.source_policy(),
+            pull_budget_reserve: self.number("pull_budget_reserve", 5),
+            pull_secret: self.scalar("pull_secret", None, parse::optional_dns_subdomain),
+            pull_check: self.scalar("pull_check", true, |s| match s {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err(Bad(None)),
+            }),
+            leader_election: leader.enabled,
+            lease_name: leader.name,
+            lease_namespace: leader.namespace,
+            lease_duration: leader.duration,
             webhooks: self.webhooks(),
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod daemon;
 pub mod e2e;
 pub mod hooks;
+pub mod ratelimit;
 pub mod throttle;
 
 use std::path::{Path, PathBuf};

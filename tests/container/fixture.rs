@@ -199,12 +199,17 @@ pub fn configmap_data() -> Vec<(String, String)> {
     let pairs: Vec<(String, String)> = data
         .lines()
         .take_while(|line| line.starts_with("  "))
+        .filter(|line| !line.trim_start().starts_with('#'))
         .map(|line| {
             let (key, value) = line.trim().split_once(": ").expect("KEY: value");
             (key.to_owned(), value.trim_matches('"').to_owned())
         })
         .collect();
-    assert_eq!(pairs.len(), 3, "the ConfigMap's three settings: {pairs:?}");
+    assert_eq!(
+        pairs.len(),
+        4,
+        "the ConfigMap's three original settings and leader election: {pairs:?}"
+    );
     pairs
 }
 

@@ -21,11 +21,13 @@ use serde_json::json;
 const USER: &str = "65532:65532";
 
 /// `Run` with the backup registry, its credentials and both registries' CAs, mounted
-/// read-only where the Deployment mounts its Secret.
+/// read-only where the Deployment mounts its Secret; the pull secret as the manifests'
+/// ConfigMap sets it (the backup here is private).
 fn with_registries(r: &Registries) -> Run {
     Run::new()
         .deployment_env()
         .env("BACKUP_REGISTRY", &r.backup_registry())
+        .env("IMAGE_CLONER_PULL_SECRET", "image-cloner-pull")
         .env("IMAGE_CLONER_CERT_DIR", CERT_DIR)
         .mount(&r.docker_dir(), DOCKER_DIR)
         .mount(&r.cert_dir(), CERT_DIR)
@@ -82,7 +84,7 @@ fn the_image_runs_as_65532_with_only_tmp_writable() {
 
 #[test]
 #[ignore = "needs podman and the image: make container-test"]
-fn check_config_takes_the_configmaps_three_settings_from_the_environment() {
+fn check_config_takes_the_configmaps_settings_from_the_environment() {
     require_image();
     fixture::assert_deployment_matches();
     let data = fixture::configmap_data();
@@ -100,7 +102,10 @@ fn check_config_takes_the_configmaps_three_settings_from_the_environment() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for (name, value) in &data {
-        let key = name.to_ascii_lowercase();
+        let key = name
+            .strip_prefix("IMAGE_CLONER_")
+            .unwrap_or(name)
+            .to_ascii_lowercase();
         let line = stdout
             .lines()
             .find(|l| l.split(' ').next() == Some(key.as_str()))

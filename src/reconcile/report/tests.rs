@@ -1,31 +1,19 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::{Digest, ImageRef};
 use crate::reconcile::plan::{Policy, decide};
 use crate::registry::mirror::MirroredImage;
-use crate::workload::{Container, Kind};
+use crate::workload::Kind;
 
+/// A workload whose containers `c0`, `c1`, … run `images`.
 fn workload(kind: Kind, images: &[&str]) -> Workload {
-    Workload {
-        kind,
-        namespace: "shop".into(),
-        name: "web".into(),
-        annotations: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        containers: images
-            .iter()
-            .enumerate()
-            .map(|(index, image)| Container {
-                name: format!("c{index}"),
-                image: (*image).into(),
-                init: false,
-                index,
-            })
-            .collect(),
-        namespace_opted_out: false,
-    }
+    let names: Vec<String> = (0..images.len()).map(|i| format!("c{i}")).collect();
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(images.iter().copied())
+        .collect();
+    crate::reconcile::plan_tests::workload(kind, &pairs, &[])
 }
 
 fn policy() -> Policy {
@@ -35,6 +23,7 @@ fn policy() -> Policy {
         ignored_namespaces: Default::default(),
         only_namespaces: Default::default(),
         patch_gitops_managed: false,
+        sources: Default::default(),
     }
 }
 
@@ -116,4 +105,44 @@ fn a_rejected_patch_is_replanned_only_when_what_it_tested_changed() {
         .annotations
         .insert(ORIGINAL_IMAGES_ANNOTATION.into(), "{}".into());
     assert_eq!(after_rejection(&before, &recorded), AfterRejection::Replan);
+}
+
+#[test]
+fn private_sources_get_one_warning_naming_them() {
+    let w = workload(
+        Kind::Deployment,
+        &["corp.example/app:1", "corp.example/app:1", "nginx:1"],
+    );
+    let mut plans = decide(&w, &policy());
+    crate::reconcile::plan::mark_private(&mut plans, &["corp.example/app:1".to_owned()].into());
+    let out = unpatched(&plans, &Verified::new(), &[], false);
+    assert_eq!(out.notices.len(), 1, "{:?}", out.notices);
+    let n = &out.notices[0];
+    assert!(n.warning);
+    assert_eq!(n.reason, reasons::PRIVATE_SOURCE);
+    assert!(
+        n.note.ends_with("copy it anyway: corp.example/app:1"),
+        "{}",
+        n.note
+    );
+}
+
+#[test]
+fn once_per_episode_keeps_one_notice_per_reason_and_everything_else() {
+    let n = |reason: &'static str| Notice {
+        warning: true,
+        reason,
+        note: String::new(),
+    };
+    let batch = vec![
+        n(reasons::RATE_LIMITED),
+        n(reasons::RATE_LIMITED),
+        n("SourceNotFound"),
+        n(reasons::PRIVATE_SOURCE),
+    ];
+    let (keep, met) = once_per_episode(batch.clone(), &Default::default());
+    assert_eq!(keep.len(), 3, "{keep:?}");
+    assert_eq!(met, [reasons::RATE_LIMITED, reasons::PRIVATE_SOURCE].into());
+    let (keep, _) = once_per_episode(batch, &met);
+    assert_eq!(keep, [n("SourceNotFound")]);
 }

@@ -2,6 +2,28 @@
 
 use std::collections::HashMap;
 
+/// A 401's `WWW-Authenticate`, by scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Challenge {
+    Basic,
+    /// The token protocol, with its parameters (`realm`, `service`, ...).
+    Bearer(HashMap<String, String>),
+    /// A scheme this client does not speak.
+    Other(String),
+}
+
+/// `Bearer realm="...",service="..."` → [`Challenge::Bearer`]; schemes are case-insensitive.
+pub(super) fn parse_www_authenticate(value: &str) -> Challenge {
+    let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        Challenge::Basic
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Challenge::Bearer(parse_challenge(params))
+    } else {
+        Challenge::Other(scheme.to_owned())
+    }
+}
+
 /// `realm="https://auth.example",service="registry",scope="..."` → map.
 pub(super) fn parse_challenge(params: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
@@ -52,6 +74,22 @@ mod tests {
         assert_eq!(p["realm"], "https://auth.docker.io/token");
         assert_eq!(p["service"], "registry.docker.io");
         assert_eq!(p["scope"], "repository:library/nginx:pull");
+    }
+
+    #[test]
+    fn schemes_are_told_apart() {
+        assert_eq!(
+            parse_www_authenticate(r#"Basic realm="r""#),
+            Challenge::Basic
+        );
+        match parse_www_authenticate(r#"bearer realm="https://a/token""#) {
+            Challenge::Bearer(p) => assert_eq!(p["realm"], "https://a/token"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_www_authenticate("Negotiate"),
+            Challenge::Other("Negotiate".into())
+        );
     }
 
     #[test]

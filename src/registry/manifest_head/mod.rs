@@ -10,7 +10,13 @@
 //! [`HeadError::Unsupported`] and the mirror falls back to `skopeo inspect`, so correctness
 //! never depends on it. A 429 is [`HeadError::RateLimited`] (with its `Retry-After`): skopeo
 //! would meet the same limit, only after its own silent backoff and the inspect timeout.
+//!
+//! Two more questions ride on the same requests: whether a source is public, by a HEAD sent
+//! with no credentials at all ([`ManifestHead::visibility`], `anonymous.rs`), and how much of
+//! Docker Hub's pull budget is left (`ratelimit-remaining`, `budget.rs`).
 
+mod anonymous;
+mod budget;
 mod challenge;
 mod error;
 mod retry_after;
@@ -27,7 +33,9 @@ use http_body_util::{BodyExt, Empty};
 
 use crate::image::reference::{Digest, ImageRef};
 
-use challenge::{parse_challenge, percent_encode};
+pub use anonymous::Visibility;
+use budget::Budgets;
+use challenge::{Challenge, parse_www_authenticate, percent_encode};
 pub use error::HeadError;
 pub use retry_after::parse_retry_after;
 pub use tls::TlsSetupError;
@@ -79,6 +87,9 @@ pub struct ManifestHead {
     /// Registries whose credentials come from a helper this client cannot run.
     helper_hosts: Arc<Vec<String>>,
     timeout: Duration,
+    /// Docker Hub's `ratelimit-remaining`, by registry, from the answers to credentialed
+    /// requests (the budget copies spend).
+    budgets: Arc<Budgets>,
 }
 
 /// The host a docker config keys its credentials by, as `docker login` writes it.
@@ -132,6 +143,7 @@ impl ManifestHead {
             ),
             helper_hosts: Arc::new(helper_hosts.iter().map(|h| config_key_host(h)).collect()),
             timeout,
+            budgets: Arc::default(),
         })
     }
 
@@ -141,7 +153,8 @@ impl ManifestHead {
     }
 
     /// The digest and media type `image` resolves to, or `None` when the registry does not
-    /// know it.
+    /// know it. A `ratelimit-remaining` header on the answer is recorded (see
+    /// [`take_pull`](Self::take_pull)).
     pub async fn resolve(&self, image: &ImageRef) -> Result<Option<Resolved>, HeadError> {
         let domain = image.domain().to_ascii_lowercase();
         if self.helper_hosts.iter().any(|h| h == &domain || h == "*") {
@@ -149,6 +162,31 @@ impl ManifestHead {
                 "credentials for {domain} come from a credential helper"
             )));
         }
+        let domain = &domain;
+        self.over_schemes(image, |url, verify| async move {
+            self.head(&url, domain, image, verify).await
+        })
+        .await
+    }
+
+    /// Takes one pull from `registry`'s budget as its last manifest answer reported it, unless
+    /// that leaves no more than `reserve`: then `Err` with what is left.
+    pub fn take_pull(&self, registry: &str, reserve: u64) -> Result<(), u64> {
+        self.budgets.take(registry, reserve)
+    }
+
+    /// The manifest URL of `image` over each scheme to try, in order, through `attempt`; the
+    /// first answer wins, a 429 included (another scheme would meet the same limit).
+    async fn over_schemes<'a, T, F, Fut>(
+        &'a self,
+        image: &'a ImageRef,
+        attempt: F,
+    ) -> Result<T, HeadError>
+    where
+        F: Fn(String, bool) -> Fut,
+        Fut: Future<Output = Result<T, HeadError>> + 'a,
+    {
+        let domain = image.domain().to_ascii_lowercase();
         let host = if domain == "docker.io" {
             "registry-1.docker.io"
         } else {
@@ -169,10 +207,8 @@ impl ManifestHead {
         let mut last = None;
         for (scheme, verify) in attempts {
             let url = format!("{scheme}://{host}{path}");
-            match tokio::time::timeout(self.timeout, self.head(&url, &domain, image, *verify)).await
-            {
+            match tokio::time::timeout(self.timeout, attempt(url.clone(), *verify)).await {
                 Ok(Ok(found)) => return Ok(found),
-                // The registry answered: another scheme would meet the same limit.
                 Ok(Err(e @ HeadError::RateLimited { .. })) => return Err(e),
                 Ok(Err(e)) => last = Some(e),
                 Err(_) => last = Some(HeadError::Timeout { url }),
@@ -220,35 +256,17 @@ impl ManifestHead {
     ) -> Result<Option<Resolved>, HeadError> {
         let first = self.send(Method::HEAD, url, None, verify).await?;
         let response = if first.status() == StatusCode::UNAUTHORIZED {
-            let challenge = first
-                .headers()
-                .get(header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let authorization = self.authorize(&challenge, domain, image, verify).await?;
+            let authorization = self
+                .authorize(&challenge_of(&first), domain, image, verify)
+                .await?;
             self.send(Method::HEAD, url, Some(&authorization), verify)
                 .await?
         } else {
             first
         };
+        self.budgets.record(domain, response.headers());
         match response.status() {
-            StatusCode::OK => {
-                let digest = response
-                    .headers()
-                    .get("docker-content-digest")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| Digest::parse(v).ok())
-                    .ok_or_else(|| {
-                        HeadError::Unsupported("no Docker-Content-Digest header".into())
-                    })?;
-                let media_type = response
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-                Ok(Some(Resolved { digest, media_type }))
-            }
+            StatusCode::OK => Ok(Some(resolved(&response)?)),
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::TOO_MANY_REQUESTS => Err(HeadError::rate_limited(url, response.headers())),
             other => Err(HeadError::Request {
@@ -258,7 +276,8 @@ impl ManifestHead {
         }
     }
 
-    /// The Authorization header answering a 401 challenge.
+    /// The Authorization header answering a 401 challenge with the docker config's
+    /// credentials.
     async fn authorize(
         &self,
         challenge: &str,
@@ -267,18 +286,35 @@ impl ManifestHead {
         verify: bool,
     ) -> Result<String, HeadError> {
         let basic = self.auths.get(domain).map(|b| format!("Basic {}", b.0));
-        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
-        if scheme.eq_ignore_ascii_case("basic") {
-            return basic.ok_or_else(|| {
+        match parse_www_authenticate(challenge) {
+            Challenge::Basic => basic.ok_or_else(|| {
                 HeadError::Unsupported(format!(
                     "{domain} wants credentials the docker config lacks"
                 ))
-            });
+            }),
+            Challenge::Bearer(params) => {
+                match self.token(&params, image, basic.as_deref(), verify).await? {
+                    Token::Granted(t) => Ok(format!("Bearer {t}")),
+                    Token::Refused(status) => Err(HeadError::Unsupported(format!(
+                        "token endpoint answered HTTP {status}"
+                    ))),
+                }
+            }
+            Challenge::Other(scheme) => {
+                Err(HeadError::Unsupported(format!("auth scheme {scheme:?}")))
+            }
         }
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(HeadError::Unsupported(format!("auth scheme {scheme:?}")));
-        }
-        let params = parse_challenge(params);
+    }
+
+    /// A pull token for `image` from the realm of a Bearer challenge, asked with `basic`
+    /// credentials or anonymously.
+    async fn token(
+        &self,
+        params: &HashMap<String, String>,
+        image: &ImageRef,
+        basic: Option<&str>,
+        verify: bool,
+    ) -> Result<Token, HeadError> {
         let realm = params
             .get("realm")
             .ok_or_else(|| HeadError::Unsupported("Bearer challenge without realm".into()))?;
@@ -287,17 +323,13 @@ impl ManifestHead {
             url.push_str("&service=");
             url.push_str(&percent_encode(service));
         }
-        let response = self
-            .send(Method::GET, &url, basic.as_deref(), verify)
-            .await?;
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            return Err(HeadError::rate_limited(realm, response.headers()));
-        }
-        if response.status() != StatusCode::OK {
-            return Err(HeadError::Unsupported(format!(
-                "token endpoint answered HTTP {}",
-                response.status()
-            )));
+        let response = self.send(Method::GET, &url, basic, verify).await?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Err(HeadError::rate_limited(realm, response.headers()));
+            }
+            other => return Ok(Token::Refused(other)),
         }
         let body = response
             .into_body()
@@ -315,8 +347,41 @@ impl ManifestHead {
             .or_else(|| token.get("access_token"))
             .and_then(|t| t.as_str())
             .ok_or_else(|| HeadError::Unsupported("token response without a token".into()))?;
-        Ok(format!("Bearer {token}"))
+        Ok(Token::Granted(token.to_owned()))
     }
+}
+
+/// What a token endpoint answered.
+enum Token {
+    Granted(String),
+    /// Not 200 (nor 429): the status.
+    Refused(StatusCode),
+}
+
+/// The `WWW-Authenticate` value of a 401.
+fn challenge_of(response: &http::Response<hyper::body::Incoming>) -> String {
+    response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The digest and media type of a 200 answer.
+fn resolved(response: &http::Response<hyper::body::Incoming>) -> Result<Resolved, HeadError> {
+    let digest = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v).ok())
+        .ok_or_else(|| HeadError::Unsupported("no Docker-Content-Digest header".into()))?;
+    let media_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+    Ok(Resolved { digest, media_type })
 }
 
 /// The base64 `user:pass` the docker config holds for `host`, if any (used only in the
@@ -326,120 +391,4 @@ pub fn encode_basic(user: &str, password: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_config_keys_name_hosts_the_way_docker_login_writes_them() {
-        assert_eq!(config_key_host("https://index.docker.io/v1/"), "docker.io");
-        assert_eq!(config_key_host("quay.io"), "quay.io");
-        assert_eq!(
-            config_key_host("https://Registry.Example:5000"),
-            "registry.example:5000"
-        );
-    }
-
-    #[test]
-    fn credentials_never_show_in_debug_output() {
-        let b = BasicAuth(encode_basic("alice", "secret"));
-        assert_eq!(format!("{b:?}"), "BasicAuth(***)");
-    }
-
-    /// A registry on loopback (plain HTTP) answering each request line with `answer(line)`.
-    async fn fake_registry(answer: fn(&str, &str) -> String) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let host = listener.local_addr().expect("its address").to_string();
-        let me = host.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let me = me.clone();
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        if conn.read_buf(&mut request).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&request);
-                    let line = text.lines().next().unwrap_or_default().to_owned();
-                    let _ = conn.write_all(answer(&line, &me).as_bytes()).await;
-                });
-            }
-        });
-        host
-    }
-
-    fn head_client(host: &str) -> ManifestHead {
-        ManifestHead::new(
-            Vec::new(),
-            Vec::new(),
-            vec![host.to_owned()],
-            None,
-            Duration::from_secs(5),
-        )
-        .expect("a client")
-    }
-
-    #[tokio::test]
-    async fn a_429_is_rate_limited_with_its_retry_after() {
-        let host = fake_registry(|_, _| {
-            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
-        })
-        .await;
-        let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
-        let err = head_client(&host)
-            .resolve(&image)
-            .await
-            .expect_err("rate-limited");
-        // Returned from the plain-HTTP attempt, not replaced by the HTTPS one's failure.
-        match &err {
-            HeadError::RateLimited { url, retry_after } => {
-                assert_eq!(url, &format!("http://{host}/v2/team/app/manifests/1"));
-                assert_eq!(*retry_after, Some(Duration::from_secs(7)));
-            }
-            other => panic!("not rate-limited: {other}"),
-        }
-        assert!(err.to_string().contains("(429), retry after 7s"), "{err}");
-        assert_eq!(err.reason(), "RateLimited");
-    }
-
-    #[tokio::test]
-    async fn a_429_from_the_token_endpoint_is_rate_limited_too() {
-        let host = fake_registry(|line, me| {
-            if line.starts_with("HEAD ") {
-                format!(
-                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-            } else {
-                "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .into()
-            }
-        })
-        .await;
-        let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
-        let err = head_client(&host)
-            .digest(&image)
-            .await
-            .expect_err("rate-limited");
-        match &err {
-            HeadError::RateLimited { url, retry_after } => {
-                assert_eq!(url, &format!("http://{host}/token"));
-                assert_eq!(*retry_after, None);
-            }
-            other => panic!("not rate-limited: {other}"),
-        }
-    }
-
-    #[test]
-    fn a_protocol_error_is_not_reported_as_a_cert_dir() {
-        let err = TlsSetupError::ProtocolVersions {
-            source: rustls::Error::General("no usable versions".into()),
-        };
-        assert!(!err.to_string().contains("CA certificates"), "{err}");
-        assert!(err.to_string().contains("no usable versions"), "{err}");
-        assert_eq!(err.reason(), "TLSProtocolVersions");
-    }
-}
+mod tests;

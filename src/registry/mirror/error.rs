@@ -58,6 +58,35 @@ pub enum MirrorError {
     },
     #[error("{image}: the mirror task ended without a result (shutting down?)")]
     Aborted { image: String },
+    /// The registry's gate is closed for longer than a request waits inline: nothing sent.
+    #[error(
+        "{image}: {registry} is rate-limiting (429); not asked again for another {}",
+        humantime::format_duration(*retry_after)
+    )]
+    Throttled {
+        image: String,
+        registry: String,
+        retry_after: std::time::Duration,
+    },
+    /// Docker Hub's pull budget is down to the reserve kept for the nodes.
+    #[error(
+        "{image}: not pulled: {registry} reports {remaining} pull(s) left, and {reserve} are kept in reserve (pull_budget_reserve)"
+    )]
+    PullBudget {
+        image: String,
+        registry: String,
+        remaining: u64,
+        reserve: u64,
+    },
+    #[error("{image}: asking its registry whether it is public: {source}")]
+    CheckVisibility {
+        image: String,
+        #[source]
+        source: Box<LookupError>,
+    },
+    /// The copy gate refused: this replica does not lead (leader election).
+    #[error("{image}: not copied: this replica does not hold the leader Lease")]
+    NotLeading { image: String },
 }
 
 /// The reason of a skopeo failure: what the registry said when it said something; `otherwise`
@@ -82,15 +111,25 @@ impl MirrorError {
     /// copy that verified wrong (the backup tag moved under us).
     pub fn is_transient(&self) -> bool {
         match self {
-            MirrorError::Verify { .. } | MirrorError::Aborted { .. } => true,
+            MirrorError::Verify { .. }
+            | MirrorError::Aborted { .. }
+            | MirrorError::Throttled { .. }
+            | MirrorError::PullBudget { .. }
+            | MirrorError::NotLeading { .. } => true,
             MirrorError::ResolveSource { source, .. }
             | MirrorError::CheckBackup { source, .. }
-            | MirrorError::VerifyLookup { source, .. } => source.is_transient(),
+            | MirrorError::VerifyLookup { source, .. }
+            | MirrorError::CheckVisibility { source, .. } => source.is_transient(),
             MirrorError::Copy { source, .. } => source.is_transient(),
             MirrorError::Naming { .. }
             | MirrorError::SourceNotFound { .. }
             | MirrorError::NotInBackupRegistry { .. } => false,
         }
+    }
+
+    /// The gate refused the copy: this replica does not lead.
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, MirrorError::NotLeading { .. })
     }
 
     /// A short CamelCase reason, for Kubernetes Events and metrics labels.
@@ -101,17 +140,26 @@ impl MirrorError {
             MirrorError::NotInBackupRegistry { .. } => "BackupNotFound",
             MirrorError::Verify { .. } => "VerificationFailed",
             MirrorError::Aborted { .. } => "Aborted",
+            MirrorError::Throttled { .. } => "RateLimited",
+            MirrorError::PullBudget { .. } => "PullBudgetReserve",
+            MirrorError::CheckVisibility { source, .. } => match source.rate_limited() {
+                Some(_) => "RateLimited",
+                None => "VisibilityUnknown",
+            },
+            MirrorError::NotLeading { .. } => "NotLeading",
             MirrorError::ResolveSource { source, .. } => match source.as_ref() {
                 LookupError::InvalidManifest(_) => "InvalidSourceManifest",
                 LookupError::RateLimited { .. } => "RateLimited",
                 LookupError::Skopeo(SkopeoError::Tls { .. }) => "SourceTLS",
                 LookupError::Skopeo(e) => skopeo_reason(e, "SourceUnavailable"),
+                LookupError::Visibility { .. } => "VisibilityUnknown",
             },
             MirrorError::CheckBackup { source, .. } | MirrorError::VerifyLookup { source, .. } => {
                 match source.as_ref() {
                     LookupError::InvalidManifest(_) => "BackupUnavailable",
                     LookupError::RateLimited { .. } => "RateLimited",
                     LookupError::Skopeo(e) => skopeo_reason(e, "BackupUnavailable"),
+                    LookupError::Visibility { .. } => "BackupUnavailable",
                 }
             }
             MirrorError::Copy { source, .. } => skopeo_reason(source, "BackupUnavailable"),

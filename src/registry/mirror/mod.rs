@@ -12,11 +12,16 @@
 //! digest the caller will pin. Results are remembered (successes for `success_ttl`, or forever
 //! for a source named by digest; failures for `failure_ttl`) so that a burst of workloads does
 //! not ask a registry the same question again. The steps of one piece of work are in
-//! [`work`](self::work); the registries are reached through [`RegistryClient`].
+//! [`work`](self::work); the registries are reached through [`RegistryClient`], each request
+//! through its registry's gate ([`gated`](self::gated)): a registry that answers 429 is paused,
+//! alone, for as long as it asks.
 
 mod error;
+mod gated;
 mod work;
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,7 +36,8 @@ use tokio::time::Instant;
 pub use self::error::MirrorError;
 use crate::image::naming::{BackupRegistry, Naming, Pin};
 use crate::image::reference::{Digest, ImageRef};
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RegistryClient, Visibility};
+use crate::registry::ratelimit::Gates;
 
 /// Told about every copy, for metrics.
 pub trait CopyObserver: Send + Sync {
@@ -39,11 +45,26 @@ pub trait CopyObserver: Send + Sync {
     fn copy_finished(&self, _succeeded: bool, _duration: Duration) {}
     /// A copy verified in the backup registry.
     fn image_mirrored(&self) {}
+    /// `registry` answered 429 (it is paused; usually a source registry).
+    fn source_throttled(&self, _registry: &str) {}
 }
 
 /// An observer that ignores everything (`copy`, `plan`, tests).
 pub struct Unobserved;
 impl CopyObserver for Unobserved {}
+
+/// Asked right before each copy starts: with leader election, only the leader copies.
+pub trait CopyGate: Send + Sync {
+    fn may_copy(&self) -> bool;
+}
+
+/// The gate of a mirror that always copies (`copy`, `run --once`, no leader election).
+pub struct Open;
+impl CopyGate for Open {
+    fn may_copy(&self) -> bool {
+        true
+    }
+}
 
 /// How the mirror names, pins, limits and remembers.
 #[derive(Debug, Clone)]
@@ -61,6 +82,13 @@ pub struct MirrorOptions {
     /// or a retry just after an outage meets the remembered failure and the backoff doubles for
     /// nothing — recovery then took over a minute.
     pub failure_ttl: Duration,
+    /// Pulls of Docker Hub's budget (`ratelimit-remaining`) left for the nodes: no copy pulls
+    /// from a registry that reports this many or fewer.
+    pub pull_budget_reserve: u64,
+    /// The longest pause of a rate-limited registry a request waits out inline (15 s: a short
+    /// `Retry-After` costs a `copy` or a reconcile no failure); a longer one fails the request
+    /// at once, without sending it, and the reconcile is retried by its own backoff.
+    pub max_gate_wait: Duration,
 }
 
 impl MirrorOptions {
@@ -72,6 +100,8 @@ impl MirrorOptions {
             max_concurrent_copies: max_copies.max(1),
             success_ttl: Duration::from_secs(600),
             failure_ttl: Duration::from_secs(3),
+            pull_budget_reserve: 5,
+            max_gate_wait: Duration::from_secs(15),
         }
     }
 
@@ -153,13 +183,19 @@ struct State {
     records: HashMap<String, Record>,
 }
 
+/// Per repository: when its visibility was learnt, and what it is.
+type VisibilityCell = Arc<tokio::sync::Mutex<Option<(Instant, Visibility)>>>;
+
 struct Inner {
     client: Arc<dyn RegistryClient>,
     options: MirrorOptions,
+    gates: Gates,
+    visibility: Mutex<HashMap<String, VisibilityCell>>,
     copy_slots: Semaphore,
     state: Mutex<State>,
     counters: Counters,
     observer: Arc<dyn CopyObserver>,
+    gate: Arc<dyn CopyGate>,
 }
 
 /// The mirror service. Cheap to clone; clones share everything.
@@ -187,14 +223,27 @@ impl Mirror {
         options: MirrorOptions,
         observer: Arc<dyn CopyObserver>,
     ) -> Self {
+        Self::gated(client, options, observer, Arc::new(Open))
+    }
+
+    /// A mirror that starts a copy only when `gate` allows it.
+    pub fn gated(
+        client: Arc<dyn RegistryClient>,
+        options: MirrorOptions,
+        observer: Arc<dyn CopyObserver>,
+        gate: Arc<dyn CopyGate>,
+    ) -> Self {
         Mirror {
             inner: Arc::new(Inner {
                 copy_slots: Semaphore::new(options.max_concurrent_copies.max(1)),
+                gates: Gates::new(options.max_gate_wait),
+                visibility: Mutex::default(),
                 client,
                 options,
                 state: Mutex::default(),
                 counters: Counters::default(),
                 observer,
+                gate,
             }),
         }
     }
@@ -237,7 +286,12 @@ impl Mirror {
     /// tag, without copying anything or asking the source registry.
     pub async fn lookup(&self, source: &ImageRef) -> Result<Option<String>, MirrorError> {
         let target = self.inner.target(source)?;
-        match self.inner.client.digest(target.tagged()).await {
+        let tagged = target.tagged();
+        match self
+            .inner
+            .ask(tagged, || self.inner.client.digest(tagged))
+            .await
+        {
             Ok(Some(d)) => Ok(Some(target.pinned(&d, self.inner.options.pin))),
             Ok(None) => Ok(None),
             Err(e) => Err(MirrorError::CheckBackup {
@@ -291,13 +345,16 @@ impl Mirror {
         let source = source.clone();
         tokio::spawn(async move {
             let result = guard.inner.work(&source).await;
-            guard.inner.lock().records.insert(
-                guard.key.clone(),
-                Record {
-                    at: Instant::now(),
-                    result: result.clone(),
-                },
-            );
+            // A refusal of the gate is not the image's fault: the next ask, as leader, copies.
+            if !matches!(result, Err(MirrorError::NotLeading { .. })) {
+                guard.inner.lock().records.insert(
+                    guard.key.clone(),
+                    Record {
+                        at: Instant::now(),
+                        result: result.clone(),
+                    },
+                );
+            }
             drop(guard);
             // Nobody listening is fine: the record holds the result.
             let _ = tx.send(Some(result));

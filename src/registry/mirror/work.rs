@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::gated::{Gated, Throttling};
 use super::{Inner, MirrorError, MirroredImage, Outcome};
 use crate::image::manifest::{ManifestKind, RawManifest};
 use crate::image::naming::{BackupTarget, Pin};
@@ -67,7 +68,7 @@ impl Inner {
     /// A copy an earlier version made under the legacy digest tag, if it holds `digest`.
     async fn legacy_copy(&self, target: &BackupTarget, digest: &Digest) -> Option<ImageRef> {
         let legacy = target.legacy_tagged()?;
-        match self.client.digest(legacy).await {
+        match self.ask(legacy, || self.client.digest(legacy)).await {
             Ok(Some(d)) if &d == digest => Some(legacy.by_digest(digest)),
             _ => None,
         }
@@ -99,7 +100,7 @@ impl Inner {
 
     /// The source's manifest, by digest and kind.
     async fn resolve_source(&self, source: &ImageRef) -> Result<RawManifest, MirrorError> {
-        match self.client.resolve(source).await {
+        match self.ask(source, || self.client.resolve(source)).await {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err(MirrorError::SourceNotFound {
                 image: source.to_string(),
@@ -117,8 +118,8 @@ impl Inner {
         source: &ImageRef,
         target: &BackupTarget,
     ) -> Result<Option<Digest>, MirrorError> {
-        self.client
-            .digest(target.tagged())
+        let tagged = target.tagged();
+        self.ask(tagged, || self.client.digest(tagged))
             .await
             .map_err(|e| MirrorError::CheckBackup {
                 image: source.to_string(),
@@ -141,7 +142,8 @@ impl Inner {
             return (existing == manifest.digest)
                 .then(|| self.found(source, target, existing, false));
         }
-        match self.client.manifest(target.tagged()).await {
+        let tagged = target.tagged();
+        match self.ask(tagged, || self.client.manifest(tagged)).await {
             Ok(Some(m)) if m.already_holds(manifest) => {
                 Some(self.found(source, target, m.digest, true))
             }
@@ -167,14 +169,7 @@ impl Inner {
             CopyFormat::Preserve
         };
         let backup = target.tagged();
-        let pushed = self
-            .copy(from, backup, format)
-            .await
-            .map_err(|e| MirrorError::Copy {
-                image: source.to_string(),
-                backup: backup.to_string(),
-                source: Box::new(e),
-            })?;
+        let pushed = self.pull(source, from, backup, format).await?;
         let expected = if converted {
             pushed.clone()
         } else {
@@ -189,7 +184,7 @@ impl Inner {
         if pushed != expected {
             return Err(verify_failed(format!("{pushed} (skopeo's digest file)")));
         }
-        match self.client.digest(backup).await {
+        match self.ask(backup, || self.client.digest(backup)).await {
             Ok(Some(d)) if d == expected => {}
             Ok(other) => {
                 return Err(verify_failed(
@@ -241,7 +236,7 @@ impl Inner {
         source: &ImageRef,
     ) -> Result<MirroredImage, MirrorError> {
         let image = source.to_string();
-        let digest = match self.client.digest(source).await {
+        let digest = match self.ask(source, || self.client.digest(source)).await {
             Ok(Some(d)) => d,
             Ok(None) => return Err(MirrorError::NotInBackupRegistry { image }),
             Err(e) => {
@@ -268,14 +263,73 @@ impl Inner {
         })
     }
 
-    /// One skopeo copy in a copy slot; the slot is held for the copy alone.
+    /// Copies `from` to `dest` if the pull budget of `from`'s registry allows, through its gate
+    /// (paused while it rate-limits, copied again after a 429).
+    async fn pull(
+        &self,
+        source: &ImageRef,
+        from: &ImageRef,
+        dest: &ImageRef,
+        format: CopyFormat,
+    ) -> Result<Digest, MirrorError> {
+        let registry = from.domain();
+        let reserve = self.options.pull_budget_reserve;
+        if let Err(remaining) = self.client.take_pull(registry, reserve) {
+            return Err(MirrorError::PullBudget {
+                image: source.to_string(),
+                registry: registry.to_owned(),
+                remaining,
+                reserve,
+            });
+        }
+        let copied = self.gated(registry, || self.copy(from, dest, format)).await;
+        copied.map_err(|g| match g {
+            Gated::Paused(p) => MirrorError::Throttled {
+                image: source.to_string(),
+                registry: p.registry,
+                retry_after: p.remaining,
+            },
+            Gated::Failed(CopyAttempt::NotLeading) => MirrorError::NotLeading {
+                image: source.to_string(),
+            },
+            Gated::Failed(CopyAttempt::Failed(e)) => MirrorError::Copy {
+                image: source.to_string(),
+                backup: dest.to_string(),
+                source: Box::new(e),
+            },
+        })
+    }
+
+    /// A copy slot, taken once `registry` is not paused: a copy that waited for a slot while
+    /// its registry began to rate-limit gives the slot back and waits on the gate, so that
+    /// neither a request nor a slot is spent on a paused registry.
+    async fn copy_slot(&self, registry: &str) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        loop {
+            let slot = self.copy_slots.acquire().await.ok()?;
+            if self.gates.paused(registry).is_none() {
+                return Some(slot);
+            }
+            drop(slot);
+            if self.gates.wait(registry).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// One skopeo copy in a copy slot; the slot is held for the copy alone. The copy gate is
+    /// asked once the slot is ours, right before skopeo starts: the wait for a slot can outlast
+    /// this replica's leadership.
     async fn copy(
         &self,
         source: &ImageRef,
         dest: &ImageRef,
         format: CopyFormat,
-    ) -> Result<Digest, SkopeoError> {
-        let _slot = self.copy_slots.acquire().await;
+    ) -> Result<Digest, CopyAttempt> {
+        let _slot = self.copy_slot(source.domain()).await;
+        if !self.gate.may_copy() {
+            tracing::info!(source = %source, "not copying: this replica does not lead");
+            return Err(CopyAttempt::NotLeading);
+        }
         let _in_flight = InFlight::start(self);
         let started = Instant::now();
         let result = self.client.copy(source, dest, format).await;
@@ -297,7 +351,32 @@ impl Inner {
                 tracing::warn!(source = %source, backup = %dest, error = %e, "copy failed");
             }
         }
-        result
+        result.map_err(CopyAttempt::Failed)
+    }
+}
+
+/// What became of a copy that was let through its registry's gate.
+enum CopyAttempt {
+    /// The copy gate refused once the slot was ours: this replica does not lead.
+    NotLeading,
+    Failed(SkopeoError),
+}
+
+impl Throttling for CopyAttempt {
+    fn throttled(&self) -> Option<Option<std::time::Duration>> {
+        match self {
+            CopyAttempt::NotLeading => None,
+            CopyAttempt::Failed(e) => e.throttled(),
+        }
+    }
+}
+
+impl std::fmt::Display for CopyAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyAttempt::NotLeading => f.write_str("this replica does not hold the leader Lease"),
+            CopyAttempt::Failed(e) => e.fmt(f),
+        }
     }
 }
 

@@ -69,11 +69,25 @@ fn retry_and_auth(options: &SkopeoOptions, out: &mut Vec<OsString>) {
 
 /// Arguments of `skopeo inspect --raw`, which prints the manifest's exact bytes.
 pub fn inspect_args(options: &SkopeoOptions, image: &ImageRef) -> Vec<OsString> {
+    inspect_with(options, image, true)
+}
+
+/// `skopeo inspect --raw --no-creds`: what anyone may read, without the docker config.
+pub fn anonymous_inspect_args(options: &SkopeoOptions, image: &ImageRef) -> Vec<OsString> {
+    inspect_with(options, image, false)
+}
+
+fn inspect_with(options: &SkopeoOptions, image: &ImageRef, credentials: bool) -> Vec<OsString> {
     let mut out = Vec::new();
     global_args(options, &mut out);
     out.push("inspect".into());
     out.push("--raw".into());
-    retry_and_auth(options, &mut out);
+    if credentials {
+        retry_and_auth(options, &mut out);
+    } else {
+        out.push(format!("--retry-times={}", options.retry_times).into());
+        out.push("--no-creds".into());
+    }
     if insecure(options, image) {
         out.push("--tls-verify=false".into());
     }
@@ -188,6 +202,25 @@ mod tests {
                 "--authfile",
                 "/etc/image-cloner/docker.json",
                 "docker://docker.io/library/nginx:1.27"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_anonymous_inspect_has_no_authfile_and_no_credentials() {
+        let args = strings(anonymous_inspect_args(
+            &options(),
+            &image("127.0.0.1:5000/a:1"),
+        ));
+        assert_eq!(
+            args,
+            [
+                "inspect",
+                "--raw",
+                "--retry-times=3",
+                "--no-creds",
+                "--tls-verify=false",
+                "docker://127.0.0.1:5000/a:1"
             ]
         );
     }

@@ -130,6 +130,11 @@ impl SkopeoError {
         )
     }
 
+    /// Whether a registry answered 429 (skopeo's text gives no `Retry-After`).
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, SkopeoError::RateLimited { .. })
+    }
+
     /// A short, stable CamelCase label per variant, for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {

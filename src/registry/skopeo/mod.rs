@@ -31,7 +31,10 @@ use tokio::process::Command;
 
 use crate::image::reference::{Digest, ImageRef};
 
-pub use args::{CommandLine, CopyFormat, SkopeoOptions, copy_args, inspect_args, transport};
+pub use args::{
+    CommandLine, CopyFormat, SkopeoOptions, anonymous_inspect_args, copy_args, inspect_args,
+    transport,
+};
 pub use classify::{FailureKind, classify, summarize};
 pub use error::SkopeoError;
 pub use scratch::{CleanError, CleanReport, base_dir, clean_stale};
@@ -78,6 +81,13 @@ impl Skopeo {
     pub async fn inspect_raw(&self, image: &ImageRef) -> Result<Vec<u8>, SkopeoError> {
         let scratch = self.scratch()?;
         let args = inspect_args(&self.options_for(&scratch), image);
+        self.run(&scratch, args, self.options.inspect_timeout).await
+    }
+
+    /// The manifest `image` resolves to for anyone: no docker config, `--no-creds`.
+    pub async fn inspect_anonymous(&self, image: &ImageRef) -> Result<Vec<u8>, SkopeoError> {
+        let scratch = self.scratch()?;
+        let args = anonymous_inspect_args(&self.options_for(&scratch), image);
         self.run(&scratch, args, self.options.inspect_timeout).await
     }
 
@@ -232,6 +242,13 @@ fn read_digest(command: CommandLine, path: &Path) -> Result<Digest, SkopeoError>
         path: path.to_owned(),
         content,
     })
+}
+
+/// Removes, at a command's start, what image-cloner processes killed earlier left in `tmp_dir`
+/// (the setting), and logs it. The runner also does so before its first skopeo run, but a
+/// process that never runs skopeo (every image already in the backup) would leave them.
+pub fn clean_at_start(tmp_dir: Option<&Path>) {
+    log_cleaning(clean_stale(tmp_dir));
 }
 
 fn log_cleaning(result: Result<CleanReport, CleanError>) {

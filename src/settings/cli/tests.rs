@@ -50,6 +50,10 @@ fn each_subcommand_offers_the_flags_of_the_settings_it_uses() {
         "tmp_dir",
         "log_format",
         "log_level",
+        "source_include",
+        "source_exclude",
+        "copy_private_sources",
+        "pull_budget_reserve",
     ];
     let plan = [
         "backup_registry",
@@ -69,6 +73,11 @@ fn each_subcommand_offers_the_flags_of_the_settings_it_uses() {
         "patch_gitops_managed",
         "log_format",
         "log_level",
+        "source_include",
+        "source_exclude",
+        "copy_private_sources",
+        "pull_secret",
+        "pull_check",
     ];
     let restore = ["kubeconfig", "context", "log_format", "log_level"];
     assert_eq!(flags_in(&help(&["copy"])), copy);

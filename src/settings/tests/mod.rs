@@ -8,6 +8,8 @@ use std::time::Duration;
 use super::*;
 use crate::image::naming::{Naming, Pin};
 
+mod leader;
+mod sources;
 mod tasks;
 mod values;
 mod webhooks;

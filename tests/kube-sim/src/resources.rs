@@ -124,6 +124,7 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("batch", "v1", "Job", "jobs", "job", true, [], generation: true, status: true, create_on_update: false),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, ["cj"], generation: true, status: true, create_on_update: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], generation: false, status: false, create_on_update: true),
+    resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, ["pdb"], generation: true, status: true, create_on_update: false),
     resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, [], generation: false, status: false, create_on_update: true),
     resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, [], generation: false, status: false, create_on_update: true),
     resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, [], generation: false, status: false, create_on_update: true),

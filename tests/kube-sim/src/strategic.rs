@@ -194,7 +194,7 @@ impl ListStrategy {
     }
 }
 
-const KNOWN_KINDS: [&str; 18] = [
+const KNOWN_KINDS: [&str; 19] = [
     "Deployment",
     "StatefulSet",
     "DaemonSet",
@@ -208,6 +208,7 @@ const KNOWN_KINDS: [&str; 18] = [
     "ServiceAccount",
     "Namespace",
     "Lease",
+    "PodDisruptionBudget",
     "Event",
     "Role",
     "ClusterRole",

@@ -267,6 +267,13 @@ fn scenario() -> Vec<Step> {
             ),
         ),
         Req(
+            "server-side apply without a name: the URL's",
+            "PATCH",
+            format!("/api/v1/namespaces/{NS}/configmaps/cfg?fieldManager=fidelity"),
+            APPLY,
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "4", "b": "3"}})),
+        ),
+        Req(
             "a Job with restartPolicy Always",
             "POST",
             format!("/apis/batch/v1/namespaces/{NS}/jobs"),

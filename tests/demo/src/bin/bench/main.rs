@@ -1,8 +1,8 @@
 //! `make bench`: DESIGN.md's performance targets, measured on the Kubernetes API simulator with
 //! real registries and real skopeo. A benchmark, not a test: it reports each figure next to its
-//! target and exits 0 whether targets are met or not; non-zero only when it cannot run. The
-//! admission rows are measured in [`webhook`]; `bench webhook` (`make bench BENCH=webhook`)
-//! measures only those.
+//! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
+//! `bench takeover` measures the leader-election takeover alone; `bench webhook` the admission
+//! rows ([`webhook`]) alone (`make bench BENCH=webhook`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,8 +20,6 @@ use kube_sim::store::{ListOptions, resource_of};
 use serde_json::{Value, json};
 use testbed::{Registry, RegistryOptions};
 
-mod webhook;
-
 const IMAGES: usize = 50;
 const PLATFORMS: usize = 2;
 const LAYERS: usize = 2;
@@ -36,6 +34,9 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reconciles are over when the last-success timestamp has not moved for this long.
 const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
+
+mod takeover;
+mod webhook;
 
 fn main() -> ExitCode {
     if let Err(e) = demo::clean_up_on_signals() {
@@ -488,21 +489,11 @@ fn run() -> Result<()> {
     };
     let source = start_registry("source")?;
     println!("  source registry {source}");
-    match std::env::args().nth(1).as_deref() {
-        None => {}
-        Some("webhook") => {
-            admission_heading();
-            let hook = webhook::webhook_figures(&cloner, &testbed_bin, &work, &source)?;
-            webhook::report(&hook);
-            heading("Results (figure, measured, target)");
-            let rows = webhook::rows(&hook);
-            print_rows(&rows);
-            print_met(&rows);
-            return Ok(());
-        }
-        Some(other) => {
-            bail!("unknown argument {other:?}: bench measures everything, or only `webhook`")
-        }
+    if takeover::only() {
+        return takeover::alone(&cloner, &source, &work);
+    }
+    if webhook::only() {
+        return webhook_alone(&cloner, &testbed_bin, &work, &source);
     }
 
     let t = Instant::now();
@@ -648,6 +639,7 @@ fn run() -> Result<()> {
         secs(warm.settled)
     );
     report_ready(&warm);
+    let takeover = takeover::measure(&cloner, &env, &work)?;
 
     admission_heading();
     let hook = webhook::webhook_figures(&cloner, &testbed_bin, &work, &source)?;
@@ -760,6 +752,20 @@ fn run() -> Result<()> {
             "≤ 64 MiB".into(),
             verdict(warm.peak_rss_kib <= 64 * 1024),
         ),
+        (
+            "takeover: SIGKILL of the leader → the standby leads, per round".into(),
+            takeover
+                .takeovers
+                .iter()
+                .map(|d| secs(*d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!(
+                "≤ {} (lease + renew period)",
+                secs(takeover::Figures::target())
+            ),
+            verdict(takeover.worst() <= takeover::Figures::target()),
+        ),
     ];
     rows.extend(webhook::rows(&hook));
     print_rows(&rows);
@@ -772,6 +778,18 @@ fn run() -> Result<()> {
     );
     print_met(&rows);
     drop(sim);
+    Ok(())
+}
+
+/// The admission rows alone, next to their targets.
+fn webhook_alone(cloner: &Path, testbed_bin: &Path, work: &Path, source: &str) -> Result<()> {
+    admission_heading();
+    let hook = webhook::webhook_figures(cloner, testbed_bin, work, source)?;
+    webhook::report(&hook);
+    heading("Results (figure, measured, target)");
+    let rows = webhook::rows(&hook);
+    print_rows(&rows);
+    print_met(&rows);
     Ok(())
 }
 

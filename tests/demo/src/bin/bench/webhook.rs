@@ -47,6 +47,11 @@ pub struct WebhookFigures {
     pub copies: f64,
 }
 
+/// `bench webhook`: only these rows.
+pub fn only() -> bool {
+    std::env::args().nth(1).as_deref() == Some("webhook")
+}
+
 fn namespace(i: usize) -> String {
     format!("hooks-{:02}", i % NAMESPACES)
 }

@@ -1,0 +1,269 @@
+//! The manifest HEAD client against small fake registries on loopback.
+
+use super::*;
+
+#[test]
+fn docker_config_keys_name_hosts_the_way_docker_login_writes_them() {
+    assert_eq!(config_key_host("https://index.docker.io/v1/"), "docker.io");
+    assert_eq!(config_key_host("quay.io"), "quay.io");
+    assert_eq!(
+        config_key_host("https://Registry.Example:5000"),
+        "registry.example:5000"
+    );
+}
+
+#[test]
+fn credentials_never_show_in_debug_output() {
+    let b = BasicAuth(encode_basic("alice", "secret"));
+    assert_eq!(format!("{b:?}"), "BasicAuth(***)");
+}
+
+/// A registry on loopback (plain HTTP) answering each request with `answer(request head,
+/// its own host)`.
+async fn fake_registry(answer: fn(&str, &str) -> String) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let host = listener.local_addr().expect("its address").to_string();
+    let me = host.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let me = me.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    if conn.read_buf(&mut request).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let _ = conn.write_all(answer(&text, &me).as_bytes()).await;
+            });
+        }
+    });
+    host
+}
+
+fn head_client(host: &str) -> ManifestHead {
+    ManifestHead::new(
+        Vec::new(),
+        Vec::new(),
+        vec![host.to_owned()],
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("a client")
+}
+
+#[tokio::test]
+async fn a_429_is_rate_limited_with_its_retry_after() {
+    let host = fake_registry(|_, _| {
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+    })
+    .await;
+    let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+    let err = head_client(&host)
+        .resolve(&image)
+        .await
+        .expect_err("rate-limited");
+    // Returned from the plain-HTTP attempt, not replaced by the HTTPS one's failure.
+    match &err {
+        HeadError::RateLimited { url, retry_after } => {
+            assert_eq!(url, &format!("http://{host}/v2/team/app/manifests/1"));
+            assert_eq!(*retry_after, Some(Duration::from_secs(7)));
+        }
+        other => panic!("not rate-limited: {other}"),
+    }
+    assert!(err.to_string().contains("(429), retry after 7s"), "{err}");
+    assert_eq!(err.reason(), "RateLimited");
+}
+
+#[tokio::test]
+async fn a_429_from_the_token_endpoint_is_rate_limited_too() {
+    let host = fake_registry(|line, me| {
+        if line.starts_with("head ") {
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        } else {
+            "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .into()
+        }
+    })
+    .await;
+    let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+    let err = head_client(&host)
+        .digest(&image)
+        .await
+        .expect_err("rate-limited");
+    match &err {
+        HeadError::RateLimited { url, retry_after } => {
+            assert_eq!(url, &format!("http://{host}/token"));
+            assert_eq!(*retry_after, None);
+        }
+        other => panic!("not rate-limited: {other}"),
+    }
+}
+
+#[test]
+fn a_protocol_error_is_not_reported_as_a_cert_dir() {
+    let err = TlsSetupError::ProtocolVersions {
+        source: rustls::Error::General("no usable versions".into()),
+    };
+    assert!(!err.to_string().contains("CA certificates"), "{err}");
+    assert!(err.to_string().contains("no usable versions"), "{err}");
+    assert_eq!(err.reason(), "TLSProtocolVersions");
+}
+
+/// An answer with no body that closes the connection.
+fn status(line: &str, headers: &str) -> String {
+    format!("HTTP/1.1 {line}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+/// A client holding credentials for `host`, to show the anonymous question never sends them.
+fn client_with_credentials(host: &str) -> ManifestHead {
+    ManifestHead::new(
+        vec![(host.to_owned(), encode_basic("alice", "pw"))],
+        Vec::new(),
+        vec![host.to_owned()],
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("a client")
+}
+
+async fn visibility_of(answer: fn(&str, &str) -> String) -> Result<Visibility, HeadError> {
+    let host = fake_registry(answer).await;
+    let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+    client_with_credentials(&host).visibility(&image).await
+}
+
+#[tokio::test]
+async fn a_registry_answering_strangers_is_public() {
+    let ok = |_: &str, _: &str| {
+        status(
+            "200 OK",
+            "Docker-Content-Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\r\n",
+        )
+    };
+    assert_eq!(
+        visibility_of(ok).await.expect("an answer"),
+        Visibility::Public
+    );
+    // No credentials asked, no such tag: nothing there is private (the copy says "missing").
+    let missing = |_: &str, _: &str| status("404 Not Found", "");
+    assert_eq!(
+        visibility_of(missing).await.expect("an answer"),
+        Visibility::Public
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_registries_are_private_and_never_get_the_credentials() {
+    // Would answer 200 to the docker config's credentials: a leak would read as public.
+    let htpasswd = |req: &str, _: &str| {
+        if req.contains("authorization: basic") {
+            status("200 OK", "")
+        } else {
+            status(
+                "401 Unauthorized",
+                "WWW-Authenticate: Basic realm=\"r\"\r\n",
+            )
+        }
+    };
+    assert_eq!(
+        visibility_of(htpasswd).await.expect("an answer"),
+        Visibility::Private
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_token_decides_by_what_it_opens() {
+    // Docker Hub's way: anyone gets a token; a private repository still answers 401 to it.
+    let hub = |req: &str, me: &str| {
+        if req.contains("authorization: basic") {
+            status("500 Leaked", "")
+        } else if req.starts_with("get /token") {
+            let body = r#"{"token":"anon"}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else if req.contains("authorization: bearer anon") {
+            status("401 Unauthorized", "")
+        } else {
+            let challenge =
+                format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"s\"\r\n");
+            status("401 Unauthorized", &challenge)
+        }
+    };
+    assert_eq!(
+        visibility_of(hub).await.expect("an answer"),
+        Visibility::Private
+    );
+    // A public repository: the anonymous token opens it.
+    let open = |req: &str, me: &str| {
+        if req.starts_with("get /token") {
+            let body = r#"{"access_token":"anon"}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else if req.contains("authorization: bearer anon") {
+            status("200 OK", "")
+        } else {
+            let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
+            status("401 Unauthorized", &challenge)
+        }
+    };
+    assert_eq!(
+        visibility_of(open).await.expect("an answer"),
+        Visibility::Public
+    );
+    // A token endpoint that refuses strangers.
+    let refusing = |req: &str, me: &str| {
+        if req.starts_with("get /token") {
+            status("401 Unauthorized", "")
+        } else {
+            let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
+            status("401 Unauthorized", &challenge)
+        }
+    };
+    assert_eq!(
+        visibility_of(refusing).await.expect("an answer"),
+        Visibility::Private
+    );
+}
+
+#[tokio::test]
+async fn a_429_to_the_anonymous_question_is_rate_limited() {
+    let throttled = |_: &str, _: &str| status("429 Too Many Requests", "Retry-After: 4\r\n");
+    match visibility_of(throttled).await {
+        Err(HeadError::RateLimited { retry_after, .. }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(4)));
+        }
+        other => panic!("not rate-limited: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_pull_budget_is_read_from_credentialed_answers() {
+    let host = fake_registry(|_, _| {
+        status(
+            "200 OK",
+            "Docker-Content-Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\r\nRateLimit-Remaining: 6;w=21600\r\n",
+        )
+    })
+    .await;
+    let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+    let client = client_with_credentials(&host);
+    assert_eq!(
+        client.take_pull(&host, 5),
+        Ok(()),
+        "unknown before an answer"
+    );
+    client.resolve(&image).await.expect("resolved");
+    assert_eq!(client.take_pull(&host, 5), Ok(()), "6 left: one more pull");
+    assert_eq!(client.take_pull(&host, 5), Err(5), "the reserve is kept");
+}

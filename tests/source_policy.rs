@@ -1,0 +1,310 @@
+//! The source-registry policy end to end, with the `image-cloner` binary, real registries, the
+//! real skopeo and (for the daemon) the Kubernetes API simulator:
+//! - a registry that answers 429 with `Retry-After` is paused — it alone — for as long as it
+//!   asks: a small proxy in front of it counts the requests, and none arrives early, while
+//!   another registry's images are copied meanwhile;
+//! - a source served only with credentials is private: not copied, `private-source` in `plan`,
+//!   a Warning Event; copied once `copy_private_sources` names its registry;
+//! - `source_include` / `source_exclude` leave sources out, shown by `plan` as `excluded`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::e2e::{Env, text};
+use common::ratelimit::{Answer, RateLimiter};
+use common::*;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use kube_sim::fixtures::workload;
+use serde_json::json;
+use testbed::{Credentials, Registry, RegistryOptions};
+
+/// The `copy` command: one registry throttles twice with `Retry-After: 5`, the other not at
+/// all. Both images are copied; the throttled registry got no request before its
+/// `Retry-After` elapsed, and the other one was done before the first was asked again.
+#[test]
+fn copy_pauses_only_the_registry_that_throttles() {
+    let (slow_upstream, fast_upstream) = (plain_registry(), plain_registry());
+    let backup = plain_registry();
+    push_all(&slow_upstream, &small_image("slow", 61), "team/app", "1");
+    push_all(&fast_upstream, &small_image("fast", 62), "team/tool", "1");
+    let slow = RateLimiter::start(&slow_upstream.host(), 2, 5);
+    let fast = RateLimiter::start(&fast_upstream.host(), 0, 0);
+    let hosts = format!("{},{},{}", slow.host(), fast.host(), backup.host());
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host()))
+        .set("IMAGE_CLONER_INSECURE_REGISTRIES", hosts)
+        .set("IMAGE_CLONER_RETRY_TIMES", "0");
+
+    let out = cloner.run(&[
+        "copy",
+        &format!("{}/team/app:1", slow.host()),
+        &format!("{}/team/tool:1", fast.host()),
+    ]);
+    let printed = stdout(&out);
+    assert!(out.status.success(), "{printed}{}", stderr(&out));
+    assert!(printed.contains("2 image(s): 2 copied"), "{printed}");
+
+    let (s, f) = (slow.counts(), fast.counts());
+    eprintln!("throttled registry: {s:?}; other registry: {f:?}");
+    assert_eq!(s.throttled, 2, "{:#?}", slow.log());
+    assert_eq!(
+        s.early,
+        0,
+        "asked before Retry-After elapsed: {:#?}",
+        slow.log()
+    );
+    assert!(s.forwarded > 0);
+    assert_eq!((f.throttled, f.early), (0, 0));
+    let resumed = first_forwarded(&slow);
+    let fast_done = fast.log().last().map(|(t, _, _)| *t).expect("requests");
+    assert!(
+        fast_done < resumed,
+        "the other registry waited for the throttled one: {:#?} {:#?}",
+        fast.log(),
+        slow.log()
+    );
+}
+
+fn first_forwarded(proxy: &RateLimiter) -> Instant {
+    proxy
+        .log()
+        .iter()
+        .find(|(_, a, _)| *a == Answer::Forwarded)
+        .map(|(t, _, _)| *t)
+        .expect("a forwarded request")
+}
+
+#[test]
+fn on_the_simulator() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = Env::on_simulator(dir.path());
+    let mut failed = Vec::new();
+    type Scenario = (&'static str, fn(&Env));
+    let scenarios: [Scenario; 2] = [
+        (
+            "a throttling registry is paused alone; one RateLimited Event",
+            throttled_registry,
+        ),
+        (
+            "private sources and filters: plan says, run does",
+            private_and_excluded,
+        ),
+    ];
+    for (name, scenario) in scenarios {
+        eprintln!("--- {name}");
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&env))).is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}
+
+/// `(reason, series count)` of the Warning Events about `name`.
+fn warnings(env: &Env, ns: &str, name: &str) -> Vec<(String, Option<i32>)> {
+    let api = Api::<Event>::namespaced(env.client.clone(), ns);
+    let list = env
+        .rt
+        .block_on(api.list(&ListParams::default()))
+        .expect("list events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| (e.reason.unwrap_or_default(), e.series.map(|s| s.count)))
+        .collect()
+}
+
+/// The value of one metric line of the daemon's `/metrics`.
+fn metric(daemon: &Daemon, line_start: &str) -> Option<f64> {
+    let (_, body) = daemon.get("/metrics");
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The daemon meets a registry that answers its first request 429 with `Retry-After: 40`
+/// (longer than a request waits inline): the workload on it fails and is retried by its
+/// backoff without a single request to that registry until the 40 s are over, gets one
+/// `RateLimited` Event (not one per retry), and is patched afterwards. A workload on another
+/// registry is patched meanwhile.
+fn throttled_registry(env: &Env) {
+    let ns = "e2e-throttle";
+    env.namespace(ns, &[]);
+    let upstream = plain_registry();
+    push_all(&upstream, &small_image("throttled", 71), "team/slow", "1");
+    // 40 s: more than a request waits inline (15 s) at the first two retries of the
+    // workload's backoff (within 6.25 s and 18.75 s), so it fails at least twice.
+    let proxy = RateLimiter::start(&upstream.host(), 1, 40);
+    let hosts = format!("{},{},{}", proxy.host(), env.source.host(), env.backup_host);
+    let mut daemon = Daemon::start(env.cloner(
+        &[ns],
+        &[("IMAGE_CLONER_INSECURE_REGISTRIES", hosts.as_str())],
+    ));
+    let slow_image = format!("{}/team/slow:1", proxy.host());
+    env.create(workload(
+        "Deployment",
+        ns,
+        "slow",
+        &[("app", &slow_image)],
+        &[],
+        json!({}),
+    ));
+    env.eventually(Duration::from_secs(30), "the proxy answered 429", || {
+        proxy.counts().throttled == 1
+    });
+    env.create(workload(
+        "Deployment",
+        ns,
+        "fast",
+        &[("app", &env.images.sidecar.0)],
+        &[],
+        json!({}),
+    ));
+    env.eventually(
+        Duration::from_secs(30),
+        "the other registry's workload patched",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "fast")[0]),
+    );
+    assert_eq!(
+        proxy.counts().forwarded,
+        0,
+        "patched while the throttled registry was still paused: {:#?}",
+        proxy.log()
+    );
+    env.eventually(
+        Duration::from_secs(120),
+        "patched once Retry-After is over",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "slow")[0]),
+    );
+    let counts = proxy.counts();
+    let failures = metric(
+        &daemon,
+        "image_cloner_reconcile_errors_total{reason=\"RateLimited\"}",
+    );
+    let throttled = metric(
+        &daemon,
+        &format!(
+            "image_cloner_source_throttled_total{{registry=\"{}\"}}",
+            proxy.host()
+        ),
+    );
+    eprintln!(
+        "throttled registry: {counts:?}; RateLimited reconcile failures: {failures:?}; source_throttled_total: {throttled:?}"
+    );
+    assert_eq!(counts.throttled, 1, "{:#?}", proxy.log());
+    assert_eq!(
+        counts.early,
+        0,
+        "asked before Retry-After elapsed: {:#?}",
+        proxy.log()
+    );
+    assert_eq!(throttled, Some(1.0));
+    assert!(failures.is_some_and(|n| n >= 2.0), "retried: {failures:?}");
+    let rate_limited: Vec<_> = warnings(env, ns, "slow")
+        .into_iter()
+        .filter(|(r, _)| r == "RateLimited")
+        .collect();
+    assert_eq!(
+        rate_limited,
+        [("RateLimited".to_owned(), None)],
+        "one Event, no series"
+    );
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    env.clear(ns);
+}
+
+/// A source registry with htpasswd (its images are served only with credentials, which the
+/// docker config has): `plan` says `private-source`, `run --once` leaves it alone with a
+/// Warning Event and copies nothing of it; with `copy_private_sources` naming the registry it
+/// is copied and patched. An image matching `source_exclude` is `excluded` throughout.
+fn private_and_excluded(env: &Env) {
+    let ns = "e2e-private";
+    env.namespace(ns, &[]);
+    let alice = Credentials::new("alice", "private-pass");
+    let private = Registry::start(RegistryOptions {
+        auth: Some(alice.clone()),
+        ..Default::default()
+    })
+    .expect("start a registry with htpasswd");
+    push_all(&private, &small_image("secret", 81), "corp/secret", "1");
+    let secret = format!("{}/corp/secret:1", private.host());
+    let config = tempfile::tempdir().expect("a temp dir");
+    let docker = config.path().join("config.json");
+    testbed::write_docker_config(&docker, &[(&private.host(), &alice)]).expect("docker config");
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[
+            ("secret", &secret),
+            ("public", &env.images.app.0),
+            ("tools", &env.images.init.0),
+        ],
+        &[],
+        json!({}),
+    ));
+    let hosts = format!(
+        "{},{},{}",
+        private.host(),
+        env.source.host(),
+        env.backup_host
+    );
+    let allowed = private.host();
+    let exclude = format!("{}/tools/*", env.source.host());
+    let mut settings = vec![
+        ("IMAGE_CLONER_INSECURE_REGISTRIES", hosts.as_str()),
+        (
+            "IMAGE_CLONER_DOCKER_CONFIG",
+            docker.to_str().expect("a UTF-8 path"),
+        ),
+        ("IMAGE_CLONER_SOURCE_EXCLUDE", exclude.as_str()),
+    ];
+
+    let plan = env.run(&[ns], &settings, &["plan", "--output", "json"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    let decision = |container: &str| {
+        rows.iter()
+            .find(|r| r["namespace"] == ns && r["container"] == container)
+            .map(|r| r["decision"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        decision("secret").as_deref(),
+        Some("private-source"),
+        "{rows:?}"
+    );
+    assert_eq!(decision("public").as_deref(), Some("clone"), "{rows:?}");
+    assert_eq!(decision("tools").as_deref(), Some("excluded"), "{rows:?}");
+
+    let run = env.run(&[ns], &settings, &["run", "--once"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let images = env.images("Deployment", ns, "web");
+    assert_eq!(images[0], secret, "the private image stays");
+    assert!(
+        env.resolves_in_backup(&images[1]),
+        "the public one is patched: {images:?}"
+    );
+    assert_eq!(images[2], env.images.init.0, "the excluded one stays");
+    let backup_repo = format!("mirror/{}_corp_secret:1", private.host().replace(':', "--"));
+    let mut in_backup = Some(String::new());
+    env.backup_control(|r| in_backup = testbed::digest_of(r, &backup_repo).expect("inspect"));
+    assert_eq!(in_backup, None, "nothing of the private image was copied");
+    let warned = warnings(env, ns, "web");
+    assert!(
+        warned.iter().any(|(r, _)| r == "PrivateSource"),
+        "{warned:?}"
+    );
+
+    settings.push(("IMAGE_CLONER_COPY_PRIVATE_SOURCES", allowed.as_str()));
+    let run = env.run(&[ns], &settings, &["run", "--once"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let images = env.images("Deployment", ns, "web");
+    assert!(
+        env.resolves_in_backup(&images[0]),
+        "copied once allowed: {images:?}"
+    );
+    assert_eq!(images[2], env.images.init.0, "still excluded");
+    env.clear(ns);
+}
