@@ -4,12 +4,19 @@
 //! two by `resourceNames`). It is written again every [`REWRITE_INTERVAL`], so that a
 //! configuration created or re-applied after the daemon started gets it too.
 //!
+//! With leader election, each replica makes its own CA, and only the one holding the Lease
+//! writes it (within [`LEADERSHIP_POLL`] of taking the Lease over): the API server then trusts
+//! the replica whose answers count, and a standby's certificate is refused, which the
+//! configurations' `failurePolicy: Ignore` turns into "admitted unchanged" — what a standby
+//! answers anyway.
+//!
 //! The certificate covers the hosts those configurations call: each `clientConfig.url`'s host,
 //! each `clientConfig.service` as `NAME.NAMESPACE.svc` (and `.svc.cluster.local`), the Service
 //! of the manifests, `localhost` and the loopback addresses.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -21,12 +28,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::admission::error::AdmissionError;
+use crate::reconcile::guard::WriteGuard;
 
 /// The name of both webhook configurations the daemon owns.
 pub const CONFIGURATION_NAME: &str = "image-cloner";
 /// The Service of `manifests/webhooks/`, in the daemon's namespace.
 pub const SERVICE_NAME: &str = "image-cloner-webhook";
 pub const REWRITE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a replica that does not lead looks again whether it does.
+pub const LEADERSHIP_POLL: Duration = Duration::from_secs(2);
 
 /// A webhook configuration: where its webhooks' client configs are.
 trait Configuration:
@@ -161,14 +171,28 @@ async fn write<C: Configuration>(
     Ok(true)
 }
 
-/// Writes the CA into both configurations now and every [`REWRITE_INTERVAL`].
-pub fn keep_written(client: Client, ca_pem: String) -> tokio::task::JoinHandle<()> {
+/// Writes the CA into both configurations now and every [`REWRITE_INTERVAL`], while `guard`
+/// allows writes (always, without leader election).
+pub fn keep_written(
+    client: Client,
+    ca_pem: String,
+    guard: Arc<dyn WriteGuard>,
+) -> tokio::task::JoinHandle<()> {
     let bundle = ByteString(ca_pem.into_bytes());
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(REWRITE_INTERVAL);
+        let mut ticker = tokio::time::interval(LEADERSHIP_POLL);
         let mut first = true;
+        let mut written_at: Option<Instant> = None;
         loop {
             ticker.tick().await;
+            if !guard.allows() {
+                written_at = None;
+                continue;
+            }
+            if written_at.is_some_and(|at| at.elapsed() < REWRITE_INTERVAL) {
+                continue;
+            }
+            written_at = Some(Instant::now());
             for result in [
                 write::<MutatingWebhookConfiguration>(&client, &bundle).await,
                 write::<ValidatingWebhookConfiguration>(&client, &bundle).await,

@@ -51,6 +51,9 @@ pub struct Limits {
     pub lookup: Duration,
     /// Each GET of a Pod's owner.
     pub owner: Duration,
+    /// The pull gate's answer for the namespace (the pull secret put in place, or an anonymous
+    /// pull of the copy asked), once a copy is to be patched in.
+    pub pull: Duration,
     /// Waiting for the namespace cache to see a namespace created with the object.
     pub namespace_wait: Duration,
     /// The whole answer; past it, "allowed, unchanged".
@@ -63,6 +66,7 @@ impl Limits {
     pub const DEFAULT: Limits = Limits {
         lookup: Duration::from_millis(800),
         owner: Duration::from_millis(800),
+        pull: Duration::from_millis(1200),
         namespace_wait: Duration::from_millis(500),
         answer: Duration::from_millis(2500),
     };
@@ -71,7 +75,7 @@ impl Limits {
 /// Told about every review answered (metrics).
 pub trait AdmissionObserver: Send + Sync {
     /// `webhook`: `mutate` or `validate`; `outcome`: `patched`, `unchanged`, `allowed`,
-    /// `warned`, `denied`, `error` or `timeout`.
+    /// `warned`, `denied`, `standby`, `error` or `timeout`.
     fn reviewed(&self, _webhook: &'static str, _outcome: &'static str, _took: Duration) {}
 }
 
@@ -121,6 +125,7 @@ pub async fn start(
     namespace: &str,
 ) -> Result<Running, AdmissionError> {
     let client = ctx.api.client().clone();
+    let guard = Arc::clone(ctx.api.guard());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WEBHOOK_THREADS)
         .thread_name("webhooks")
@@ -156,7 +161,7 @@ pub async fn start(
     let (address, server) = server::serve(settings.address, config, admission, runtime.handle())?;
     tasks.push(server);
     if let Some(ca_pem) = ca_pem {
-        tasks.push(ca_bundle::keep_written(client, ca_pem));
+        tasks.push(ca_bundle::keep_written(client, ca_pem, guard));
     }
     Ok(Running {
         address,
@@ -241,8 +246,17 @@ impl Admission {
         }
     }
 
-    /// The answer within [`Limits::answer`]; "allowed, unchanged" on an error or past it.
+    /// The answer within [`Limits::answer`]; "allowed, unchanged" on an error or past it, and
+    /// from a replica that does not lead (with leader election, only the Lease's holder copies
+    /// and writes: a standby's answer is the one image-cloner gives when it is down).
     async fn decide<K: WorkloadKind>(&self, req: &AdmissionRequest<K>, mutating: bool) -> Answered {
+        if !self.ctx.api.guard().allows() {
+            tracing::debug!(
+                uid = req.uid,
+                "admitted unchanged: this replica does not hold the leader Lease"
+            );
+            return (AdmissionResponse::from(req), "standby");
+        }
         let work = async {
             if mutating {
                 self.mutate(req).await
@@ -287,7 +301,14 @@ impl Admission {
         let Some(a) = self.assessed(req).await? else {
             return Ok(allowed);
         };
-        let Some(planned) = mutate::mutation(&a.workload, &a.plans, &a.verified) else {
+        let Some(copy) = mutate::first_copy(&a.plans, &a.verified) else {
+            return Ok(allowed);
+        };
+        let Some(pull_secret) = self.pull_access(&a.workload, copy).await else {
+            return Ok(allowed);
+        };
+        let secret = pull_secret.as_deref();
+        let Some(planned) = mutate::mutation(&a.workload, &a.plans, &a.verified, secret) else {
             return Ok(allowed);
         };
         for c in &planned.changes {
@@ -305,6 +326,34 @@ impl Admission {
             .map_err(|e| AdmissionError::BuildPatch(e.to_string()))
     }
 
+    /// How the namespace's pods will pull `copy`, from the daemon's pull gate (which puts the
+    /// pull secret in place): `Some(secret to add, if any)` when they can, `None` when they
+    /// could not, or it was not told within [`Limits::pull`] — then the object is admitted
+    /// unchanged and the daemon decides, as it always does.
+    async fn pull_access(
+        &self,
+        w: &crate::workload::Workload,
+        copy: &str,
+    ) -> Option<Option<String>> {
+        let ctx = &self.ctx;
+        ctx.pull.in_use(
+            &w.namespace,
+            &crate::reconcile::pull::recorded(&w.annotations),
+        );
+        let asked = tokio::time::timeout(self.limits.pull, ctx.pull.access(&w.namespace, copy));
+        match asked.await {
+            Ok(access) if access.pullable() => Some(access.secret().map(str::to_owned)),
+            Ok(access) => {
+                tracing::info!(kind = %w.kind, namespace = w.namespace, name = w.name, ?access, "admitted unchanged: its pods could not pull the copy now");
+                None
+            }
+            Err(_) => {
+                tracing::info!(kind = %w.kind, namespace = w.namespace, name = w.name, limit = ?self.limits.pull, "admitted unchanged: the pull check took too long");
+                None
+            }
+        }
+    }
+
     async fn validate<K: WorkloadKind>(
         &self,
         req: &AdmissionRequest<K>,
@@ -316,7 +365,11 @@ impl Admission {
         let policy = &self.ctx.policy;
         let offenders = validate::offenders(
             &a.plans,
-            &|s| a.verified.contains_key(&s.canonical()),
+            // Unsettled: the daemon's screen could not tell whether it may copy it; not judged.
+            &|s| {
+                let c = s.canonical();
+                a.verified.contains_key(&c) || a.unsettled.contains(&c)
+            },
             &|s| {
                 let target = policy.backup.target(s, policy.naming).ok()?;
                 Some(target.tagged().to_string())

@@ -1,17 +1,39 @@
 //! The mutating webhook's rule, pure: the JSON Patch the daemon would write, applied at admission
 //! instead. The same [`patch::patch`](crate::reconcile::patch::patch) builds it from the same
 //! plans — same naming and pinning, the `image-cloner.io/original-images` annotation, a `test`
-//! op on every image it replaces — with the copies the mirror has verified. An image without
-//! a verified copy is left as it is (its copy is queued; the daemon patches it later).
+//! op on every image it replaces — with the copies the mirror has verified, and the pull secret
+//! added to `imagePullSecrets` when the namespace's pods pull the copies with one. An image
+//! without a verified copy is left as it is (its copy is queued; the daemon patches it later).
 
 use crate::admission::copies::Verified;
 use crate::reconcile::patch::{self, PatchPlan};
-use crate::reconcile::plan::ContainerPlan;
+use crate::reconcile::plan::{ContainerPlan, Decision};
 use crate::workload::Workload;
 
-/// The patch for the object under review; `None` when nothing changes.
-pub fn mutation(w: &Workload, plans: &[ContainerPlan], verified: &Verified) -> Option<PatchPlan> {
-    patch::patch(w, plans, &|s| verified.get(&s.canonical()).cloned())
+/// The patch for the object under review, with `pull_secret` added as the daemon's patch adds
+/// it; `None` when nothing changes.
+pub fn mutation(
+    w: &Workload,
+    plans: &[ContainerPlan],
+    verified: &Verified,
+    pull_secret: Option<&str>,
+) -> Option<PatchPlan> {
+    patch::patch_pulling(
+        w,
+        plans,
+        &|s| verified.get(&s.canonical()).cloned(),
+        pull_secret,
+    )
+}
+
+/// The first copy the patch would point at: what the pull gate is asked about, as the
+/// daemon asks it before a namespace's patch. `None` when nothing would be patched.
+pub fn first_copy<'a>(plans: &[ContainerPlan], verified: &'a Verified) -> Option<&'a str> {
+    plans
+        .iter()
+        .filter(|p| p.decision == Decision::Clone)
+        .find_map(|p| verified.get(&p.source.as_ref()?.canonical()))
+        .map(String::as_str)
 }
 
 #[cfg(test)]
@@ -62,7 +84,7 @@ mod tests {
     fn admitted(kind: Kind, object: &Value, plans: &[ContainerPlan]) -> Value {
         let d = decode(kind, object, "shop", false).expect("decodes");
         let mut out = object.clone();
-        if let Some(p) = mutation(&d.workload, plans, &verified()) {
+        if let Some(p) = mutation(&d.workload, plans, &verified(), None) {
             json_patch::patch(&mut out, &p.operations().expect("a patch")).expect("applies");
         }
         out
@@ -97,8 +119,45 @@ mod tests {
             let obj = deployment(annotations);
             let d = decode(Kind::Deployment, &obj, "shop", false).expect("decodes");
             let plans = decide(&d.workload, &policy());
-            assert!(mutation(&d.workload, &plans, &verified()).is_none());
+            assert!(first_copy(&plans, &verified()).is_none());
+            assert!(mutation(&d.workload, &plans, &verified(), None).is_none());
         }
+    }
+
+    /// The namespace's pods pull the copies with the provisioned Secret: the same patch adds it
+    /// to `imagePullSecrets` and records it, as the daemon's does, so `restore` takes it out.
+    #[test]
+    fn the_pull_secret_goes_in_with_the_copy() {
+        let obj = deployment(json!({}));
+        let d = decode(Kind::Deployment, &obj, "shop", false).expect("decodes");
+        let plans = decide(&d.workload, &policy());
+        assert_eq!(first_copy(&plans, &verified()), Some(COPY));
+        let p = mutation(&d.workload, &plans, &verified(), Some("image-cloner-pull"))
+            .expect("a mutation");
+        let mut out = obj.clone();
+        json_patch::patch(&mut out, &p.operations().expect("a patch")).expect("applies");
+        let spec = &out["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"][0]["image"], COPY);
+        assert_eq!(
+            spec["imagePullSecrets"],
+            json!([{"name": "image-cloner-pull"}])
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["image-cloner.io/pull-secret"],
+            "image-cloner-pull"
+        );
+    }
+
+    /// A source the screen found private is neither rewritten nor asked about.
+    #[test]
+    fn a_private_source_is_admitted_unchanged() {
+        let obj = deployment(json!({}));
+        let d = decode(Kind::Deployment, &obj, "shop", false).expect("decodes");
+        let mut plans = decide(&d.workload, &policy());
+        let nginx = ImageRef::parse("nginx:1.27").expect("valid").canonical();
+        crate::reconcile::plan::mark_private(&mut plans, &BTreeSet::from([nginx]));
+        assert!(first_copy(&plans, &verified()).is_none());
+        assert!(mutation(&d.workload, &plans, &verified(), None).is_none());
     }
 
     fn pod(owner: Option<(&str, &str)>) -> Value {

@@ -1,16 +1,17 @@
 //! The object under review, as the daemon would plan it: its kind, planning's view of it (the
 //! namespace from the request: a 1.20 server leaves `metadata.namespace` out on CREATE), the
-//! namespace's opt-out, for a Pod its owners, and the verified copies of what it runs. Shared
-//! by both webhooks, so that they judge exactly what the daemon would patch.
+//! namespace's opt-out, for a Pod its owners, the daemon's privacy screen, and the verified
+//! copies of what it runs. Shared by both webhooks, so that they judge exactly what the daemon
+//! would patch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
 
 use crate::admission::Admission;
-use crate::admission::copies::{self, Verified};
+use crate::admission::copies::{self, Privacy, Verified};
 use crate::admission::error::AdmissionError;
 use crate::admission::owners::{self, Owners, PodPlans};
 use crate::reconcile::plan::{self, ContainerPlan, Decision, Policy};
@@ -23,7 +24,10 @@ pub struct Assessment {
     pub plans: Vec<ContainerPlan>,
     /// On UPDATE: the old object's images, container name → image.
     pub old_images: Option<BTreeMap<String, String>>,
+    /// Copies verified, of sources the screen let through.
     pub verified: Verified,
+    /// Sources whose privacy could not be told in time: not judged (canonical references).
+    pub unsettled: BTreeSet<String>,
 }
 
 /// Why a review is answered "allowed, unchanged" without planning.
@@ -146,7 +150,7 @@ pub async fn assess<K: WorkloadKind>(
         return Ok(Err(Skip::NamespaceUnknown));
     };
     let decoded = decoded(object, &namespace, ns_opted_out);
-    let plans = if K::KIND == Kind::Pod {
+    let mut plans = if K::KIND == Kind::Pod {
         let owners = owners::chain(ctx, &namespace, &decoded.meta, adm.limits.owner).await?;
         let PodPlans {
             plans,
@@ -171,16 +175,44 @@ pub async fn assess<K: WorkloadKind>(
         _ => None,
     };
     let sources = plan::to_mirror(&plans);
-    let verified = copies::verified(&ctx.mirror, &sources, adm.limits.lookup).await;
+    let (verified, privacy) = tokio::join!(
+        copies::verified(&ctx.mirror, &sources, adm.limits.lookup),
+        copies::screened(&ctx.mirror, &ctx.policy, &plans, adm.limits.lookup),
+    );
+    let (verified, to_queue) = settle(&mut plans, verified, &privacy);
     if !req.dry_run {
-        copies::queue(&ctx.mirror, &sources, &adm.copies);
+        copies::queue(&ctx.mirror, &to_queue, &adm.copies);
     }
     Ok(Ok(Assessment {
         workload: decoded.workload,
         plans,
         old_images,
         verified,
+        unsettled: privacy.unsettled,
     }))
+}
+
+/// Applies the privacy screen as the daemon does: private sources become `private-source`
+/// (neither copied nor patched); unsettled ones lose their verified copy (not rewritten).
+/// Returns the verified copies left and the sources to queue: neither private, unsettled, nor
+/// verified. Pure.
+pub fn settle(
+    plans: &mut [ContainerPlan],
+    mut verified: Verified,
+    privacy: &Privacy,
+) -> (Verified, Vec<crate::image::reference::ImageRef>) {
+    plan::mark_private(plans, &privacy.private);
+    let to_mirror = plan::to_mirror(plans);
+    let copied: BTreeSet<String> = to_mirror.iter().map(|s| s.canonical()).collect();
+    verified.retain(|source, _| copied.contains(source) && !privacy.unsettled.contains(source));
+    let to_queue = to_mirror
+        .into_iter()
+        .filter(|s| {
+            let c = s.canonical();
+            !privacy.unsettled.contains(&c) && !verified.contains_key(&c)
+        })
+        .collect();
+    (verified, to_queue)
 }
 
 /// A Job's pod template is immutable once the Job exists, not while it is created: at CREATE
@@ -282,6 +314,62 @@ mod tests {
         let mut plans = plan::decide(&d.workload, &policy);
         at_creation(&mut plans, &d.workload, &policy);
         assert!(matches!(plans[0].decision, Decision::GitOpsManaged { .. }));
+    }
+
+    /// The daemon's privacy screen, applied to what the webhooks judge: a private source is
+    /// neither rewritten nor queued; one whose privacy is not known in time is not judged at
+    /// all; the rest is rewritten when verified and queued when not.
+    #[test]
+    fn private_and_unsettled_sources_are_neither_rewritten_nor_queued() {
+        let policy = Policy {
+            backup: crate::image::naming::BackupRegistry::parse("b.example/m").expect("valid"),
+            naming: crate::image::naming::Naming::Flat,
+            ignored_namespaces: Default::default(),
+            only_namespaces: Default::default(),
+            patch_gitops_managed: false,
+            sources: Default::default(),
+        };
+        let images = [
+            "nginx:1.27",
+            "redis:7.4",
+            "private.example/app:1",
+            "slow.example/app:1",
+        ];
+        let containers: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        let obj = json!({"metadata": {"name": "web"},
+                         "spec": {"template": {"spec": {"containers": containers}}}});
+        let d = decode(Kind::Deployment, &obj, "shop", false).expect("decodes");
+        let mut plans = plan::decide(&d.workload, &policy);
+        let canonical = |i: &str| {
+            crate::image::reference::ImageRef::parse(i)
+                .expect("valid")
+                .canonical()
+        };
+        let verified: Verified = images
+            .iter()
+            .filter(|i| **i != "redis:7.4")
+            .map(|i| (canonical(i), format!("b.example/m/copy-of-{i}")))
+            .collect();
+        let privacy = Privacy {
+            private: BTreeSet::from([canonical("private.example/app:1")]),
+            unsettled: BTreeSet::from([canonical("slow.example/app:1")]),
+        };
+        let (verified, queued) = settle(&mut plans, verified, &privacy);
+        let mut rewritten: Vec<&String> = verified.keys().collect();
+        rewritten.sort();
+        assert_eq!(rewritten, [&canonical("nginx:1.27")]);
+        let queued: Vec<String> = queued.iter().map(|s| s.canonical()).collect();
+        assert_eq!(queued, [canonical("redis:7.4")]);
+        assert_eq!(plans[2].decision, Decision::PrivateSource);
+        assert_eq!(
+            plans[3].decision,
+            Decision::Clone,
+            "unsettled: left to the daemon"
+        );
     }
 
     #[test]
