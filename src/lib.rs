@@ -5,6 +5,7 @@
 //! `leadership` and `admission`, then `ops` and `pullsecret`, then `commands`.
 
 pub mod admission;
+pub mod audit;
 pub mod cluster;
 pub mod commands;
 pub mod image;

@@ -226,6 +226,9 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
         ("list", "jobs.batch"),
         ("watch", "jobs.batch"),
         ("list", "namespaces"),
+        // The rollout guard's watch of Pending Pods.
+        ("list", "pods"),
+        ("watch", "pods"),
         ("create", "events.events.k8s.io"),
         ("patch", "events.events.k8s.io"),
     ] {
@@ -287,6 +290,8 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
         ("patch", "jobs.batch", None),
         ("patch", "pods", None),
         ("create", "pods", None),
+        ("get", "pods", None),
+        ("delete", "pods", None),
         ("patch", "namespaces", None),
         ("delete", "events.events.k8s.io", None),
         (

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,9 +25,10 @@ use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
+use crate::audit::{Cached, LastWord, WorkloadKey};
 use crate::cluster::list::PAGE_SIZE;
 use crate::reconcile::{Context, ReconcileError, reconcile};
-use crate::workload::{self, Kind, KindVisitor, WorkloadKind, dispatch};
+use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
 
 /// First retry after a transient failure; doubled each time up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -60,23 +62,34 @@ fn jitter() -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
+/// Walks one kind's cache, giving planning's view of each workload to the callback.
+type CacheWalk = Arc<dyn Fn(&mut dyn FnMut(Workload)) + Send + Sync>;
+
 /// What every controller shares: the reconcile context, per-object failure counts, the
 /// announcements of namespaces that stopped opting out, and the call to reconcile every cached
-/// workload (this replica became the leader).
+/// workload (this replica became the leader); and, for the audit and the coverage report
+/// ([`Cached`]), each kind's cache and why each workload's last reconcile failed.
 pub struct Daemon {
     pub ctx: Arc<Context>,
     failures: Mutex<HashMap<String, u32>>,
     opted_in: broadcast::Sender<String>,
     everything: broadcast::Sender<()>,
+    caches: Mutex<Vec<CacheWalk>>,
+    last_words: Mutex<HashMap<String, LastWord>>,
+    /// Reconciles ended so far ([`Cached::changes`]).
+    outcomes: AtomicU64,
 }
 
 fn key<K: WorkloadKind>(obj: &K) -> String {
-    format!(
-        "{}/{}/{}",
+    key_of(
         K::KIND,
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
     )
+}
+
+fn key_of(kind: Kind, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
 }
 
 impl Daemon {
@@ -87,6 +100,9 @@ impl Daemon {
             failures: Mutex::default(),
             opted_in,
             everything: broadcast::channel(4).0,
+            caches: Mutex::default(),
+            last_words: Mutex::default(),
+            outcomes: AtomicU64::new(0),
         })
     }
 
@@ -97,6 +113,61 @@ impl Daemon {
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn last_words(&self) -> std::sync::MutexGuard<'_, HashMap<String, LastWord>> {
+        self.last_words
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes one kind's cache readable by [`Cached::for_each_workload`].
+    fn expose<K: WorkloadKind>(&self, store: Store<K>) {
+        let walk: CacheWalk = Arc::new(move |f: &mut dyn FnMut(Workload)| {
+            for obj in store.state() {
+                if !obj.left_to_owner() {
+                    f(workload::view(obj.as_ref(), false));
+                }
+            }
+        });
+        self.caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(walk);
+    }
+
+    /// Remembers how a workload's reconcile ended, for the coverage report: its error, or what
+    /// held it back from its copies, or nothing.
+    fn record_outcome<K: WorkloadKind>(&self, obj: &K, word: Option<LastWord>) {
+        self.outcomes.fetch_add(1, Ordering::Relaxed);
+        let mut words = self.last_words();
+        match word {
+            None => words.remove(&key(obj)),
+            Some(w) => words.insert(key(obj), w),
+        };
+    }
+}
+
+impl Cached for Daemon {
+    fn for_each_workload(&self, f: &mut dyn FnMut(Workload)) {
+        let caches: Vec<CacheWalk> = self
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for walk in caches {
+            walk(f);
+        }
+    }
+
+    fn last_word(&self, w: &WorkloadKey) -> Option<LastWord> {
+        self.last_words()
+            .get(&key_of(w.kind, &w.namespace, &w.name))
+            .cloned()
+    }
+
+    fn changes(&self) -> u64 {
+        self.outcomes.load(Ordering::Relaxed)
     }
 }
 
@@ -114,8 +185,11 @@ async fn reconcile_action<K: WorkloadKind>(
     // it is allocated at the first poll and — for a converged workload, which finishes at
     // once — freed right after.
     let result = Box::pin(reconcile(obj.as_ref(), &daemon.ctx)).await;
-    if result.is_ok() {
+    if let Ok(done) = &result {
         daemon.failures().remove(&key(obj.as_ref()));
+        let held = done.held_back.as_ref();
+        let word = held.map(|(reason, note)| LastWord::new(reason, note.as_str()));
+        daemon.record_outcome(obj.as_ref(), word);
         daemon.ctx.observer.reconciled();
     }
     // A workload held back (its pods could not pull the copies) is looked at again later.
@@ -136,6 +210,8 @@ fn error_policy<K: WorkloadKind>(
         return Action::await_change();
     }
     daemon.ctx.observer.reconcile_failed(error.reason());
+    let word = LastWord::new(error.reason(), error.to_string());
+    daemon.record_outcome(obj.as_ref(), Some(word));
     if !error.is_transient() {
         tracing::warn!(error = %error, retry_in = ?PERMANENT_RETRY, "needs attention; retrying slowly");
         return Action::requeue(PERMANENT_RETRY);
@@ -202,6 +278,7 @@ async fn control<K: WorkloadKind>(
 ) {
     let api = Api::<K>::all(daemon.ctx.api.client().clone());
     let (reader, writer) = reflector::store();
+    daemon.expose(reader.clone());
     let config = watcher::Config::default().page_size(PAGE_SIZE);
     // The initial list is complete at the first InitDone. (Not `Store::wait_until_ready`:
     // its one-shot channel wakes only the last task that polled it — the controller's own

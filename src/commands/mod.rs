@@ -7,6 +7,7 @@ pub mod plan;
 pub mod restore;
 pub mod run;
 pub mod session;
+pub mod status;
 
 pub use error::CommandError;
 
@@ -43,5 +44,6 @@ pub async fn execute(command: Command, settings: &Settings) -> Result<bool, Comm
             };
             restore::run(settings, &filter).await
         }
+        Command::Status { output } => status::run(settings, output).await,
     }
 }

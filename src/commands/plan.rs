@@ -10,15 +10,14 @@
 //! without credentials); if not, the containers `run` would patch are shown as
 //! `backup not pullable` (copied, not patched).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use kube::Client;
 use serde::{Serialize, Serializer};
 
-use crate::cluster::{client, list};
+use crate::audit::check::{self, Liveness};
+use crate::cluster::client;
 use crate::commands::error::CommandError;
 use crate::commands::session::{self, Session};
 use crate::image::reference::ImageRef;
@@ -28,7 +27,7 @@ use crate::registry::client::Visibility;
 use crate::registry::mirror::Mirror;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
-use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
+use crate::workload::{Kind, Workload};
 
 mod pull;
 pub use pull::{apply_pull, pull_access, pull_line};
@@ -51,7 +50,9 @@ pub struct PlanRow {
     pub patch: bool,
     /// Why, when there is more to say (the GitOps tool, the parse error).
     pub detail: Option<String>,
-    /// With `--check-backup`: the pinned backup reference when the copy already exists.
+    /// With `--check-backup`: the pinned backup reference when the copy already exists; for a
+    /// container already running a backup copy, `yes` when that copy is still there, else
+    /// `no: ` and what is wrong.
     pub in_backup: Option<String>,
 }
 
@@ -136,15 +137,30 @@ pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Polic
     }
 }
 
-/// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made).
+/// Fills `in_backup` for the rows that copy, asking the backup registry (no copy is made);
+/// and for the rows already running a backup copy, whether that copy is still there (what the
+/// daemon's audit asks, once per distinct reference).
 pub async fn check_backup(rows: &mut [PlanRow], mirror: &Mirror) {
+    let mut audited: HashMap<String, Liveness> = HashMap::new();
     for row in rows.iter_mut() {
-        if row.backup.is_none() || row.decision == Decision::AlreadyInBackup {
-            continue;
-        }
         let Ok(source) = ImageRef::parse(&row.image) else {
             continue;
         };
+        if row.decision == Decision::AlreadyInBackup {
+            let found = match audited.get(&row.image) {
+                Some(l) => l.clone(),
+                None => check::liveness(mirror, &source).await,
+            };
+            row.in_backup = Some(match &found {
+                Liveness::Alive => "yes".to_owned(),
+                other => format!("no: {other}"),
+            });
+            audited.insert(row.image.clone(), found);
+            continue;
+        }
+        if row.backup.is_none() {
+            continue;
+        }
         row.in_backup = match mirror.lookup(&source).await {
             Ok(Some(found)) => Some(found),
             Ok(None) => Some("no".to_owned()),
@@ -229,48 +245,14 @@ pub fn render_table(rows: &[PlanRow], checked: bool) -> String {
     out
 }
 
-/// Lists one kind and appends its rows.
-struct ListRows<'a> {
-    client: &'a Client,
-    policy: &'a Policy,
-    opted_out: &'a BTreeSet<String>,
-    rows: &'a mut Vec<PlanRow>,
-}
-
-impl<'a> KindVisitor for ListRows<'a> {
-    type Output = BoxFuture<'a, Result<(), CommandError>>;
-    fn visit<K: WorkloadKind>(self) -> Self::Output {
-        Box::pin(async move {
-            let objects = list::list::<K>(self.client, None, None)
-                .await
-                .map_err(CommandError::list(format!("{}s", K::KIND)))?;
-            for obj in objects.iter().filter(|o| !o.left_to_owner()) {
-                let ns = kube::ResourceExt::namespace(obj).unwrap_or_default();
-                let w = workload::view(obj, self.opted_out.contains(&ns));
-                self.rows.extend(rows(&w, self.policy));
-            }
-            Ok(())
-        })
-    }
-}
-
 /// `plan`: the rows of every workload, sorted by namespace, kind, name, container, printed.
 pub async fn run(settings: &Settings, output: Output, check: bool) -> Result<bool, CommandError> {
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
-    let opted_out = list::opted_out_namespaces(&session.client)
-        .await
-        .map_err(CommandError::list("namespaces"))?;
     let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
     let policy = session::policy(settings, own);
-    let mut rows = Vec::new();
-    for kind in &session.kinds {
-        let visitor = ListRows {
-            client: &session.client,
-            policy: &policy,
-            opted_out: &opted_out,
-            rows: &mut rows,
-        };
-        dispatch(*kind, visitor).await?;
+    let mut rows: Vec<PlanRow> = Vec::new();
+    for w in session.workload_views().await? {
+        rows.extend(self::rows(&w, &policy));
     }
     rows.sort_by(|a, b| {
         (&a.namespace, &a.kind, &a.name, &a.container).cmp(&(

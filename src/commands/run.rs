@@ -3,8 +3,9 @@
 //! The daemon's start-up order is what keeps its promises from the first reconcile: connect,
 //! serve health, start the namespace watch (no workload is planned until its opt-out is
 //! known), say how pods will pull the copies and keep the pull secrets current, the admission
-//! webhooks when on (they need the mirror and the namespace cache), then the controllers. It
-//! tells systemd READY once every kind's initial list is cached, pings its watchdog from the
+//! webhooks when on (they need the mirror and the namespace cache), then the controllers, with
+//! the audit and the rollout guard beside them (the audit waits for the controllers' caches).
+//! It tells systemd READY once every kind's initial list is cached, pings its watchdog from the
 //! loop, and on SIGTERM/SIGINT stops taking work and lets running reconciles finish within the
 //! grace period. With leader election on, it joins the election before the controllers start
 //! (they reconcile nothing until it leads) and releases the Lease once they have stopped.
@@ -16,6 +17,8 @@ use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::admission;
+use crate::audit::guard::Guard;
+use crate::audit::{AuditObserver, Auditor, Cached};
 use crate::cluster::controller::{self, Daemon};
 use crate::cluster::list;
 use crate::cluster::namespaces;
@@ -115,13 +118,17 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     }
 }
 
-/// Called as each kind's initial list is cached: READY once all are.
-fn on_synced(health: Arc<Health>) -> Arc<dyn Fn(Kind) + Send + Sync> {
+/// Called as each kind's initial list is cached: READY once all are (and `all_synced` set).
+fn on_synced(
+    health: Arc<Health>,
+    all_synced: watch::Sender<bool>,
+) -> Arc<dyn Fn(Kind) + Send + Sync> {
     Arc::new(move |kind: Kind| {
         tracing::info!(%kind, "initial list synced");
         if health.synced(kind) {
             tracing::info!("ready: every initial list is cached");
             notify(sd_notify::NotifyState::Ready);
+            let _ = all_synced.send(true);
         }
     })
 }
@@ -148,6 +155,31 @@ async fn probe_cluster(client: kube::Client, health: Arc<Health>) {
             };
         health.cluster_probed(outcome);
     }
+}
+
+/// The audit of the backup copies in use (once the caches are filled, then every
+/// `audit_interval`) and the rollout guard, in tasks of their own; aborted on return.
+fn start_protection(
+    settings: &Settings,
+    daemon: &Arc<Daemon>,
+    metrics: &Arc<Metrics>,
+    synced: watch::Receiver<bool>,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let auditor = Auditor::new(
+        Arc::clone(&daemon.ctx),
+        Arc::clone(daemon) as Arc<dyn Cached>,
+        Arc::clone(metrics) as Arc<dyn AuditObserver>,
+        settings.on_backup_missing,
+    );
+    let guard = Guard::new(
+        Arc::clone(&daemon.ctx),
+        settings.rollout_guard_after,
+        Arc::clone(metrics) as Arc<dyn AuditObserver>,
+    );
+    [
+        tokio::spawn(auditor.run(settings.audit_interval, synced)),
+        tokio::spawn(guard.run()),
+    ]
 }
 
 /// The daemon, until SIGTERM/SIGINT.
@@ -185,6 +217,8 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let webhooks = start_webhooks(settings, &ctx, &metrics).await?;
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
     let leadership = elect(&session, settings, validity, &metrics, &daemon).await?;
+    let (synced_tx, synced_rx) = watch::channel(false);
+    let protection = start_protection(settings, &daemon, &metrics, synced_rx);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -196,9 +230,10 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         daemon,
         &session.kinds,
         shutdown,
-        on_synced(Arc::clone(&health)),
+        on_synced(Arc::clone(&health), synced_tx),
     );
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
+    protection.iter().for_each(tokio::task::JoinHandle::abort);
     if let Some(leadership) = leadership {
         leadership.step_down().await;
     }

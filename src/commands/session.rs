@@ -19,7 +19,11 @@ use crate::reconcile::plan::Policy;
 use crate::reconcile::pull::PullGate;
 use crate::registry::mirror::{CopyObserver, Mirror};
 use crate::settings::Settings;
-use crate::workload::Kind;
+use futures::future::BoxFuture;
+
+use crate::cluster::list;
+use crate::commands::error::CommandError;
+use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
 
 /// A connection to the cluster and the kinds it serves among those asked for.
 pub struct Session {
@@ -67,6 +71,24 @@ impl Session {
             kinds: served,
             identity,
         })
+    }
+
+    /// Planning's view of every workload of the served kinds (those left to their owner
+    /// excepted), each namespace's opt-out applied: what `plan` and `status` read.
+    pub async fn workload_views(&self) -> Result<Vec<Workload>, CommandError> {
+        let opted_out = list::opted_out_namespaces(&self.client)
+            .await
+            .map_err(CommandError::list("namespaces"))?;
+        let mut views = Vec::new();
+        for kind in &self.kinds {
+            let visitor = ListViews {
+                client: &self.client,
+                opted_out: &opted_out,
+                views: &mut views,
+            };
+            dispatch(*kind, visitor).await?;
+        }
+        Ok(views)
     }
 
     /// The pull gate (pull secrets and the anonymous pull check), reporting to `metrics`.
@@ -164,6 +186,30 @@ pub fn pull_options(settings: &Settings) -> PullOptions {
         check: settings.pull_check,
         docker_config: settings.docker_config.as_ref().map(|c| c.path.clone()),
         backup: settings.backup_registry.clone(),
+    }
+}
+
+/// Lists one kind and appends planning's views of its workloads.
+struct ListViews<'a> {
+    client: &'a Client,
+    opted_out: &'a BTreeSet<String>,
+    views: &'a mut Vec<Workload>,
+}
+
+impl<'a> KindVisitor for ListViews<'a> {
+    type Output = BoxFuture<'a, Result<(), CommandError>>;
+    fn visit<K: WorkloadKind>(self) -> Self::Output {
+        Box::pin(async move {
+            let objects = list::list::<K>(self.client, None, None)
+                .await
+                .map_err(CommandError::list(format!("{}s", K::KIND)))?;
+            for obj in objects.iter().filter(|o| !o.left_to_owner()) {
+                let ns = kube::ResourceExt::namespace(obj).unwrap_or_default();
+                self.views
+                    .push(workload::view(obj, self.opted_out.contains(&ns)));
+            }
+            Ok(())
+        })
     }
 }
 

@@ -15,6 +15,7 @@ mod admission;
 
 use self::admission::AdmissionMetrics;
 use crate::leadership::LeadershipObserver;
+use crate::ops::audit_metrics::AuditMetrics;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
 use crate::reconcile::context::ReconcileObserver;
 use crate::registry::mirror::CopyObserver;
@@ -66,6 +67,8 @@ pub struct Metrics {
     pub pull_secret_writes: Family<ResultLabel, Counter>,
     pub source_throttled: Family<RegistryLabel, Counter>,
     pub leader: Gauge,
+    /// The audit's, the rollout guard's and the coverage report's.
+    pub audit: AuditMetrics,
     pub admission: AdmissionMetrics,
 }
 
@@ -75,109 +78,119 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` as `name` and gives it back: the registry holds a clone, and the clones
+/// share their values.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Wall time of skopeo copies: 0.1 s to ~27 min, a small image on loopback to a large one
+/// across the internet.
+fn copy_duration(registry: &mut Registry) -> Histogram {
+    let histogram = Histogram::new(exponential_buckets(0.1, 2.0, 15));
+    registry.register_with_unit(
+        "copy_duration",
+        "Wall time of skopeo copies",
+        prometheus_client::registry::Unit::Seconds,
+        histogram.clone(),
+    );
+    histogram
+}
+
+fn api_request_duration(registry: &mut Registry) -> Family<VerbLabel, Histogram> {
+    let family = Family::<VerbLabel, Histogram>::new_with_constructor(
+        api_latency_histogram as fn() -> Histogram,
+    );
+    registry.register_with_unit(
+        "api_request_duration",
+        "Latency of the Kubernetes API calls made by reconciles, by verb",
+        prometheus_client::registry::Unit::Seconds,
+        family.clone(),
+    );
+    family
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("image_cloner");
-        let copies = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "copies",
-            "skopeo copies finished, by result (succeeded, failed)",
-            copies.clone(),
-        );
-        // 0.1 s to ~27 min: a small image on loopback to a large one across the internet.
-        let copy_duration = Histogram::new(exponential_buckets(0.1, 2.0, 15));
-        registry.register_with_unit(
-            "copy_duration",
-            "Wall time of skopeo copies",
-            prometheus_client::registry::Unit::Seconds,
-            copy_duration.clone(),
-        );
-        let copies_in_flight = Gauge::default();
-        registry.register(
-            "copies_in_flight",
-            "skopeo copies running now",
-            copies_in_flight.clone(),
-        );
-        let images_mirrored = Counter::default();
-        registry.register(
-            "images_mirrored",
-            "Images copied into the backup registry and verified",
-            images_mirrored.clone(),
-        );
-        let workloads_patched = Counter::default();
-        registry.register(
-            "workloads_patched",
-            "Workloads patched to their backup images",
-            workloads_patched.clone(),
-        );
-        let reconcile_errors = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciles, by reason",
-            reconcile_errors.clone(),
-        );
-        let last_successful_reconcile = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "last_successful_reconcile_timestamp_seconds",
-            "Unix time of the last reconcile that succeeded",
-            last_successful_reconcile.clone(),
-        );
-        let api_requests = Family::<ApiCallLabels, Counter>::default();
-        registry.register(
-            "api_requests",
-            "Calls to the Kubernetes API made by reconciles, by verb and outcome (success, error, timeout)",
-            api_requests.clone(),
-        );
-        let api_request_duration = Family::<VerbLabel, Histogram>::new_with_constructor(
-            api_latency_histogram as fn() -> Histogram,
-        );
-        registry.register_with_unit(
-            "api_request_duration",
-            "Latency of the Kubernetes API calls made by reconciles, by verb",
-            prometheus_client::registry::Unit::Seconds,
-            api_request_duration.clone(),
-        );
-        let not_pullable = Counter::default();
-        registry.register(
-            "not_pullable",
-            "Reconciles that left a workload copied but not patched because its pods could not pull the copies from the backup registry (Event BackupNotPullable)",
-            not_pullable.clone(),
-        );
-        let pull_secret_writes = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "pull_secret_writes",
-            "Pull secrets written into namespaces, by result (created, updated)",
-            pull_secret_writes.clone(),
-        );
-        let source_throttled = Family::<RegistryLabel, Counter>::default();
-        registry.register(
-            "source_throttled",
-            "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
-            source_throttled.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
-            leader.clone(),
-        );
-        let admission = AdmissionMetrics::register(&mut registry);
         Metrics {
-            admission,
-            leader,
+            copies: registered(
+                &mut registry,
+                "copies",
+                "skopeo copies finished, by result (succeeded, failed)",
+                Family::<ResultLabel, Counter>::default(),
+            ),
+            copies_in_flight: registered(
+                &mut registry,
+                "copies_in_flight",
+                "skopeo copies running now",
+                Gauge::default(),
+            ),
+            images_mirrored: registered(
+                &mut registry,
+                "images_mirrored",
+                "Images copied into the backup registry and verified",
+                Counter::default(),
+            ),
+            workloads_patched: registered(
+                &mut registry,
+                "workloads_patched",
+                "Workloads patched to their backup images",
+                Counter::default(),
+            ),
+            reconcile_errors: registered(
+                &mut registry,
+                "reconcile_errors",
+                "Failed reconciles, by reason",
+                Family::<ReasonLabel, Counter>::default(),
+            ),
+            last_successful_reconcile: registered(
+                &mut registry,
+                "last_successful_reconcile_timestamp_seconds",
+                "Unix time of the last reconcile that succeeded",
+                Gauge::<f64, AtomicU64>::default(),
+            ),
+            api_requests: registered(
+                &mut registry,
+                "api_requests",
+                "Calls to the Kubernetes API made by reconciles, by verb and outcome (success, error, timeout)",
+                Family::<ApiCallLabels, Counter>::default(),
+            ),
+            not_pullable: registered(
+                &mut registry,
+                "not_pullable",
+                "Reconciles that left a workload copied but not patched because its pods could not pull the copies from the backup registry (Event BackupNotPullable)",
+                Counter::default(),
+            ),
+            pull_secret_writes: registered(
+                &mut registry,
+                "pull_secret_writes",
+                "Pull secrets written into namespaces, by result (created, updated)",
+                Family::<ResultLabel, Counter>::default(),
+            ),
+            source_throttled: registered(
+                &mut registry,
+                "source_throttled",
+                "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
+                Family::<RegistryLabel, Counter>::default(),
+            ),
+            leader: registered(
+                &mut registry,
+                "leader",
+                "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
+                Gauge::default(),
+            ),
+            copy_duration: copy_duration(&mut registry),
+            api_request_duration: api_request_duration(&mut registry),
+            audit: AuditMetrics::register(&mut registry),
+            admission: AdmissionMetrics::register(&mut registry),
             registry,
-            not_pullable,
-            pull_secret_writes,
-            source_throttled,
-            api_requests,
-            api_request_duration,
-            copies,
-            copy_duration,
-            copies_in_flight,
-            images_mirrored,
-            workloads_patched,
-            reconcile_errors,
-            last_successful_reconcile,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The operator's surface: health, metrics, logging.
 
+pub mod audit_metrics;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -76,6 +76,8 @@ pub struct Reconciled {
     pub invalid: usize,
     /// Look at the workload again after this long even if it does not change.
     pub requeue: Option<Duration>,
+    /// Not on its copies by decision: an Event reason and its note ([`report::held_back`]).
+    pub held_back: Option<(&'static str, String)>,
 }
 
 /// The outcome of step 2: verified copies, and the images that could not be mirrored.
@@ -288,6 +290,7 @@ async fn report_unpatched<K: WorkloadKind>(
     }
     result.invalid = unpatched.invalid;
     result.cloned_only = unpatched.cloned_only;
+    result.held_back = report::held_back(plans);
 }
 
 async fn publish<K: WorkloadKind>(ctx: &Context, obj: &K, notice: Notice) {

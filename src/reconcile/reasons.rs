@@ -24,3 +24,9 @@ pub const PULL_BUDGET_RESERVE: &str = "PullBudgetReserve";
 pub const ACTION_PATCH: &str = "Patch";
 /// The Event action of everything about copying.
 pub const ACTION_CLONE: &str = "Clone";
+
+/// The audit found a backup copy a workload runs gone, and could not copy it again.
+pub const BACKUP_MISSING: &str = "BackupMissing";
+/// A patched workload's new Pods could not pull its backup images: the rollout guard put the
+/// originals back.
+pub const BACKUP_PULL_FAILED: &str = "BackupPullFailed";

@@ -142,6 +142,23 @@ pub const ONCE_PER_EPISODE: &[&str] = &[
 /// Of this reconcile's `notices`, those to publish, given the once-per-episode reasons
 /// already published for the workload; and the once-per-episode reasons met now (what to
 /// remember for the next reconcile).
+/// What holds the workload back from its copies by decision rather than by failure — a private
+/// source, copies the nodes could not pull — as an Event reason and a note: the first such
+/// container's, for the coverage report.
+pub fn held_back(plans: &[ContainerPlan]) -> Option<(&'static str, String)> {
+    plans.iter().find_map(|p| match &p.decision {
+        Decision::PrivateSource => Some((
+            reasons::PRIVATE_SOURCE,
+            format!(
+                "{}: served only with credentials, and copy_private_sources does not allow its registry",
+                p.container.image
+            ),
+        )),
+        Decision::BackupNotPullable { why } => Some((reasons::BACKUP_NOT_PULLABLE, why.clone())),
+        _ => None,
+    })
+}
+
 pub fn once_per_episode(
     notices: Vec<Notice>,
     published: &BTreeSet<&'static str>,

@@ -76,6 +76,14 @@ pub enum Command {
         #[arg(long)]
         allow_unmatched: bool,
     },
+    /// If the public registries disappeared now, which workloads could not start, and why:
+    /// counts and a table by state (protected, not yet copied, copy failing, backup copy
+    /// missing, ...). Asks the backup registry about every copy in use; writes nothing.
+    Status {
+        /// A table for people, or JSON for scripts.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 impl Command {
@@ -90,6 +98,7 @@ impl Command {
             } => Task::PlanCheckBackup,
             Command::Plan { .. } => Task::Plan,
             Command::Restore { .. } => Task::Restore,
+            Command::Status { .. } => Task::Status,
         }
     }
 }
@@ -111,6 +120,7 @@ fn offered_by(subcommand: &str) -> Task {
         "copy" => Task::Copy,
         "plan" => Task::PlanCheckBackup,
         "restore" => Task::Restore,
+        "status" => Task::Status,
         _ => Task::CheckConfig,
     }
 }

@@ -80,6 +80,9 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| "(the daemon's own: not known here)".to_owned()),
             "lease_duration" => duration(self.lease_duration),
+            "audit_interval" => duration(self.audit_interval),
+            "on_backup_missing" => self.on_backup_missing.to_string(),
+            "rollout_guard_after" => duration(self.rollout_guard_after),
             "mutating_webhook" => if self.webhooks.mutating { "on" } else { "off" }.to_owned(),
             "validating_webhook" => self.webhooks.validating.to_string(),
             "webhook_address" => self.webhooks.address.to_string(),

@@ -48,6 +48,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the audit does to a workload whose backup copy is gone and cannot be copied again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBackupMissing {
+    /// A Warning Event and a metric; the workload is left as it is.
+    #[default]
+    Report,
+    /// Also put the workload back on its original images, when they still exist.
+    Restore,
+}
+
+impl std::fmt::Display for OnBackupMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnBackupMissing::Report => "report",
+            OnBackupMissing::Restore => "restore",
+        })
+    }
+}
+
 /// The daemon's effective configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -104,6 +123,12 @@ pub struct Settings {
     /// known, which with leader election on is an invalid setting.
     pub lease_namespace: Option<String>,
     pub lease_duration: Duration,
+    /// How often the backup copies workloads run are checked (also once at start).
+    pub audit_interval: Duration,
+    pub on_backup_missing: OnBackupMissing,
+    /// How long a patched workload's new Pods may fail to pull its backup images before the
+    /// rollout guard restores the originals.
+    pub rollout_guard_after: Duration,
     /// The admission webhooks: which are on, where they are served, their certificate.
     pub webhooks: webhooks::Webhooks,
     /// Where each setting's value came from, for `check-config`.

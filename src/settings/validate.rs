@@ -13,7 +13,7 @@ use crate::image::reference::valid_domain;
 use crate::settings::environment::Environment;
 use crate::settings::parse::{self, Bad};
 use crate::settings::spec::{Kind, Spec, Task};
-use crate::settings::{ALWAYS_IGNORED_NAMESPACE, LogFormat, Settings, log_filter};
+use crate::settings::{ALWAYS_IGNORED_NAMESPACE, LogFormat, OnBackupMissing, Settings, log_filter};
 
 mod sources;
 
@@ -320,11 +320,22 @@ impl Validator<'_> {
             lease_name: leader.name,
             lease_namespace: leader.namespace,
             lease_duration: leader.duration,
+            audit_interval: self.duration("audit_interval", Duration::from_secs(3600)),
+            on_backup_missing: self.on_backup_missing(),
+            rollout_guard_after: self.duration("rollout_guard_after", Duration::from_secs(300)),
             webhooks: self.webhooks(),
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),
         };
         Some(settings)
+    }
+
+    fn on_backup_missing(&mut self) -> OnBackupMissing {
+        self.scalar("on_backup_missing", OnBackupMissing::Report, |s| match s {
+            "report" => Ok(OnBackupMissing::Report),
+            "restore" => Ok(OnBackupMissing::Restore),
+            _ => Err(Bad(None)),
+        })
     }
 
     fn namespaces_to_ignore(&mut self) -> BTreeSet<String> {

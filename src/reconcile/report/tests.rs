@@ -128,6 +128,22 @@ fn private_sources_get_one_warning_naming_them() {
 }
 
 #[test]
+fn a_private_source_or_an_unpullable_copy_holds_the_workload_back() {
+    let w = workload(Kind::Deployment, &["nginx:1", "corp.example/app:1"]);
+    let mut plans = decide(&w, &policy());
+    assert_eq!(held_back(&plans), None, "a workload to copy and patch");
+    crate::reconcile::plan::mark_private(&mut plans, &["corp.example/app:1".to_owned()].into());
+    let (reason, note) = held_back(&plans).expect("held back");
+    assert_eq!(reason, reasons::PRIVATE_SOURCE);
+    assert!(note.starts_with("corp.example/app:1: "), "{note}");
+    let held = crate::reconcile::pull::hold(decide(&w, &policy()), "no pull secret");
+    assert_eq!(
+        held_back(&held),
+        Some((reasons::BACKUP_NOT_PULLABLE, "no pull secret".to_owned()))
+    );
+}
+
+#[test]
 fn once_per_episode_keeps_one_notice_per_reason_and_everything_else() {
     let n = |reason: &'static str| Notice {
         warning: true,

@@ -302,6 +302,31 @@ impl Mirror {
         }
     }
 
+    /// The digest `image` resolves to in its registry (`None`: no such manifest), asked outside
+    /// the copy slots: the audit's one request per backup reference in use.
+    pub async fn registry_digest(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Digest>, crate::registry::client::LookupError> {
+        self.inner.client.digest(image).await
+    }
+
+    /// Forgets what was remembered about `source`, so that the next `ensure` asks the
+    /// registries again (a copy once verified can be deleted since).
+    pub fn forget(&self, source: &ImageRef) {
+        self.inner.lock().records.remove(&source.canonical());
+    }
+
+    /// Forgets every remembered copy written to `backup` (repository and tag): the audit found
+    /// it gone, and no workload may be patched to it on the strength of an old verification.
+    pub fn forget_backup(&self, backup: &ImageRef) {
+        let tagged = backup.by_tag(backup.tag_or_latest());
+        self.inner
+            .lock()
+            .records
+            .retain(|_, r| !matches!(&r.result, Ok(m) if m.backup == tagged));
+    }
+
     /// Makes sure `source` is in the backup registry, verified, and returns where.
     pub async fn ensure(&self, source: &ImageRef) -> Result<MirroredImage, MirrorError> {
         let mut flight = match self.join_or_start(source) {

@@ -330,6 +330,7 @@ impl Inner {
             tracing::info!(source = %source, "not copying: this replica does not lead");
             return Err(CopyAttempt::NotLeading);
         }
+        tracing::info!(source = %source, backup = %dest, "copying");
         let _in_flight = InFlight::start(self);
         let started = Instant::now();
         let result = self.client.copy(source, dest, format).await;

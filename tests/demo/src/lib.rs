@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 pub use guard::{Guard, clean_up_on_signals, guard, interrupted};
+pub mod status;
 
 /// A program built next to this one (`target/release/`), or named by `env_var`.
 pub fn sibling_binary(name: &str, env_var: &str) -> Result<PathBuf> {

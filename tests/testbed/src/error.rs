@@ -85,13 +85,22 @@ pub enum TestbedError {
         status: String,
         stderr_tail: String,
     },
+    /// `skopeo delete` failed.
+    #[error("delete failed: `{command}` ({status})\n--- stderr tail ---\n{stderr_tail}")]
+    Delete {
+        command: String,
+        status: String,
+        stderr_tail: String,
+    },
 }
 
 impl TestbedError {
     /// The tail of the failed process's stderr (skopeo) or log (registry), if any.
     pub fn stderr_tail(&self) -> Option<&str> {
         match self {
-            Self::Push { stderr_tail, .. } | Self::Inspect { stderr_tail, .. } => Some(stderr_tail),
+            Self::Push { stderr_tail, .. }
+            | Self::Inspect { stderr_tail, .. }
+            | Self::Delete { stderr_tail, .. } => Some(stderr_tail),
             Self::StartRegistry { log_tail, .. } => Some(log_tail),
             _ => None,
         }

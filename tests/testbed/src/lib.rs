@@ -6,7 +6,7 @@
 //!   and schema 1 manifests enabled. Killed and removed on drop.
 //! - [`ImageSpec`]: deterministic OCI image layouts (single platform or a
 //!   multi-platform index) with real gzipped tar layers.
-//! - [`push`], [`inspect_raw`], [`digest_of`]: the real `skopeo`.
+//! - [`push`], [`inspect_raw`], [`digest_of`], [`delete`]: the real `skopeo`.
 //!
 //! ```no_run
 //! use testbed::{ImageSpec, Platform, PushOptions, Registry, RegistryOptions};
@@ -37,8 +37,8 @@ pub use image::{
 };
 pub use registry::{Credentials, READY_TIMEOUT, Registry, RegistryOptions, write_docker_config};
 pub use skopeo::{
-    Access, Creds, Format, PushOptions, SKOPEO_TIMEOUT, digest_of, digest_of_at, inspect_raw,
-    inspect_raw_at, is_manifest_unknown, manifest_digest, push, push_to,
+    Access, Creds, Format, PushOptions, SKOPEO_TIMEOUT, delete, digest_of, digest_of_at,
+    inspect_raw, inspect_raw_at, is_manifest_unknown, manifest_digest, push, push_to,
 };
 
 /// Lowercase hex of `bytes`.

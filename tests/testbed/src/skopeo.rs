@@ -174,6 +174,28 @@ pub fn inspect_raw_at(host: &str, access: &Access, reference: &str) -> Result<Ve
     Ok(done.stdout)
 }
 
+/// Deletes the manifest `reference` (`repo@sha256:…`; a tag is resolved to its digest by
+/// skopeo first) from `registry` through the registry API (`DELETE
+/// /v2/<repo>/manifests/<digest>`, which [`Registry`] enables), with `skopeo delete`. The
+/// distribution registry removes the tags naming that digest with it: what a retention
+/// policy or a clean-up does to a copy.
+pub fn delete(registry: &Registry, reference: &str) -> Result<()> {
+    let scratch = Scratch::new()?;
+    let mut args = scratch.global_args();
+    args.push("delete".into());
+    access_args(&mut args, &registry.access(), "--");
+    args.push(format!("docker://{}/{reference}", registry.host()).into());
+    let done = process::run(&skopeo(), &args, SKOPEO_TIMEOUT)?;
+    if !done.success() {
+        return Err(TestbedError::Delete {
+            command: done.command.clone(),
+            status: done.status_text(),
+            stderr_tail: done.stderr_tail(),
+        });
+    }
+    Ok(())
+}
+
 /// The manifest digest of `reference` in `registry`, or `None` when the
 /// registry answers "manifest unknown" (or "name unknown" for a repository it
 /// has never seen). Other failures are errors.

@@ -35,6 +35,7 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 
+mod audit;
 mod takeover;
 mod webhook;
 
@@ -623,10 +624,13 @@ fn run() -> Result<()> {
             }),
         )?;
     }
+    audit::add_pods(&sim, audit::PODS, audit::PODS_PENDING)?;
     let total = deployments(&sim)?.len();
     let warm_pinned = pinned_to(&sim, &backup)?;
     println!(
-        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry)"
+        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry); {} Pods, {} of them Pending, for the rollout guard's watch",
+        audit::PODS,
+        audit::PODS_PENDING
     );
     let env = cloner_env(&source, &backup, &kubeconfig);
     let warm_home = work.join("warm-home");
@@ -640,6 +644,13 @@ fn run() -> Result<()> {
     );
     report_ready(&warm);
     let takeover = takeover::measure(&cloner, &env, &work)?;
+
+    heading(&format!(
+        "Audit: {} workloads over {} backup copies, the Pod watch on",
+        audit::AUDIT_WORKLOADS,
+        audit::AUDIT_IMAGES
+    ));
+    let audited = audit::run(&cloner, &testbed_bin, &source, &work)?;
 
     admission_heading();
     let hook = webhook::webhook_figures(&cloner, &testbed_bin, &work, &source)?;
@@ -767,6 +778,7 @@ fn run() -> Result<()> {
             verdict(takeover.worst() <= takeover::Figures::target()),
         ),
     ];
+    rows.extend(audit::rows(&audited));
     rows.extend(webhook::rows(&hook));
     print_rows(&rows);
     println!(

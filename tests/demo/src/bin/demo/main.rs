@@ -324,7 +324,24 @@ fn with_daemon(checks: &mut Checks, mut setup: Setup, work: &Path) -> Result<()>
         exited,
         status.is_some_and(|s| s.success()),
     );
-    still_unchanged(checks, &mut setup)
+    still_unchanged(checks, &mut setup)?;
+
+    heading(
+        "13. image-cloner status: which workloads could not start without the public registries",
+    );
+    demo::status::section(
+        &setup.cloner,
+        &setup.home,
+        &setup.env,
+        &[
+            // The samples' 6, and shop/late-web of section 10.
+            ("protected", 7),
+            // frozen/frozen-web, shop/canary, and frozen/late-web of section 10.
+            ("opted_out", 3),
+            ("immutable", 1),
+            ("ignored_namespace", 1),
+        ],
+    )
 }
 
 /// Waits until the workloads the demo means to be patched are; a timeout is a failed check.
