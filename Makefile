@@ -6,10 +6,12 @@
 #   make uninstall   removes what install put
 #   make image       the container image, with podman, buildah or docker (IMAGE_BASE, IMAGE_BINARY)
 #   make container-test  that image built (no registry needed) and run as the manifests run it
-#   make deploy      kubectl apply -k manifests/ (IMAGE, BACKUP_REGISTRY overridable)
+#   make deploy      kubectl apply -k manifests/ (IMAGE, BACKUP_REGISTRY overridable; WEBHOOKS=1 adds
+#                    the admission webhooks, WEBHOOKS=cert-manager with a cert-manager certificate)
 #   make undeploy    removes it again
 #   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
-#   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo)
+#   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo);
+#                    BENCH=webhook (the admission webhook) or BENCH=takeover measures one row alone
 #   make reliability the hostile probe as a suite: SIGKILLs, registry and API faults, malformed
 #                    input, credential markers, property tests (not part of make test)
 #   make reliability-short  its short form, which .ci/run runs after make test
@@ -34,6 +36,9 @@ IMAGE_BASE ?=
 # not built at all (its `build` stage is replaced by a build context holding this binary).
 IMAGE_BINARY ?=
 BACKUP_REGISTRY ?=
+# The admission webhooks' kustomize components: empty (none), 1 (manifests/webhooks, a CA made
+# by the daemon) or cert-manager (also manifests/webhooks/cert-manager).
+WEBHOOKS ?=
 DOCKER_CONFIG_FILE ?= $(HOME)/.docker/config.json
 
 # What the tests run for real, as command:Debian-package; only the missing ones are installed
@@ -91,7 +96,19 @@ venv: $(VENV)/.installed
 packaging-check: venv
 	$(CARGO) build --locked --package image-cloner
 	$(KUBECTL) kustomize manifests/ > target/manifests.yaml
-	$(VENV)/bin/kubernetes-validate --strict --quiet -k $(VALIDATE_K8S_VERSION) target/manifests.yaml manifests/secret.example.yaml
+	@# With the webhooks' components, as make deploy WEBHOOKS=1 and WEBHOOKS=cert-manager apply
+	@# them (cert-manager's own kinds have no schema here: reported, not validated).
+	@for c in webhooks cert-manager; do \
+	  mkdir -p target/packaging/$$c && \
+	  { echo "apiVersion: kustomize.config.k8s.io/v1beta1"; echo "kind: Kustomization"; \
+	    echo "resources: [../../../manifests]"; \
+	    if [ $$c = webhooks ]; then echo "components: [../../../manifests/webhooks]"; \
+	    else echo "components: [../../../manifests/webhooks, ../../../manifests/webhooks/cert-manager]"; fi; \
+	  } > target/packaging/$$c/kustomization.yaml && \
+	  $(KUBECTL) kustomize target/packaging/$$c > target/manifests-$$c.yaml || exit 1; \
+	done
+	$(VENV)/bin/kubernetes-validate --strict --quiet -k $(VALIDATE_K8S_VERSION) target/manifests.yaml manifests/secret.example.yaml \
+	  target/manifests-webhooks.yaml target/manifests-cert-manager.yaml
 	$(VENV)/bin/hadolint Containerfile
 	@# verify wants ExecStart's program to exist: check a copy pointing at the built binary.
 	mkdir -p target/systemd
@@ -204,6 +221,12 @@ target/deploy/kustomization.yaml: FORCE
 	  echo "kind: Kustomization"; \
 	  echo "resources: [../../manifests]"; \
 	  echo "images: [{name: image-cloner, newName: \"$$name\", newTag: \"$$tag\"}]"; \
+	  case "$(WEBHOOKS)" in \
+	    ""|0|no|off) ;; \
+	    1|yes|on) echo "components: [../../manifests/webhooks]" ;; \
+	    cert-manager) echo "components: [../../manifests/webhooks, ../../manifests/webhooks/cert-manager]" ;; \
+	    *) echo "make: WEBHOOKS=$(WEBHOOKS): expected 1 or cert-manager" >&2; exit 1 ;; \
+	  esac; \
 	  if [ -n "$(BACKUP_REGISTRY)$$no_pdb" ]; then echo "patches:"; fi; \
 	  if [ -n "$(BACKUP_REGISTRY)" ]; then \
 	    echo "  - target: {kind: ConfigMap, name: image-cloner-configuration}"; \
@@ -239,7 +262,7 @@ demo: test-deps
 
 bench: test-deps
 	$(CARGO) build --release --locked $(DEMO_PACKAGES)
-	target/release/bench
+	target/release/bench $(BENCH)
 
 ## The hostile probe as a suite (tests/reliability; README "Reliability"): SIGKILL at seeded
 ## random moments of cold runs, the backup registry down and a throttling source, API-server

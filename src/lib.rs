@@ -1,9 +1,10 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
 //!
 //! The folders read as the pipeline of DESIGN.md, from the bottom up: `image`, `workload` and
-//! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster` and
-//! `leadership`, then `ops` and `pullsecret`, then `commands`.
+//! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster`,
+//! `leadership` and `admission`, then `ops` and `pullsecret`, then `commands`.
 
+pub mod admission;
 pub mod audit;
 pub mod cluster;
 pub mod commands;

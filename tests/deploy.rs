@@ -20,7 +20,14 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
         .expect("run kubectl (install Debian's kubernetes-client)")
 }
 
+/// `make deploy` writes its overlay to target/deploy/: one make at a time, or a test's overlay
+/// (WEBHOOKS=1) could be applied by another.
+static MAKE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn make(kubeconfig: &Path, target: &str, vars: &[(&str, &str)]) -> Output {
+    let _one_at_a_time = MAKE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cmd = Command::new("make");
     cmd.arg("--no-print-directory")
         .arg(target)
@@ -332,4 +339,83 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
     assert!(out.status.success(), "{}", text(&out));
     let gone = kubectl(&kc, &["get", "clusterrole/image-cloner"]);
     assert!(!gone.status.success(), "the ClusterRole is removed");
+}
+
+/// `make deploy WEBHOOKS=1`: the webhook configurations, their Service and the daemon's access
+/// to exactly its own two configurations (by `resourceNames`), proven on the real API server.
+#[test]
+fn make_deploy_with_webhooks_grants_access_to_its_own_configurations_only() {
+    let Some(envtest) = Envtest::start() else {
+        return;
+    };
+    let kc = envtest.kubeconfig();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let none = dir.path().join("no-docker-config.json");
+    let out = make(
+        &kc,
+        "deploy",
+        &[
+            ("WEBHOOKS", "1"),
+            ("DOCKER_CONFIG_FILE", none.to_str().expect("a UTF-8 path")),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got = kubectl(
+        &kc,
+        &[
+            "get",
+            "mutatingwebhookconfiguration/image-cloner",
+            "validatingwebhookconfiguration/image-cloner",
+            "clusterrole/image-cloner-webhooks",
+            "-n",
+            "image-cloner",
+            "service/image-cloner-webhook",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(got.status.success(), "{}", text(&got));
+    assert_eq!(String::from_utf8_lossy(&got.stdout).lines().count(), 4);
+    let settings = kubectl(
+        &kc,
+        &[
+            "-n",
+            "image-cloner",
+            "get",
+            "configmap/image-cloner-configuration",
+            "-o",
+            "jsonpath={.data.IMAGE_CLONER_MUTATING_WEBHOOK} {.data.IMAGE_CLONER_VALIDATING_WEBHOOK}",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&settings.stdout), "on warn");
+
+    for (verb, resource) in [
+        ("get", "mutatingwebhookconfigurations/image-cloner"),
+        ("update", "mutatingwebhookconfigurations/image-cloner"),
+        ("get", "validatingwebhookconfigurations/image-cloner"),
+        ("update", "validatingwebhookconfigurations/image-cloner"),
+    ] {
+        assert!(
+            can(&kc, verb, resource, None),
+            "{SA} cannot {verb} {resource}"
+        );
+    }
+    for (verb, resource) in [
+        ("get", "mutatingwebhookconfigurations/someone-elses"),
+        ("update", "validatingwebhookconfigurations/someone-elses"),
+        ("list", "mutatingwebhookconfigurations"),
+        ("create", "mutatingwebhookconfigurations"),
+        ("delete", "mutatingwebhookconfigurations/image-cloner"),
+        ("patch", "validatingwebhookconfigurations/image-cloner"),
+    ] {
+        assert!(
+            !can(&kc, verb, resource, None),
+            "{SA} can {verb} {resource}, which it never needs"
+        );
+    }
+
+    let out = make(&kc, "undeploy", &[("WEBHOOKS", "1")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let gone = kubectl(&kc, &["get", "mutatingwebhookconfiguration/image-cloner"]);
+    assert!(!gone.status.success(), "the configuration is removed");
 }

@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::admission::AdmissionError;
 use crate::cluster::client::ClusterError;
 use crate::leadership::LeadershipError;
 use crate::ops::health::HealthError;
@@ -21,6 +22,8 @@ pub enum CommandError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Health(#[from] HealthError),
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

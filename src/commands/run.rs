@@ -2,13 +2,13 @@
 //!
 //! The daemon's start-up order is what keeps its promises from the first reconcile: connect,
 //! serve health, start the namespace watch (no workload is planned until its opt-out is
-//! known), say how pods will pull the copies and keep the pull secrets current, then the
-//! controllers, with the audit and the rollout guard beside them (the audit waits for the
-//! controllers' caches). It tells systemd READY once every kind's initial list is cached, pings
-//! its watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets running
-//! reconciles finish within the grace period. With leader election on, it joins the election
-//! before the controllers start (they reconcile nothing until it leads) and releases the Lease
-//! once they have stopped.
+//! known), say how pods will pull the copies and keep the pull secrets current, the admission
+//! webhooks when on (they need the mirror and the namespace cache), then the controllers, with
+//! the audit and the rollout guard beside them (the audit waits for the controllers' caches).
+//! It tells systemd READY once every kind's initial list is cached, pings its watchdog from the
+//! loop, and on SIGTERM/SIGINT stops taking work and lets running reconciles finish within the
+//! grace period. With leader election on, it joins the election before the controllers start
+//! (they reconcile nothing until it leads) and releases the Lease once they have stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
+use crate::admission;
 use crate::audit::guard::Guard;
 use crate::audit::{AuditObserver, Auditor, Cached};
 use crate::cluster::controller::{self, Daemon};
@@ -213,6 +214,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         Arc::clone(&guard),
     ));
     let ctx = session.guarded_context(settings, namespaces, &metrics, pull, guard);
+    let webhooks = start_webhooks(settings, &ctx, &metrics).await?;
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
     let leadership = elect(&session, settings, validity, &metrics, &daemon).await?;
     let (synced_tx, synced_rx) = watch::channel(false);
@@ -240,7 +242,33 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     refresh.abort();
     warnings.abort();
     server.abort();
+    drop(webhooks);
     result.map(|()| true)
+}
+
+/// The admission webhooks, when either is on. Served from here on: they answer from the mirror
+/// and the namespace cache, not from the controllers' caches.
+async fn start_webhooks(
+    settings: &Settings,
+    ctx: &Arc<Context>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<admission::Running>, CommandError> {
+    let w = &settings.webhooks;
+    if !w.any() {
+        return Ok(None);
+    }
+    let own = crate::cluster::client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref())
+        .unwrap_or_else(|| "image-cloner".to_owned());
+    let observer = Arc::clone(metrics) as Arc<dyn admission::AdmissionObserver>;
+    let running = admission::start(w, Arc::clone(ctx), observer, &own).await?;
+    tracing::info!(
+        address = %running.address,
+        mutating = if w.mutating { "on" } else { "off" },
+        validating = %w.validating,
+        tls = %w.tls,
+        "serving the admission webhooks (/mutate, /validate) over HTTPS"
+    );
+    Ok(Some(running))
 }
 
 /// Joins the leader election when it is on; without it, this daemon always leads.

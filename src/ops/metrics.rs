@@ -11,6 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod admission;
+
+use self::admission::AdmissionMetrics;
 use crate::leadership::LeadershipObserver;
 use crate::ops::audit_metrics::AuditMetrics;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
@@ -66,6 +69,7 @@ pub struct Metrics {
     pub leader: Gauge,
     /// The audit's, the rollout guard's and the coverage report's.
     pub audit: AuditMetrics,
+    pub admission: AdmissionMetrics,
 }
 
 impl Default for Metrics {
@@ -185,6 +189,7 @@ impl Metrics {
             copy_duration: copy_duration(&mut registry),
             api_request_duration: api_request_duration(&mut registry),
             audit: AuditMetrics::register(&mut registry),
+            admission: AdmissionMetrics::register(&mut registry),
             registry,
         }
     }

@@ -83,6 +83,12 @@ impl Settings {
             "audit_interval" => duration(self.audit_interval),
             "on_backup_missing" => self.on_backup_missing.to_string(),
             "rollout_guard_after" => duration(self.rollout_guard_after),
+            "mutating_webhook" => if self.webhooks.mutating { "on" } else { "off" }.to_owned(),
+            "validating_webhook" => self.webhooks.validating.to_string(),
+            "webhook_address" => self.webhooks.address.to_string(),
+            "webhook_cert_file" => path_or_none(&self.webhooks.cert_file),
+            "webhook_key_file" => path_or_none(&self.webhooks.key_file),
+            "webhook_tls" => self.webhooks.tls.to_string(),
             _ => UNKNOWN.to_owned(),
         }
     }

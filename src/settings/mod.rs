@@ -21,6 +21,7 @@ mod parse;
 mod services;
 pub mod spec;
 mod validate;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -128,6 +129,8 @@ pub struct Settings {
     /// How long a patched workload's new Pods may fail to pull its backup images before the
     /// rollout guard restores the originals.
     pub rollout_guard_after: Duration,
+    /// The admission webhooks: which are on, where they are served, their certificate.
+    pub webhooks: webhooks::Webhooks,
     /// Where each setting's value came from, for `check-config`.
     pub origins: BTreeMap<&'static str, String>,
 }

@@ -323,6 +323,7 @@ impl Validator<'_> {
             audit_interval: self.duration("audit_interval", Duration::from_secs(3600)),
             on_backup_missing: self.on_backup_missing(),
             rollout_guard_after: self.duration("rollout_guard_after", Duration::from_secs(300)),
+            webhooks: self.webhooks(),
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),
         };

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod e2e;
+pub mod hooks;
 pub mod ratelimit;
 pub mod throttle;
 

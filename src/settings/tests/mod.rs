@@ -12,6 +12,7 @@ mod leader;
 mod sources;
 mod tasks;
 mod values;
+mod webhooks;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
     // A PATH where skopeo exists, so that tests do not depend on the machine.

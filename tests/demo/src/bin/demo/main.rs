@@ -2,7 +2,8 @@
 //! "public" and a backup registry (real docker-registry processes), real multi-arch images,
 //! workloads of every kind, `image-cloner plan`, then `image-cloner run` until converged, its
 //! metrics, what changed, and what a user does while the daemon runs (a workload created in an
-//! opted-out namespace, `restore`).
+//! opted-out namespace, `restore`); then pull secrets for a private backup ([`pull`]) and the
+//! admission webhooks ([`webhooks`]).
 //!
 //! The demo checks itself (`demo::check`): every row of its "expected" column is compared with
 //! what happened — patched rows must resolve in the backup registry at their pinned digest
@@ -18,6 +19,7 @@ mod live;
 mod observe;
 mod pull;
 mod samples;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -147,16 +149,32 @@ fn run(checks: &mut Checks) -> Result<()> {
     samples::create(&setup.cluster, &setup.samples)?;
     plan(&setup)?;
     let nginx = nginx.clone();
-    let result = with_daemon(checks, setup, &work).and_then(|()| {
-        pull::section(&pull::Inputs {
-            cloner: &pull_cloner,
-            home: &pull_home,
-            kubeconfig: &kubeconfig,
-            source: &source,
-            image: &nginx,
-            work: &work,
+    let result = with_daemon(checks, setup, &work)
+        .and_then(|()| {
+            pull::section(&pull::Inputs {
+                cloner: &pull_cloner,
+                home: &pull_home,
+                kubeconfig: &kubeconfig,
+                source: &source,
+                image: &nginx,
+                work: &work,
+            })
         })
-    });
+        .and_then(|()| {
+            webhooks::section(
+                checks,
+                &webhooks::Inputs {
+                    cloner: &pull_cloner,
+                    home: &pull_home,
+                    env: &settings(&backup, &kubeconfig, &source),
+                    kubeconfig: &kubeconfig,
+                    source: &source,
+                    backup: &backup,
+                    copied: &nginx,
+                    work: &work,
+                },
+            )
+        });
     drop(sim);
     result
 }

@@ -1,10 +1,8 @@
 //! `make bench`: DESIGN.md's performance targets, measured on the Kubernetes API simulator with
 //! real registries and real skopeo. A benchmark, not a test: it reports each figure next to its
 //! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
-//! `bench takeover` measures the leader-election takeover alone.
-
-#[path = "bench/audit.rs"]
-mod audit;
+//! `bench takeover` measures the leader-election takeover alone; `bench webhook` the admission
+//! rows ([`webhook`]) alone (`make bench BENCH=webhook`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,8 +35,9 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 
-#[path = "bench/takeover.rs"]
+mod audit;
 mod takeover;
+mod webhook;
 
 fn main() -> ExitCode {
     if let Err(e) = demo::clean_up_on_signals() {
@@ -494,6 +493,9 @@ fn run() -> Result<()> {
     if takeover::only() {
         return takeover::alone(&cloner, &source, &work);
     }
+    if webhook::only() {
+        return webhook_alone(&cloner, &testbed_bin, &work, &source);
+    }
 
     let t = Instant::now();
     let seed_out = work.join("seed.txt");
@@ -650,6 +652,10 @@ fn run() -> Result<()> {
     ));
     let audited = audit::run(&cloner, &testbed_bin, &source, &work)?;
 
+    admission_heading();
+    let hook = webhook::webhook_figures(&cloner, &testbed_bin, &work, &source)?;
+    webhook::report(&hook);
+
     heading("Results (figure, measured, target)");
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
     let mut rows: Vec<(String, String, String, &str)> = vec![
@@ -773,10 +779,46 @@ fn run() -> Result<()> {
         ),
     ];
     rows.extend(audit::rows(&audited));
+    rows.extend(webhook::rows(&hook));
+    print_rows(&rows);
+    println!(
+        "\n  cold ratio: the median of the {ROUNDS} rounds' ratios is what meets or misses the target"
+    );
+    println!(
+        "  warm writes by request: {}",
+        by_request(&warm.writes_by_resource)
+    );
+    print_met(&rows);
+    drop(sim);
+    Ok(())
+}
+
+/// The admission rows alone, next to their targets.
+fn webhook_alone(cloner: &Path, testbed_bin: &Path, work: &Path, source: &str) -> Result<()> {
+    admission_heading();
+    let hook = webhook::webhook_figures(cloner, testbed_bin, work, source)?;
+    webhook::report(&hook);
+    heading("Results (figure, measured, target)");
+    let rows = webhook::rows(&hook);
+    print_rows(&rows);
+    print_met(&rows);
+    Ok(())
+}
+
+fn admission_heading() {
+    heading(&format!(
+        "Admission: {} concurrent AdmissionReviews to /mutate, {} images verified (a daemon of its own)",
+        webhook::CLIENTS,
+        webhook::IMAGES
+    ));
+}
+
+/// The results table, aligned.
+fn print_rows(rows: &[(String, String, String, &str)]) {
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let wm = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let wt = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
-    for (figure, measured, target, status) in &rows {
+    for (figure, measured, target, status) in rows {
         let pad = |s: &str, width: usize| " ".repeat(width - s.chars().count());
         let line = format!(
             "  {figure}{}  {measured}{}  {target}{}  {status}",
@@ -786,20 +828,14 @@ fn run() -> Result<()> {
         );
         println!("{}", line.trim_end());
     }
-    println!(
-        "\n  cold ratio: the median of the {ROUNDS} rounds' ratios is what meets or misses the target"
-    );
-    println!(
-        "  warm writes by request: {}",
-        by_request(&warm.writes_by_resource)
-    );
+}
+
+fn print_met(rows: &[(String, String, String, &str)]) {
     println!(
         "\n{} of {} targets met (a benchmark: it reports, exit status 0 either way).",
         rows.iter().filter(|r| r.3 == "met").count(),
         rows.iter().filter(|r| !r.3.is_empty()).count()
     );
-    drop(sim);
-    Ok(())
 }
 
 /// The daemon's own readiness signal, next to what the simulator saw.
