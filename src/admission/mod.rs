@@ -304,6 +304,12 @@ impl Admission {
         let Some(copy) = mutate::first_copy(&a.plans, &a.verified) else {
             return Ok(allowed);
         };
+        if req.dry_run && self.ctx.pull.provisions() {
+            // `sideEffects: None`: a dry run must write nothing, and the pull gate may write the
+            // namespace's pull secret. Shown unchanged; the real request is mutated.
+            tracing::info!(uid = req.uid, "dry run admitted unchanged: a real one may provision the pull secret");
+            return Ok(allowed);
+        }
         let Some(pull_secret) = self.pull_access(&a.workload, copy).await else {
             return Ok(allowed);
         };

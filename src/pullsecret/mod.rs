@@ -258,6 +258,10 @@ impl PullGate for PullSecrets {
         Box::pin(self.decide(namespace, copy))
     }
 
+    fn provisions(&self) -> bool {
+        self.options.secret.is_some()
+    }
+
     fn in_use(&self, namespace: &str, secrets: &[String]) {
         let Some(name) = &self.options.secret else {
             return;

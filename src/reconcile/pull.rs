@@ -71,6 +71,12 @@ pub trait PullGate: Send + Sync {
     /// entries: the ones this gate provisions are kept current when the docker config changes
     /// (also Secrets provisioned before a restart).
     fn in_use(&self, _namespace: &str, _secrets: &[String]) {}
+
+    /// Whether [`PullGate::access`] may write (it provisions pull secrets): a dry run, which
+    /// must have no side effects, does not ask it.
+    fn provisions(&self) -> bool {
+        false
+    }
 }
 
 /// A gate that lets every patch through without a pull secret: what a context without a
