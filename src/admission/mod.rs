@@ -307,7 +307,10 @@ impl Admission {
         if req.dry_run && self.ctx.pull.provisions() {
             // `sideEffects: None`: a dry run must write nothing, and the pull gate may write the
             // namespace's pull secret. Shown unchanged; the real request is mutated.
-            tracing::info!(uid = req.uid, "dry run admitted unchanged: a real one may provision the pull secret");
+            tracing::info!(
+                uid = req.uid,
+                "dry run admitted unchanged: a real one may provision the pull secret"
+            );
             return Ok(allowed);
         }
         let Some(pull_secret) = self.pull_access(&a.workload, copy).await else {
