@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+pub mod cost;
+
 /// Everything that must not outlive the program: child processes (stopped first, with SIGTERM),
 /// registries (killed) and temporary directories (removed).
 pub struct Guard {
@@ -120,6 +122,15 @@ impl Guard {
         }
         s.registries.push(registry);
         Ok(host)
+    }
+
+    /// The log file of a registry held by [`Guard::keep_registry`].
+    pub fn registry_log(&self, host: &str) -> Option<PathBuf> {
+        let s = self.lock();
+        s.registries
+            .iter()
+            .find(|r| r.host() == host)
+            .map(testbed::Registry::log_path)
     }
 
     /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now.

@@ -2,6 +2,7 @@
 //! does not offer. Reachable from Rust through [`Faults`] and over HTTP under `/__sim/`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,6 +78,18 @@ struct State {
 #[derive(Default)]
 pub struct Faults {
     state: Mutex<State>,
+    connections: AtomicU64,
+    handshakes: AtomicU64,
+}
+
+/// Connections the server accepted since the counters were reset: what a client's connection
+/// pool costs (each TLS handshake is a few milliseconds of CPU on both ends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Connections {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// TLS handshakes completed on them.
+    pub tls_handshakes: u64,
 }
 
 fn matches(want: &Option<String>, have: &str) -> bool {
@@ -113,6 +126,24 @@ impl Faults {
         let mut s = self.lock();
         s.counters.clear();
         s.log.clear();
+        self.connections.store(0, Ordering::Relaxed);
+        self.handshakes.store(0, Ordering::Relaxed);
+    }
+
+    /// Connections accepted and TLS handshakes completed since the counters were reset.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            accepted: self.connections.load(Ordering::Relaxed),
+            tls_handshakes: self.handshakes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_completed(&self) {
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests by (verb, resource).

@@ -2,6 +2,9 @@
 //! real registries and real skopeo. A benchmark, not a test: it reports each figure next to its
 //! target and exits 0 whether targets are met or not; non-zero only when it cannot run.
 
+#[path = "bench/cost.rs"]
+mod cost;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -9,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
+use demo::cost::cpu::{self, CpuTimes};
 use demo::{
     Daemon, cloner_command, guard, heading, interrupted, require_programs, scrape, secs,
     sibling_binary, tail, workload,
@@ -204,6 +208,8 @@ struct OnceFigures {
     api_writes: u64,
     /// The most VmHWM seen while it ran.
     peak_rss_kib: u64,
+    /// Its own CPU time and its (skopeo) children's, read as it exited.
+    cpu: CpuTimes,
     /// The simulator's counters.
     writes: u64,
     writes_to_deployments: u64,
@@ -233,9 +239,20 @@ fn once_run(
     let started = Instant::now();
     let pid = guard().spawn("image-cloner run --once", &mut cmd)?;
     let mut peak_rss_kib = 0;
+    let mut final_cpu = None;
     let deadline = started + CONVERGE_TIMEOUT;
     let status = loop {
-        if let Some(status) = guard().exited(pid) {
+        // Its CPU figures are read while it is a zombie, before it is reaped: final, and its
+        // own kept apart from its children's.
+        if final_cpu.is_none()
+            && let Ok(stat) = cpu::proc_stat(pid)
+            && stat.exited()
+        {
+            final_cpu = Some(stat.cpu);
+        }
+        if final_cpu.is_some()
+            && let Some(status) = guard().exited(pid)
+        {
             break status;
         }
         // Gone (a zombie has no VmHWM) between the two checks: the last reading stands.
@@ -278,6 +295,7 @@ fn once_run(
         api_writes: field(" API write(s)")?,
         summary,
         peak_rss_kib,
+        cpu: final_cpu.unwrap_or_default(),
         writes: sim.faults().writes(),
         writes_to_deployments: sim.faults().writes_to("deployments"),
         writes_by_resource: writes_by_request(sim),
@@ -285,7 +303,13 @@ fn once_run(
 }
 
 /// `xargs -P5 skopeo copy --all` of `images` from `source` to `dest`: its wall time.
-fn baseline_copies(source: &str, dest: &str, images: &[String], home: &Path) -> Result<Duration> {
+fn baseline_copies(
+    source: &str,
+    dest: &str,
+    images: &[String],
+    home: &Path,
+    skopeo: &cost::RecordedSkopeo,
+) -> Result<Duration> {
     let queue = Mutex::new(images.iter());
     let failures = Mutex::new(Vec::new());
     let t = Instant::now();
@@ -298,7 +322,8 @@ fn baseline_copies(source: &str, dest: &str, images: &[String], home: &Path) -> 
                     let outcome = guard()
                         .spawn(
                             "skopeo copy",
-                            Command::new("skopeo")
+                            Command::new(&skopeo.program)
+                                .envs(skopeo.env())
                                 .args([
                                     "copy",
                                     "--all",
@@ -388,8 +413,13 @@ fn settle_disk() -> Result<()> {
 }
 
 /// image-cloner's environment, the same for the cold runs and the warm daemon.
-fn cloner_env(source: &str, backup: &str, kubeconfig: &Path) -> Vec<(&'static str, String)> {
-    vec![
+fn cloner_env(
+    source: &str,
+    backup: &str,
+    kubeconfig: &Path,
+    skopeo: &cost::RecordedSkopeo,
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
         ("BACKUP_REGISTRY", format!("{backup}/mirror")),
         ("IMAGE_CLONER_KUBECONFIG", kubeconfig.display().to_string()),
         (
@@ -400,13 +430,17 @@ fn cloner_env(source: &str, backup: &str, kubeconfig: &Path) -> Vec<(&'static st
         ("IMAGE_CLONER_METRICS_ADDRESS", "127.0.0.1:0".into()),
         ("IMAGE_CLONER_LOG_LEVEL", "info".into()),
         ("IMAGE_CLONER_SHUTDOWN_GRACE", "5s".into()),
-    ]
+        ("IMAGE_CLONER_SKOPEO", skopeo.program.display().to_string()),
+    ];
+    env.extend(skopeo.env());
+    env
 }
 
 /// One cold round: skopeo, then image-cloner, each on registries of its own.
 struct Round {
     baseline: Duration,
     once: OnceFigures,
+    cost: cost::ColdCost,
     pinned: usize,
     backup_repos: usize,
 }
@@ -473,13 +507,18 @@ fn run() -> Result<()> {
     require_programs(&["skopeo", "docker-registry"])?;
     let cloner = sibling_binary("image-cloner", "IMAGE_CLONER_BIN")?;
     let testbed_bin = sibling_binary("testbed", "TESTBED_BIN")?;
+    let recorder = sibling_binary("skopeo-recorder", "SKOPEO_RECORDER_BIN")?;
+    let real_skopeo = cost::real_skopeo()?;
     let work = guard().temp_dir("image-cloner-bench-")?;
 
     heading("Setup");
     let start_registry = |what: &str| -> Result<String> {
         guard().keep_registry(
-            Registry::start(RegistryOptions::default())
-                .with_context(|| format!("starting the {what} registry"))?,
+            Registry::start(RegistryOptions {
+                request_log: true,
+                ..RegistryOptions::default()
+            })
+            .with_context(|| format!("starting the {what} registry"))?,
         )
     };
     let source = start_registry("source")?;
@@ -547,11 +586,33 @@ fn run() -> Result<()> {
         let baseline = start_registry(&format!("round {round} baseline"))?;
         let backup = start_registry(&format!("round {round} backup"))?;
 
+        let load_start = cost::load_average();
+        let recorded = |what: &str| cost::RecordedSkopeo {
+            program: recorder.clone(),
+            real: real_skopeo.clone(),
+            log: cost::round_file(&work, what, round),
+        };
+        let baseline_skopeo = recorded("skopeo-baseline");
+        let baseline_logs = cost::RegistryLogs::from_now(&source, &baseline)?;
         settle_disk()?;
-        let baseline_time = baseline_copies(&source, &baseline, &images, &baseline_home)?;
+        let before = cpu::this_process()?;
+        let baseline_time = baseline_copies(
+            &source,
+            &baseline,
+            &images,
+            &baseline_home,
+            &baseline_skopeo,
+        )?;
+        let baseline_cost = cost::SideCost::measure(
+            cost::children_only(cpu::this_process()?.since(&before)),
+            &baseline_skopeo,
+            &baseline_logs,
+        )?;
         guard().release_registry(&baseline);
 
-        let env = cloner_env(&source, &backup, &kubeconfig);
+        let cloner_skopeo = recorded("skopeo-cloner");
+        let env = cloner_env(&source, &backup, &kubeconfig, &cloner_skopeo);
+        let cloner_logs = cost::RegistryLogs::from_now(&source, &backup)?;
         let home = work.join(format!("cold-home-{round}"));
         std::fs::create_dir_all(&home)?;
         settle_disk()?;
@@ -563,8 +624,16 @@ fn run() -> Result<()> {
             &work.join(format!("cold-{round}.log")),
             &sim,
         )?;
+        let cost = cost::ColdCost {
+            cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
+            baseline: baseline_cost,
+            api: sim.faults().connections(),
+            api_requests: cost::api_requests(&sim),
+            load: (load_start, cost::load_average()),
+        };
         let r = Round {
             baseline: baseline_time,
+            cost,
             pinned: pinned_to(&sim, &backup)?,
             backup_repos: catalog_size(&backup)?,
             once,
@@ -578,6 +647,7 @@ fn run() -> Result<()> {
             r.backup_repos
         );
         println!("    its summary: {}", r.once.summary);
+        cost::print_round(&r.cost, r.once.copies);
         println!(
             "    simulator writes: {}",
             by_request(&r.once.writes_by_resource)
@@ -617,7 +687,12 @@ fn run() -> Result<()> {
     println!(
         "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry)"
     );
-    let env = cloner_env(&source, &backup, &kubeconfig);
+    let warm_skopeo = cost::RecordedSkopeo {
+        program: recorder.clone(),
+        real: real_skopeo.clone(),
+        log: work.join("skopeo-warm.log"),
+    };
+    let env = cloner_env(&source, &backup, &kubeconfig, &warm_skopeo);
     let warm_home = work.join("warm-home");
     std::fs::create_dir_all(&warm_home)?;
     let warm = daemon_run(&cloner, &env, &warm_home, &work.join("warm.log"), &sim)?;
@@ -631,7 +706,7 @@ fn run() -> Result<()> {
 
     heading("Results (figure, measured, target)");
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
-    let rows: Vec<(String, String, String, &str)> = vec![
+    let mut rows: Vec<(String, String, String, &str)> = vec![
         (
             "cold: skopeo copy --all ×50, 5 at a time, per round".into(),
             per_round(&rounds, |r| secs(r.baseline)),
@@ -737,6 +812,14 @@ fn run() -> Result<()> {
             verdict(warm.peak_rss_kib <= 64 * 1024),
         ),
     ];
+    rows.extend(cold_cost_rows(&rounds));
+    let warm_processes: u64 = warm_skopeo.processes()?.values().sum();
+    rows.push((
+        "warm: skopeo processes started".into(),
+        warm_processes.to_string(),
+        "= 0".into(),
+        verdict(warm_processes == 0),
+    ));
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let wm = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let wt = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
@@ -764,6 +847,13 @@ fn run() -> Result<()> {
     );
     drop(sim);
     Ok(())
+}
+
+/// The cold rounds' CPU, connection and process figures (issue 17).
+fn cold_cost_rows(rounds: &[Round]) -> Vec<cost::Row> {
+    let costs: Vec<&cost::ColdCost> = rounds.iter().map(|r| &r.cost).collect();
+    let copies: Vec<u64> = rounds.iter().map(|r| r.once.copies).collect();
+    cost::rows(&costs, &copies)
 }
 
 /// The daemon's own readiness signal, next to what the simulator saw.
