@@ -31,6 +31,7 @@ const COLD_WORKLOADS: usize = 2_000;
 const WARM_WORKLOADS: usize = 10_000;
 const CONCURRENCY: usize = 5;
 /// Cold rounds (skopeo, then image-cloner, each on fresh registries); the median ratio counts.
+/// `BENCH_ROUNDS` overrides it (1 for a quick look while profiling).
 const ROUNDS: usize = 3;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reconciles are over when the last-success timestamp has not moved for this long.
@@ -563,8 +564,9 @@ fn run() -> Result<()> {
         PLATFORMS * LAYERS * LAYER_KIB / 1024
     );
 
+    let rounds_wanted = cost::rounds(ROUNDS);
     heading(&format!(
-        "Cold: {ROUNDS} rounds of skopeo copy --all of the {IMAGES} images, {CONCURRENCY} at a time (as xargs -P{CONCURRENCY}), then image-cloner run --once over {COLD_WORKLOADS} Deployments in {NAMESPACES} namespaces, MAX_CONCURRENT_RECONCILES={CONCURRENCY}"
+        "Cold: {rounds_wanted} rounds of skopeo copy --all of the {IMAGES} images, {CONCURRENCY} at a time (as xargs -P{CONCURRENCY}), then image-cloner run --once over {COLD_WORKLOADS} Deployments in {NAMESPACES} namespaces, MAX_CONCURRENT_RECONCILES={CONCURRENCY}"
     ));
     println!(
         "  each round: a fresh simulator with {COLD_WORKLOADS} un-patched Deployments, a fresh baseline registry and a fresh backup registry; sync before each timed step"
@@ -574,7 +576,7 @@ fn run() -> Result<()> {
     let mut rounds: Vec<Round> = Vec::new();
     // The last round's simulator, backup registry and kubeconfig: the warm restart's cluster.
     let mut last: Option<(Sim, String, std::path::PathBuf)> = None;
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds_wanted {
         if let Some((sim, backup, _)) = last.take() {
             drop(sim);
             guard().release_registry(&backup);
@@ -685,7 +687,7 @@ fn run() -> Result<()> {
     let total = deployments(&sim)?.len();
     let warm_pinned = pinned_to(&sim, &backup)?;
     println!(
-        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry)"
+        "  {total} Deployments, {warm_pinned} pinned to the backup (round {rounds_wanted}'s simulator and backup registry)"
     );
     let warm_skopeo = cost::RecordedSkopeo {
         program: recorder.clone(),
@@ -726,7 +728,7 @@ fn run() -> Result<()> {
             "",
         ),
         (
-            format!("cold: ratio, median of {ROUNDS} rounds"),
+            format!("cold: ratio, median of {rounds_wanted} rounds"),
             format!("{median_ratio:.2}×"),
             "≤ 1.05×".into(),
             verdict(median_ratio <= 1.05),
@@ -834,7 +836,7 @@ fn run() -> Result<()> {
         println!("{}", line.trim_end());
     }
     println!(
-        "\n  cold ratio: the median of the {ROUNDS} rounds' ratios is what meets or misses the target"
+        "\n  cold ratio: the median of the {rounds_wanted} rounds' ratios is what meets or misses the target"
     );
     println!(
         "  warm writes by request: {}",

@@ -319,6 +319,15 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
     ]
 }
 
+/// The number of cold rounds: `BENCH_ROUNDS` when set to a positive number, else `default`.
+pub fn rounds(default: usize) -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 /// A path for a per-round file in `work`.
 pub fn round_file(work: &Path, what: &str, round: usize) -> PathBuf {
     work.join(format!("{what}-{round}.log"))
