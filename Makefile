@@ -10,6 +10,9 @@
 #   make undeploy    removes it again
 #   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
 #   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo)
+#   make reliability the hostile probe as a suite: SIGKILLs, registry and API faults, malformed
+#                    input, credential markers, property tests (not part of make test)
+#   make reliability-short  its short form, which .ci/run runs after make test
 
 CARGO ?= cargo
 KUBECTL ?= kubectl
@@ -44,7 +47,7 @@ VALIDATE_K8S_VERSION := 1.33.0
 
 .PHONY: all build test test-deps fmt-check clippy cargo-test packaging-check venv \
         install uninstall image container-test container-image container-base deploy undeploy \
-        demo bench
+        demo bench reliability reliability-short
 
 all: build
 
@@ -228,3 +231,22 @@ demo: test-deps
 bench: test-deps
 	$(CARGO) build --release --locked $(DEMO_PACKAGES)
 	target/release/bench
+
+## The hostile probe as a suite (tests/reliability; README "Reliability"): SIGKILL at seeded
+## random moments of cold runs, the backup registry down and a throttling source, API-server
+## faults, 700+ malformed inputs through a recording skopeo, credential markers in every
+## output; then the property tests with many cases. It prints its seed: replay a run with
+## RELIABILITY_SEED=0x… (and RELIABILITY_ONLY=kills,registry,... for some scenarios).
+## It runs as a test of the workspace, built as `make test` builds it (after `make test`,
+## nothing is rebuilt), against the release binary of `make build`.
+RELIABILITY_PROPTEST_CASES ?= 20000
+RELIABILITY_RUN = IMAGE_CLONER_BIN=$(CURDIR)/target/release/image-cloner \
+  $(CARGO) test --workspace --locked --test suite
+
+reliability: test-deps build
+	RELIABILITY=full $(RELIABILITY_RUN)
+	PROPTEST_CASES=$(RELIABILITY_PROPTEST_CASES) $(CARGO) test --workspace --locked --lib properties
+
+## The short form (fewer worlds, kills and inputs; a few minutes), run by .ci/run after make test.
+reliability-short: test-deps build
+	RELIABILITY=short $(RELIABILITY_RUN)

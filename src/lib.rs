@@ -1,12 +1,14 @@
 //! image-cloner: copies the public images a cluster runs into a registry you own.
 //!
 //! The folders read as the pipeline of DESIGN.md, from the bottom up: `image`, `workload` and
-//! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster` and `ops`, then `commands`.
+//! `source_policy` (pure), `registry`, `settings` and `reconcile`, then `cluster`, `ops` and
+//! `pullsecret`, then `commands`.
 
 pub mod cluster;
 pub mod commands;
 pub mod image;
 pub mod ops;
+pub mod pullsecret;
 pub mod reconcile;
 pub mod registry;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! `make deploy` against a real API server, and the RBAC it grants, proven with
 //! `kubectl auth can-i` as the daemon's ServiceAccount: every verb the daemon uses is allowed,
-//! nothing else is.
+//! nothing else is — with the pull-secrets component, create on Secrets and get, patch and
+//! delete of the Secrets named `image-cloner-pull`, and no other Secret.
 
 mod common;
 
@@ -122,7 +123,26 @@ fn deploy_and_get_everything(kc: &Path) {
         String::from_utf8_lossy(&backup.stdout),
         "registry.example.com/backup"
     );
+    let pull_secret = kubectl(
+        kc,
+        &[
+            "-n",
+            "image-cloner",
+            "get",
+            "configmap/image-cloner-configuration",
+            "-o",
+            "jsonpath={.data.IMAGE_CLONER_PULL_SECRET}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&pull_secret.stdout),
+        PULL_SECRET,
+        "the in-cluster manifests provision pull secrets"
+    );
 }
+
+/// The name the pull-secrets component grants and configures.
+const PULL_SECRET: &str = "image-cloner-pull";
 
 #[test]
 fn make_deploy_and_undeploy_on_the_simulator() {
@@ -179,11 +199,39 @@ fn make_deploy_on_the_real_api_server_grants_exactly_what_the_daemon_uses() {
             "{SA} cannot {verb} {resource}"
         );
     }
+    // The pull secret, in any namespace: created, read, updated, and deleted by restore.
+    let named = format!("secrets/{PULL_SECRET}");
+    for (verb, resource, ns) in [
+        ("create", "secrets", "shop"),
+        ("get", named.as_str(), "shop"),
+        ("patch", named.as_str(), "shop"),
+        ("delete", named.as_str(), "shop"),
+        ("get", named.as_str(), "kube-system"),
+    ] {
+        assert!(
+            can(&kc, verb, resource, Some(ns)),
+            "{SA} cannot {verb} {resource} in {ns}"
+        );
+    }
     // ...and nothing more.
     for (verb, resource, ns) in [
         ("list", "secrets", None),
+        ("watch", "secrets", None),
+        ("list", "secrets", Some("shop")),
+        ("watch", "secrets", Some("shop")),
         ("get", "secrets", Some("kube-system")),
         ("get", "secrets", Some("image-cloner")),
+        (
+            "get",
+            "secrets/image-cloner-registry-credentials",
+            Some("image-cloner"),
+        ),
+        ("get", "secrets/some-app-password", Some("shop")),
+        ("patch", "secrets/some-app-password", Some("shop")),
+        ("delete", "secrets/some-app-password", Some("shop")),
+        ("delete", "secrets", Some("shop")),
+        ("update", "secrets/image-cloner-pull", Some("shop")),
+        ("deletecollection", "secrets", Some("shop")),
         ("delete", "deployments.apps", None),
         ("create", "deployments.apps", None),
         ("update", "deployments.apps", None),

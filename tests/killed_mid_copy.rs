@@ -166,4 +166,16 @@ fn a_sigkilled_copy_leaves_no_skopeo_running_and_the_next_run_removes_its_files(
     assert!(second.status.success(), "{text}{}", stderr(&second));
     assert!(text.contains("1 copied"), "{text}");
     assert_eq!(cloner_entries(tmp.path()), Vec::<String>::new());
+
+    // A run that needs no skopeo (the image is in the backup now) still removes what a killed
+    // run left (found by make reliability: a restarted daemon with nothing left to copy kept
+    // its killed predecessor's directory).
+    let dead = tmp.path().join("image-cloner-999999-abcdef");
+    std::fs::create_dir_all(dead.join("run-x")).expect("a dead run's directory");
+    std::fs::write(dead.join("lock"), "").expect("its lock file, held by nobody");
+    let third = cloner.run(&["copy", &format!("{}/team/slow:1.0", source.host())]);
+    let text = stdout(&third);
+    assert!(third.status.success(), "{text}{}", stderr(&third));
+    assert!(text.contains("1 already in backup"), "{text}");
+    assert_eq!(cloner_entries(tmp.path()), Vec::<String>::new());
 }

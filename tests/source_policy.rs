@@ -11,7 +11,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::e2e::{Daemon, Env, text};
+use common::daemon::Daemon;
+use common::e2e::{Env, text};
 use common::ratelimit::{Answer, RateLimiter};
 use common::*;
 use k8s_openapi::api::events::v1::Event;

@@ -38,6 +38,26 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// One of the above, once the configuration named a server: which server, and where the
+    /// configuration came from, so that an operator with several clusters knows which failed.
+    #[error("API server {server} (from {kubeconfig}): {source}")]
+    At {
+        server: String,
+        kubeconfig: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
+}
+
+impl ClusterError {
+    /// This error, about the API server at `server` configured by `kubeconfig`.
+    pub fn at(self, server: &str, kubeconfig: &str) -> ClusterError {
+        ClusterError::At {
+            server: server.to_owned(),
+            kubeconfig: kubeconfig.to_owned(),
+            source: Box::new(self),
+        }
+    }
 }
 
 /// Builds the client the way kubectl would find its cluster.
@@ -45,6 +65,14 @@ pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<Client, ClusterError> {
+    Client::try_from(config(kubeconfig, context).await?).map_err(ClusterError::Client)
+}
+
+/// The client configuration the way kubectl would find its cluster.
+pub async fn config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Config, ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..Default::default()
@@ -72,7 +100,7 @@ pub async fn client(
         }
         (None, None) => Config::infer().await.map_err(ClusterError::Infer)?,
     };
-    Client::try_from(config).map_err(ClusterError::Client)
+    Ok(config)
 }
 
 /// The kinds among `wanted` that the server serves, and a warning for each it does not.

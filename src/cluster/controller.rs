@@ -105,7 +105,8 @@ async fn reconcile_action<K: WorkloadKind>(
         daemon.failures().remove(&key(obj.as_ref()));
         daemon.ctx.observer.reconciled();
     }
-    result.map(|_| Action::await_change())
+    // A workload held back (its pods could not pull the copies) is looked at again later.
+    result.map(|r| r.requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 fn error_policy<K: WorkloadKind>(

@@ -30,6 +30,7 @@ pub enum NotCopied {
 
 /// `copy`: clones the images, prints the report; `false` when one was not copied.
 pub async fn run(settings: &Settings, images: &[String]) -> bool {
+    crate::registry::skopeo::clean_at_start(settings.tmp_dir.as_deref());
     let mirror = settings.mirror(Arc::new(Unobserved));
     let rows = copy(&mirror, &settings.sources, images).await;
     print!("{}", render(&rows));

@@ -4,6 +4,11 @@
 //! Whether a source is private is not in the cluster: `plan` asks each source registry, as
 //! `run` would, with an anonymous manifest HEAD (no credentials; not a pull on Docker Hub) per
 //! distinct image it would copy — unless `copy_private_sources` allows that registry anyway.
+//!
+//! How pods would pull the copies is part of the plan: with no pull secret and `pull_check`
+//! on, the backup registry is asked once whether it answers anonymous pulls (a manifest HEAD
+//! without credentials); if not, the containers `run` would patch are shown as
+//! `backup not pullable` (copied, not patched).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -24,6 +29,9 @@ use crate::registry::mirror::Mirror;
 use crate::settings::Settings;
 use crate::settings::cli::Output;
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
+
+mod pull;
+pub use pull::{apply_pull, pull_access, pull_line};
 
 /// One container's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -274,11 +282,23 @@ pub async fn run(settings: &Settings, output: Output, check: bool) -> Result<boo
     });
     let mirror = session::mirror(settings, &Arc::new(Metrics::new()));
     check_privacy(&mut rows, &mirror, &policy).await;
+    let access = pull_access(settings, &rows).await;
+    if let Some(access) = &access {
+        apply_pull(&mut rows, access);
+    }
     if check {
         check_backup(&mut rows, &mirror).await;
     }
     match output {
-        Output::Table => print!("{}", render_table(&rows, check)),
+        Output::Table => {
+            print!("{}", render_table(&rows, check));
+            if let Some(access) = &access {
+                println!(
+                    "{}",
+                    pull_line(access, &settings.backup_registry.to_string())
+                );
+            }
+        }
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
     }
     Ok(true)
@@ -323,6 +343,8 @@ mod tests {
                 },
             ],
             namespace_opted_out: false,
+            pull_secrets: None,
+            resource_version: None,
         };
         let r = rows(&w, &policy);
         assert_eq!(

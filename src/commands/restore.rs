@@ -1,8 +1,11 @@
 //! `image-cloner restore`: puts back the original images recorded in the annotation, with a
 //! `test` op on every image it replaces, so that an image changed since image-cloner set it is
-//! kept.
+//! kept. The `imagePullSecrets` entry the daemon added goes in the same patch, and its Secret
+//! is deleted once no workload in the namespace names it any more.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -10,6 +13,9 @@ use serde::Serialize;
 use crate::cluster::list;
 use crate::commands::error::CommandError;
 use crate::commands::session::Session;
+use crate::pullsecret::SecretsApi;
+use crate::pullsecret::cleanup::{self, Cleanup};
+use crate::reconcile::api::Unobserved;
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::patch::{ImageChange, PatchPlan};
 use crate::reconcile::restore::{self, Kept, Rejected, RestoreOptions, RestorePlan};
@@ -29,6 +35,8 @@ pub struct RestoreRow {
     pub rejected: Vec<Rejected>,
     /// The workload is (or would be) opted out by the same patch.
     pub opts_out: bool,
+    /// The `imagePullSecrets` entries image-cloner added, removed by the same patch.
+    pub pull_secrets: Vec<String>,
     /// The annotation could not be read, or the write failed.
     pub error: Option<String>,
 }
@@ -60,6 +68,10 @@ pub fn plan_row(w: &Workload, options: RestoreOptions) -> Option<(RestoreRow, Op
                 changes: patch
                     .as_ref()
                     .map(|p| p.changes.clone())
+                    .unwrap_or_default(),
+                pull_secrets: patch
+                    .as_ref()
+                    .map(|p| p.pull_secrets.clone())
                     .unwrap_or_default(),
                 kept,
                 rejected,
@@ -96,6 +108,10 @@ pub fn render(rows: &[RestoreRow], dry_run: bool) -> String {
                 "{who}: {verb} container {}: {} → {}",
                 c.container, c.from, c.to
             );
+        }
+        for name in &r.pull_secrets {
+            let verb = if dry_run { "would remove" } else { "removed" };
+            let _ = writeln!(out, "{who}: {verb} imagePullSecrets entry {name}");
         }
         for k in &r.kept {
             let _ = writeln!(out, "{who}: kept container {}: {}", k.container, k.reason);
@@ -193,11 +209,7 @@ pub async fn run(settings: &Settings, filter: &RestoreFilter) -> Result<bool, Co
             instance: None,
         },
     );
-    let api = WorkloadApi::new(
-        session.client.clone(),
-        recorder,
-        std::sync::Arc::new(crate::reconcile::api::Unobserved),
-    );
+    let api = WorkloadApi::new(session.client.clone(), recorder, Arc::new(Unobserved));
     let mut rows = Vec::new();
     for kind in &session.kinds {
         let visitor = RestoreKind {
@@ -208,7 +220,60 @@ pub async fn run(settings: &Settings, filter: &RestoreFilter) -> Result<bool, Co
         dispatch(*kind, visitor).await?;
     }
     print!("{}", render(&rows, filter.dry_run));
-    Ok(rows
-        .iter()
-        .all(|r| r.error.is_none() && r.rejected.is_empty()))
+    let secrets = pull_secrets_left(&rows);
+    let cleaned = if filter.dry_run {
+        for (namespace, name) in &secrets {
+            println!(
+                "Secret {namespace}/{name}: would be deleted if no workload there names it any more"
+            );
+        }
+        true
+    } else {
+        let api = SecretsApi::new(session.client.clone(), Arc::new(Unobserved));
+        clean_up(&api, &session, &secrets).await
+    };
+    Ok(cleaned
+        && rows
+            .iter()
+            .all(|r| r.error.is_none() && r.rejected.is_empty()))
+}
+
+/// The pull secrets whose `imagePullSecrets` entries were removed, by namespace.
+fn pull_secrets_left(rows: &[RestoreRow]) -> BTreeSet<(String, String)> {
+    rows.iter()
+        .filter(|r| r.error.is_none())
+        .flat_map(|r| {
+            r.pull_secrets
+                .iter()
+                .map(|s| (r.namespace.clone(), s.clone()))
+        })
+        .collect()
+}
+
+/// Deletes each pull secret no workload names any more; prints what happened. False when one
+/// could not be handled.
+async fn clean_up(
+    api: &SecretsApi,
+    session: &Session,
+    secrets: &BTreeSet<(String, String)>,
+) -> bool {
+    let mut all_done = true;
+    for (namespace, name) in secrets {
+        let who = format!("Secret {namespace}/{name}");
+        match cleanup::remove_if_unused(api, &session.client, &session.kinds, namespace, name).await
+        {
+            Ok(Cleanup::Deleted) => {
+                println!("{who}: deleted (no workload in {namespace} names it)")
+            }
+            Ok(Cleanup::Absent) => println!("{who}: already gone"),
+            Ok(Cleanup::StillUsed(users)) => {
+                println!("{who}: kept, still named by {}", users.join(", "));
+            }
+            Err(e) => {
+                all_done = false;
+                println!("{who}: error: {e}");
+            }
+        }
+    }
+    all_done
 }

@@ -2,9 +2,10 @@
 //!
 //! The daemon's start-up order is what keeps its promises from the first reconcile: connect,
 //! serve health, start the namespace watch (no workload is planned until its opt-out is
-//! known), then the controllers. It tells systemd READY once every kind's initial list is
-//! cached, pings its watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets
-//! running reconciles finish within the grace period.
+//! known), say how pods will pull the copies and keep the pull secrets current, then the
+//! controllers. It tells systemd READY once every kind's initial list is cached, pings its
+//! watchdog from the loop, and on SIGTERM/SIGINT stops taking work and lets running reconciles
+//! finish within the grace period.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,21 +21,26 @@ use crate::commands::error::CommandError;
 use crate::commands::session::Session;
 use crate::ops::health::{self, Health};
 use crate::ops::metrics::Metrics;
+use crate::pullsecret::{self, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
 use crate::reconcile::error::with_causes;
+use crate::registry::skopeo::clean_at_start;
 use crate::settings::Settings;
 use crate::workload::Kind;
 
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
+    clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let opted_out = list::opted_out_namespaces(&session.client)
         .await
         .map_err(CommandError::list("namespaces"))?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = session.context(settings, Arc::new(Snapshot(opted_out)), &metrics);
+    let pull = session.pull_secrets(settings, &metrics);
+    warn_about_pulls(&pull).await;
+    let ctx = session.context(settings, Arc::new(Snapshot(opted_out)), &metrics, pull);
     let summary = once::run_once(Arc::clone(&ctx), &session.kinds)
         .await
         .map_err(CommandError::list("workloads"))?;
@@ -60,6 +66,13 @@ fn render_summary(summary: &OnceSummary, ctx: &Context) -> String {
         out.push_str(&format!("failed: {f}\n"));
     }
     out
+}
+
+/// The start-up warnings about how pods will pull the copies.
+async fn warn_about_pulls(pull: &PullSecrets) {
+    for warning in pull.startup_warnings().await {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -129,6 +142,7 @@ async fn probe_cluster(client: kube::Client, health: Arc<Health>) {
 
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
+    clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Health::new(
@@ -142,7 +156,14 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let probe = tokio::spawn(probe_cluster(session.client.clone(), Arc::clone(&health)));
     let (namespaces, ns_task) = namespaces::watch(session.client.clone());
     let announcements = namespaces.announcements();
-    let ctx = session.context(settings, namespaces, &metrics);
+    let pull = session.pull_secrets(settings, &metrics);
+    // In the background: an unreachable registry must not hold the start-up.
+    let warnings = tokio::spawn({
+        let pull = Arc::clone(&pull);
+        async move { warn_about_pulls(&pull).await }
+    });
+    let refresh = tokio::spawn(pullsecret::refresh::keep_current(Arc::clone(&pull)));
+    let ctx = session.context(settings, namespaces, &metrics, pull);
     let daemon = Daemon::new(Arc::clone(&ctx), announcements);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
@@ -160,6 +181,8 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
     ns_task.abort();
     probe.abort();
+    refresh.abort();
+    warnings.abort();
     server.abort();
     result.map(|()| true)
 }

@@ -9,10 +9,12 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::cluster::client::{self, ClusterError};
 use crate::ops::metrics::Metrics;
+use crate::pullsecret::{PullOptions, PullSecrets};
 use crate::reconcile::Context;
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::context::NamespaceOptOuts;
 use crate::reconcile::plan::Policy;
+use crate::reconcile::pull::PullGate;
 use crate::registry::mirror::{CopyObserver, Mirror};
 use crate::settings::Settings;
 use crate::workload::Kind;
@@ -26,9 +28,30 @@ pub struct Session {
 impl Session {
     /// Connects and finds the served kinds, warning once for each missing one.
     pub async fn connect(settings: &Settings, kinds: &[Kind]) -> Result<Session, ClusterError> {
+        Session::connect_to(
+            settings.kubeconfig.as_deref(),
+            settings.context.as_deref(),
+            &settings.kubeconfig_source,
+            kinds,
+        )
+        .await
+    }
+
+    /// [`Session::connect`] with the cluster configuration given: a failure once the
+    /// configuration is read names the API server and `source` (where it came from).
+    pub async fn connect_to(
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+        source: &str,
+        kinds: &[Kind],
+    ) -> Result<Session, ClusterError> {
+        let config = client::config(kubeconfig, context).await?;
+        let server = config.cluster_url.to_string();
         let client =
-            client::client(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;
-        let (served, warnings) = client::served_kinds(&client, kinds).await?;
+            Client::try_from(config).map_err(|e| ClusterError::Client(e).at(&server, source))?;
+        let (served, warnings) = client::served_kinds(&client, kinds)
+            .await
+            .map_err(|e| e.at(&server, source))?;
         for w in warnings {
             tracing::warn!("{w}");
         }
@@ -38,13 +61,32 @@ impl Session {
         })
     }
 
-    /// The reconcile context: the mirror, the policy, the API calls and the namespace
-    /// opt-outs, all reporting to `metrics`.
+    /// The pull gate (pull secrets and the anonymous pull check), reporting to `metrics`.
+    pub fn pull_secrets(&self, settings: &Settings, metrics: &Arc<Metrics>) -> Arc<PullSecrets> {
+        let anonymous = match settings.anonymous_head() {
+            Ok(head) => Some(head),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the backup registry for anonymous pulls");
+                None
+            }
+        };
+        Arc::new(PullSecrets::new(
+            pull_options(settings),
+            self.client.clone(),
+            anonymous,
+            Arc::clone(metrics) as _,
+            Arc::clone(metrics) as _,
+        ))
+    }
+
+    /// The reconcile context: the mirror, the policy, the API calls, the namespace opt-outs
+    /// and the pull gate, all reporting to `metrics`.
     pub fn context(
         &self,
         settings: &Settings,
         namespaces: Arc<dyn NamespaceOptOuts>,
         metrics: &Arc<Metrics>,
+        pull: Arc<dyn PullGate>,
     ) -> Arc<Context> {
         let mirror = mirror(settings, metrics);
         let instance = std::env::var("POD_NAME")
@@ -59,13 +101,16 @@ impl Session {
         );
         let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
-        Arc::new(Context::new(
-            mirror,
-            policy(settings, own),
-            api,
-            namespaces,
-            Arc::clone(metrics) as _,
-        ))
+        Arc::new(
+            Context::new(
+                mirror,
+                policy(settings, own),
+                api,
+                namespaces,
+                Arc::clone(metrics) as _,
+            )
+            .with_pull(pull),
+        )
     }
 }
 
@@ -85,5 +130,43 @@ pub fn policy(settings: &Settings, own_namespace: Option<String>) -> Policy {
         patch_gitops_managed: settings.patch_gitops_managed,
         only_namespaces: settings.namespaces.clone(),
         sources: settings.sources.clone(),
+    }
+}
+
+/// What the settings say about how pods pull the copies.
+pub fn pull_options(settings: &Settings) -> PullOptions {
+    PullOptions {
+        secret: settings.pull_secret.clone(),
+        check: settings.pull_check,
+        docker_config: settings.docker_config.as_ref().map(|c| c.path.clone()),
+        backup: settings.backup_registry.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::error::with_causes;
+
+    /// Found by make reliability: "asking the API server which apps/v1 resources it serves:
+    /// ... Connection refused" did not say which server, nor which kubeconfig.
+    #[tokio::test]
+    async fn a_failure_to_connect_names_the_server_and_the_kubeconfig() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("kubeconfig");
+        let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n";
+        std::fs::write(&path, kubeconfig).expect("write the kubeconfig");
+        let source = path.display().to_string();
+        let Err(e) = Session::connect_to(Some(&path), None, &source, Kind::ALL).await else {
+            panic!("nothing listens on 127.0.0.1:1");
+        };
+        let text = with_causes(&e);
+        assert!(
+            text.starts_with(&format!(
+                "API server https://127.0.0.1:1/ (from {source}): "
+            )),
+            "{text}"
+        );
+        assert!(text.contains("Connection refused"), "{text}");
     }
 }

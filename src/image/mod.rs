@@ -3,3 +3,6 @@
 pub mod manifest;
 pub mod naming;
 pub mod reference;
+
+#[cfg(test)]
+pub(crate) mod properties;

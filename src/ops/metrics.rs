@@ -58,6 +58,8 @@ pub struct Metrics {
     pub last_successful_reconcile: Gauge<f64, AtomicU64>,
     pub api_requests: Family<ApiCallLabels, Counter>,
     pub api_request_duration: Family<VerbLabel, Histogram>,
+    pub not_pullable: Counter,
+    pub pull_secret_writes: Family<ResultLabel, Counter>,
     pub source_throttled: Family<RegistryLabel, Counter>,
 }
 
@@ -129,6 +131,18 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             api_request_duration.clone(),
         );
+        let not_pullable = Counter::default();
+        registry.register(
+            "not_pullable",
+            "Reconciles that left a workload copied but not patched because its pods could not pull the copies from the backup registry (Event BackupNotPullable)",
+            not_pullable.clone(),
+        );
+        let pull_secret_writes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "pull_secret_writes",
+            "Pull secrets written into namespaces, by result (created, updated)",
+            pull_secret_writes.clone(),
+        );
         let source_throttled = Family::<RegistryLabel, Counter>::default();
         registry.register(
             "source_throttled",
@@ -137,6 +151,8 @@ impl Metrics {
         );
         Metrics {
             registry,
+            not_pullable,
+            pull_secret_writes,
             source_throttled,
             api_requests,
             api_request_duration,
@@ -175,6 +191,16 @@ impl ReconcileObserver for Metrics {
     fn reconcile_failed(&self, reason: &'static str) {
         self.reconcile_errors
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    fn workload_not_pullable(&self) {
+        self.not_pullable.inc();
+    }
+
+    fn pull_secret_written(&self, result: &'static str) {
+        self.pull_secret_writes
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 }
@@ -230,6 +256,8 @@ mod tests {
         m.image_mirrored();
         m.reconcile_failed("SourceNotFound");
         m.workload_patched();
+        m.workload_not_pullable();
+        m.pull_secret_written("created");
         m.reconciled();
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
         m.source_throttled("docker.io");
@@ -245,6 +273,8 @@ mod tests {
             "image_cloner_copies_in_flight 0",
             "image_cloner_images_mirrored_total 1",
             "image_cloner_workloads_patched_total 1",
+            "image_cloner_not_pullable_total 1",
+            "image_cloner_pull_secret_writes_total{result=\"created\"} 1",
             "image_cloner_reconcile_errors_total{reason=\"SourceNotFound\"} 1",
             "# TYPE image_cloner_last_successful_reconcile_timestamp_seconds gauge",
             "image_cloner_api_requests_total{verb=\"patch\",outcome=\"success\"} 1",

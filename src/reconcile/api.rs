@@ -31,6 +31,11 @@ pub enum Verb {
     Get,
     Patch,
     CreateEvent,
+    /// The pull secrets' calls (`crate::pullsecret`): one name per namespace, never listed.
+    GetSecret,
+    CreateSecret,
+    PatchSecret,
+    DeleteSecret,
 }
 
 impl Verb {
@@ -39,6 +44,10 @@ impl Verb {
             Verb::Get => "get",
             Verb::Patch => "patch",
             Verb::CreateEvent => "create_event",
+            Verb::GetSecret => "get_secret",
+            Verb::CreateSecret => "create_secret",
+            Verb::PatchSecret => "patch_secret",
+            Verb::DeleteSecret => "delete_secret",
         }
     }
 }
@@ -71,6 +80,27 @@ pub trait ApiObserver: Send + Sync {
 /// An observer that ignores everything.
 pub struct Unobserved;
 impl ApiObserver for Unobserved {}
+
+/// Runs one API call bounded by `timeout` and reports it to `observer`.
+pub async fn observed<T>(
+    observer: &dyn ApiObserver,
+    verb: Verb,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ApiError> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r.map_err(ApiError::Kube),
+        Err(_) => Err(ApiError::Timeout(timeout)),
+    };
+    let outcome = match &result {
+        Ok(_) => CallOutcome::Success,
+        Err(ApiError::Timeout(_)) => CallOutcome::Timeout,
+        Err(ApiError::Kube(_)) => CallOutcome::Error,
+    };
+    observer.api_call(verb, outcome, started.elapsed());
+    result
+}
 
 /// The API calls of reconciles.
 pub struct WorkloadApi {
@@ -105,18 +135,7 @@ impl WorkloadApi {
         timeout: Duration,
         call: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, ApiError> {
-        let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r.map_err(ApiError::Kube),
-            Err(_) => Err(ApiError::Timeout(timeout)),
-        };
-        let outcome = match &result {
-            Ok(_) => CallOutcome::Success,
-            Err(ApiError::Timeout(_)) => CallOutcome::Timeout,
-            Err(ApiError::Kube(_)) => CallOutcome::Error,
-        };
-        self.observer.api_call(verb, outcome, started.elapsed());
-        result
+        observed(self.observer.as_ref(), verb, timeout, call).await
     }
 
     /// The one function that writes a workload: an RFC 6902 patch.
@@ -207,7 +226,15 @@ mod tests {
 
     #[test]
     fn labels_follow_prometheus_conventions() {
-        for v in [Verb::Get, Verb::Patch, Verb::CreateEvent] {
+        for v in [
+            Verb::Get,
+            Verb::Patch,
+            Verb::CreateEvent,
+            Verb::GetSecret,
+            Verb::CreateSecret,
+            Verb::PatchSecret,
+            Verb::DeleteSecret,
+        ] {
             assert!(
                 v.label()
                     .chars()

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::notices::EpisodeNotices;
 use crate::reconcile::plan::Policy;
+use crate::reconcile::pull::{PullGate, Ungated};
 use crate::registry::mirror::Mirror;
 
 /// Where the opt-out annotation of namespaces is read from.
@@ -40,6 +41,10 @@ pub trait ReconcileObserver: Send + Sync {
     fn workload_patched(&self) {}
     fn reconciled(&self) {}
     fn reconcile_failed(&self, _reason: &'static str) {}
+    /// A workload copied but not patched because its pods could not pull the copy.
+    fn workload_not_pullable(&self) {}
+    /// A pull secret was `created` or `updated`.
+    fn pull_secret_written(&self, _result: &'static str) {}
 }
 
 /// An observer that ignores everything.
@@ -53,6 +58,9 @@ pub struct Context {
     pub api: WorkloadApi,
     pub namespaces: Arc<dyn NamespaceOptOuts>,
     pub observer: Arc<dyn ReconcileObserver>,
+    /// How pods will pull the copies, asked before a namespace's patch ([`Ungated`] unless
+    /// [`Context::with_pull`] sets one).
+    pub pull: Arc<dyn PullGate>,
     /// Workloads created after this are news even when their images were already copied.
     pub started_at: k8s_openapi::jiff::Timestamp,
     /// Events told once per episode (rate limits, private sources), not at every retry.
@@ -74,10 +82,17 @@ impl Context {
             api,
             namespaces,
             observer,
+            pull: Arc::new(Ungated),
             // creationTimestamp has whole seconds: compare at that resolution.
             started_at: k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
             episodes: EpisodeNotices::default(),
         }
+    }
+
+    /// The same context, asking `pull` before each namespace's patch.
+    pub fn with_pull(mut self, pull: Arc<dyn PullGate>) -> Self {
+        self.pull = pull;
+        self
     }
 
     /// Workload writes made so far.

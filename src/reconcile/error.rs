@@ -45,6 +45,15 @@ pub enum ReconcileError {
         name: String,
     },
     #[error(
+        "{kind} {namespace}/{name}: not patched: whether its pods could pull the copies is not known yet: {error}"
+    )]
+    PullUnknown {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        error: String,
+    },
+    #[error(
         "{kind} {namespace}/{name}: waiting for the namespace cache (its opt-out annotation is not known yet)"
     )]
     NamespaceUnknown {
@@ -62,7 +71,9 @@ impl ReconcileError {
             ReconcileError::Patch { source, .. } | ReconcileError::Reread { source, .. } => {
                 source.is_transient()
             }
-            ReconcileError::Contended { .. } | ReconcileError::NamespaceUnknown { .. } => true,
+            ReconcileError::Contended { .. }
+            | ReconcileError::NamespaceUnknown { .. }
+            | ReconcileError::PullUnknown { .. } => true,
         }
     }
 
@@ -74,6 +85,7 @@ impl ReconcileError {
             ReconcileError::Reread { .. } => "ReadFailed",
             ReconcileError::Contended { .. } => "Contended",
             ReconcileError::NamespaceUnknown { .. } => "NamespaceUnknown",
+            ReconcileError::PullUnknown { .. } => "PullAccessUnknown",
         }
     }
 }

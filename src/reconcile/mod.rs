@@ -5,14 +5,18 @@
 //!    (`private-source`: left alone too);
 //! 2. [`ensure_copies`] — the mirror copies and verifies each distinct image (shared with every
 //!    other workload on the same image);
-//! 3. [`report_unpatched`] — Events for what will not be patched, and why ([`report`], pure);
-//! 4. [`write_patch`] — one JSON Patch ([`patch`], pure) with a `test` op on every image it
-//!    replaces; rejected because someone edited the workload meanwhile → read it again and
-//!    plan again, never overwrite the edit;
-//! 5. the `Cloned` Event.
+//! 3. [`pull_access`] — before the namespace's patch, how its pods will pull the copies (the
+//!    pull secret put in place, an anonymous registry, or the nodes' own credentials); when
+//!    they could not, the workload is copied, not patched ([`pull`]);
+//! 4. [`report_unpatched`] — Events for what will not be patched, and why ([`report`], pure);
+//! 5. [`write_patch`] — one JSON Patch ([`patch`], pure) with a `test` op on every image it
+//!    replaces (and the pull secret added to `imagePullSecrets`); rejected because someone
+//!    edited the workload meanwhile → read it again and plan again, never overwrite the edit;
+//! 6. the `Cloned` Event.
 //!
 //! Shared by the daemon's controllers and by `run --once`. The rules it enforces: a workload is
-//! only ever patched to copies the mirror verified (a failed copy leaves it as it is); nothing
+//! only ever patched to copies the mirror verified (a failed copy leaves it as it is), and only
+//! where its pods could pull them; nothing
 //! is planned in a namespace whose opt-out is not known; every API call goes through
 //! [`api::WorkloadApi`], bounded and counted.
 
@@ -22,13 +26,20 @@ pub mod error;
 pub mod notices;
 pub mod patch;
 pub mod plan;
+pub mod pull;
 pub mod reasons;
 pub mod report;
 pub mod restore;
 pub mod screen;
 
 #[cfg(test)]
+mod defer_tests;
+#[cfg(test)]
 pub(crate) mod plan_tests;
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod pull_tests;
 #[cfg(test)]
 mod restore_tests;
 
@@ -43,6 +54,7 @@ pub use self::context::Context;
 pub use self::error::{ApiError, MAX_REPLANS, ReconcileError};
 use self::patch::ImageChange;
 use self::plan::{ContainerPlan, Decision};
+use self::pull::PullAccess;
 use self::report::{AfterRejection, Notice, Verified};
 use self::screen::Screened;
 use crate::registry::mirror::{MirrorError, MirroredImage};
@@ -50,6 +62,9 @@ use crate::workload::{self, Workload, WorkloadKind};
 
 /// How long a reconcile waits for the namespace cache before it is retried later.
 const NAMESPACE_WAIT: Duration = Duration::from_secs(30);
+/// A workload whose pods could not pull its copies is looked at again after this long (the
+/// registry may have been made public meanwhile).
+pub const NOT_PULLABLE_RETRY: Duration = Duration::from_secs(600);
 
 /// What a reconcile did, for `run --once`'s summary and the logs.
 #[derive(Debug, Default)]
@@ -58,6 +73,8 @@ pub struct Reconciled {
     /// Images copied for a workload that is not patched (GitOps-managed, Job).
     pub cloned_only: Vec<MirroredImage>,
     pub invalid: usize,
+    /// Look at the workload again after this long even if it does not change.
+    pub requeue: Option<Duration>,
 }
 
 /// The outcome of step 2: verified copies, and the images that could not be mirrored.
@@ -100,8 +117,23 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
         plan::mark_private(&mut plans, &screened.private);
         log_decisions(&plans);
         let copies = ensure_copies(ctx, &plans, screened).await;
+        let (plans, access) = pull_access(ctx, &w, plans, &copies).await;
         report_unpatched(ctx, &current, &plans, &copies, &mut result).await;
-        match write_patch(ctx, &current, &w, &plans, &copies.verified).await? {
+        if defer_patch(&copies.failures) {
+            return finish(result, copies.failures, &w);
+        }
+        if let PullAccess::Unknown { error } = access {
+            return Err(ReconcileError::PullUnknown {
+                kind: w.kind,
+                namespace: w.namespace,
+                name: w.name,
+                error,
+            });
+        }
+        if let PullAccess::NotPullable { .. } = access {
+            result.requeue = Some(NOT_PULLABLE_RETRY);
+        }
+        match write_patch(ctx, &current, &w, &plans, &copies.verified, access.secret()).await? {
             Written::Patched(changes) => {
                 result.patched = changes;
                 return finish(result, copies.failures, &w);
@@ -149,7 +181,10 @@ fn log_decisions(plans: &[ContainerPlan]) {
             Decision::InvalidReference { error } => {
                 tracing::warn!(container, image, decision, error)
             }
-            Decision::Clone | Decision::GitOpsManaged { .. } | Decision::Immutable => {
+            Decision::Clone
+            | Decision::GitOpsManaged { .. }
+            | Decision::Immutable
+            | Decision::BackupNotPullable { .. } => {
                 tracing::info!(container, image, decision)
             }
         }
@@ -185,7 +220,48 @@ async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan], screened: Screene
     copies
 }
 
-/// Step 3: Events for invalid references, failed copies, and copies not patched.
+/// Whether to leave the workload unpatched for now: every image that could not be mirrored
+/// failed for a reason that passes (a registry down, throttling), so the retry will soon
+/// verify it, and patching the verified copies now would write — and roll — the workload
+/// once more then. When a failure will not pass by itself (a source that is gone), the
+/// verified copies are patched without waiting for it.
+fn defer_patch(failures: &[MirrorError]) -> bool {
+    !failures.is_empty() && failures.iter().all(MirrorError::is_transient)
+}
+
+/// Step 3: before the namespace's patch, whether (and how) its pods could pull the copies;
+/// asked only when something is to be patched. When they could not, every container that
+/// would be patched is copied only.
+async fn pull_access(
+    ctx: &Context,
+    w: &Workload,
+    plans: Vec<ContainerPlan>,
+    copies: &Copies,
+) -> (Vec<ContainerPlan>, PullAccess) {
+    ctx.pull
+        .in_use(&w.namespace, &pull::recorded(&w.annotations));
+    let first_copy = plans
+        .iter()
+        .filter(|p| p.decision == Decision::Clone)
+        .find_map(|p| copies.verified.get(&p.source.as_ref()?.canonical()));
+    let Some(copy) = first_copy else {
+        return (plans, PullAccess::NodeCredentials);
+    };
+    let access = ctx.pull.access(&w.namespace, &copy.backup_ref).await;
+    match &access {
+        PullAccess::NotPullable { why } => {
+            tracing::warn!(
+                reason = reasons::BACKUP_NOT_PULLABLE,
+                "{why}: copied, not patched"
+            );
+            ctx.observer.workload_not_pullable();
+            (pull::hold(plans, why), access)
+        }
+        _ => (plans, access),
+    }
+}
+
+/// Step 4: Events for invalid references, failed copies, and copies not patched.
 async fn report_unpatched<K: WorkloadKind>(
     ctx: &Context,
     obj: &K,
@@ -224,18 +300,21 @@ async fn publish<K: WorkloadKind>(ctx: &Context, obj: &K, notice: Notice) {
     ctx.api.event(obj, type_, notice.reason, notice.note).await;
 }
 
-/// Step 4: the patch to the verified copies, unless the namespace opted out meanwhile; a patch
-/// rejected by a concurrent edit gives the fresh object to plan again.
+/// Step 5: the patch to the verified copies (and the pull secret, when one is in place),
+/// unless the namespace opted out meanwhile; a patch rejected by a concurrent edit gives the
+/// fresh object to plan again.
 async fn write_patch<K: WorkloadKind>(
     ctx: &Context,
     obj: &K,
     w: &Workload,
     plans: &[ContainerPlan],
     verified: &Verified,
+    pull_secret: Option<&str>,
 ) -> Result<Written<K>, ReconcileError> {
-    let Some(planned) = patch::patch(w, plans, &|s| {
+    let found = |s: &crate::image::reference::ImageRef| {
         verified.get(&s.canonical()).map(|m| m.backup_ref.clone())
-    }) else {
+    };
+    let Some(planned) = patch::patch_pulling(w, plans, &found, pull_secret) else {
         return Ok(Written::NothingToPatch);
     };
     // Copies can take minutes: an opt-out added meanwhile still holds.
@@ -256,6 +335,9 @@ async fn write_patch<K: WorkloadKind>(
         Ok(_) => {
             for c in &planned.changes {
                 tracing::info!(container = c.container, from = c.from, to = c.to, "patched");
+            }
+            for secret in &planned.pull_secrets {
+                tracing::info!(secret, "pull secret added to imagePullSecrets");
             }
             ctx.observer.workload_patched();
             publish(ctx, obj, report::patched_notice(&planned.changes)).await;

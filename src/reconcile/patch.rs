@@ -1,6 +1,7 @@
 //! Pure planning, step 2: given the verified copies, one RFC 6902 patch per workload — a `test`
 //! op on every image it replaces (a concurrent edit makes the whole patch fail instead of being
-//! overwritten), the `replace` ops, and the annotation recording the originals for `restore`.
+//! overwritten), the `replace` ops, and the annotation recording the originals for `restore`;
+//! with a provisioned pull secret, also the ops adding it to `imagePullSecrets` ([`pull`]).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::image::reference::ImageRef;
 use crate::reconcile::plan::{ContainerPlan, Decision};
+use crate::reconcile::pull;
 use crate::workload::{Container, Kind, Workload};
 
 /// Where the original images are recorded, on the workload's own metadata (not the pod
@@ -28,6 +30,8 @@ pub struct ImageChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchPlan {
     pub changes: Vec<ImageChange>,
+    /// The `imagePullSecrets` entries the patch adds (`restore`: removes).
+    pub pull_secrets: Vec<String>,
     /// RFC 6902 operations.
     pub patch: Value,
 }
@@ -66,16 +70,24 @@ pub(crate) fn image_pointer(kind: Kind, c: &Container) -> String {
     format!("{}/{}/{}/image", kind.pod_spec_pointer(), c.list(), c.index)
 }
 
-/// Ops that set the annotation to `value`, guarded by a `test` of the current value.
+/// Ops that set the original-images annotation to `value`, guarded by a `test` of the current
+/// value.
 pub(crate) fn annotation_ops(
     annotations: &BTreeMap<String, String>,
     value: Option<String>,
 ) -> Vec<Value> {
-    let key = format!(
-        "/metadata/annotations/{}",
-        escape(ORIGINAL_IMAGES_ANNOTATION)
-    );
-    let current = annotations.get(ORIGINAL_IMAGES_ANNOTATION);
+    set_annotation_ops(annotations, ORIGINAL_IMAGES_ANNOTATION, value)
+}
+
+/// Ops that set annotation `name` to `value` (`None`: remove it), guarded by a `test` of its
+/// current value; `annotations` is the map as it is when these ops run.
+pub(crate) fn set_annotation_ops(
+    annotations: &BTreeMap<String, String>,
+    name: &str,
+    value: Option<String>,
+) -> Vec<Value> {
+    let key = format!("/metadata/annotations/{}", escape(name));
+    let current = annotations.get(name);
     match (current, value) {
         (None, None) => vec![],
         (Some(old), None) => vec![
@@ -89,7 +101,7 @@ pub(crate) fn annotation_ops(
         (None, Some(new)) if annotations.is_empty() => vec![json!({
             "op": "add",
             "path": "/metadata/annotations",
-            "value": {ORIGINAL_IMAGES_ANNOTATION: new}
+            "value": {name: new}
         })],
         (None, Some(new)) => vec![json!({"op": "add", "path": key, "value": new})],
     }
@@ -119,6 +131,18 @@ pub fn patch(
     workload: &Workload,
     plans: &[ContainerPlan],
     verified: &dyn Fn(&ImageRef) -> Option<String>,
+) -> Option<PatchPlan> {
+    patch_pulling(workload, plans, verified, None)
+}
+
+/// [`patch`], which also adds `{name: pull_secret}` to the pod template's `imagePullSecrets`
+/// when given (and not already there), in the same patch, guarded by `test` ops, and records
+/// that it did ([`pull::add_ops`]).
+pub fn patch_pulling(
+    workload: &Workload,
+    plans: &[ContainerPlan],
+    verified: &dyn Fn(&ImageRef) -> Option<String>,
+    pull_secret: Option<&str>,
 ) -> Option<PatchPlan> {
     let mut tests = Vec::new();
     let mut replaces = Vec::new();
@@ -156,8 +180,16 @@ pub fn patch(
     let mut ops = tests;
     ops.extend(replaces);
     ops.extend(annotation_ops(&workload.annotations, Some(value)));
+    let mut pull_secrets = Vec::new();
+    if let Some(name) = pull_secret
+        && let Some(pull_ops) = pull::add_ops(workload, name)
+    {
+        ops.extend(pull_ops);
+        pull_secrets.push(name.to_owned());
+    }
     Some(PatchPlan {
         changes,
+        pull_secrets,
         patch: Value::Array(ops),
     })
 }

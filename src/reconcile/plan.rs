@@ -1,6 +1,7 @@
 //! Pure planning, step 1: a workload's view and the settings in, the decision per container
-//! out — clone and patch, clone only (GitOps-managed, immutable pod template), or leave alone
-//! (already in the backup registry, ignored namespace, opt-out, invalid reference, excluded by
+//! out — clone and patch, clone only (GitOps-managed, immutable pod template; the nodes could
+//! not pull the copy, decided later by [`crate::reconcile::pull`]), or leave alone (already in
+//! the backup registry, ignored namespace, opt-out, invalid reference, excluded by
 //! `source_include`/`source_exclude`). Whether a source is private takes a registry request,
 //! so that decision is made after: [`mark_private`] turns the answers into `private-source`. Its
 //! [`to_mirror`] list is what the mirror is asked for. No client, no I/O: the rules that decide
@@ -47,6 +48,11 @@ pub enum Decision {
     },
     /// Copied, not patched: the pod template cannot change (a Job).
     Immutable,
+    /// Copied, not patched: the nodes could not pull the copy (a private backup registry, no
+    /// pull secret, `pull_check` on). Says why.
+    BackupNotPullable {
+        why: String,
+    },
     InvalidReference {
         error: String,
     },
@@ -64,7 +70,10 @@ impl Decision {
     pub fn copies(&self) -> bool {
         matches!(
             self,
-            Decision::Clone | Decision::GitOpsManaged { .. } | Decision::Immutable
+            Decision::Clone
+                | Decision::GitOpsManaged { .. }
+                | Decision::Immutable
+                | Decision::BackupNotPullable { .. }
         )
     }
 
@@ -77,6 +86,7 @@ impl Decision {
             Decision::OptOut => "opt-out",
             Decision::GitOpsManaged { .. } => "gitops-managed",
             Decision::Immutable => "immutable",
+            Decision::BackupNotPullable { .. } => "backup not pullable",
             Decision::InvalidReference { .. } => "invalid reference",
             Decision::Excluded { .. } => "excluded",
             Decision::PrivateSource => "private-source",

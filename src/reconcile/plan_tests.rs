@@ -49,6 +49,8 @@ pub(crate) fn workload(kind: Kind, images: &[(&str, &str)], init: &[(&str, &str)
         labels: BTreeMap::new(),
         containers,
         namespace_opted_out: false,
+        pull_secrets: None,
+        resource_version: None,
     }
 }
 
@@ -71,7 +73,10 @@ pub(super) fn object(w: &Workload) -> Value {
             .map(|c| json!({"name": c.name, "image": c.image}))
             .collect()
     };
-    let pod_spec = json!({"containers": list(false), "initContainers": list(true)});
+    let mut pod_spec = json!({"containers": list(false), "initContainers": list(true)});
+    if let Some(names) = &w.pull_secrets {
+        pod_spec["imagePullSecrets"] = names.iter().map(|n| json!({"name": n})).collect();
+    }
     let spec = match w.kind {
         Kind::Pod => pod_spec,
         Kind::CronJob => {
@@ -80,6 +85,9 @@ pub(super) fn object(w: &Workload) -> Value {
         _ => json!({"template": {"spec": pod_spec}}),
     };
     let mut metadata = json!({"name": w.name, "namespace": w.namespace});
+    if let Some(rv) = &w.resource_version {
+        metadata["resourceVersion"] = json!(rv);
+    }
     if !w.annotations.is_empty() {
         metadata["annotations"] = json!(w.annotations);
     }
@@ -113,6 +121,11 @@ pub(super) fn reread(before: &Workload, doc: &Value) -> Workload {
                 .collect()
         })
         .unwrap_or_default();
+    w.pull_secrets = spec["imagePullSecrets"].as_array().map(|list| {
+        list.iter()
+            .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    });
     w
 }
 

@@ -6,6 +6,8 @@ pub const CLONED: &str = "Cloned";
 pub const GITOPS_MANAGED: &str = "GitOpsManaged";
 /// Copied, not patched: a Job's pod template cannot change.
 pub const IMMUTABLE: &str = "ImmutablePodTemplate";
+/// Copied, not patched: the nodes could not pull the copy from the backup registry.
+pub const BACKUP_NOT_PULLABLE: &str = "BackupNotPullable";
 /// An image string that is not a valid reference.
 pub const INVALID_REFERENCE: &str = "InvalidReference";
 /// The API server refused a patch whose `test` ops still held.

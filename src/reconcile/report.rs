@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::reconcile::patch::ORIGINAL_IMAGES_ANNOTATION;
 use crate::reconcile::plan::{ContainerPlan, Decision};
+use crate::reconcile::pull::{self, PULL_SECRET_ANNOTATION};
 use crate::reconcile::reasons;
 use crate::registry::mirror::{MirrorError, MirroredImage, Outcome};
 use crate::workload::Workload;
@@ -68,16 +69,28 @@ pub fn unpatched(
         note: e.to_string(),
     }));
     out.notices.extend(private_notice(plans));
-    for (reason, advice) in [
+    let not_pullable = plans.iter().find_map(|p| match &p.decision {
+        Decision::BackupNotPullable { why } => Some(format!(
+            "the nodes could not pull the copies, so not patched ({why}); to fix it, {}",
+            pull::FIX
+        )),
+        _ => None,
+    });
+    let advices = [
         (
             reasons::GITOPS_MANAGED,
-            "managed by GitOps, so not patched (its controller would revert it); commit these backup references to git",
+            "managed by GitOps, so not patched (its controller would revert it); commit these backup references to git".to_owned(),
         ),
         (
             reasons::IMMUTABLE,
-            "a Job's pod template cannot change, so not patched; the images are in the backup registry",
+            "a Job's pod template cannot change, so not patched; the images are in the backup registry".to_owned(),
         ),
-    ] {
+        (
+            reasons::BACKUP_NOT_PULLABLE,
+            not_pullable.unwrap_or_default(),
+        ),
+    ];
+    for (reason, advice) in advices {
         let copies: Vec<MirroredImage> = plans
             .iter()
             .filter(|p| copied_not_patched(&p.decision) == Some(reason))
@@ -152,6 +165,7 @@ fn copied_not_patched(decision: &Decision) -> Option<&'static str> {
     match decision {
         Decision::GitOpsManaged { .. } => Some(reasons::GITOPS_MANAGED),
         Decision::Immutable => Some(reasons::IMMUTABLE),
+        Decision::BackupNotPullable { .. } => Some(reasons::BACKUP_NOT_PULLABLE),
         _ => None,
     }
 }
@@ -178,10 +192,17 @@ pub enum AfterRejection {
     Refused,
 }
 
+/// What the patch `test`ed: the images, our annotations, the pull secrets, and (when it added
+/// `imagePullSecrets`) the resourceVersion. Whatever else changed, a patch refused with all
+/// of these unchanged was refused for itself.
 pub fn after_rejection(before: &Workload, after: &Workload) -> AfterRejection {
+    let annotation = |w: &Workload, key: &str| w.annotations.get(key).cloned();
     if before.containers == after.containers
-        && before.annotations.get(ORIGINAL_IMAGES_ANNOTATION)
-            == after.annotations.get(ORIGINAL_IMAGES_ANNOTATION)
+        && annotation(before, ORIGINAL_IMAGES_ANNOTATION)
+            == annotation(after, ORIGINAL_IMAGES_ANNOTATION)
+        && annotation(before, PULL_SECRET_ANNOTATION) == annotation(after, PULL_SECRET_ANNOTATION)
+        && before.pull_secrets == after.pull_secrets
+        && (before.pull_secrets.is_some() || before.resource_version == after.resource_version)
     {
         AfterRejection::Refused
     } else {

@@ -5,7 +5,9 @@
 //! input: an original that is not a valid image reference, or (unless allowed) not the image
 //! its recorded backup is a copy of, is rejected and reported, and never written into the pod
 //! spec. A restored workload is opted out in the same patch (unless the caller says not to),
-//! so that a running daemon does not patch it straight back.
+//! so that a running daemon does not patch it straight back. The `imagePullSecrets` entry the
+//! daemon added (recorded in its own annotation) goes in the same patch; one a user added
+//! stays.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use crate::reconcile::patch::{
     ImageChange, ORIGINAL_IMAGES_ANNOTATION, PatchPlan, Recorded, annotation_ops, escape,
     image_pointer,
 };
+use crate::reconcile::pull;
 use crate::workload::{Container, SKIP_ANNOTATION, Workload, opted_out};
 
 /// How `restore` treats the annotation.
@@ -136,9 +139,12 @@ pub fn restore(workload: &Workload, options: RestoreOptions) -> RestorePlan {
     if opts_out {
         ops.extend(skip_ops(&workload.annotations));
     }
+    let (pull_ops, pull_secrets) = pull::remove_ops(workload);
+    ops.extend(pull_ops);
     ops.extend(annotation_ops(&workload.annotations, None));
     let patch = (!changes.is_empty() || rejected.is_empty()).then_some(PatchPlan {
         changes,
+        pull_secrets,
         patch: Value::Array(ops),
     });
     RestorePlan::Restore {

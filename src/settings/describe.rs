@@ -68,6 +68,11 @@ impl Settings {
             "log_level" => self.log_level.clone(),
             "source_include" | "source_exclude" | "copy_private_sources" => self.sources_shown(key),
             "pull_budget_reserve" => self.pull_budget_reserve.to_string(),
+            "pull_secret" => self
+                .pull_secret
+                .clone()
+                .unwrap_or_else(|| "(none: no pull secret is provisioned)".to_owned()),
+            "pull_check" => if self.pull_check { "on" } else { "off" }.to_owned(),
             _ => UNKNOWN.to_owned(),
         }
     }

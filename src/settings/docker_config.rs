@@ -61,7 +61,10 @@ pub struct DockerConfig {
 }
 
 impl DockerConfig {
+    /// Reads and checks the file; the path kept is absolute, since it goes on skopeo's command
+    /// line (`--authfile`), where a relative `-config.json` would look like a flag.
     pub fn load(path: &Path) -> Result<Self, DockerConfigError> {
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let bytes = std::fs::read(path).map_err(|source| DockerConfigError::Read {
             path: path.to_owned(),
             source,
@@ -175,6 +178,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("bm9jb2xvbg"), "{e}");
+    }
+
+    #[test]
+    fn a_relative_path_is_kept_absolute() {
+        let file = tempfile::Builder::new()
+            .prefix("-config")
+            .tempfile_in(".")
+            .expect("a file in the working directory");
+        std::fs::write(file.path(), "{}").expect("write it");
+        let name = file.path().file_name().expect("a name");
+        let c = DockerConfig::load(Path::new(name)).expect("a valid config");
+        assert!(c.path.is_absolute(), "{}", c.path.display());
+        assert_eq!(c.path.file_name(), Some(name));
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub struct Settings {
     pub sources: crate::source_policy::SourcePolicy,
     /// Pulls of a registry's reported budget kept for the nodes.
     pub pull_budget_reserve: u64,
+    /// The Secret provisioned in each namespace before its first patch, holding only the
+    /// backup registry's entry of the docker config; `None`: none is provisioned.
+    pub pull_secret: Option<String>,
+    /// Patch only where the pods could pull the copy (`pull_check = on`, the default); off, the
+    /// operator says the nodes have their own credentials for the backup registry.
+    pub pull_check: bool,
     /// Where each setting's value came from, for `check-config`.
     pub origins: BTreeMap<&'static str, String>,
 }

@@ -54,22 +54,30 @@ pub(super) fn duration(s: &str, min: Duration, max: Duration) -> Result<Duration
     }
 }
 
+/// An existing directory, made absolute: a relative path such as `-certs` would otherwise reach
+/// skopeo's command line as something that looks like a flag.
 pub(super) fn existing_dir(s: &str) -> Result<PathBuf, Bad> {
     let p = PathBuf::from(s);
     if p.is_dir() {
-        Ok(p)
+        absolute(&p)
     } else {
         Err(Bad::because("no such directory"))
     }
 }
 
+/// An existing file, made absolute (see [`existing_dir`]; a relative `skopeo` would also be
+/// looked up on PATH rather than run from where it was checked).
 pub(super) fn existing_file(s: &str) -> Result<PathBuf, Bad> {
     let p = PathBuf::from(s);
     if p.is_file() {
-        Ok(p)
+        absolute(&p)
     } else {
         Err(Bad::because("no such file"))
     }
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf, Bad> {
+    std::path::absolute(p).map_err(|e| Bad::because(format!("cannot make it absolute: {e}")))
 }
 
 /// A namespace name: an RFC 1123 label.
@@ -80,6 +88,27 @@ pub(super) fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain: at most 253 characters, dot-separated
+/// labels of lowercase letters, digits and dashes); empty means none.
+pub(super) fn optional_dns_subdomain(s: &str) -> Result<Option<String>, Bad> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let labels_ok = s.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    });
+    if s.len() <= 253 && labels_ok {
+        Ok(Some(s.to_owned()))
+    } else {
+        Err(Bad(None))
+    }
 }
 
 /// A TOML value as the file wrote it (strings quoted), for messages.
@@ -150,6 +179,19 @@ mod tests {
             assert!(duration(bad, min, max).is_err(), "{bad}");
         }
         assert!(duration("0s", Duration::ZERO, max).is_ok());
+    }
+
+    /// What reaches skopeo's command line never starts with '-' (found by make reliability).
+    #[test]
+    fn existing_paths_are_made_absolute() {
+        let dir = existing_dir(".").ok().expect("the working directory");
+        assert!(dir.is_absolute(), "{}", dir.display());
+        let file = existing_file("Cargo.toml").ok().expect("Cargo.toml");
+        assert!(
+            file.is_absolute() && file.ends_with("Cargo.toml"),
+            "{}",
+            file.display()
+        );
     }
 
     #[test]

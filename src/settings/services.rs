@@ -1,5 +1,5 @@
 //! The services the settings configure: what every skopeo run is given, the manifest HEAD
-//! client and the mirror.
+//! clients (with the docker config's credentials, and without any) and the mirror.
 
 use crate::settings::Settings;
 
@@ -32,6 +32,23 @@ impl Settings {
         crate::registry::manifest_head::ManifestHead::new(
             basic,
             deferred,
+            self.insecure_registries.clone(),
+            self.cert_dir.as_deref(),
+            self.inspect_timeout,
+        )
+    }
+
+    /// A manifest HEAD client holding no credentials: asks what a node without a pull secret
+    /// would be answered.
+    pub fn anonymous_head(
+        &self,
+    ) -> Result<
+        crate::registry::manifest_head::ManifestHead,
+        crate::registry::manifest_head::TlsSetupError,
+    > {
+        crate::registry::manifest_head::ManifestHead::new(
+            Vec::new(),
+            Vec::new(),
             self.insecure_registries.clone(),
             self.cert_dir.as_deref(),
             self.inspect_timeout,

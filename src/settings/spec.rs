@@ -102,9 +102,12 @@ const ALL: &[Task] = &[Run, Task::Copy, Plan, Restore];
 const NAMING: &[Task] = &[Run, Task::Copy, Plan];
 /// Asking or writing to registries: skopeo, credentials, TLS, timeouts.
 const REGISTRY: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
+/// Whether and how pods pull the copies: what `run` does and `plan` shows.
+const PULLING: &[Task] = &[Run, Plan];
 /// The reference a copy is patched to (`plan --check-backup` shows the one it finds).
 const PINNING: &[Task] = &[Run, Task::Copy, PlanCheckBackup];
-/// Reaching registries without credentials: `plan` too asks whether sources are public.
+/// Reaching registries without credentials: `plan` too asks whether sources are public, and
+/// whether the backup registry answers anonymous pulls.
 const REGISTRY_ACCESS: &[Task] = &[Run, Task::Copy, Plan];
 /// Which sources are copied at all: what `run` and `copy` do, and `plan` shows.
 const SOURCES: &[Task] = &[Run, Task::Copy, Plan];
@@ -364,6 +367,24 @@ pub const SPECS: &[Spec] = &[
         required: false,
         kind: Kind::Number { min: 0, max: 10000 },
         expected: "a whole number from 0 to 10000: pulls of a registry's reported budget (Docker Hub's ratelimit-remaining) left untouched for the nodes",
+    },
+    Spec {
+        key: "pull_secret",
+        bare_env: false,
+        value: "NAME",
+        used_by: PULLING,
+        required: false,
+        kind: Kind::Text,
+        expected: "the name of the Secret image-cloner creates in each namespace it patches, holding only the backup registry's credentials (a DNS subdomain name such as image-cloner-pull), or empty for none",
+    },
+    Spec {
+        key: "pull_check",
+        bare_env: false,
+        value: "on|off",
+        used_by: PULLING,
+        required: false,
+        kind: Kind::Text,
+        expected: "\"on\" (patch only where pods can pull the copy: a pull secret in place, or a backup registry that answers anonymous pulls) or \"off\" (the nodes have their own credentials for the backup registry)",
     },
 ];
 

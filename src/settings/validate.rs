@@ -309,6 +309,12 @@ impl Validator<'_> {
             }),
             sources: self.source_policy(),
             pull_budget_reserve: self.number("pull_budget_reserve", 5),
+            pull_secret: self.scalar("pull_secret", None, parse::optional_dns_subdomain),
+            pull_check: self.scalar("pull_check", true, |s| match s {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err(Bad(None)),
+            }),
             backup_registry: backup_registry?,
             origins: std::mem::take(&mut self.origins),
         };

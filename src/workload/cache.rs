@@ -18,7 +18,8 @@ pub fn trim<K: WorkloadKind>(obj: &mut K) {
     }
 }
 
-/// A hash of what planning reads (generation, labels, annotations, container images), so that
+/// A hash of what planning reads (generation, labels, annotations, container images, pull
+/// secrets), so that
 /// the controllers reconcile on those changes and not on every status update (a running Job
 /// changes its status constantly).
 pub fn relevant_state<K: WorkloadKind>(obj: &K) -> Option<u64> {
@@ -40,6 +41,7 @@ pub fn relevant_state<K: WorkloadKind>(obj: &K) -> Option<u64> {
         {
             (&c.name, &c.image).hash(&mut h);
         }
+        spec.image_pull_secrets.hash(&mut h);
     }
     Some(h.finish())
 }

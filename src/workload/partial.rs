@@ -23,7 +23,16 @@ pub struct ContainerImage {
     pub image: Option<String>,
 }
 
-/// The containers of a pod spec; ephemeral containers are not read (never patched).
+/// An entry of a pod spec's `imagePullSecrets` (a `LocalObjectReference`): only its name, which
+/// the API server omits when empty.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+pub struct SecretName {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// The containers of a pod spec; ephemeral containers are not read (never patched). Its
+/// `imagePullSecrets` are read too: the patch adds the provisioned pull secret there.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpecImages {
@@ -31,6 +40,8 @@ pub struct PodSpecImages {
     pub containers: Vec<ContainerImage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_containers: Option<Vec<ContainerImage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<SecretName>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

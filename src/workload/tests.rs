@@ -104,3 +104,40 @@ fn owned_replicasets_pods_and_jobs_are_left_to_their_owners() {
     assert!(!bare.left_to_owner());
     assert!(!deployment().left_to_owner());
 }
+
+#[test]
+fn the_view_reads_the_pull_secrets_and_the_resource_version() {
+    assert_eq!(
+        view(&deployment(), false).pull_secrets,
+        None,
+        "absent, not empty"
+    );
+    let mut with: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "12"},
+        "spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": "nginx"}],
+            "imagePullSecrets": [{"name": "team"}, {}]
+        }}}
+    }))
+    .unwrap();
+    let w = view(&with, false);
+    assert_eq!(w.pull_secrets, Some(vec!["team".to_owned(), String::new()]));
+    assert_eq!(w.resource_version.as_deref(), Some("12"));
+    // Written back as the server stores it (an empty name omitted).
+    let json = serde_json::to_value(&with).unwrap();
+    assert_eq!(
+        json["spec"]["template"]["spec"]["imagePullSecrets"],
+        serde_json::json!([{"name": "team"}, {}])
+    );
+    // A change of the list wakes a reconcile.
+    let before = relevant_state(&with);
+    if let Some(spec) = with
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.as_mut())
+        .and_then(|t| t.spec.as_mut())
+    {
+        spec.image_pull_secrets = None;
+    }
+    assert_ne!(before, relevant_state(&with));
+}

@@ -54,6 +54,12 @@ pub struct Workload {
     pub containers: Vec<Container>,
     /// The namespace carries the opt-out annotation.
     pub namespace_opted_out: bool,
+    /// The names in the pod spec's `imagePullSecrets`, in order; `None` when the field is
+    /// absent (the patch then adds the whole list, which a `test` op cannot guard).
+    pub pull_secrets: Option<Vec<String>>,
+    /// The object's `metadata.resourceVersion`, which guards a patch that adds a field a `test`
+    /// op cannot check the absence of.
+    pub resource_version: Option<String>,
 }
 
 fn containers(list: &[ContainerImage], init: bool) -> impl Iterator<Item = Container> + '_ {
@@ -68,12 +74,16 @@ fn containers(list: &[ContainerImage], init: bool) -> impl Iterator<Item = Conta
 /// Planning's view of a workload. `namespace_opted_out` comes from the namespace, which the
 /// object does not carry.
 pub fn view<K: WorkloadKind>(obj: &K, namespace_opted_out: bool) -> Workload {
-    let (main, init) = obj.pod_spec().map_or((&[][..], &[][..]), |s| {
+    let spec = obj.pod_spec();
+    let (main, init) = spec.map_or((&[][..], &[][..]), |s| {
         (
             &s.containers[..],
             s.init_containers.as_deref().unwrap_or(&[]),
         )
     });
+    let pull_secrets = spec
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .map(|list| list.iter().map(|r| r.name.clone()).collect());
     Workload {
         kind: K::KIND,
         namespace: obj.namespace().unwrap_or_default(),
@@ -84,5 +94,7 @@ pub fn view<K: WorkloadKind>(obj: &K, namespace_opted_out: bool) -> Workload {
             .chain(containers(init, true))
             .collect(),
         namespace_opted_out,
+        pull_secrets,
+        resource_version: obj.resource_version(),
     }
 }

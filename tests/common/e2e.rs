@@ -3,20 +3,27 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::GroupVersionKind;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use kube::{Client, Config};
 use serde_json::{Value, json};
 use testbed::Registry;
 
+use super::cluster::Envtest;
 use super::{multi_arch, plain_registry, push_all, small_image};
+
+/// How many namespaces the daemon scenarios add to the cluster (on the simulator and envtest),
+/// so that the daemon's namespace list is slower than its workload lists.
+pub const FILLER_NAMESPACES: usize = 300;
 
 /// Source images every scenario can use, with their digests.
 pub struct Images {
@@ -42,6 +49,12 @@ pub struct Env {
     home: tempfile::TempDir,
     /// The simulator, when the suite runs on it: faults and request counters.
     pub sim: Option<kube_sim::Sim>,
+    /// A real cluster the operator pointed the suite at: nothing is added to it but `e2e-*`
+    /// namespaces the scenarios need.
+    pub real: bool,
+    /// The shared envtest this Env runs on, held until the Env is dropped (declared last, so
+    /// dropped last).
+    envtest: Option<Arc<Envtest>>,
 }
 
 impl Env {
@@ -86,7 +99,23 @@ impl Env {
             cronjobs,
             home: tempfile::tempdir().expect("a temp HOME"),
             sim: None,
+            real: false,
+            envtest: None,
         }
+    }
+
+    /// The suite on the shared envtest (kept running while this Env lives).
+    pub fn on_envtest(envtest: Arc<Envtest>) -> Env {
+        let mut env = Env::new("envtest", &envtest.kubeconfig());
+        env.envtest = Some(envtest);
+        env
+    }
+
+    /// The suite on a real cluster.
+    pub fn on_real_cluster(kubeconfig: &Path) -> Env {
+        let mut env = Env::new("real cluster", kubeconfig);
+        env.real = true;
+        env
     }
 
     /// The suite on a fresh simulator.
@@ -150,18 +179,89 @@ impl Env {
             .expect("run image-cloner")
     }
 
+    /// Creates a namespace (one that exists already is left as it is).
     pub fn namespace(&self, name: &str, annotations: &[(&str, &str)]) {
         let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+        self.rt.block_on(self.create_namespace(name, &annotations));
+    }
+
+    async fn create_namespace(&self, name: &str, annotations: &BTreeMap<&str, &str>) {
         let ns: Namespace = serde_json::from_value(json!({
             "metadata": {"name": name, "annotations": annotations}
         }))
         .expect("a namespace");
         let api = Api::<Namespace>::all(self.client.clone());
-        match self.rt.block_on(api.create(&PostParams::default(), &ns)) {
+        match api.create(&PostParams::default(), &ns).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => panic!("creating namespace {name}: {e}"),
         }
+    }
+
+    /// At least [`FILLER_NAMESPACES`] namespaces besides the scenarios' own (not on a real
+    /// cluster, which has its own): the daemon's namespace list then takes longer than its
+    /// workload lists, so a reconcile that did not wait for it would plan without the opt-outs.
+    pub fn fill_namespaces(&self) {
+        if self.real {
+            return;
+        }
+        let api = Api::<Namespace>::all(self.client.clone());
+        let present: std::collections::BTreeSet<String> = self
+            .rt
+            .block_on(api.list(&ListParams::default()))
+            .expect("list namespaces")
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        let missing: Vec<String> = (0..FILLER_NAMESPACES)
+            .map(|i| format!("e2e-filler-{i:03}"))
+            .filter(|n| !present.contains(n))
+            .collect();
+        let none = BTreeMap::new();
+        self.rt.block_on(
+            futures::stream::iter(missing).for_each_concurrent(32, |name| {
+                let none = &none;
+                async move { self.create_namespace(&name, none).await }
+            }),
+        );
+    }
+
+    /// Sets (`Some`) or removes (`None`) an annotation of a namespace, as
+    /// `kubectl annotate namespace` does.
+    pub fn annotate_namespace(&self, name: &str, key: &str, value: Option<&str>) {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.rt
+            .block_on(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .unwrap_or_else(|e| panic!("annotating namespace {name}: {e}"));
+    }
+
+    /// Sets or removes an annotation of a workload, as `kubectl annotate` does.
+    pub fn annotate(&self, kind: &str, ns: &str, name: &str, key: &str, value: Option<&str>) {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.rt
+            .block_on(self.api(kind, ns).patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            ))
+            .unwrap_or_else(|e| panic!("annotating {kind} {ns}/{name}: {e}"));
+    }
+
+    /// On the simulator: the writes made to one object, as its request log recorded them
+    /// (`resource` is the plural, `deployments`). Empty elsewhere.
+    pub fn writes_to(&self, resource: &str, ns: &str, name: &str) -> Vec<kube_sim::RequestRecord> {
+        let Some(sim) = &self.sim else {
+            return Vec::new();
+        };
+        sim.faults()
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.is_write() && r.resource == resource && r.namespace == ns && r.name == name
+            })
+            .collect()
     }
 
     fn resource(kind: &str) -> ApiResource {
@@ -197,7 +297,6 @@ impl Env {
 
     /// Creates many workloads, 32 requests at a time.
     pub fn create_many(&self, objects: Vec<Value>) {
-        use futures::StreamExt as _;
         self.rt.block_on(async {
             futures::stream::iter(objects)
                 .map(|obj| async move {
@@ -344,90 +443,6 @@ impl Env {
                 "timed out after {timeout:?}: {what}"
             );
             std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-/// A running `image-cloner run`, stopped with SIGTERM on drop.
-pub struct Daemon {
-    pub child: Child,
-    pub log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    pub fn start(mut cmd: Command) -> Daemon {
-        let dir = tempfile::tempdir().expect("a log dir");
-        let log = dir.path().join("daemon.log");
-        let file = std::fs::File::create(&log).expect("a log file");
-        let child = cmd
-            .arg("run")
-            .stdout(file.try_clone().expect("clone the log file"))
-            .stderr(file)
-            .spawn()
-            .expect("start the daemon");
-        Daemon {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The address of `/healthz`, `/readyz` and `/metrics`, from the daemon's log.
-    pub fn metrics_address(&self) -> Option<String> {
-        let log = self.log();
-        let line = log.lines().find(|l| l.contains("serving /healthz"))?;
-        let addr = line.split("address=").nth(1)?;
-        Some(addr.split_whitespace().next()?.trim_matches('"').to_owned())
-    }
-
-    /// `GET path` on the daemon's health listener: (status, body).
-    pub fn get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let addr = self
-            .metrics_address()
-            .expect("the daemon logged its listen address");
-        let mut stream =
-            std::net::TcpStream::connect(&addr).expect("connect to the health listener");
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send a request");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .expect("read the response");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    /// SIGTERM, then the exit code.
-    pub fn stop(&mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        self.child.wait().ok().and_then(|s| s.code())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.stop();
         }
     }
 }

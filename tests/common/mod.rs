@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod daemon;
 pub mod e2e;
 pub mod ratelimit;
 pub mod throttle;

@@ -21,11 +21,13 @@ use serde_json::json;
 const USER: &str = "65532:65532";
 
 /// `Run` with the backup registry, its credentials and both registries' CAs, mounted
-/// read-only where the Deployment mounts its Secret.
+/// read-only where the Deployment mounts its Secret; the pull secret as the manifests'
+/// ConfigMap sets it (the backup here is private).
 fn with_registries(r: &Registries) -> Run {
     Run::new()
         .deployment_env()
         .env("BACKUP_REGISTRY", &r.backup_registry())
+        .env("IMAGE_CLONER_PULL_SECRET", "image-cloner-pull")
         .env("IMAGE_CLONER_CERT_DIR", CERT_DIR)
         .mount(&r.docker_dir(), DOCKER_DIR)
         .mount(&r.cert_dir(), CERT_DIR)

@@ -73,6 +73,10 @@ pub fn classify(stderr: &str) -> FailureKind {
         "tls handshake timeout",
         "timeout awaiting response headers",
         "unexpected eof",
+        // Go's io.EOF after the URL: the connection was closed without an answer (a registry
+        // restarting, a load balancer with no backend).
+        "\": eof",
+        "broken pipe",
         "server misbehaving",
         "temporary failure in name resolution",
     ]) {
@@ -204,7 +208,13 @@ mod tests {
         let with_digest = format!(
             r#"level=fatal msg="reading manifest 4291401404 in r/a@{D}: manifest unknown: manifest unknown""#
         );
-        let cases: [(&str, FailureKind); 9] = [
+        let cases: [(&str, FailureKind); 10] = [
+            // Found by make reliability: a backup registry whose connections close without an
+            // answer was taken for a permanent failure, retried every 15 minutes.
+            (
+                r#"level=fatal msg="Error parsing image name \"docker://127.0.0.1:34905/m/a:1.2\": pinging container registry 127.0.0.1:34905: Get \"http://127.0.0.1:34905/v2/\": EOF""#,
+                FailureKind::Unreachable,
+            ),
             (
                 r#"time="2026-11-24T10:00:00Z" level=fatal msg="Error parsing image name \"docker://127.0.0.1:5000/nope:1\": reading manifest 1 in 127.0.0.1:5000/nope: manifest unknown: manifest unknown""#,
                 FailureKind::ManifestUnknown,

@@ -244,6 +244,13 @@ fn read_digest(command: CommandLine, path: &Path) -> Result<Digest, SkopeoError>
     })
 }
 
+/// Removes, at a command's start, what image-cloner processes killed earlier left in `tmp_dir`
+/// (the setting), and logs it. The runner also does so before its first skopeo run, but a
+/// process that never runs skopeo (every image already in the backup) would leave them.
+pub fn clean_at_start(tmp_dir: Option<&Path>) {
+    log_cleaning(clean_stale(tmp_dir));
+}
+
 fn log_cleaning(result: Result<CleanReport, CleanError>) {
     match result {
         Ok(report) => {

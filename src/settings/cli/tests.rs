@@ -76,6 +76,8 @@ fn each_subcommand_offers_the_flags_of_the_settings_it_uses() {
         "source_include",
         "source_exclude",
         "copy_private_sources",
+        "pull_secret",
+        "pull_check",
     ];
     let restore = ["kubeconfig", "context", "log_format", "log_level"];
     assert_eq!(flags_in(&help(&["copy"])), copy);

@@ -119,6 +119,19 @@ const REFUSED: &[Case] = &[
         r#""0""#,
     ),
     env("IMAGE_CLONER_RETRY_TIMES", "-1", "retry_times", r#""-1""#),
+    env(
+        "IMAGE_CLONER_PULL_SECRET",
+        "Image_Cloner",
+        "pull_secret",
+        r#""Image_Cloner""#,
+    ),
+    env(
+        "IMAGE_CLONER_PULL_SECRET",
+        "pull..secret",
+        "pull_secret",
+        r#""pull..secret""#,
+    ),
+    env("IMAGE_CLONER_PULL_CHECK", "true", "pull_check", r#""true""#),
     file(
         "insecure_registries = { a = 1 }",
         "insecure_registries",
@@ -246,6 +259,8 @@ copy_timeout = "24h"
 inspect_timeout = "1s"
 shutdown_grace = "0s"
 log_level = "warn, image_cloner::reconcile=debug"
+pull_secret = "image-cloner.pull"
+pull_check = "off"
 "#,
     )
     .expect("write the config file");
@@ -261,6 +276,40 @@ log_level = "warn, image_cloner::reconcile=debug"
     assert_eq!(s.copy_timeout, Duration::from_secs(86400));
     assert_eq!(s.shutdown_grace, Duration::ZERO);
     assert_eq!(s.log_level, "warn,image_cloner::reconcile=debug");
+    assert_eq!(s.pull_secret.as_deref(), Some("image-cloner.pull"));
+    assert!(!s.pull_check);
+}
+
+#[test]
+fn pull_secrets_are_off_and_the_pull_check_on_by_default() {
+    let s = load(&inputs(&[("BACKUP_REGISTRY", "q.io/x")]))
+        .expect("valid settings")
+        .settings;
+    assert_eq!(s.pull_secret, None);
+    assert!(s.pull_check);
+    let shown: Vec<(&str, String)> = s
+        .describe()
+        .into_iter()
+        .filter(|(k, _, _)| matches!(*k, "pull_secret" | "pull_check"))
+        .map(|(k, v, _)| (k, v))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "pull_secret",
+                "(none: no pull secret is provisioned)".to_owned()
+            ),
+            ("pull_check", "on".to_owned()),
+        ]
+    );
+    let s = load(&inputs(&[
+        ("BACKUP_REGISTRY", "q.io/x"),
+        ("IMAGE_CLONER_PULL_SECRET", ""),
+    ]))
+    .expect("empty is off")
+    .settings;
+    assert_eq!(s.pull_secret, None);
 }
 
 fn bytes(b: &[u8]) -> OsString {

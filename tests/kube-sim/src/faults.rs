@@ -40,6 +40,20 @@ pub struct Interference {
     pub merge_patch: Value,
 }
 
+/// Requests matching `verb` and `resource` wait `millis` longer before they are served: one
+/// kind of request made slower than the others (a namespace list slower than the workload
+/// lists, say), which a global latency cannot do.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LatencyRule {
+    /// RBAC verb (`list`, `watch`, `patch`, ...); None: any.
+    #[serde(default)]
+    pub verb: Option<String>,
+    /// Plural resource name (`namespaces`); None: any.
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub millis: u64,
+}
+
 /// One request, as the request log keeps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRecord {
@@ -70,6 +84,7 @@ const LOG_LIMIT: usize = 200_000;
 struct State {
     rules: Vec<FailRule>,
     latency: Duration,
+    latency_rules: Vec<LatencyRule>,
     interferences: Vec<Interference>,
     counters: BTreeMap<(String, String), u64>,
     log: VecDeque<RequestRecord>,
@@ -110,6 +125,11 @@ impl Faults {
         self.lock().latency = latency;
     }
 
+    /// Until [`Faults::clear`], matching requests wait this much longer (rules add up).
+    pub fn add_latency(&self, rule: LatencyRule) {
+        self.lock().latency_rules.push(rule);
+    }
+
     pub fn interfere_next_write(&self, i: Interference) {
         self.lock().interferences.push(i);
     }
@@ -119,6 +139,7 @@ impl Faults {
         let mut s = self.lock();
         s.rules.clear();
         s.latency = Duration::ZERO;
+        s.latency_rules.clear();
         s.interferences.clear();
     }
 
@@ -188,6 +209,18 @@ impl Faults {
         self.lock().latency
     }
 
+    /// The extra wait of a request, from the latency rules it matches.
+    pub(crate) fn latency_of(&self, verb: &str, resource: &str) -> Duration {
+        let millis = self
+            .lock()
+            .latency_rules
+            .iter()
+            .filter(|r| matches(&r.verb, verb) && matches(&r.resource, resource))
+            .map(|r| r.millis)
+            .sum();
+        Duration::from_millis(millis)
+    }
+
     /// The injected failure for this request, if a rule matches (and uses up one count).
     pub(crate) fn take_failure(&self, verb: &str, resource: &str) -> Option<ApiError> {
         let mut s = self.lock();
@@ -245,5 +278,28 @@ mod tests {
         );
         assert!(f.take_failure("patch", "pods").is_some());
         assert!(f.take_failure("patch", "pods").is_none());
+    }
+
+    #[test]
+    fn latency_rules_slow_down_only_what_they_match_until_cleared() {
+        let f = Faults::default();
+        f.add_latency(LatencyRule {
+            verb: Some("list".into()),
+            resource: Some("namespaces".into()),
+            millis: 1500,
+        });
+        f.add_latency(LatencyRule {
+            verb: None,
+            resource: Some("namespaces".into()),
+            millis: 500,
+        });
+        assert_eq!(f.latency_of("list", "namespaces"), Duration::from_secs(2));
+        assert_eq!(
+            f.latency_of("watch", "namespaces"),
+            Duration::from_millis(500)
+        );
+        assert_eq!(f.latency_of("list", "deployments"), Duration::ZERO);
+        f.clear();
+        assert_eq!(f.latency_of("list", "namespaces"), Duration::ZERO);
     }
 }

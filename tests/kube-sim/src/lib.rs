@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-pub use faults::{FailRule, Faults, Interference, RequestRecord};
+pub use faults::{FailRule, Faults, Interference, LatencyRule, RequestRecord};
 pub use status::ApiError;
 pub use store::Store;
 

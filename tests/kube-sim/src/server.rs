@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::access_review;
 use crate::admission;
 use crate::discovery;
-use crate::faults::{FailRule, Faults, Interference, RequestRecord};
+use crate::faults::{FailRule, Faults, Interference, LatencyRule, RequestRecord};
 use crate::protobuf;
 use crate::resources::{ResourceType, by_path};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -261,6 +261,10 @@ pub async fn handle(sh: &Shared, req: Request<Incoming>) -> Response<Body> {
             .unwrap_or_default()
             .to_owned(),
     };
+    let latency = sh.faults.latency_of(verb, &resource);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let resp = match sh.faults.take_failure(verb, &resource) {
         Some(e) => error_response(&e),
         None => match resource_request(sh, req, &target, verb, &query).await {
@@ -721,10 +725,15 @@ async fn admin(sh: &Shared, req: Request<Incoming>, path: &str) -> Response<Body
             }
             Err(e) => error_response(&e),
         },
-        ("POST", "latency") => match parse::<Value>(&body, "latency") {
-            Ok(v) => {
-                sh.faults
-                    .set_latency(Duration::from_millis(v["millis"].as_u64().unwrap_or(0)));
+        ("POST", "latency") => match parse::<LatencyRule>(&body, "latency") {
+            // Without verb and resource: every request (replacing the previous global
+            // latency); with either: a rule added to the others.
+            Ok(rule) if rule.verb.is_none() && rule.resource.is_none() => {
+                sh.faults.set_latency(Duration::from_millis(rule.millis));
+                ok()
+            }
+            Ok(rule) => {
+                sh.faults.add_latency(rule);
                 ok()
             }
             Err(e) => error_response(&e),

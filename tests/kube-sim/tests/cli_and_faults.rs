@@ -236,6 +236,28 @@ async fn faults_and_counters_over_http() {
     assert!(t.elapsed() >= Duration::from_millis(300));
     raw(&client, "POST", "/__sim/clear", "application/json", None).await;
 
+    // A latency rule slows down one kind of request only (here: namespace lists).
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/__sim/latency",
+        "application/json",
+        Some(json!({"verb": "list", "resource": "namespaces", "millis": 300})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let t = Instant::now();
+    raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces",
+        "application/json",
+        None,
+    )
+    .await;
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    raw(&client, "POST", "/__sim/clear", "application/json", None).await;
+
     for path in ["/__sim/drop-watches", "/__sim/expire"] {
         assert_eq!(
             raw(&client, "POST", path, "application/json", None).await.0,

@@ -250,6 +250,26 @@ impl Registry {
         }
     }
 
+    /// With auth: also accepts `creds` from now on (a second user in the htpasswd file, as
+    /// when credentials are rotated), and restarts the registry so that it reads the file
+    /// again. The first credentials keep working.
+    pub fn also_accept(&mut self, creds: &Credentials) -> Result<()> {
+        if self.options.auth.is_none() {
+            return Err(self.start_error("also_accept needs a registry started with auth"));
+        }
+        let hash = bcrypt::hash(&creds.password, 4).map_err(|e| TestbedError::HashPassword {
+            reason: e.to_string(),
+        })?;
+        let path = self.root.join("htpasswd");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(TestbedError::file("opening", &path))?;
+        file.write_all(format!("{}:{hash}\n", creds.username).as_bytes())
+            .map_err(TestbedError::file("writing", &path))?;
+        self.restart()
+    }
+
     fn program(&self) -> OsString {
         program("TESTBED_REGISTRY", "docker-registry")
     }

@@ -1,0 +1,117 @@
+//! A running `image-cloner run` as the end-to-end tests drive it: its log, its health
+//! listener, and what it logged about one workload.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A running `image-cloner run`, stopped with SIGTERM on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(mut cmd: Command) -> Daemon {
+        let dir = tempfile::tempdir().expect("a log dir");
+        let log = dir.path().join("daemon.log");
+        let file = std::fs::File::create(&log).expect("a log file");
+        let child = cmd
+            .arg("run")
+            .stdout(file.try_clone().expect("clone the log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start the daemon");
+        Daemon {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, up to `timeout`; the failure shows the end of the daemon's
+    /// log.
+    pub fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            if Instant::now() >= deadline {
+                let log = self.log();
+                let lines: Vec<&str> = log.lines().collect();
+                panic!(
+                    "timed out after {timeout:?}: {what}; the daemon's log ends:\n{}",
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Whether the daemon logged a line about one workload (its `reconcile` span) containing
+    /// `needle`: how a test knows the daemon has seen a change it must leave alone. Needs
+    /// `image_cloner::reconcile=debug` in the log level for the decisions (`decision="opt-out"`).
+    pub fn logged_about(&self, kind: &str, ns: &str, name: &str, needle: &str) -> bool {
+        let span = format!("reconcile{{namespace=\"{ns}\" kind={kind} name=\"{name}\"}}");
+        self.log()
+            .lines()
+            .any(|l| l.contains(&span) && l.contains(needle))
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`, from the daemon's log.
+    pub fn metrics_address(&self) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("serving /healthz"))?;
+        let addr = line.split("address=").nth(1)?;
+        Some(addr.split_whitespace().next()?.trim_matches('"').to_owned())
+    }
+
+    /// `GET path` on the daemon's health listener: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self
+            .metrics_address()
+            .expect("the daemon logged its listen address");
+        let mut stream =
+            std::net::TcpStream::connect(&addr).expect("connect to the health listener");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send a request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read the response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.stop();
+        }
+    }
+}
