@@ -95,6 +95,8 @@ pub struct Faults {
     state: Mutex<State>,
     connections: AtomicU64,
     handshakes: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
 }
 
 /// Connections the server accepted since the counters were reset: what a client's connection
@@ -105,6 +107,17 @@ pub struct Connections {
     pub accepted: u64,
     /// TLS handshakes completed on them.
     pub tls_handshakes: u64,
+    /// The most requests being answered at once (a watch counts until its response starts).
+    pub peak_in_flight: u64,
+}
+
+/// A request being answered; counted in [`Connections::peak_in_flight`] while it lives.
+pub(crate) struct InFlight<'a>(&'a Faults);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn matches(want: &Option<String>, have: &str) -> bool {
@@ -149,6 +162,8 @@ impl Faults {
         s.log.clear();
         self.connections.store(0, Ordering::Relaxed);
         self.handshakes.store(0, Ordering::Relaxed);
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Connections accepted and TLS handshakes completed since the counters were reset.
@@ -156,7 +171,14 @@ impl Faults {
         Connections {
             accepted: self.connections.load(Ordering::Relaxed),
             tls_handshakes: self.handshakes.load(Ordering::Relaxed),
+            peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn request_started(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(self)
     }
 
     pub(crate) fn connection_accepted(&self) {

@@ -71,7 +71,10 @@ pub async fn serve(
             shared.faults.handshake_completed();
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                async move {
+                    let _in_flight = shared.faults.request_started();
+                    Ok::<_, Infallible>(handle(&shared, req).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);

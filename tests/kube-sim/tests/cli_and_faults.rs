@@ -332,7 +332,36 @@ async fn connections_and_tls_handshakes_are_counted() {
     assert_eq!(code, 200);
     assert_eq!(
         counters["connections"],
-        json!({"accepted": 3, "tls_handshakes": 2}),
+        json!({"accepted": 3, "tls_handshakes": 2, "peak_in_flight": 1}),
         "{counters}"
+    );
+}
+
+/// Requests answered at the same time are counted at their peak: what bounds a client's
+/// concurrency, and so its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peak_of_requests_in_flight_is_counted() {
+    let c = Cluster::sim();
+    let sim = c.sim.as_ref().unwrap();
+    let client = c.client().await;
+    sim.faults().set_latency(Duration::from_millis(300));
+    sim.faults().reset_counters();
+    let gets = (0..4).map(|_| {
+        raw(
+            &client,
+            "GET",
+            "/api/v1/namespaces",
+            "application/json",
+            None,
+        )
+    });
+    futures::future::join_all(gets).await;
+    assert_eq!(sim.faults().connections().peak_in_flight, 4);
+    sim.faults().clear();
+    sim.faults().reset_counters();
+    assert_eq!(
+        sim.faults().connections().peak_in_flight,
+        0,
+        "reset with the other counters"
     );
 }
