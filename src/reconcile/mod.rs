@@ -23,6 +23,7 @@
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod notices;
 pub mod patch;
 pub mod plan;
@@ -32,6 +33,8 @@ pub mod report;
 pub mod restore;
 pub mod screen;
 
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod defer_tests;
 #[cfg(test)]
@@ -328,10 +331,11 @@ async fn write_patch<K: WorkloadKind>(
         name: w.name.clone(),
         source,
     };
-    let operations = planned
-        .operations()
-        .map_err(|e| patch_error(ApiError::Kube(kube::Error::SerdeError(e))))?;
-    match ctx.api.patch::<K>(&w.namespace, &w.name, operations).await {
+    match ctx
+        .api
+        .patch::<K>(&w.namespace, &w.name, &planned.patch)
+        .await
+    {
         Ok(_) => {
             for c in &planned.changes {
                 tracing::info!(container = c.container, from = c.from, to = c.to, "patched");
