@@ -1,7 +1,8 @@
 //! CPU time from `/proc/<pid>/stat`: a process's own (all its threads) and its waited-for
 //! children's (`cutime`, `cstime`: for image-cloner, the skopeo processes it ran). A zombie still
 //! has its stat file with the final figures, so a parent that reads it before reaping gets the
-//! whole run.
+//! whole run. The process's system time and minor page faults are kept too: forking a large
+//! process costs page-table copies and copy-on-write faults in the parent, which show there.
 
 use std::time::Duration;
 
@@ -18,6 +19,10 @@ pub struct CpuTimes {
     pub own: Duration,
     /// Its children that it waited for, user + system (their own children included).
     pub children: Duration,
+    /// The system part of `own`.
+    pub own_system: Duration,
+    /// Minor page faults of the process itself (`minflt`).
+    pub own_faults: u64,
 }
 
 impl CpuTimes {
@@ -26,6 +31,8 @@ impl CpuTimes {
         CpuTimes {
             own: self.own.saturating_sub(earlier.own),
             children: self.children.saturating_sub(earlier.children),
+            own_system: self.own_system.saturating_sub(earlier.own_system),
+            own_faults: self.own_faults.saturating_sub(earlier.own_faults),
         }
     }
 }
@@ -55,7 +62,8 @@ pub fn parse_stat(text: &str) -> Result<ProcStat> {
         .rsplit_once(')')
         .with_context(|| format!("no command name in {text:?}"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state (field 3), ..., utime (14), stime (15), cutime (16), cstime (17).
+    // After the name: state (field 3), ..., minflt (10), ..., utime (14), stime (15),
+    // cutime (16), cstime (17).
     if fields.len() < 15 {
         bail!("{} fields after the command name in {text:?}", fields.len());
     }
@@ -70,6 +78,8 @@ pub fn parse_stat(text: &str) -> Result<ProcStat> {
         cpu: CpuTimes {
             own: ticks(number(11)? + number(12)?),
             children: ticks(number(13)? + number(14)?),
+            own_system: ticks(number(12)?),
+            own_faults: number(7)?,
         },
     })
 }
@@ -107,6 +117,8 @@ mod tests {
         assert!(stat.exited());
         assert_eq!(stat.cpu.own, Duration::from_millis(1750));
         assert_eq!(stat.cpu.children, Duration::from_millis(7050));
+        assert_eq!(stat.cpu.own_system, Duration::from_millis(250));
+        assert_eq!(stat.cpu.own_faults, 900);
     }
 
     #[test]

@@ -40,11 +40,7 @@ impl RecordedSkopeo {
 
 /// The real skopeo's path, from PATH.
 pub fn real_skopeo() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("skopeo"))
-        .find(|p| p.is_file())
-        .context("skopeo is not on PATH")
+    which("skopeo")
 }
 
 /// Both registries' logs, from now on.
@@ -95,11 +91,78 @@ impl SideCost {
 pub struct ColdCost {
     pub baseline: SideCost,
     pub cloner: SideCost,
+    /// The CPU of image-cloner's trampoline for one skopeo start ([`trampoline_cpu`]): spent
+    /// in its child before it becomes skopeo, so counted in the children's CPU by the kernel,
+    /// and moved back to image-cloner's own here.
+    pub trampoline: Duration,
     pub api: Connections,
     /// API requests by `verb resource`.
     pub api_requests: BTreeMap<String, u64>,
     /// 1-minute load average at the start and at the end of the round.
     pub load: (f64, f64),
+}
+
+impl ColdCost {
+    /// The trampolines of image-cloner's skopeo processes, in all.
+    pub fn trampolines(&self) -> Duration {
+        self.trampoline * u32::try_from(self.cloner.processes()).unwrap_or(u32::MAX)
+    }
+
+    /// image-cloner's own CPU, its trampolines included.
+    pub fn own(&self) -> Duration {
+        self.cloner.cpu.own + self.trampolines()
+    }
+
+    /// Its skopeo processes' CPU, their trampolines excluded.
+    pub fn skopeo(&self) -> Duration {
+        self.cloner.cpu.children.saturating_sub(self.trampolines())
+    }
+
+    /// [`Self::own`] as a percentage of [`Self::skopeo`].
+    pub fn share(&self) -> f64 {
+        percent(self.own(), self.skopeo())
+    }
+}
+
+/// The first argument of image-cloner's trampoline (`TRAMPOLINE_ARG` in
+/// `src/registry/skopeo/child.rs`).
+const TRAMPOLINE_ARG: &str = "__exec-skopeo";
+/// Starts timed for [`trampoline_cpu`] (CPU times come in 10 ms ticks).
+const TRAMPOLINE_SAMPLES: u32 = 100;
+
+/// The CPU one skopeo start costs image-cloner in its trampoline (`image-cloner __exec-skopeo
+/// <pid> <program>`, which execs the program): the children's CPU of starting `true` through
+/// it, less that of starting `true` directly, per start.
+pub fn trampoline_cpu(cloner: &Path) -> Result<Duration> {
+    let truth = which("true")?;
+    let pid = std::process::id().to_string();
+    let timed = |through: bool| -> Result<Duration> {
+        let before = demo::cost::cpu::this_process()?;
+        for _ in 0..TRAMPOLINE_SAMPLES {
+            let mut cmd = if through {
+                let mut c = std::process::Command::new(cloner);
+                c.arg(TRAMPOLINE_ARG).arg(&pid).arg(&truth);
+                c
+            } else {
+                std::process::Command::new(&truth)
+            };
+            let status = cmd.status().context("running the trampoline")?;
+            anyhow::ensure!(status.success(), "{cmd:?} exited with {status}");
+        }
+        Ok(demo::cost::cpu::this_process()?.since(&before).children)
+    };
+    let direct = timed(false)?;
+    let through = timed(true)?;
+    Ok(through.saturating_sub(direct) / TRAMPOLINE_SAMPLES)
+}
+
+/// A program's path, from PATH.
+fn which(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} is not on PATH"))
 }
 
 /// The simulator's requests since its counters were reset, all verbs.
@@ -156,10 +219,13 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 pub fn print_round(c: &ColdCost, copies: u64) {
     let (b, i) = (&c.baseline, &c.cloner);
     println!(
-        "    CPU: image-cloner itself {}, its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
+        "    CPU: image-cloner itself {} (system {}, {} minor page faults) + its trampolines {}, its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
         secs(i.cpu.own),
-        secs(i.cpu.children),
-        percent(i.cpu.own, i.cpu.children),
+        secs(i.cpu.own_system),
+        i.cpu.own_faults,
+        secs(c.trampolines()),
+        secs(c.skopeo()),
+        c.share(),
         secs(b.cpu.children),
         c.load.0,
         c.load.1
@@ -172,9 +238,10 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         counts(&b.skopeo)
     );
     println!(
-        "    API server: {} TCP connections, {} TLS handshakes; requests: {}",
+        "    API server: {} TCP connections, {} TLS handshakes, at most {} requests in flight; requests: {}",
         c.api.accepted,
         c.api.tls_handshakes,
+        c.api.peak_in_flight,
         counts(&c.api_requests)
     );
     println!(
@@ -215,10 +282,7 @@ pub type Row = (String, String, String, &'static str);
 
 /// The results rows of the cold costs; `copies` per round, as run --once reported them.
 pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
-    let share: Vec<f64> = costs
-        .iter()
-        .map(|c| percent(c.cloner.cpu.own, c.cloner.cpu.children))
-        .collect();
+    let share: Vec<f64> = costs.iter().map(|c| c.share()).collect();
     let total_ratio = |c: &ColdCost| {
         (c.cloner.cpu.own + c.cloner.cpu.children).as_secs_f64()
             / c.baseline.cpu.children.as_secs_f64()
@@ -231,14 +295,16 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
         .all(|(c, n)| c.cloner.processes() == *n);
     vec![
         (
-            "cold: image-cloner's own CPU, per round".into(),
-            each(costs, |c| secs(c.cloner.cpu.own)),
+            "cold: image-cloner's own CPU (+ trampolines), per round".into(),
+            each(costs, |c| {
+                format!("{} + {}", secs(c.cloner.cpu.own), secs(c.trampolines()))
+            }),
             String::new(),
             "",
         ),
         (
             "cold: its skopeo processes' CPU, per round".into(),
-            each(costs, |c| secs(c.cloner.cpu.children)),
+            each(costs, |c| secs(c.skopeo())),
             String::new(),
             "",
         ),
@@ -336,7 +402,7 @@ pub fn round_file(work: &Path, what: &str, round: usize) -> PathBuf {
 /// Zero, for the baseline's own CPU: the bench process is not the baseline.
 pub fn children_only(cpu: CpuTimes) -> CpuTimes {
     CpuTimes {
-        own: Duration::ZERO,
         children: cpu.children,
+        ..CpuTimes::default()
     }
 }
