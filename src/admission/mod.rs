@@ -327,8 +327,7 @@ impl Admission {
                 "admitted on its verified copy"
             );
         }
-        let ops = planned
-            .operations()
+        let ops: json_patch::Patch = serde_json::from_value(planned.patch)
             .map_err(|e| AdmissionError::BuildPatch(e.to_string()))?;
         allowed
             .with_patch(ops)

@@ -165,11 +165,11 @@ async fn put_back<K: WorkloadKind>(ctx: &Context, w: &Workload, check: bool) -> 
             }
         }
     }
-    let operations = match patch.operations() {
-        Ok(ops) => ops,
-        Err(e) => return Restoring::WriteFailed(e.to_string()),
-    };
-    match ctx.api.patch::<K>(&w.namespace, &w.name, operations).await {
+    match ctx
+        .api
+        .patch::<K>(&w.namespace, &w.name, &patch.patch)
+        .await
+    {
         Ok(_) => {
             for c in &patch.changes {
                 tracing::info!(

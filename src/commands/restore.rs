@@ -189,8 +189,7 @@ async fn write<K: WorkloadKind>(
     w: &Workload,
     patch: PatchPlan,
 ) -> Result<(), String> {
-    let patch = patch.operations().map_err(|e| e.to_string())?;
-    match api.patch::<K>(&w.namespace, &w.name, patch).await {
+    match api.patch::<K>(&w.namespace, &w.name, &patch.patch).await {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some(422) => Err(format!(
             "the workload changed while restoring; run restore again ({e})"
@@ -202,14 +201,11 @@ async fn write<K: WorkloadKind>(
 /// `restore`: every kind, printed; `Ok(false)` when a write failed.
 pub async fn run(settings: &Settings, filter: &RestoreFilter) -> Result<bool, CommandError> {
     let session = Session::connect(settings, Kind::ALL).await?;
-    let recorder = kube::runtime::events::Recorder::new(
-        session.client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "image-cloner".into(),
-            instance: None,
-        },
-    );
-    let api = WorkloadApi::new(session.client.clone(), recorder, Arc::new(Unobserved));
+    let reporter = kube::runtime::events::Reporter {
+        controller: "image-cloner".into(),
+        instance: None,
+    };
+    let api = WorkloadApi::new(session.client.clone(), reporter, Arc::new(Unobserved));
     let mut rows = Vec::new();
     for kind in &session.kinds {
         let visitor = RestoreKind {

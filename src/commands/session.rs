@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
 use crate::cluster::client::{self, ClusterError};
 use crate::leadership::identity;
@@ -137,14 +137,11 @@ impl Session {
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .ok();
-        let recorder = Recorder::new(
-            self.client.clone(),
-            Reporter {
-                controller: "image-cloner".into(),
-                instance,
-            },
-        );
-        let api = WorkloadApi::new(self.client.clone(), recorder, Arc::clone(metrics) as _)
+        let reporter = Reporter {
+            controller: "image-cloner".into(),
+            instance,
+        };
+        let api = WorkloadApi::new(self.client.clone(), reporter, Arc::clone(metrics) as _)
             .guarded(guard);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
         Arc::new(

@@ -32,16 +32,9 @@ pub struct PatchPlan {
     pub changes: Vec<ImageChange>,
     /// The `imagePullSecrets` entries the patch adds (`restore`: removes).
     pub pull_secrets: Vec<String>,
-    /// RFC 6902 operations.
+    /// RFC 6902 operations, sent as they are (`WorkloadApi::patch`); built from `json!` values
+    /// of the RFC 6902 shape (the plan tests apply every patch they build).
     pub patch: Value,
-}
-
-impl PatchPlan {
-    /// The operations as the client sends them. Built here from `json!` values of the RFC 6902
-    /// shape, so this only fails on a bug (the plan tests apply every patch they build).
-    pub fn operations(&self) -> Result<json_patch::Patch, serde_json::Error> {
-        serde_json::from_value(self.patch.clone())
-    }
 }
 
 /// What the annotation records per container: the image before and after, so that `restore`

@@ -94,7 +94,7 @@ pub(super) fn object(w: &Workload) -> Value {
     json!({"metadata": metadata, "spec": spec})
 }
 
-pub(super) fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
+pub(crate) fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
     let mut doc = doc.clone();
     let patch: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
     json_patch::patch(&mut doc, &patch)?;

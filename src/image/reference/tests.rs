@@ -243,6 +243,17 @@ fn canonical_names_one_image_one_way() {
     assert_eq!(a, b);
     assert_eq!(b, c);
     assert_ne!(a, ImageRef::parse("nginx:1.27").unwrap().canonical());
+    assert_eq!(a, "docker.io/library/nginx:latest");
+    let by_digest = ImageRef::parse(&format!("nginx@{D}")).unwrap();
+    assert_eq!(
+        by_digest.canonical(),
+        format!("docker.io/library/nginx@{D}")
+    );
+    let both = ImageRef::parse(&format!("nginx:1.27@{D}")).unwrap();
+    assert_eq!(
+        both.canonical(),
+        format!("docker.io/library/nginx:1.27@{D}")
+    );
 }
 
 #[test]

@@ -23,6 +23,8 @@ mod work;
 #[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
+mod slot_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

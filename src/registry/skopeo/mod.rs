@@ -14,7 +14,7 @@
 //! limit, unreachable, other registry error).
 
 mod args;
-mod child;
+pub mod child;
 mod classify;
 mod error;
 mod scratch;
@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::Command;
 
 use crate::image::reference::{Digest, ImageRef};
 
@@ -149,16 +148,7 @@ impl Skopeo {
         let program = &self.options.program;
         let command = CommandLine::new(program, &args);
         tracing::debug!(command = %command, "running skopeo");
-        let mut cmd = Command::new(program);
-        cmd.args(&args)
-            // Go's own temp files (os.TempDir) go with the run's directory too.
-            .env("TMPDIR", scratch.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        child::die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        let spawn_failed = |e: io::Error| match e.kind() {
             io::ErrorKind::NotFound => SkopeoError::NotFound {
                 program: program.clone(),
             },
@@ -169,7 +159,15 @@ impl Skopeo {
                 command: command.clone(),
                 source: Arc::new(e),
             },
-        })?;
+        };
+        let mut cmd = child::command(program, &args).map_err(spawn_failed)?;
+        // Go's own temp files (os.TempDir) go with the run's directory too.
+        cmd.env("TMPDIR", scratch.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(spawn_failed)?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
         let finished = async {

@@ -119,6 +119,15 @@ impl Guard {
         Ok(host)
     }
 
+    /// The log file of a registry held by [`Guard::keep_registry`].
+    pub fn registry_log(&self, host: &str) -> Option<PathBuf> {
+        let s = self.lock();
+        s.registries
+            .iter()
+            .find(|r| r.host() == host)
+            .map(testbed::Registry::log_path)
+    }
+
     /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now.
     pub fn release_registry(&self, host: &str) {
         let registry = {

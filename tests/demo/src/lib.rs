@@ -3,6 +3,7 @@
 //! demo's self-check ([`check`]).
 
 pub mod check;
+pub mod cost;
 mod guard;
 
 use std::collections::BTreeMap;

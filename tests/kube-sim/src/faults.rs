@@ -2,6 +2,7 @@
 //! does not offer. Reachable from Rust through [`Faults`] and over HTTP under `/__sim/`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -92,6 +93,31 @@ struct State {
 #[derive(Default)]
 pub struct Faults {
     state: Mutex<State>,
+    connections: AtomicU64,
+    handshakes: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// Connections the server accepted since the counters were reset: what a client's connection
+/// pool costs (each TLS handshake is a few milliseconds of CPU on both ends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Connections {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// TLS handshakes completed on them.
+    pub tls_handshakes: u64,
+    /// The most requests being answered at once (a watch counts until its response starts).
+    pub peak_in_flight: u64,
+}
+
+/// A request being answered; counted in [`Connections::peak_in_flight`] while it lives.
+pub(crate) struct InFlight<'a>(&'a Faults);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn matches(want: &Option<String>, have: &str) -> bool {
@@ -134,6 +160,33 @@ impl Faults {
         let mut s = self.lock();
         s.counters.clear();
         s.log.clear();
+        self.connections.store(0, Ordering::Relaxed);
+        self.handshakes.store(0, Ordering::Relaxed);
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Connections accepted and TLS handshakes completed since the counters were reset.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            accepted: self.connections.load(Ordering::Relaxed),
+            tls_handshakes: self.handshakes.load(Ordering::Relaxed),
+            peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn request_started(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    pub(crate) fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_completed(&self) {
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests by (verb, resource).

@@ -60,6 +60,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        shared.faults.connection_accepted();
         let tls = tls.clone();
         let shared = Arc::clone(&shared);
         let mut stop = shutdown.clone();
@@ -67,9 +68,13 @@ pub async fn serve(
             let Ok(stream) = tls.accept(tcp).await else {
                 return;
             };
+            shared.faults.handshake_completed();
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                async move {
+                    let _in_flight = shared.faults.request_started();
+                    Ok::<_, Infallible>(handle(&shared, req).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -700,6 +705,7 @@ async fn admin(sh: &Shared, req: Request<Incoming>, path: &str) -> Response<Body
             json_response(
                 200,
                 &json!({"writes": sh.faults.writes(), "requests": counters,
+                        "connections": sh.faults.connections(),
                         "resourceVersion": sh.store.resource_version()}),
             )
         }

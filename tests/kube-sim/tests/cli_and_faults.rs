@@ -286,3 +286,82 @@ async fn faults_and_counters_over_http() {
         404
     );
 }
+
+/// What a client's connection pool costs the server: sequential requests of one client share a
+/// kept-alive connection; a second client opens its own; a connection that never completes
+/// its TLS handshake is accepted but not counted as a handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_tls_handshakes_are_counted() {
+    let c = Cluster::sim();
+    let sim = c.sim.as_ref().unwrap();
+    let client = c.client().await;
+    sim.faults().reset_counters();
+    for _ in 0..3 {
+        raw(
+            &client,
+            "GET",
+            "/api/v1/namespaces",
+            "application/json",
+            None,
+        )
+        .await;
+    }
+    let one = sim.faults().connections();
+    assert_eq!(
+        (one.accepted, one.tls_handshakes),
+        (1, 1),
+        "one client: {one:?}"
+    );
+
+    let other = c.client().await;
+    raw(
+        &other,
+        "GET",
+        "/api/v1/namespaces",
+        "application/json",
+        None,
+    )
+    .await;
+    let plain = std::net::TcpStream::connect(sim.address()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.faults().connections().accepted < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(plain);
+    let (code, counters) = raw(&client, "GET", "/__sim/counters", "application/json", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        counters["connections"],
+        json!({"accepted": 3, "tls_handshakes": 2, "peak_in_flight": 1}),
+        "{counters}"
+    );
+}
+
+/// Requests answered at the same time are counted at their peak: what bounds a client's
+/// concurrency, and so its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peak_of_requests_in_flight_is_counted() {
+    let c = Cluster::sim();
+    let sim = c.sim.as_ref().unwrap();
+    let client = c.client().await;
+    sim.faults().set_latency(Duration::from_millis(300));
+    sim.faults().reset_counters();
+    let gets = (0..4).map(|_| {
+        raw(
+            &client,
+            "GET",
+            "/api/v1/namespaces",
+            "application/json",
+            None,
+        )
+    });
+    futures::future::join_all(gets).await;
+    assert_eq!(sim.faults().connections().peak_in_flight, 4);
+    sim.faults().clear();
+    sim.faults().reset_counters();
+    assert_eq!(
+        sim.faults().connections().peak_in_flight,
+        0,
+        "reset with the other counters"
+    );
+}

@@ -146,6 +146,7 @@ fn run_registry(args: RegistryArgs) -> Result<ExitCode, BoxError> {
         tls: args.tls,
         schema1: args.schema1,
         dir: Some(dir.clone()),
+        request_log: false,
     })?;
     let ready = Ready {
         host: registry.host(),

@@ -79,6 +79,10 @@ pub struct RegistryOptions {
     /// Keep config, storage, certificates and log in this directory (created if
     /// missing, never removed). `None`: a temporary directory removed on drop.
     pub dir: Option<PathBuf>,
+    /// Log every request (level info: one `response completed` line each, with the client's
+    /// address and port, method, URI and user agent) — what `make bench` counts connections
+    /// and requests from. Off: level warn.
+    pub request_log: bool,
 }
 
 /// A running `docker-registry serve` on `127.0.0.1:<port>`.
@@ -87,7 +91,8 @@ pub struct RegistryOptions {
 /// directory (storage included) unless [`RegistryOptions::dir`] was given.
 ///
 /// The directory holds `config.yml`, `storage/`, `registry.log` (the
-/// registry's stdout and stderr, level warn), and when enabled `htpasswd`,
+/// registry's stdout and stderr, level warn unless
+/// [`RegistryOptions::request_log`]), and when enabled `htpasswd`,
 /// `tls/server.{crt,key}` and `ca/ca.crt`.
 pub struct Registry {
     options: RegistryOptions,
@@ -322,7 +327,14 @@ impl Registry {
         let q = |p: PathBuf| yaml_string(&p.to_string_lossy());
         let mut c = String::new();
         c.push_str("version: 0.1\n");
-        c.push_str("log:\n  level: warn\n  accesslog:\n    disabled: true\n");
+        let level = if self.options.request_log {
+            "info"
+        } else {
+            "warn"
+        };
+        c.push_str(&format!(
+            "log:\n  level: {level}\n  accesslog:\n    disabled: true\n"
+        ));
         c.push_str("  fields:\n    service: testbed-registry\n");
         c.push_str("storage:\n  filesystem:\n");
         c.push_str(&format!(

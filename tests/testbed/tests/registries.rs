@@ -264,6 +264,41 @@ fn restart_keeps_port_and_content() {
     );
 }
 
+/// `make bench` counts connections by the client address and port of each logged request.
+#[test]
+fn request_log_names_each_request_with_its_client_port() {
+    use std::io::{Read as _, Write as _};
+    let registry = Registry::start(RegistryOptions {
+        request_log: true,
+        ..RegistryOptions::default()
+    })
+    .unwrap();
+    let mut stream = std::net::TcpStream::connect(registry.host()).unwrap();
+    let port = stream.local_addr().unwrap().port();
+    write!(
+        stream,
+        "GET /v2/ HTTP/1.1\r\nHost: {}\r\nUser-Agent: probe\r\nConnection: close\r\n\r\n",
+        registry.host()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let log = std::fs::read_to_string(registry.log_path()).unwrap();
+    let client = format!("http.request.remoteaddr=\"127.0.0.1:{port}\"");
+    let line = log
+        .lines()
+        .find(|l| l.contains("msg=\"response completed\"") && l.contains(&client))
+        .unwrap_or_else(|| panic!("no request from port {port} logged:\n{log}"));
+    assert!(
+        line.contains("http.request.method=GET") && line.contains("http.request.useragent=probe"),
+        "{line}"
+    );
+    let quiet = Registry::start(RegistryOptions::default()).unwrap();
+    let config = std::fs::read_to_string(quiet.dir().join("config.yml")).unwrap();
+    assert!(config.contains("level: warn"), "{config}");
+}
+
 #[test]
 fn drop_kills_the_registry_and_removes_its_directory() {
     let registry = Registry::start(RegistryOptions {
@@ -271,6 +306,7 @@ fn drop_kills_the_registry_and_removes_its_directory() {
         tls: true,
         schema1: true,
         dir: None,
+        request_log: false,
     })
     .unwrap();
     let dir = registry.dir().to_path_buf();

@@ -299,7 +299,7 @@ pub fn run(cloner: &Path, testbed_bin: &Path, source: &str, work: &Path) -> Resu
         "  {AUDIT_WORKLOADS} Deployments over the {AUDIT_IMAGES} copies, {PODS} Pods ({PODS_PENDING} Pending); the daemon reaches the backup registry through a counting proxy ({})",
         proxy.host()
     );
-    let env = super::cloner_env(source, proxy.host(), &kubeconfig);
+    let env = super::base_env(source, proxy.host(), &kubeconfig);
     let home = work.join("audit-home");
     std::fs::create_dir_all(&home)?;
     sim.faults().reset_counters();

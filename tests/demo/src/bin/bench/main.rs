@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
+use demo::cost::cpu::{self, CpuTimes};
 use demo::{
     Daemon, cloner_command, guard, heading, interrupted, require_programs, scrape, secs,
     sibling_binary, tail, workload,
@@ -29,6 +30,7 @@ const COLD_WORKLOADS: usize = 2_000;
 const WARM_WORKLOADS: usize = 10_000;
 const CONCURRENCY: usize = 5;
 /// Cold rounds (skopeo, then image-cloner, each on fresh registries); the median ratio counts.
+/// `BENCH_ROUNDS` overrides it (1 for a quick look while profiling).
 const ROUNDS: usize = 3;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reconciles are over when the last-success timestamp has not moved for this long.
@@ -36,6 +38,7 @@ const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 
 mod audit;
+mod cost;
 mod takeover;
 mod webhook;
 
@@ -210,6 +213,8 @@ struct OnceFigures {
     api_writes: u64,
     /// The most VmHWM seen while it ran.
     peak_rss_kib: u64,
+    /// Its own CPU time and its (skopeo) children's, read as it exited.
+    cpu: CpuTimes,
     /// The simulator's counters.
     writes: u64,
     writes_to_deployments: u64,
@@ -239,9 +244,20 @@ fn once_run(
     let started = Instant::now();
     let pid = guard().spawn("image-cloner run --once", &mut cmd)?;
     let mut peak_rss_kib = 0;
+    let mut final_cpu = None;
     let deadline = started + CONVERGE_TIMEOUT;
     let status = loop {
-        if let Some(status) = guard().exited(pid) {
+        // Its CPU figures are read while it is a zombie, before it is reaped: final, and its
+        // own kept apart from its children's.
+        if final_cpu.is_none()
+            && let Ok(stat) = cpu::proc_stat(pid)
+            && stat.exited()
+        {
+            final_cpu = Some(stat.cpu);
+        }
+        if final_cpu.is_some()
+            && let Some(status) = guard().exited(pid)
+        {
             break status;
         }
         // Gone (a zombie has no VmHWM) between the two checks: the last reading stands.
@@ -284,6 +300,7 @@ fn once_run(
         api_writes: field(" API write(s)")?,
         summary,
         peak_rss_kib,
+        cpu: final_cpu.unwrap_or_default(),
         writes: sim.faults().writes(),
         writes_to_deployments: sim.faults().writes_to("deployments"),
         writes_by_resource: writes_by_request(sim),
@@ -291,7 +308,13 @@ fn once_run(
 }
 
 /// `xargs -P5 skopeo copy --all` of `images` from `source` to `dest`: its wall time.
-fn baseline_copies(source: &str, dest: &str, images: &[String], home: &Path) -> Result<Duration> {
+fn baseline_copies(
+    source: &str,
+    dest: &str,
+    images: &[String],
+    home: &Path,
+    skopeo: &cost::RecordedSkopeo,
+) -> Result<Duration> {
     let queue = Mutex::new(images.iter());
     let failures = Mutex::new(Vec::new());
     let t = Instant::now();
@@ -304,7 +327,8 @@ fn baseline_copies(source: &str, dest: &str, images: &[String], home: &Path) -> 
                     let outcome = guard()
                         .spawn(
                             "skopeo copy",
-                            Command::new("skopeo")
+                            Command::new(&skopeo.program)
+                                .envs(skopeo.env())
                                 .args([
                                     "copy",
                                     "--all",
@@ -393,8 +417,22 @@ fn settle_disk() -> Result<()> {
     Ok(())
 }
 
-/// image-cloner's environment, the same for the cold runs and the warm daemon.
-fn cloner_env(source: &str, backup: &str, kubeconfig: &Path) -> Vec<(&'static str, String)> {
+/// image-cloner's environment, the same for the cold runs and the warm daemon, with skopeo's
+/// runs recorded.
+fn cloner_env(
+    source: &str,
+    backup: &str,
+    kubeconfig: &Path,
+    skopeo: &cost::RecordedSkopeo,
+) -> Vec<(&'static str, String)> {
+    let mut env = base_env(source, backup, kubeconfig);
+    env.push(("IMAGE_CLONER_SKOPEO", skopeo.program.display().to_string()));
+    env.extend(skopeo.env());
+    env
+}
+
+/// image-cloner's environment for the rows that do not count skopeo's runs (audit, takeover).
+fn base_env(source: &str, backup: &str, kubeconfig: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("BACKUP_REGISTRY", format!("{backup}/mirror")),
         ("IMAGE_CLONER_KUBECONFIG", kubeconfig.display().to_string()),
@@ -413,6 +451,7 @@ fn cloner_env(source: &str, backup: &str, kubeconfig: &Path) -> Vec<(&'static st
 struct Round {
     baseline: Duration,
     once: OnceFigures,
+    cost: cost::ColdCost,
     pinned: usize,
     backup_repos: usize,
 }
@@ -479,13 +518,18 @@ fn run() -> Result<()> {
     require_programs(&["skopeo", "docker-registry"])?;
     let cloner = sibling_binary("image-cloner", "IMAGE_CLONER_BIN")?;
     let testbed_bin = sibling_binary("testbed", "TESTBED_BIN")?;
+    let recorder = sibling_binary("skopeo-recorder", "SKOPEO_RECORDER_BIN")?;
+    let real_skopeo = cost::real_skopeo()?;
     let work = guard().temp_dir("image-cloner-bench-")?;
 
     heading("Setup");
     let start_registry = |what: &str| -> Result<String> {
         guard().keep_registry(
-            Registry::start(RegistryOptions::default())
-                .with_context(|| format!("starting the {what} registry"))?,
+            Registry::start(RegistryOptions {
+                request_log: true,
+                ..RegistryOptions::default()
+            })
+            .with_context(|| format!("starting the {what} registry"))?,
         )
     };
     let source = start_registry("source")?;
@@ -536,18 +580,24 @@ fn run() -> Result<()> {
         PLATFORMS * LAYERS * LAYER_KIB / 1024
     );
 
+    let rounds_wanted = cost::rounds(ROUNDS);
+    let trampoline = cost::trampoline_cpu(&cloner)?;
     heading(&format!(
-        "Cold: {ROUNDS} rounds of skopeo copy --all of the {IMAGES} images, {CONCURRENCY} at a time (as xargs -P{CONCURRENCY}), then image-cloner run --once over {COLD_WORKLOADS} Deployments in {NAMESPACES} namespaces, MAX_CONCURRENT_RECONCILES={CONCURRENCY}"
+        "Cold: {rounds_wanted} rounds of skopeo copy --all of the {IMAGES} images, {CONCURRENCY} at a time (as xargs -P{CONCURRENCY}), then image-cloner run --once over {COLD_WORKLOADS} Deployments in {NAMESPACES} namespaces, MAX_CONCURRENT_RECONCILES={CONCURRENCY}"
     ));
     println!(
         "  each round: a fresh simulator with {COLD_WORKLOADS} un-patched Deployments, a fresh baseline registry and a fresh backup registry; sync before each timed step"
+    );
+    println!(
+        "  image-cloner starts each skopeo through itself (a trampoline that sets the parent-death signal): {:.2} ms of CPU per start, measured apart and counted as image-cloner's own",
+        trampoline.as_secs_f64() * 1e3
     );
     let baseline_home = work.join("baseline-home");
     std::fs::create_dir_all(&baseline_home)?;
     let mut rounds: Vec<Round> = Vec::new();
     // The last round's simulator, backup registry and kubeconfig: the warm restart's cluster.
     let mut last: Option<(Sim, String, std::path::PathBuf)> = None;
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds_wanted {
         if let Some((sim, backup, _)) = last.take() {
             drop(sim);
             guard().release_registry(&backup);
@@ -559,11 +609,33 @@ fn run() -> Result<()> {
         let baseline = start_registry(&format!("round {round} baseline"))?;
         let backup = start_registry(&format!("round {round} backup"))?;
 
+        let load_start = cost::load_average();
+        let recorded = |what: &str| cost::RecordedSkopeo {
+            program: recorder.clone(),
+            real: real_skopeo.clone(),
+            log: cost::round_file(&work, what, round),
+        };
+        let baseline_skopeo = recorded("skopeo-baseline");
+        let baseline_logs = cost::RegistryLogs::from_now(&source, &baseline)?;
         settle_disk()?;
-        let baseline_time = baseline_copies(&source, &baseline, &images, &baseline_home)?;
+        let before = cpu::this_process()?;
+        let baseline_time = baseline_copies(
+            &source,
+            &baseline,
+            &images,
+            &baseline_home,
+            &baseline_skopeo,
+        )?;
+        let baseline_cost = cost::SideCost::measure(
+            cost::children_only(cpu::this_process()?.since(&before)),
+            &baseline_skopeo,
+            &baseline_logs,
+        )?;
         guard().release_registry(&baseline);
 
-        let env = cloner_env(&source, &backup, &kubeconfig);
+        let cloner_skopeo = recorded("skopeo-cloner");
+        let env = cloner_env(&source, &backup, &kubeconfig, &cloner_skopeo);
+        let cloner_logs = cost::RegistryLogs::from_now(&source, &backup)?;
         let home = work.join(format!("cold-home-{round}"));
         std::fs::create_dir_all(&home)?;
         settle_disk()?;
@@ -575,8 +647,17 @@ fn run() -> Result<()> {
             &work.join(format!("cold-{round}.log")),
             &sim,
         )?;
+        let cost = cost::ColdCost {
+            cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
+            baseline: baseline_cost,
+            trampoline,
+            api: sim.faults().connections(),
+            api_requests: cost::api_requests(&sim),
+            load: (load_start, cost::load_average()),
+        };
         let r = Round {
             baseline: baseline_time,
+            cost,
             pinned: pinned_to(&sim, &backup)?,
             backup_repos: catalog_size(&backup)?,
             once,
@@ -590,6 +671,7 @@ fn run() -> Result<()> {
             r.backup_repos
         );
         println!("    its summary: {}", r.once.summary);
+        cost::print_round(&r.cost, r.once.copies);
         println!(
             "    simulator writes: {}",
             by_request(&r.once.writes_by_resource)
@@ -628,11 +710,16 @@ fn run() -> Result<()> {
     let total = deployments(&sim)?.len();
     let warm_pinned = pinned_to(&sim, &backup)?;
     println!(
-        "  {total} Deployments, {warm_pinned} pinned to the backup (round {ROUNDS}'s simulator and backup registry); {} Pods, {} of them Pending, for the rollout guard's watch",
+        "  {total} Deployments, {warm_pinned} pinned to the backup (round {rounds_wanted}'s simulator and backup registry); {} Pods, {} of them Pending, for the rollout guard's watch",
         audit::PODS,
         audit::PODS_PENDING
     );
-    let env = cloner_env(&source, &backup, &kubeconfig);
+    let warm_skopeo = cost::RecordedSkopeo {
+        program: recorder.clone(),
+        real: real_skopeo.clone(),
+        log: work.join("skopeo-warm.log"),
+    };
+    let env = cloner_env(&source, &backup, &kubeconfig, &warm_skopeo);
     let warm_home = work.join("warm-home");
     std::fs::create_dir_all(&warm_home)?;
     let warm = daemon_run(&cloner, &env, &warm_home, &work.join("warm.log"), &sim)?;
@@ -678,7 +765,7 @@ fn run() -> Result<()> {
             "",
         ),
         (
-            format!("cold: ratio, median of {ROUNDS} rounds"),
+            format!("cold: ratio, median of {rounds_wanted} rounds"),
             format!("{median_ratio:.2}×"),
             "≤ 1.05×".into(),
             verdict(median_ratio <= 1.05),
@@ -778,11 +865,19 @@ fn run() -> Result<()> {
             verdict(takeover.worst() <= takeover::Figures::target()),
         ),
     ];
+    rows.extend(cold_cost_rows(&rounds));
+    let warm_processes: u64 = warm_skopeo.processes()?.values().sum();
+    rows.push((
+        "warm: skopeo processes started".into(),
+        warm_processes.to_string(),
+        "= 0".into(),
+        verdict(warm_processes == 0),
+    ));
     rows.extend(audit::rows(&audited));
     rows.extend(webhook::rows(&hook));
     print_rows(&rows);
     println!(
-        "\n  cold ratio: the median of the {ROUNDS} rounds' ratios is what meets or misses the target"
+        "\n  cold ratio: the median of the {rounds_wanted} rounds' ratios is what meets or misses the target"
     );
     println!(
         "  warm writes by request: {}",
@@ -836,6 +931,13 @@ fn print_met(rows: &[(String, String, String, &str)]) {
         rows.iter().filter(|r| r.3 == "met").count(),
         rows.iter().filter(|r| !r.3.is_empty()).count()
     );
+}
+
+/// The cold rounds' CPU, connection and process figures (issue 17).
+fn cold_cost_rows(rounds: &[Round]) -> Vec<cost::Row> {
+    let costs: Vec<&cost::ColdCost> = rounds.iter().map(|r| &r.cost).collect();
+    let copies: Vec<u64> = rounds.iter().map(|r| r.once.copies).collect();
+    cost::rows(&costs, &copies)
 }
 
 /// The daemon's own readiness signal, next to what the simulator saw.

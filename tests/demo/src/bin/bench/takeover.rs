@@ -66,7 +66,7 @@ pub fn only() -> bool {
 /// The figure alone, next to its target.
 pub fn alone(cloner: &Path, source: &str, work: &Path) -> Result<()> {
     let kubeconfig = work.join("kubeconfig-takeover");
-    let env = super::cloner_env(source, source, &kubeconfig);
+    let env = super::base_env(source, source, &kubeconfig);
     let f = measure(cloner, &env, work)?;
     let met = f.worst() <= Figures::target();
     println!(

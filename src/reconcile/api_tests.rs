@@ -1,0 +1,127 @@
+//! [`WorkloadApi`] against the simulator: a burst of patches and Events, as when the copy of an
+//! image shared by many workloads is verified, keeps to [`MAX_CONCURRENT_CALLS`] requests at
+//! once and so to a few connections, and every call lands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{EventType, Reporter};
+use kube::{Api, Client, Config};
+use kube_sim::store::resource_of;
+use kube_sim::{Options, Sim};
+use serde_json::{Value, json};
+
+use super::api::{MAX_CONCURRENT_CALLS, Unobserved, WorkloadApi};
+use crate::workload::partial::Deployment;
+
+const NS: &str = "shop";
+/// Far more calls than the bound.
+const WORKLOADS: usize = 40;
+
+fn create(sim: &Sim, obj: Value) {
+    let r = resource_of(&obj).expect("a known kind");
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+    sim.store()
+        .create(r, ns, obj.clone(), false)
+        .expect("created");
+}
+
+fn cluster() -> Sim {
+    let sim = Sim::start(Options::default()).expect("the simulator starts");
+    create(
+        &sim,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    for i in 0..WORKLOADS {
+        let name = format!("app-{i}");
+        create(
+            &sim,
+            kube_sim::fixtures::workload(
+                "Deployment",
+                NS,
+                &name,
+                &[("app", "nginx:1.27")],
+                &[],
+                json!({"labels": {"app": name}}),
+            ),
+        );
+    }
+    sim
+}
+
+async fn client(sim: &Sim) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig()).expect("a kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a config");
+    Client::try_from(config).expect("a client")
+}
+
+#[tokio::test]
+async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections() {
+    let sim = cluster();
+    let client = client(&sim).await;
+    let workloads = Api::<Deployment>::namespaced(client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("listed")
+        .items;
+    assert_eq!(workloads.len(), WORKLOADS);
+    let reporter = Reporter {
+        controller: "image-cloner".into(),
+        instance: None,
+    };
+    let api = WorkloadApi::new(client, reporter, Arc::new(Unobserved));
+    // Slow answers, so that the calls would overlap if nothing held them back.
+    sim.faults().set_latency(Duration::from_millis(50));
+    sim.faults().reset_counters();
+    let operations = json!([{
+        "op": "replace",
+        "path": "/spec/template/spec/containers/0/image",
+        "value": "backup.example.com/nginx:1.27",
+    }]);
+    let calls = workloads.iter().map(|w| {
+        let name = w.metadata.name.clone().expect("a name");
+        let api = &api;
+        let operations = &operations;
+        async move {
+            let patched = api.patch::<Deployment>(NS, &name, operations).await;
+            api.event(w, EventType::Normal, "Cloned", "copied".into())
+                .await;
+            patched
+        }
+    });
+    for result in join_all(calls).await {
+        result.expect("patched");
+    }
+
+    let seen = sim.faults().connections();
+    assert!(
+        seen.peak_in_flight <= MAX_CONCURRENT_CALLS as u64,
+        "{seen:?}"
+    );
+    // The pool may open one more now and then (a call can start just before a finished
+    // connection is back in the pool), but never one per call.
+    assert!(
+        seen.accepted <= 2 * MAX_CONCURRENT_CALLS as u64,
+        "{seen:?} for {} calls",
+        2 * WORKLOADS
+    );
+    assert_eq!(sim.faults().count("patch", "deployments"), WORKLOADS as u64);
+    assert_eq!(sim.faults().count("create", "events"), WORKLOADS as u64);
+    assert_eq!(api.writes(), WORKLOADS as u64);
+    let stored = sim
+        .store()
+        .get(
+            resource_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect("known"),
+            NS,
+            "app-7",
+        )
+        .expect("app-7");
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["image"],
+        "backup.example.com/nginx:1.27"
+    );
+}

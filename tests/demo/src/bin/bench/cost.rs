@@ -1,0 +1,408 @@
+//! The cold rounds' costs beside their wall times (issue 17): the CPU of image-cloner itself
+//! and of the skopeo processes it ran, the same for the baseline's skopeo processes; TCP
+//! connections and TLS handshakes to the API server; connections and requests to each
+//! registry by client; skopeo processes started per copied image. CPU time and counts do not
+//! depend on what else the machine runs, unlike the wall-time ratio.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use demo::cost::cpu::{CpuTimes, percent};
+use demo::cost::registry_log::{Client, RequestLog, Traffic};
+use demo::cost::skopeo_record::{self, LOG_ENV, REAL_ENV};
+use demo::{guard, secs};
+use kube_sim::Sim;
+use kube_sim::faults::Connections;
+
+/// How the bench runs skopeo: through `skopeo-recorder`, logging each process to `log`.
+pub struct RecordedSkopeo {
+    pub program: PathBuf,
+    pub real: PathBuf,
+    pub log: PathBuf,
+}
+
+impl RecordedSkopeo {
+    /// The environment `skopeo-recorder` reads.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            (LOG_ENV, self.log.display().to_string()),
+            (REAL_ENV, self.real.display().to_string()),
+        ]
+    }
+
+    /// Processes started so far, by subcommand.
+    pub fn processes(&self) -> Result<BTreeMap<String, u64>> {
+        skopeo_record::processes(&self.log)
+    }
+}
+
+/// The real skopeo's path, from PATH.
+pub fn real_skopeo() -> Result<PathBuf> {
+    which("skopeo")
+}
+
+/// Both registries' logs, from now on.
+pub struct RegistryLogs {
+    source: RequestLog,
+    dest: RequestLog,
+}
+
+impl RegistryLogs {
+    pub fn from_now(source: &str, dest: &str) -> Result<RegistryLogs> {
+        let log = |host: &str| -> Result<RequestLog> {
+            let path = guard()
+                .registry_log(host)
+                .with_context(|| format!("no registry {host} held"))?;
+            RequestLog::from_now(&path)
+        };
+        Ok(RegistryLogs {
+            source: log(source)?,
+            dest: log(dest)?,
+        })
+    }
+}
+
+/// What one side of a round (the baseline, or image-cloner) cost.
+pub struct SideCost {
+    pub cpu: CpuTimes,
+    pub skopeo: BTreeMap<String, u64>,
+    pub source: BTreeMap<Client, Traffic>,
+    pub dest: BTreeMap<Client, Traffic>,
+}
+
+impl SideCost {
+    pub fn measure(cpu: CpuTimes, skopeo: &RecordedSkopeo, logs: &RegistryLogs) -> Result<Self> {
+        Ok(SideCost {
+            cpu,
+            skopeo: skopeo.processes()?,
+            source: logs.source.traffic()?,
+            dest: logs.dest.traffic()?,
+        })
+    }
+
+    fn processes(&self) -> u64 {
+        self.skopeo.values().sum()
+    }
+}
+
+/// One cold round's costs.
+pub struct ColdCost {
+    pub baseline: SideCost,
+    pub cloner: SideCost,
+    /// The CPU of image-cloner's trampoline for one skopeo start ([`trampoline_cpu`]): spent
+    /// in its child before it becomes skopeo, so counted in the children's CPU by the kernel,
+    /// and moved back to image-cloner's own here.
+    pub trampoline: Duration,
+    pub api: Connections,
+    /// API requests by `verb resource`.
+    pub api_requests: BTreeMap<String, u64>,
+    /// 1-minute load average at the start and at the end of the round.
+    pub load: (f64, f64),
+}
+
+impl ColdCost {
+    /// The trampolines of image-cloner's skopeo processes, in all.
+    pub fn trampolines(&self) -> Duration {
+        self.trampoline * u32::try_from(self.cloner.processes()).unwrap_or(u32::MAX)
+    }
+
+    /// image-cloner's own CPU, its trampolines included.
+    pub fn own(&self) -> Duration {
+        self.cloner.cpu.own + self.trampolines()
+    }
+
+    /// Its skopeo processes' CPU, their trampolines excluded.
+    pub fn skopeo(&self) -> Duration {
+        self.cloner.cpu.children.saturating_sub(self.trampolines())
+    }
+
+    /// [`Self::own`] as a percentage of [`Self::skopeo`].
+    pub fn share(&self) -> f64 {
+        percent(self.own(), self.skopeo())
+    }
+}
+
+/// The first argument of image-cloner's trampoline (`TRAMPOLINE_ARG` in
+/// `src/registry/skopeo/child.rs`).
+const TRAMPOLINE_ARG: &str = "__exec-skopeo";
+/// Starts timed for [`trampoline_cpu`] (CPU times come in 10 ms ticks).
+const TRAMPOLINE_SAMPLES: u32 = 100;
+
+/// The CPU one skopeo start costs image-cloner in its trampoline (`image-cloner __exec-skopeo
+/// <pid> <program>`, which execs the program): the children's CPU of starting `true` through
+/// it, less that of starting `true` directly, per start.
+pub fn trampoline_cpu(cloner: &Path) -> Result<Duration> {
+    let truth = which("true")?;
+    let pid = std::process::id().to_string();
+    let timed = |through: bool| -> Result<Duration> {
+        let before = demo::cost::cpu::this_process()?;
+        for _ in 0..TRAMPOLINE_SAMPLES {
+            let mut cmd = if through {
+                let mut c = std::process::Command::new(cloner);
+                c.arg(TRAMPOLINE_ARG).arg(&pid).arg(&truth);
+                c
+            } else {
+                std::process::Command::new(&truth)
+            };
+            let status = cmd.status().context("running the trampoline")?;
+            anyhow::ensure!(status.success(), "{cmd:?} exited with {status}");
+        }
+        Ok(demo::cost::cpu::this_process()?.since(&before).children)
+    };
+    let direct = timed(false)?;
+    let through = timed(true)?;
+    Ok(through.saturating_sub(direct) / TRAMPOLINE_SAMPLES)
+}
+
+/// A program's path, from PATH.
+fn which(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} is not on PATH"))
+}
+
+/// The simulator's requests since its counters were reset, all verbs.
+pub fn api_requests(sim: &Sim) -> BTreeMap<String, u64> {
+    sim.faults()
+        .counters()
+        .into_iter()
+        .map(|((verb, resource), n)| (format!("{verb} {resource}"), n))
+        .collect()
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn traffic_line(t: &BTreeMap<Client, Traffic>) -> String {
+    if t.is_empty() {
+        return "none".into();
+    }
+    t.iter()
+        .map(|(client, traffic)| {
+            let requests = traffic
+                .requests
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{} {} conn / {} req ({requests})",
+                client.label(),
+                traffic.connections.len(),
+                traffic.total_requests()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The round's cost lines, printed under its wall-time line.
+pub fn print_round(c: &ColdCost, copies: u64) {
+    let (b, i) = (&c.baseline, &c.cloner);
+    println!(
+        "    CPU: image-cloner itself {} (system {}, {} minor page faults) + its trampolines {}, its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
+        secs(i.cpu.own),
+        secs(i.cpu.own_system),
+        i.cpu.own_faults,
+        secs(c.trampolines()),
+        secs(c.skopeo()),
+        c.share(),
+        secs(b.cpu.children),
+        c.load.0,
+        c.load.1
+    );
+    println!(
+        "    skopeo processes: image-cloner {} for {copies} copies ({}); baseline {} ({})",
+        i.processes(),
+        counts(&i.skopeo),
+        b.processes(),
+        counts(&b.skopeo)
+    );
+    println!(
+        "    API server: {} TCP connections, {} TLS handshakes, at most {} requests in flight; requests: {}",
+        c.api.accepted,
+        c.api.tls_handshakes,
+        c.api.peak_in_flight,
+        counts(&c.api_requests)
+    );
+    println!(
+        "    source registry, image-cloner: {}",
+        traffic_line(&i.source)
+    );
+    println!(
+        "    backup registry, image-cloner: {}",
+        traffic_line(&i.dest)
+    );
+    println!("    source registry, baseline: {}", traffic_line(&b.source));
+    println!("    baseline registry, baseline: {}", traffic_line(&b.dest));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn each<T: std::fmt::Display>(costs: &[&ColdCost], f: impl Fn(&ColdCost) -> T) -> String {
+    costs
+        .iter()
+        .map(|c| f(c).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn connections(t: &BTreeMap<Client, Traffic>) -> usize {
+    t.values().map(|t| t.connections.len()).sum()
+}
+
+/// A results row: figure, measured, target, verdict ("" when there is no target).
+pub type Row = (String, String, String, &'static str);
+
+/// The results rows of the cold costs; `copies` per round, as run --once reported them.
+pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
+    let share: Vec<f64> = costs.iter().map(|c| c.share()).collect();
+    let total_ratio = |c: &ColdCost| {
+        (c.cloner.cpu.own + c.cloner.cpu.children).as_secs_f64()
+            / c.baseline.cpu.children.as_secs_f64()
+    };
+    let median_share = median(share.clone());
+    let per_copy = |c: &ColdCost, n: u64| c.cloner.processes() as f64 / n.max(1) as f64;
+    let per_copy_ok = costs
+        .iter()
+        .zip(copies)
+        .all(|(c, n)| c.cloner.processes() == *n);
+    vec![
+        (
+            "cold: image-cloner's own CPU (+ trampolines), per round".into(),
+            each(costs, |c| {
+                format!("{} + {}", secs(c.cloner.cpu.own), secs(c.trampolines()))
+            }),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: its skopeo processes' CPU, per round".into(),
+            each(costs, |c| secs(c.skopeo())),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: baseline skopeo processes' CPU, per round".into(),
+            each(costs, |c| secs(c.baseline.cpu.children)),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: own CPU / its skopeo CPU, median".into(),
+            format!(
+                "{median_share:.1} % ({})",
+                share
+                    .iter()
+                    .map(|s| format!("{s:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "< 5 %".into(),
+            crate::verdict(median_share < 5.0),
+        ),
+        (
+            "cold: CPU ratio (own + skopeo) / baseline skopeo".into(),
+            each(costs, |c| format!("{:.2}×", total_ratio(c))),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: skopeo processes per copied image".into(),
+            costs
+                .iter()
+                .zip(copies)
+                .map(|(c, n)| format!("{:.2}", per_copy(c, *n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            "= 1 (the copy)".into(),
+            crate::verdict(per_copy_ok),
+        ),
+        (
+            "cold: API server TCP connections / TLS handshakes".into(),
+            each(costs, |c| {
+                format!("{}/{}", c.api.accepted, c.api.tls_handshakes)
+            }),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: connections to the source registry (cloner/baseline)".into(),
+            each(costs, |c| {
+                format!(
+                    "{}/{}",
+                    connections(&c.cloner.source),
+                    connections(&c.baseline.source)
+                )
+            }),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: connections to the backup registry (cloner/baseline)".into(),
+            each(costs, |c| {
+                format!(
+                    "{}/{}",
+                    connections(&c.cloner.dest),
+                    connections(&c.baseline.dest)
+                )
+            }),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: load average during the rounds (1 min, start→end)".into(),
+            each(costs, |c| format!("{:.1}→{:.1}", c.load.0, c.load.1)),
+            String::new(),
+            "",
+        ),
+    ]
+}
+
+/// The number of cold rounds: `BENCH_ROUNDS` when set to a positive number, else `default`.
+pub fn rounds(default: usize) -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// A path for a per-round file in `work`.
+pub fn round_file(work: &Path, what: &str, round: usize) -> PathBuf {
+    work.join(format!("{what}-{round}.log"))
+}
+
+/// Zero, for the baseline's own CPU: the bench process is not the baseline.
+pub fn children_only(cpu: CpuTimes) -> CpuTimes {
+    CpuTimes {
+        children: cpu.children,
+        ..CpuTimes::default()
+    }
+}
