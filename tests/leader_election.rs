@@ -169,11 +169,21 @@ fn kill_the_leader_mid_run(c: &Cluster) -> Takeover {
         &[&leader, &standby],
         || standby.metrics_address().is_some() && standby.get("/readyz").0 == 200,
     );
+    // Patched, and its Cloned Event published (it follows the patch, and API calls take turns):
+    // the Events are what proves on the real API server that both replicas wrote.
     wait(
         CONVERGE,
-        "replica-a patched a workload",
+        "replica-a patched a workload and said so",
         &[&leader, &standby],
-        || metric(&leader, "image_cloner_workloads_patched_total").unwrap_or(0.0) >= 1.0,
+        || {
+            metric(&leader, "image_cloner_workloads_patched_total").unwrap_or(0.0) >= 1.0
+                && metric(
+                    &leader,
+                    "image_cloner_api_requests_total{verb=\"create_event\",outcome=\"success\"}",
+                )
+                .unwrap_or(0.0)
+                    >= 1.0
+        },
     );
     assert_eq!(
         metric(&standby, "image_cloner_leader"),
