@@ -15,11 +15,11 @@ use super::check::{Liveness, check_all};
 use super::refs::{References, collect};
 use super::repair::{Repair, pinned_original, repair};
 use crate::image::manifest::{ManifestKind, RawManifest};
-use crate::image::naming::{BackupRegistry, Naming, Pin};
+use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::{Digest, ImageRef};
 use crate::reconcile::plan::Policy;
 use crate::registry::client::{LookupError, RegistryClient};
-use crate::registry::mirror::{Mirror, MirrorOptions, Unobserved};
+use crate::registry::mirror::Mirror;
 use crate::registry::skopeo::{CopyFormat, SkopeoError};
 use crate::workload::{Container, Kind, Workload};
 
@@ -177,17 +177,7 @@ impl RegistryClient for Registry {
 }
 
 fn mirror(registry: &Arc<Registry>) -> Mirror {
-    let options = MirrorOptions::new(
-        BackupRegistry::parse(BACKUP).expect("valid"),
-        Naming::Flat,
-        Pin::Digest,
-        2,
-    );
-    Mirror::new(
-        Arc::clone(registry) as Arc<dyn RegistryClient>,
-        options,
-        Arc::new(Unobserved),
-    )
+    crate::registry::mirror::test_mirror(Arc::clone(registry) as Arc<dyn RegistryClient>, BACKUP, 2)
 }
 
 /// The source of image `i`, its backup repository, and its digest.

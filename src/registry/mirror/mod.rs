@@ -406,3 +406,16 @@ impl Inner {
         record.at.elapsed() < ttl
     }
 }
+
+/// A mirror for unit tests: `client` in front of the registries, flat names under `backup`
+/// pinned by digest, `slots` copy slots, nothing observed.
+#[cfg(test)]
+pub(crate) fn test_mirror(client: Arc<dyn RegistryClient>, backup: &str, slots: usize) -> Mirror {
+    let options = MirrorOptions::new(
+        crate::image::naming::BackupRegistry::parse(backup).expect("a backup registry"),
+        crate::image::naming::Naming::Flat,
+        crate::image::naming::Pin::Digest,
+        slots,
+    );
+    Mirror::new(client, options, Arc::new(Unobserved))
+}

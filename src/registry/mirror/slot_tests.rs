@@ -128,17 +128,7 @@ impl RegistryClient for Held {
 }
 
 fn one_slot(held: &Arc<Held>) -> Mirror {
-    let options = MirrorOptions::new(
-        BackupRegistry::parse(BACKUP).expect("backup"),
-        Naming::Flat,
-        Pin::Digest,
-        1,
-    );
-    Mirror::new(
-        Arc::clone(held) as Arc<dyn RegistryClient>,
-        options,
-        Arc::new(Unobserved),
-    )
+    test_mirror(Arc::clone(held) as Arc<dyn RegistryClient>, BACKUP, 1)
 }
 
 /// Lets the other tasks run until `what` is logged; fails at the deadline.

@@ -135,17 +135,7 @@ impl RegistryClient for Fake {
 }
 
 fn mirror(fake: &Arc<Fake>) -> Mirror {
-    let options = MirrorOptions::new(
-        BackupRegistry::parse(BACKUP).expect("backup"),
-        Naming::Flat,
-        Pin::Digest,
-        2,
-    );
-    Mirror::new(
-        Arc::clone(fake) as Arc<dyn RegistryClient>,
-        options,
-        Arc::new(Unobserved),
-    )
+    test_mirror(Arc::clone(fake) as Arc<dyn RegistryClient>, BACKUP, 2)
 }
 
 #[tokio::test]
