@@ -126,6 +126,50 @@ const SETTINGS: &[(&str, bool, Takes)] = &[
             "0.0.0.0:9090x",
         ]),
     ),
+    // The settings of the source policy, pull secrets, leader election, the audit and the
+    // webhooks: every wrong TOML type and a value that is not UTF-8 (their bad texts are in
+    // the settings' own unit tests).
+    ("source_include", false, Takes::Text(&[])),
+    ("source_exclude", false, Takes::Text(&[])),
+    ("copy_private_sources", false, Takes::Text(&[])),
+    (
+        "pull_budget_reserve",
+        false,
+        Takes::Number { min: 0, max: 10000 },
+    ),
+    ("pull_secret", false, Takes::Text(&[])),
+    ("pull_check", false, Takes::Text(&[])),
+    ("leader_election", false, Takes::Text(&[])),
+    ("lease_name", false, Takes::Text(&[])),
+    ("lease_namespace", false, Takes::Text(&[])),
+    (
+        "lease_duration",
+        false,
+        Takes::Duration { min: 5, max: 300 },
+    ),
+    (
+        "audit_interval",
+        false,
+        Takes::Duration {
+            min: 1,
+            max: 7 * 24 * 3600,
+        },
+    ),
+    ("on_backup_missing", false, Takes::Text(&[])),
+    (
+        "rollout_guard_after",
+        false,
+        Takes::Duration {
+            min: 1,
+            max: 24 * 3600,
+        },
+    ),
+    ("mutating_webhook", false, Takes::Text(&[])),
+    ("validating_webhook", false, Takes::Text(&[])),
+    ("webhook_address", false, Takes::Text(&[])),
+    ("webhook_cert_file", false, Takes::Text(&[])),
+    ("webhook_key_file", false, Takes::Text(&[])),
+    ("webhook_tls", false, Takes::Text(&[])),
     ("log_format", false, Takes::Text(&["JSON", "yaml", ""])),
     (
         "log_level",
