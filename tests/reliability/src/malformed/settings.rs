@@ -27,6 +27,8 @@ enum Takes {
     },
     /// A list; these items are wrong.
     List(&'static [&'static str]),
+    /// `false`, `true` or a list (`copy_private_sources`): a TOML boolean fits too.
+    BoolOrList,
 }
 
 /// key, also read under its bare upper-case name, what it takes.
@@ -131,7 +133,7 @@ const SETTINGS: &[(&str, bool, Takes)] = &[
     // the settings' own unit tests).
     ("source_include", false, Takes::Text(&[])),
     ("source_exclude", false, Takes::Text(&[])),
-    ("copy_private_sources", false, Takes::Text(&[])),
+    ("copy_private_sources", false, Takes::BoolOrList),
     (
         "pull_budget_reserve",
         false,
@@ -210,7 +212,7 @@ fn toml_fits(takes: Takes, what: &str) -> bool {
         // (a context name) takes it too, and a later error names it if no such context exists.
         Takes::Text(&[]) => what == "a datetime",
         Takes::Number { .. } => what == "an integer",
-        Takes::Bool => what == "a boolean",
+        Takes::Bool | Takes::BoolOrList => what == "a boolean",
         _ => false,
     }
 }
@@ -219,6 +221,7 @@ fn toml_fits(takes: Takes, what: &str) -> bool {
 fn bad_texts(takes: Takes) -> Vec<String> {
     match takes {
         Takes::Text(bad) | Takes::List(bad) => bad.iter().map(|s| (*s).to_owned()).collect(),
+        Takes::BoolOrList => Vec::new(),
         Takes::Number { min, max } => {
             let mut v: Vec<String> = vec![
                 (max + 1).to_string(),
