@@ -9,6 +9,12 @@ use image_cloner::registry::skopeo::child as skopeo_child;
 use image_cloner::settings::cli::{self, Command};
 use image_cloner::settings::{self, Inputs};
 
+/// mimalloc rather than glibc's malloc: in the cold run (2,000 workloads, 4,000 API calls) glibc's
+/// allocator was a fifth of image-cloner's own CPU (`perf`: `_int_malloc`, `unlink_chunk`,
+/// `malloc_consolidate`), its free-list work on many short-lived buffers of many sizes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for invalid settings, distinct from a run that failed.
 const EXIT_BAD_SETTINGS: u8 = 2;
 
