@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use image_cloner::commands;
 use image_cloner::ops::logging;
 use image_cloner::reconcile::error::with_causes;
-use image_cloner::registry::skopeo::child as skopeo_child;
 use image_cloner::settings::cli::{self, Command};
 use image_cloner::settings::{self, Inputs};
 
@@ -19,10 +18,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_BAD_SETTINGS: u8 = 2;
 
 fn main() -> ExitCode {
-    // First: this process may be the step between image-cloner and a skopeo it starts.
-    if let Some(exit) = skopeo_child::enter() {
-        return exit;
-    }
     let (cli, flags) = cli::parse();
     let inputs = Inputs {
         config_file: cli.config.clone(),

@@ -14,7 +14,7 @@
 //! limit, unreachable, other registry error).
 
 mod args;
-pub mod child;
+mod child;
 mod classify;
 mod error;
 mod scratch;
@@ -22,7 +22,7 @@ mod scratch;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -160,14 +160,9 @@ impl Skopeo {
                 source: Arc::new(e),
             },
         };
-        let mut cmd = child::command(program, &args).map_err(spawn_failed)?;
         // Go's own temp files (os.TempDir) go with the run's directory too.
-        cmd.env("TMPDIR", scratch.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(spawn_failed)?;
+        let env = [("TMPDIR", scratch.path().as_os_str())];
+        let mut child = child::spawn(program, &args, &env).map_err(spawn_failed)?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
         let finished = async {

@@ -91,10 +91,6 @@ impl SideCost {
 pub struct ColdCost {
     pub baseline: SideCost,
     pub cloner: SideCost,
-    /// The CPU of image-cloner's trampoline for one skopeo start ([`trampoline_cpu`]): spent
-    /// in its child before it becomes skopeo, so counted in the children's CPU by the kernel,
-    /// and moved back to image-cloner's own here.
-    pub trampoline: Duration,
     pub api: Connections,
     /// API requests by `verb resource`.
     pub api_requests: BTreeMap<String, u64>,
@@ -103,57 +99,22 @@ pub struct ColdCost {
 }
 
 impl ColdCost {
-    /// The trampolines of image-cloner's skopeo processes, in all.
-    pub fn trampolines(&self) -> Duration {
-        self.trampoline * u32::try_from(self.cloner.processes()).unwrap_or(u32::MAX)
-    }
-
-    /// image-cloner's own CPU, its trampolines included.
+    /// image-cloner's own CPU. Each skopeo is started by a clone of image-cloner that shares
+    /// its memory until it execs skopeo (`src/registry/skopeo/child.rs`): the few system calls
+    /// it makes before the exec count in that skopeo process's CPU.
     pub fn own(&self) -> Duration {
-        self.cloner.cpu.own + self.trampolines()
+        self.cloner.cpu.own
     }
 
-    /// Its skopeo processes' CPU, their trampolines excluded.
+    /// Its skopeo processes' CPU.
     pub fn skopeo(&self) -> Duration {
-        self.cloner.cpu.children.saturating_sub(self.trampolines())
+        self.cloner.cpu.children
     }
 
     /// [`Self::own`] as a percentage of [`Self::skopeo`].
     pub fn share(&self) -> f64 {
         percent(self.own(), self.skopeo())
     }
-}
-
-/// The first argument of image-cloner's trampoline (`TRAMPOLINE_ARG` in
-/// `src/registry/skopeo/child.rs`).
-const TRAMPOLINE_ARG: &str = "__exec-skopeo";
-/// Starts timed for [`trampoline_cpu`] (CPU times come in 10 ms ticks).
-const TRAMPOLINE_SAMPLES: u32 = 100;
-
-/// The CPU one skopeo start costs image-cloner in its trampoline (`image-cloner __exec-skopeo
-/// <pid> <program>`, which execs the program): the children's CPU of starting `true` through
-/// it, less that of starting `true` directly, per start.
-pub fn trampoline_cpu(cloner: &Path) -> Result<Duration> {
-    let truth = which("true")?;
-    let pid = std::process::id().to_string();
-    let timed = |through: bool| -> Result<Duration> {
-        let before = demo::cost::cpu::this_process()?;
-        for _ in 0..TRAMPOLINE_SAMPLES {
-            let mut cmd = if through {
-                let mut c = std::process::Command::new(cloner);
-                c.arg(TRAMPOLINE_ARG).arg(&pid).arg(&truth);
-                c
-            } else {
-                std::process::Command::new(&truth)
-            };
-            let status = cmd.status().context("running the trampoline")?;
-            anyhow::ensure!(status.success(), "{cmd:?} exited with {status}");
-        }
-        Ok(demo::cost::cpu::this_process()?.since(&before).children)
-    };
-    let direct = timed(false)?;
-    let through = timed(true)?;
-    Ok(through.saturating_sub(direct) / TRAMPOLINE_SAMPLES)
 }
 
 /// A program's path, from PATH.
@@ -219,11 +180,10 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 pub fn print_round(c: &ColdCost, copies: u64) {
     let (b, i) = (&c.baseline, &c.cloner);
     println!(
-        "    CPU: image-cloner itself {} (system {}, {} minor page faults) + its trampolines {}, its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
+        "    CPU: image-cloner itself {} (system {}, {} minor page faults), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
         secs(i.cpu.own),
         secs(i.cpu.own_system),
         i.cpu.own_faults,
-        secs(c.trampolines()),
         secs(c.skopeo()),
         c.share(),
         secs(b.cpu.children),
@@ -295,10 +255,8 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
         .all(|(c, n)| c.cloner.processes() == *n);
     vec![
         (
-            "cold: image-cloner's own CPU (+ trampolines), per round".into(),
-            each(costs, |c| {
-                format!("{} + {}", secs(c.cloner.cpu.own), secs(c.trampolines()))
-            }),
+            "cold: image-cloner's own CPU, per round".into(),
+            each(costs, |c| secs(c.own())),
             String::new(),
             "",
         ),

@@ -581,16 +581,11 @@ fn run() -> Result<()> {
     );
 
     let rounds_wanted = cost::rounds(ROUNDS);
-    let trampoline = cost::trampoline_cpu(&cloner)?;
     heading(&format!(
         "Cold: {rounds_wanted} rounds of skopeo copy --all of the {IMAGES} images, {CONCURRENCY} at a time (as xargs -P{CONCURRENCY}), then image-cloner run --once over {COLD_WORKLOADS} Deployments in {NAMESPACES} namespaces, MAX_CONCURRENT_RECONCILES={CONCURRENCY}"
     ));
     println!(
         "  each round: a fresh simulator with {COLD_WORKLOADS} un-patched Deployments, a fresh baseline registry and a fresh backup registry; sync before each timed step"
-    );
-    println!(
-        "  image-cloner starts each skopeo through itself (a trampoline that sets the parent-death signal): {:.2} ms of CPU per start, measured apart and counted as image-cloner's own",
-        trampoline.as_secs_f64() * 1e3
     );
     let baseline_home = work.join("baseline-home");
     std::fs::create_dir_all(&baseline_home)?;
@@ -650,7 +645,6 @@ fn run() -> Result<()> {
         let cost = cost::ColdCost {
             cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
             baseline: baseline_cost,
-            trampoline,
             api: sim.faults().connections(),
             api_requests: cost::api_requests(&sim),
             load: (load_start, cost::load_average()),
