@@ -18,6 +18,19 @@ pub async fn list<K: WorkloadKind>(
     namespace: Option<&str>,
     selector: Option<&str>,
 ) -> Result<Vec<K>, kube::Error> {
+    let mut out = Vec::new();
+    for_each_page(client, namespace, selector, |page: Vec<K>| out.extend(page)).await?;
+    Ok(out)
+}
+
+/// Like [`list`], handing each page to `each` as it arrives: what `run --once` starts with,
+/// so that the first copies start while the next pages are read.
+pub async fn for_each_page<K: WorkloadKind>(
+    client: &Client,
+    namespace: Option<&str>,
+    selector: Option<&str>,
+    mut each: impl FnMut(Vec<K>),
+) -> Result<(), kube::Error> {
     let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -26,19 +39,23 @@ pub async fn list<K: WorkloadKind>(
     if let Some(selector) = selector {
         params = params.labels(selector);
     }
-    let mut out = Vec::new();
     loop {
         let page = api.list(&params).await?;
-        out.extend(page.items.into_iter().map(|mut o| {
-            workload::trim(&mut o);
-            o
-        }));
+        each(
+            page.items
+                .into_iter()
+                .map(|mut o| {
+                    workload::trim(&mut o);
+                    o
+                })
+                .collect(),
+        );
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => break,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The opted-out namespaces, read once.

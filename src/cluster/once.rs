@@ -34,12 +34,17 @@ impl<'a> KindVisitor for Start<'a> {
     type Output = BoxFuture<'a, Result<usize, kube::Error>>;
     fn visit<K: WorkloadKind>(self) -> Self::Output {
         Box::pin(async move {
-            let objects = list::list::<K>(self.ctx.api.client(), None, None).await?;
-            let n = objects.len();
-            for obj in objects {
-                let ctx = Arc::clone(self.ctx);
-                self.tasks.spawn(async move { reconcile(&obj, &ctx).await });
-            }
+            let mut n = 0;
+            // Each page's reconciles start while the next page is read: the copies of the
+            // images on the first page do not wait for the whole list.
+            list::for_each_page::<K>(self.ctx.api.client(), None, None, |page| {
+                n += page.len();
+                for obj in page {
+                    let ctx = Arc::clone(self.ctx);
+                    self.tasks.spawn(async move { reconcile(&obj, &ctx).await });
+                }
+            })
+            .await?;
             Ok(n)
         })
     }
