@@ -91,6 +91,9 @@ impl SideCost {
 pub struct ColdCost {
     pub baseline: SideCost,
     pub cloner: SideCost,
+    /// The bench process's own CPU during image-cloner's run: the simulator serving its API
+    /// calls (a real API server runs elsewhere), and the bench's polling of /proc.
+    pub simulator: Duration,
     pub api: Connections,
     /// API requests by `verb resource`.
     pub api_requests: BTreeMap<String, u64>,
@@ -180,13 +183,14 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 pub fn print_round(c: &ColdCost, copies: u64) {
     let (b, i) = (&c.baseline, &c.cloner);
     println!(
-        "    CPU: image-cloner itself {} (system {}, {} minor page faults), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
+        "    CPU: image-cloner itself {} (system {}, {} minor page faults), its skopeo {} ({:.1} %); baseline skopeo {}; the API simulator {}; load {:.1} → {:.1}",
         secs(i.cpu.own),
         secs(i.cpu.own_system),
         i.cpu.own_faults,
         secs(c.skopeo()),
         c.share(),
         secs(b.cpu.children),
+        secs(c.simulator),
         c.load.0,
         c.load.1
     );

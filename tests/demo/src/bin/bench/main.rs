@@ -634,6 +634,7 @@ fn run() -> Result<()> {
         let home = work.join(format!("cold-home-{round}"));
         std::fs::create_dir_all(&home)?;
         settle_disk()?;
+        let bench_before = cpu::this_process()?;
         let once = once_run(
             &cloner,
             &env,
@@ -645,6 +646,7 @@ fn run() -> Result<()> {
         let cost = cost::ColdCost {
             cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
             baseline: baseline_cost,
+            simulator: cpu::this_process()?.since(&bench_before).own,
             api: sim.faults().connections(),
             api_requests: cost::api_requests(&sim),
             load: (load_start, cost::load_average()),
