@@ -57,6 +57,37 @@ pub struct Env {
     envtest: Option<Arc<Envtest>>,
 }
 
+/// What a scenario's `image-cloner` command is given.
+pub struct ClonerSetup<'a> {
+    pub home: &'a Path,
+    pub kubeconfig: &'a Path,
+    pub backup_registry: &'a str,
+    /// The loopback registries, plain HTTP.
+    pub registries: &'a [&'a str],
+    pub namespaces: &'a [&'a str],
+}
+
+/// `image-cloner` in a clean environment holding only what `setup` names (no retries, metrics
+/// on a free port, stdin closed): the caller adds its own settings.
+pub fn cloner_command(setup: ClonerSetup<'_>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-cloner"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", setup.home)
+        .env("BACKUP_REGISTRY", setup.backup_registry)
+        .env("IMAGE_CLONER_KUBECONFIG", setup.kubeconfig)
+        .env("IMAGE_CLONER_NAMESPACES", setup.namespaces.join(","))
+        .env(
+            "IMAGE_CLONER_INSECURE_REGISTRIES",
+            setup.registries.join(","),
+        )
+        .env("IMAGE_CLONER_RETRY_TIMES", "0")
+        .env("IMAGE_CLONER_METRICS_ADDRESS", "127.0.0.1:0")
+        .env("IMAGE_CLONER_LOG_LEVEL", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
 impl Env {
     pub fn new(name: &'static str, kubeconfig: &Path) -> Env {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -151,24 +182,16 @@ impl Env {
     /// `image-cloner` with the cluster, the registries and `extra` settings, confined to
     /// `namespaces` (so that scenarios, and a real cluster's own workloads, are left alone).
     pub fn cloner(&self, namespaces: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-cloner"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("BACKUP_REGISTRY", self.backup_registry())
-            .env("IMAGE_CLONER_KUBECONFIG", &self.kubeconfig)
-            .env("IMAGE_CLONER_NAMESPACES", namespaces.join(","))
-            .env(
-                "IMAGE_CLONER_INSECURE_REGISTRIES",
-                format!("{},{}", self.source.host(), self.backup_host),
-            )
-            .env("IMAGE_CLONER_RETRY_TIMES", "0")
-            .env("IMAGE_CLONER_METRICS_ADDRESS", "127.0.0.1:0")
-            .env("IMAGE_CLONER_LOG_LEVEL", "info");
+        let mut cmd = cloner_command(ClonerSetup {
+            home: self.home.path(),
+            kubeconfig: &self.kubeconfig,
+            backup_registry: &self.backup_registry(),
+            registries: &[&self.source.host(), &self.backup_host],
+            namespaces,
+        });
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null());
         cmd
     }
 

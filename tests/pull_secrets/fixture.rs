@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 use testbed::{Access, Credentials, Creds, Registry, RegistryOptions};
 
+use crate::common::e2e::{ClonerSetup, cloner_command};
 use crate::common::{push_all, small_image};
 
 /// The backup registry's password: it must appear in no output of the suite.
@@ -140,25 +141,17 @@ impl PullEnv {
 
     /// `image-cloner` confined to `namespaces`, with the mounted docker config.
     pub fn cloner(&self, namespaces: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-cloner"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("BACKUP_REGISTRY", self.backup_registry())
-            .env("IMAGE_CLONER_KUBECONFIG", &self.kubeconfig)
-            .env("IMAGE_CLONER_NAMESPACES", namespaces.join(","))
-            .env("IMAGE_CLONER_DOCKER_CONFIG", self.docker_config())
-            .env(
-                "IMAGE_CLONER_INSECURE_REGISTRIES",
-                format!("{},{}", self.source.host(), self.backup_host),
-            )
-            .env("IMAGE_CLONER_RETRY_TIMES", "0")
-            .env("IMAGE_CLONER_METRICS_ADDRESS", "127.0.0.1:0")
-            .env("IMAGE_CLONER_LOG_LEVEL", "info");
+        let mut cmd = cloner_command(ClonerSetup {
+            home: self.home.path(),
+            kubeconfig: &self.kubeconfig,
+            backup_registry: &self.backup_registry(),
+            registries: &[&self.source.host(), &self.backup_host],
+            namespaces,
+        });
+        cmd.env("IMAGE_CLONER_DOCKER_CONFIG", self.docker_config());
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null());
         cmd
     }
 

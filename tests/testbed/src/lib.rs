@@ -24,6 +24,7 @@
 //! Programs are found on `PATH`, or through `TESTBED_REGISTRY` and `TESTBED_SKOPEO`.
 
 mod error;
+pub mod http;
 mod image;
 mod process;
 mod registry;

@@ -938,6 +938,7 @@ fn cold_cost_rows(rounds: &[Round]) -> Vec<cost::Row> {
 
 /// The daemon's own readiness signal, next to what the simulator saw.
 fn report_ready(f: &RunFigures) {
+    println!("  the daemon's peak RSS (VmHWM): {}", mib(f.peak_rss_kib));
     match f.ready {
         Some(d) => println!(
             "  the daemon logged \"ready: every initial list is cached\" after {}; /readyz answered {}",
