@@ -3,7 +3,7 @@
 //! Arguments are built by pure functions ([`copy_args`], [`inspect_args`]) from validated
 //! [`ImageRef`]s, so no unvalidated string ever reaches the process, and every image argument
 //! carries its `docker://` transport so that it can never be read as a flag. The process runs
-//! without a shell, with stdin closed, stderr captured, a timeout, `kill_on_drop` so that a
+//! without a shell, with stdin closed, stderr captured, a timeout, killed when dropped so that a
 //! cancelled copy never outlives its caller, and a parent-death signal so that it never
 //! outlives image-cloner either (`child.rs`). Each run writes only into its own directory under
 //! this process's directory in `tmp_dir`, and what killed processes left there is removed before
@@ -180,7 +180,7 @@ impl Skopeo {
                 source: Arc::new(e),
             }),
             Err(_) => {
-                // SIGKILL and reap; if that fails, `kill_on_drop` tries again.
+                // SIGKILL and reap; if that fails, dropping the child tries again.
                 let _ = child.kill().await;
                 Err(timed_out(command, timeout, &stderr))
             }
