@@ -383,8 +383,8 @@ mod tests {
     }
 
     /// What a child is started with: its arguments, the environment with the override, stdin
-    /// from /dev/null, its stdout and stderr apart, its exit status, no blocked or ignored
-    /// signal (the parent-death signal: the next test).
+    /// from /dev/null, its stdout and stderr apart, its exit status, no blocked signal and SIGPIPE
+    /// not ignored (the parent-death signal: the next test).
     #[tokio::test]
     async fn the_child_gets_its_arguments_environment_pipes_and_signal_defaults() {
         let script = r#"echo "args:$1|$2"; echo "tmp:$TMPDIR"; echo "home:${HOME:+set}";
