@@ -38,7 +38,9 @@ const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 
 mod audit;
+mod cold;
 mod cost;
+mod results;
 mod takeover;
 mod webhook;
 
@@ -507,6 +509,17 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 
+/// A fresh registry logging its requests, held until cleanup: its host.
+fn start_registry(what: &str) -> Result<String> {
+    guard().keep_registry(
+        Registry::start(RegistryOptions {
+            request_log: true,
+            ..RegistryOptions::default()
+        })
+        .with_context(|| format!("starting the {what} registry"))?,
+    )
+}
+
 fn run() -> Result<()> {
     println!(
         "image-cloner bench: DESIGN.md \"Performance targets\" on the Kubernetes API simulator,"
@@ -523,15 +536,6 @@ fn run() -> Result<()> {
     let work = guard().temp_dir("image-cloner-bench-")?;
 
     heading("Setup");
-    let start_registry = |what: &str| -> Result<String> {
-        guard().keep_registry(
-            Registry::start(RegistryOptions {
-                request_log: true,
-                ..RegistryOptions::default()
-            })
-            .with_context(|| format!("starting the {what} registry"))?,
-        )
-    };
     let source = start_registry("source")?;
     println!("  source registry {source}");
     if takeover::only() {
@@ -589,6 +593,15 @@ fn run() -> Result<()> {
     );
     let baseline_home = work.join("baseline-home");
     std::fs::create_dir_all(&baseline_home)?;
+    let setup = cold::Setup {
+        cloner: &cloner,
+        recorder: &recorder,
+        real_skopeo: &real_skopeo,
+        work: &work,
+        source: &source,
+        images: &images,
+        baseline_home: &baseline_home,
+    };
     let mut rounds: Vec<Round> = Vec::new();
     // The last round's simulator, backup registry and kubeconfig: the warm restart's cluster.
     let mut last: Option<(Sim, String, std::path::PathBuf)> = None;
@@ -597,81 +610,7 @@ fn run() -> Result<()> {
             drop(sim);
             guard().release_registry(&backup);
         }
-        let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
-        let kubeconfig = work.join(format!("kubeconfig-{round}"));
-        sim.write_kubeconfig(&kubeconfig)?;
-        populate(&sim, &source, &images)?;
-        let baseline = start_registry(&format!("round {round} baseline"))?;
-        let backup = start_registry(&format!("round {round} backup"))?;
-
-        let load_start = cost::load_average();
-        let recorded = |what: &str| cost::RecordedSkopeo {
-            program: recorder.clone(),
-            real: real_skopeo.clone(),
-            log: cost::round_file(&work, what, round),
-        };
-        let baseline_skopeo = recorded("skopeo-baseline");
-        let baseline_logs = cost::RegistryLogs::from_now(&source, &baseline)?;
-        settle_disk()?;
-        let before = cpu::this_process()?;
-        let baseline_time = baseline_copies(
-            &source,
-            &baseline,
-            &images,
-            &baseline_home,
-            &baseline_skopeo,
-        )?;
-        let baseline_cost = cost::SideCost::measure(
-            cost::children_only(cpu::this_process()?.since(&before)),
-            &baseline_skopeo,
-            &baseline_logs,
-        )?;
-        guard().release_registry(&baseline);
-
-        let cloner_skopeo = recorded("skopeo-cloner");
-        let env = cloner_env(&source, &backup, &kubeconfig, &cloner_skopeo);
-        let cloner_logs = cost::RegistryLogs::from_now(&source, &backup)?;
-        let home = work.join(format!("cold-home-{round}"));
-        std::fs::create_dir_all(&home)?;
-        settle_disk()?;
-        let bench_before = cpu::this_process()?;
-        let once = once_run(
-            &cloner,
-            &env,
-            &home,
-            &work.join(format!("cold-{round}.out")),
-            &work.join(format!("cold-{round}.log")),
-            &sim,
-        )?;
-        let cost = cost::ColdCost {
-            cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
-            baseline: baseline_cost,
-            simulator: cpu::this_process()?.since(&bench_before).own,
-            api: sim.faults().connections(),
-            api_requests: cost::api_requests(&sim),
-            load: (load_start, cost::load_average()),
-        };
-        let r = Round {
-            baseline: baseline_time,
-            cost,
-            pinned: pinned_to(&sim, &backup)?,
-            backup_repos: catalog_size(&backup)?,
-            once,
-        };
-        println!(
-            "  round {round}: skopeo {}, image-cloner run --once {} (exit 0) → {:.2}×; {}/{COLD_WORKLOADS} Deployments pinned to the backup ({backup}), {} repositories in it",
-            secs(r.baseline),
-            secs(r.once.wall),
-            r.ratio(),
-            r.pinned,
-            r.backup_repos
-        );
-        println!("    its summary: {}", r.once.summary);
-        cost::print_round(&r.cost, r.once.copies);
-        println!(
-            "    simulator writes: {}",
-            by_request(&r.once.writes_by_resource)
-        );
+        let (r, sim, backup, kubeconfig) = cold::round(&setup, round)?;
         rounds.push(r);
         last = Some((sim, backup, kubeconfig));
     }
@@ -719,7 +658,6 @@ fn run() -> Result<()> {
     let warm_home = work.join("warm-home");
     std::fs::create_dir_all(&warm_home)?;
     let warm = daemon_run(&cloner, &env, &warm_home, &work.join("warm.log"), &sim)?;
-    let warm_settle = warm.settled.saturating_sub(warm.lists);
     println!(
         "  initial lists served after {}, last reconcile at {}",
         secs(warm.lists),
@@ -740,127 +678,12 @@ fn run() -> Result<()> {
     webhook::report(&hook);
 
     heading("Results (figure, measured, target)");
-    let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
-    let mut rows: Vec<(String, String, String, &str)> = vec![
-        (
-            "cold: skopeo copy --all ×50, 5 at a time, per round".into(),
-            per_round(&rounds, |r| secs(r.baseline)),
-            String::new(),
-            "",
-        ),
-        (
-            "cold: image-cloner run --once, per round".into(),
-            per_round(&rounds, |r| secs(r.once.wall)),
-            String::new(),
-            "",
-        ),
-        (
-            "cold: ratio image-cloner / skopeo, per round".into(),
-            per_round(&rounds, |r| format!("{:.2}×", r.ratio())),
-            String::new(),
-            "",
-        ),
-        (
-            format!("cold: ratio, median of {rounds_wanted} rounds"),
-            format!("{median_ratio:.2}×"),
-            "≤ 1.05×".into(),
-            verdict(median_ratio <= 1.05),
-        ),
-        (
-            "cold: Deployments pinned to the backup, per round".into(),
-            per_round(&rounds, |r| r.pinned),
-            "= 2,000 each round".into(),
-            verdict(each(&|r| r.pinned == COLD_WORKLOADS)),
-        ),
-        (
-            "cold: workloads patched (run --once summary)".into(),
-            per_round(&rounds, |r| r.once.patched),
-            String::new(),
-            "",
-        ),
-        (
-            "cold: copies made (run --once summary)".into(),
-            per_round(&rounds, |r| r.once.copies),
-            "= 50 each round".into(),
-            verdict(each(&|r| r.once.copies == IMAGES as u64)),
-        ),
-        (
-            "cold: repositories in the backup registry".into(),
-            per_round(&rounds, |r| r.backup_repos),
-            "= 50 each round".into(),
-            verdict(each(&|r| r.backup_repos == IMAGES)),
-        ),
-        (
-            "cold: API writes to Deployments (simulator)".into(),
-            per_round(&rounds, |r| r.once.writes_to_deployments),
-            "≤ 2,000 each (one per workload)".into(),
-            verdict(each(&|r| {
-                r.once.writes_to_deployments <= COLD_WORKLOADS as u64
-            })),
-        ),
-        (
-            "cold: API writes, all resources (simulator)".into(),
-            per_round(&rounds, |r| r.once.writes),
-            "(events included)".into(),
-            "",
-        ),
-        (
-            "cold: API writes (run --once summary)".into(),
-            per_round(&rounds, |r| r.once.api_writes),
-            String::new(),
-            "",
-        ),
-        (
-            "cold: run --once peak RSS (VmHWM)".into(),
-            per_round(&rounds, |r| mib(r.once.peak_rss_kib)),
-            String::new(),
-            "",
-        ),
-        (
-            "warm: start → initial lists served".into(),
-            secs(warm.lists),
-            String::new(),
-            "",
-        ),
-        (
-            "warm: settle, initial lists → last reconcile".into(),
-            secs(warm_settle),
-            "≤ 2 s".into(),
-            verdict(warm_settle <= Duration::from_secs(2)),
-        ),
-        (
-            "warm: skopeo copies".into(),
-            (copies(&warm.metrics, "succeeded") + copies(&warm.metrics, "failed")).to_string(),
-            "= 0".into(),
-            verdict(copies(&warm.metrics, "succeeded") + copies(&warm.metrics, "failed") == 0),
-        ),
-        (
-            "warm: API writes".into(),
-            warm.writes.to_string(),
-            "= 0".into(),
-            verdict(warm.writes == 0),
-        ),
-        (
-            "warm: daemon peak RSS (VmHWM)".into(),
-            mib(warm.peak_rss_kib),
-            "≤ 64 MiB".into(),
-            verdict(warm.peak_rss_kib <= 64 * 1024),
-        ),
-        (
-            "takeover: SIGKILL of the leader → the standby leads, per round".into(),
-            takeover
-                .takeovers
-                .iter()
-                .map(|d| secs(*d))
-                .collect::<Vec<_>>()
-                .join(", "),
-            format!(
-                "≤ {} (lease + renew period)",
-                secs(takeover::Figures::target())
-            ),
-            verdict(takeover.worst() <= takeover::Figures::target()),
-        ),
-    ];
+    let mut rows = results::rows(&results::Measured {
+        rounds: &rounds,
+        median_ratio,
+        warm: &warm,
+        takeover: &takeover,
+    });
     rows.extend(cold_cost_rows(&rounds));
     let warm_processes: u64 = warm_skopeo.processes()?.values().sum();
     rows.push((

@@ -1,0 +1,149 @@
+//! The results table's rows for the cold rounds, the warm restart and the takeover: each figure
+//! next to its target.
+
+use std::time::Duration;
+
+use demo::secs;
+
+use crate::cost::Row;
+use crate::{COLD_WORKLOADS, IMAGES, Round, RunFigures, copies, mib, per_round, takeover, verdict};
+
+/// What the rows are made of.
+pub struct Measured<'a> {
+    pub rounds: &'a [Round],
+    pub median_ratio: f64,
+    pub warm: &'a RunFigures,
+    pub takeover: &'a takeover::Figures,
+}
+
+pub fn rows(m: &Measured<'_>) -> Vec<Row> {
+    let Measured {
+        rounds,
+        median_ratio,
+        warm,
+        takeover,
+    } = *m;
+    let rounds_wanted = rounds.len();
+    let warm_settle = warm.settled.saturating_sub(warm.lists);
+    let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
+    vec![
+        (
+            "cold: skopeo copy --all ×50, 5 at a time, per round".into(),
+            per_round(rounds, |r| secs(r.baseline)),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: image-cloner run --once, per round".into(),
+            per_round(rounds, |r| secs(r.once.wall)),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: ratio image-cloner / skopeo, per round".into(),
+            per_round(rounds, |r| format!("{:.2}×", r.ratio())),
+            String::new(),
+            "",
+        ),
+        (
+            format!("cold: ratio, median of {rounds_wanted} rounds"),
+            format!("{median_ratio:.2}×"),
+            "≤ 1.05×".into(),
+            verdict(median_ratio <= 1.05),
+        ),
+        (
+            "cold: Deployments pinned to the backup, per round".into(),
+            per_round(rounds, |r| r.pinned),
+            "= 2,000 each round".into(),
+            verdict(each(&|r| r.pinned == COLD_WORKLOADS)),
+        ),
+        (
+            "cold: workloads patched (run --once summary)".into(),
+            per_round(rounds, |r| r.once.patched),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: copies made (run --once summary)".into(),
+            per_round(rounds, |r| r.once.copies),
+            "= 50 each round".into(),
+            verdict(each(&|r| r.once.copies == IMAGES as u64)),
+        ),
+        (
+            "cold: repositories in the backup registry".into(),
+            per_round(rounds, |r| r.backup_repos),
+            "= 50 each round".into(),
+            verdict(each(&|r| r.backup_repos == IMAGES)),
+        ),
+        (
+            "cold: API writes to Deployments (simulator)".into(),
+            per_round(rounds, |r| r.once.writes_to_deployments),
+            "≤ 2,000 each (one per workload)".into(),
+            verdict(each(&|r| {
+                r.once.writes_to_deployments <= COLD_WORKLOADS as u64
+            })),
+        ),
+        (
+            "cold: API writes, all resources (simulator)".into(),
+            per_round(rounds, |r| r.once.writes),
+            "(events included)".into(),
+            "",
+        ),
+        (
+            "cold: API writes (run --once summary)".into(),
+            per_round(rounds, |r| r.once.api_writes),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: run --once peak RSS (VmHWM)".into(),
+            per_round(rounds, |r| mib(r.once.peak_rss_kib)),
+            String::new(),
+            "",
+        ),
+        (
+            "warm: start → initial lists served".into(),
+            secs(warm.lists),
+            String::new(),
+            "",
+        ),
+        (
+            "warm: settle, initial lists → last reconcile".into(),
+            secs(warm_settle),
+            "≤ 2 s".into(),
+            verdict(warm_settle <= Duration::from_secs(2)),
+        ),
+        (
+            "warm: skopeo copies".into(),
+            (copies(&warm.metrics, "succeeded") + copies(&warm.metrics, "failed")).to_string(),
+            "= 0".into(),
+            verdict(copies(&warm.metrics, "succeeded") + copies(&warm.metrics, "failed") == 0),
+        ),
+        (
+            "warm: API writes".into(),
+            warm.writes.to_string(),
+            "= 0".into(),
+            verdict(warm.writes == 0),
+        ),
+        (
+            "warm: daemon peak RSS (VmHWM)".into(),
+            mib(warm.peak_rss_kib),
+            "≤ 64 MiB".into(),
+            verdict(warm.peak_rss_kib <= 64 * 1024),
+        ),
+        (
+            "takeover: SIGKILL of the leader → the standby leads, per round".into(),
+            takeover
+                .takeovers
+                .iter()
+                .map(|d| secs(*d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!(
+                "≤ {} (lease + renew period)",
+                secs(takeover::Figures::target())
+            ),
+            verdict(takeover.worst() <= takeover::Figures::target()),
+        ),
+    ]
+}
