@@ -289,16 +289,21 @@ mod tests {
         assert!(decode(Kind::Deployment, &bad, "shop", false).is_err());
     }
 
-    #[test]
-    fn a_job_is_planned_as_any_workload_while_it_is_created() {
-        let policy = Policy {
+    /// Copies to `b.example/m`, flat names, nothing excluded.
+    fn policy() -> Policy {
+        Policy {
             backup: crate::image::naming::BackupRegistry::parse("b.example/m").expect("valid"),
             naming: crate::image::naming::Naming::Flat,
             ignored_namespaces: Default::default(),
             only_namespaces: Default::default(),
             patch_gitops_managed: false,
             sources: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_job_is_planned_as_any_workload_while_it_is_created() {
+        let policy = policy();
         let job = |annotations: Value| {
             json!({"metadata": {"name": "report", "annotations": annotations},
                    "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})
@@ -321,14 +326,7 @@ mod tests {
     /// all; the rest is rewritten when verified and queued when not.
     #[test]
     fn private_and_unsettled_sources_are_neither_rewritten_nor_queued() {
-        let policy = Policy {
-            backup: crate::image::naming::BackupRegistry::parse("b.example/m").expect("valid"),
-            naming: crate::image::naming::Naming::Flat,
-            ignored_namespaces: Default::default(),
-            only_namespaces: Default::default(),
-            patch_gitops_managed: false,
-            sources: Default::default(),
-        };
+        let policy = policy();
         let images = [
             "nginx:1.27",
             "redis:7.4",
