@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -194,29 +193,32 @@ fn seed_backup(
 ) -> Result<Vec<(String, String)>> {
     let folded = format!("{}_bench_audit", source.replace(':', "--"));
     let out = work.join("audit-seed.txt");
-    let pid = guard().spawn(
-        "testbed seed",
-        Command::new(testbed_bin)
-            .args(["seed", "--registry", backup, "--tls-verify=false"])
-            .args(["--prefix", &format!("mirror/{folded}")])
-            .args(["--count", &AUDIT_IMAGES.to_string()])
-            .args(["--platforms", "1", "--layers", "1", "--layer-kib", "1"])
-            .args(["--push-jobs", "8"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out)?)
-            .stderr(Stdio::inherit()),
-    )?;
-    let status = guard().wait(pid)?;
-    if !status.success() {
-        bail!("testbed seed failed ({status})");
-    }
-    let seeded: Vec<(String, String)> = std::fs::read_to_string(&out)?
-        .lines()
-        .filter_map(|l| {
-            let (reference, digest) = l.split_once(' ')?;
-            Some((reference.to_owned(), digest.trim().to_owned()))
-        })
-        .collect();
+    let seeded: Vec<(String, String)> = super::testbed_seed(
+        testbed_bin,
+        &[
+            "--registry",
+            backup,
+            "--prefix",
+            &format!("mirror/{folded}"),
+            "--count",
+            &AUDIT_IMAGES.to_string(),
+            "--platforms",
+            "1",
+            "--layers",
+            "1",
+            "--layer-kib",
+            "1",
+            "--push-jobs",
+            "8",
+        ],
+        &out,
+    )?
+    .lines()
+    .filter_map(|l| {
+        let (reference, digest) = l.split_once(' ')?;
+        Some((reference.to_owned(), digest.trim().to_owned()))
+    })
+    .collect();
     if seeded.len() != AUDIT_IMAGES {
         bail!(
             "testbed seed made {} images, not {AUDIT_IMAGES}",

@@ -509,6 +509,25 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 
+/// `testbed seed --tls-verify=false <args>`, its output (one line per image) kept in `out`:
+/// that output, once it has exited 0.
+fn testbed_seed(testbed_bin: &Path, args: &[&str], out: &Path) -> Result<String> {
+    let pid = guard().spawn(
+        "testbed seed",
+        Command::new(testbed_bin)
+            .args(["seed", "--tls-verify=false"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(out)?)
+            .stderr(Stdio::inherit()),
+    )?;
+    let status = guard().wait(pid)?;
+    if !status.success() {
+        bail!("testbed seed failed ({status})");
+    }
+    Ok(std::fs::read_to_string(out)?)
+}
+
 /// A fresh registry logging its requests, held until cleanup: its host.
 fn start_registry(what: &str) -> Result<String> {
     guard().keep_registry(
@@ -546,31 +565,25 @@ fn run() -> Result<()> {
     }
 
     let t = Instant::now();
-    let seed_out = work.join("seed.txt");
-    let pid = guard().spawn(
-        "testbed seed",
-        Command::new(&testbed_bin)
-            .args([
-                "seed",
-                "--registry",
-                &source,
-                "--tls-verify=false",
-                "--prefix",
-                "bench/app",
-            ])
-            .args(["--count", &IMAGES.to_string()])
-            .args(["--platforms", &PLATFORMS.to_string()])
-            .args(["--layers", &LAYERS.to_string()])
-            .args(["--layer-kib", &LAYER_KIB.to_string()])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&seed_out)?)
-            .stderr(Stdio::inherit()),
+    let seeded = testbed_seed(
+        &testbed_bin,
+        &[
+            "--registry",
+            &source,
+            "--prefix",
+            "bench/app",
+            "--count",
+            &IMAGES.to_string(),
+            "--platforms",
+            &PLATFORMS.to_string(),
+            "--layers",
+            &LAYERS.to_string(),
+            "--layer-kib",
+            &LAYER_KIB.to_string(),
+        ],
+        &work.join("seed.txt"),
     )?;
-    let status = guard().wait(pid)?;
-    if !status.success() {
-        bail!("testbed seed failed ({status})");
-    }
-    let images: Vec<String> = std::fs::read_to_string(&seed_out)?
+    let images: Vec<String> = seeded
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)

@@ -211,39 +211,30 @@ fn deployment(name: &str, ns: &str, image: &str) -> Value {
 /// `testbed seed` of IMAGES single-platform, single-layer images: their references.
 fn seed(testbed_bin: &Path, work: &Path, source: &str) -> Result<Vec<String>> {
     let out = work.join("webhook-seed.txt");
-    let pid = guard().spawn(
-        "testbed seed",
-        Command::new(testbed_bin)
-            .args([
-                "seed",
-                "--registry",
-                source,
-                "--tls-verify=false",
-                "--prefix",
-                "hook/app",
-            ])
-            .args([
-                "--count",
-                &IMAGES.to_string(),
-                "--platforms",
-                "1",
-                "--layers",
-                "1",
-            ])
-            .args(["--layer-kib", "4", "--push-jobs", "4"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out)?)
-            .stderr(Stdio::inherit()),
-    )?;
-    let status = guard().wait(pid)?;
-    if !status.success() {
-        bail!("testbed seed failed ({status})");
-    }
-    let images: Vec<String> = std::fs::read_to_string(&out)?
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(|repo_tag| format!("{source}/{repo_tag}"))
-        .collect();
+    let images: Vec<String> = super::testbed_seed(
+        testbed_bin,
+        &[
+            "--registry",
+            source,
+            "--prefix",
+            "hook/app",
+            "--count",
+            &IMAGES.to_string(),
+            "--platforms",
+            "1",
+            "--layers",
+            "1",
+            "--layer-kib",
+            "4",
+            "--push-jobs",
+            "4",
+        ],
+        &out,
+    )?
+    .lines()
+    .filter_map(|l| l.split_whitespace().next())
+    .map(|repo_tag| format!("{source}/{repo_tag}"))
+    .collect();
     if images.len() != IMAGES {
         bail!("testbed seed made {} images, not {IMAGES}", images.len());
     }
