@@ -39,6 +39,8 @@ mod api_tests;
 #[cfg(test)]
 mod defer_tests;
 #[cfg(test)]
+mod namespace_tests;
+#[cfg(test)]
 pub(crate) mod plan_tests;
 #[cfg(test)]
 mod properties;
@@ -55,6 +57,7 @@ use kube::runtime::events::EventType;
 use tracing::Instrument as _;
 
 pub use self::context::Context;
+use self::context::NamespaceOptOuts;
 pub use self::error::{ApiError, MAX_REPLANS, ReconcileError};
 use self::patch::ImageChange;
 use self::plan::{ContainerPlan, Decision};
@@ -62,7 +65,7 @@ use self::pull::PullAccess;
 use self::report::{AfterRejection, Notice, Verified};
 use self::screen::Screened;
 use crate::registry::mirror::{MirrorError, MirroredImage};
-use crate::workload::{self, Workload, WorkloadKind};
+use crate::workload::{self, Kind, Workload, WorkloadKind};
 
 /// How long a reconcile waits for the namespace cache before it is retried later.
 const NAMESPACE_WAIT: Duration = Duration::from_secs(30);
@@ -164,17 +167,35 @@ async fn planning_view<K: WorkloadKind>(
     ctx: &Context,
 ) -> Result<Workload, ReconcileError> {
     let namespace = obj.namespace().unwrap_or_default();
-    if ctx.namespaces.opted_out(&namespace).is_none() {
-        ctx.namespaces.wait_known(&namespace, NAMESPACE_WAIT).await;
+    let opted_out = known_opt_out(
+        ctx.namespaces.as_ref(),
+        K::KIND,
+        &namespace,
+        &obj.name_any(),
+    )
+    .await?;
+    Ok(workload::view(obj, opted_out))
+}
+
+/// Whether `namespace` opts out, waiting a while for the namespace cache when it does not know
+/// (before its first list, or while its watch is restarted); still unknown is an error, so the
+/// workload is retried rather than taken as done.
+async fn known_opt_out(
+    namespaces: &dyn NamespaceOptOuts,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, ReconcileError> {
+    if namespaces.opted_out(namespace).is_none() {
+        namespaces.wait_known(namespace, NAMESPACE_WAIT).await;
     }
-    match ctx.namespaces.opted_out(&namespace) {
-        Some(opted_out) => Ok(workload::view(obj, opted_out)),
-        None => Err(ReconcileError::NamespaceUnknown {
-            kind: K::KIND,
-            namespace,
-            name: obj.name_any(),
-        }),
-    }
+    namespaces
+        .opted_out(namespace)
+        .ok_or_else(|| ReconcileError::NamespaceUnknown {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
 }
 
 /// Each container's decision. `clone` is at debug like the decisions that change nothing: the
@@ -330,9 +351,11 @@ async fn write_patch<K: WorkloadKind>(
     let Some(planned) = patch::patch_pulling(w, plans, &found, pull_secret) else {
         return Ok(Written::NothingToPatch);
     };
-    // Copies can take minutes: an opt-out added meanwhile still holds.
-    if ctx.namespaces.opted_out(&w.namespace) != Some(false) {
-        tracing::info!("the namespace opted out (or is not known) while copying; not patched");
+    // Copies can take minutes: an opt-out added meanwhile still holds. A namespace watch
+    // restarted meanwhile leaves the opt-out unknown: that is retried, not taken as done, or
+    // the workload would wait for its next change to be patched.
+    if known_opt_out(ctx.namespaces.as_ref(), w.kind, &w.namespace, &w.name).await? {
+        tracing::info!("the namespace opted out while copying; not patched");
         return Ok(Written::NothingToPatch);
     }
     let patch_error = |source| ReconcileError::Patch {

@@ -44,7 +44,7 @@ impl Daemon {
                 let lines: Vec<&str> = log.lines().collect();
                 panic!(
                     "timed out after {timeout:?}: {what}; the daemon's log ends:\n{}",
-                    lines[lines.len().saturating_sub(40)..].join("\n")
+                    lines[lines.len().saturating_sub(200)..].join("\n")
                 );
             }
             std::thread::sleep(Duration::from_millis(250));

@@ -98,7 +98,7 @@ pub fn watch_faults(env: &Env) {
         json!({}),
     ));
     sim.faults().clear();
-    env.eventually(
+    daemon.wait_until(
         Duration::from_secs(60),
         "the workload created while the watch was down",
         || env.resolves_in_backup(&env.images("Deployment", ns, "while-dropped")[0]),
@@ -125,7 +125,7 @@ pub fn watch_faults(env: &Env) {
     ));
     sim.store().expire();
     sim.faults().clear();
-    env.eventually(
+    daemon.wait_until(
         Duration::from_secs(60),
         "the workloads created before the 410",
         || {
@@ -136,6 +136,71 @@ pub fn watch_faults(env: &Env) {
     assert!(
         sim.faults().count("list", "deployments") > lists_before,
         "the daemon relisted after the 410"
+    );
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    env.clear(ns);
+}
+
+/// The namespace watch breaks (and cannot list again) while a copy runs: the opt-out is not
+/// known when the copy is done, so nothing is patched then — and the workload is patched once
+/// namespaces are listed again, without waiting for a change to it. (Found by `watch_faults`
+/// under load: "not known" was taken as "opted out", and the workload stayed unpatched.)
+pub fn namespace_watch_broken_mid_copy(env: &Env) {
+    let sim = env
+        .sim
+        .as_ref()
+        .expect("fault scenarios run on the simulator");
+    let ns = "e2e-ns-watch";
+    env.namespace(ns, &[]);
+    // Two 1 MiB layers at 512 KiB/s per connection: a copy of about two seconds.
+    let slow = crate::common::throttle::Throttle::start(&env.source.host(), 512 * 1024);
+    let spec = testbed::ImageSpec::new("slow-ns", 78).with_layers(2, 1024 * 1024);
+    crate::common::push_all(&env.source, &spec, "team/slow-ns", "1.0");
+    let image = format!("{}/team/slow-ns:1.0", slow.host());
+    let insecure = format!("{},{}", slow.host(), env.backup_registry()).replace("/mirror", "");
+    let mut daemon =
+        Daemon::start(env.cloner(&[ns], &[("IMAGE_CLONER_INSECURE_REGISTRIES", &insecure)]));
+    daemon.wait_until(Duration::from_secs(30), "the daemon is ready", || {
+        daemon.metrics_address().is_some() && daemon.get("/readyz").0 == 200
+    });
+    env.create(workload(
+        "Deployment",
+        ns,
+        "web",
+        &[("app", &image)],
+        &[],
+        json!({}),
+    ));
+    daemon.wait_until(Duration::from_secs(30), "a copy in flight", || {
+        daemon
+            .get("/metrics")
+            .1
+            .contains("image_cloner_copies_in_flight 1")
+    });
+    sim.faults().fail_next(kube_sim::FailRule {
+        verb: None,
+        resource: Some("namespaces".into()),
+        count: 1_000_000,
+        // Not 503: kube's client retries that by itself, quietly, and the watch never breaks.
+        status: 500,
+        retry_after: None,
+    });
+    sim.store().drop_watches();
+    daemon.wait_until(Duration::from_secs(30), "the copy done", || {
+        daemon.log().contains("copied source=")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        env.images("Deployment", ns, "web"),
+        [image],
+        "not patched while the namespace's opt-out is unknown; the daemon's log:\n{}",
+        daemon.log()
+    );
+    sim.faults().clear();
+    daemon.wait_until(
+        Duration::from_secs(60),
+        "patched once namespaces are listed again",
+        || env.resolves_in_backup(&env.images("Deployment", ns, "web")[0]),
     );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
     env.clear(ns);

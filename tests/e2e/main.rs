@@ -80,6 +80,8 @@ scenarios! {
         concurrent_edit => crate::faults::concurrent_edit,
         // A dropped watch and a 410 Expired: no workload missed.
         watch_faults => crate::faults::watch_faults,
+        // The namespace watch breaks while a copy runs: patched once namespaces are listed again.
+        namespace_watch_broken_mid_copy => crate::faults::namespace_watch_broken_mid_copy,
         // The API server fails patches: retried with backoff, no hot loop.
         api_errors => crate::faults::api_errors,
     }
