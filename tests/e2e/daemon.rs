@@ -22,7 +22,7 @@ pub fn daemon_and_outage(env: &Env) {
         &[],
         json!({}),
     ));
-    env.eventually(
+    daemon.wait_until(
         Duration::from_secs(30),
         "the daemon patches a new workload",
         || env.resolves_in_backup(&env.images("Deployment", ns, "first")[0]),
@@ -37,7 +37,7 @@ pub fn daemon_and_outage(env: &Env) {
         &[],
         json!({"annotations": {"argocd.argoproj.io/tracking-id": "x:apps/Deployment:e2e-daemon/gitops"}}),
     ));
-    env.eventually(Duration::from_secs(30), "a GitOpsManaged Warning", || {
+    daemon.wait_until(Duration::from_secs(30), "a GitOpsManaged Warning", || {
         env.events(ns, "gitops")
             .iter()
             .any(|(t, r, _)| t == "Warning" && r == "GitOpsManaged")
@@ -57,7 +57,7 @@ pub fn daemon_and_outage(env: &Env) {
         &[],
         json!({}),
     ));
-    env.eventually(
+    daemon.wait_until(
         Duration::from_secs(30),
         "a BackupUnavailable Warning",
         || {
@@ -71,7 +71,7 @@ pub fn daemon_and_outage(env: &Env) {
         std::slice::from_ref(&env.images.sidecar.0)
     );
     start_backup(env);
-    env.eventually(
+    daemon.wait_until(
         Duration::from_secs(60),
         "patched once the backup is back",
         || env.resolves_in_backup(&env.images("Deployment", ns, "second")[0]),
@@ -123,7 +123,7 @@ pub fn stopped_mid_copy(env: &Env) {
                 ("IMAGE_CLONER_INSECURE_REGISTRIES", &insecure),
             ],
         ));
-        env.eventually(Duration::from_secs(30), "a copy in flight", || {
+        daemon.wait_until(Duration::from_secs(30), "a copy in flight", || {
             daemon.metrics_address().is_some()
                 && daemon
                     .get("/metrics")

@@ -76,7 +76,7 @@ pub fn watch_faults(env: &Env) {
     let ns = "e2e-watch";
     env.namespace(ns, &[]);
     let mut daemon = Daemon::start(env.cloner(&[ns], &[]));
-    env.eventually(Duration::from_secs(30), "the daemon is ready", || {
+    daemon.wait_until(Duration::from_secs(30), "the daemon is ready", || {
         daemon.metrics_address().is_some() && daemon.get("/readyz").0 == 200
     });
     let block = || kube_sim::FailRule {
@@ -232,7 +232,7 @@ pub fn api_errors(env: &Env) {
         &[],
         json!({}),
     ));
-    env.eventually(
+    daemon.wait_until(
         Duration::from_secs(60),
         "patched after two failures",
         || env.resolves_in_backup(&env.images("Deployment", ns, "web")[0]),
