@@ -94,6 +94,12 @@ pub fn classify(stderr: &str) -> FailureKind {
         "manifest invalid",
         "blob unknown",
         "unsupported",
+        // containers/image says this when the PUT of a manifest list failed for *any* reason
+        // (a registry going down mid-copy as well as one refusing the type) and the next type
+        // it would try needs a conversion that --preserve-digests forbids; the real cause is
+        // only in its debug log. Found by make reliability: taken for permanent, a copy cut by
+        // a backup outage waited 15 minutes.
+        "manifest list must be converted",
     ]) {
         FailureKind::Registry
     } else {
@@ -208,7 +214,7 @@ mod tests {
         let with_digest = format!(
             r#"level=fatal msg="reading manifest 4291401404 in r/a@{D}: manifest unknown: manifest unknown""#
         );
-        let cases: [(&str, FailureKind); 10] = [
+        let cases: [(&str, FailureKind); 11] = [
             // Found by make reliability: a backup registry whose connections close without an
             // answer was taken for a permanent failure, retried every 15 minutes.
             (
@@ -244,6 +250,11 @@ mod tests {
                 FailureKind::Registry,
             ),
             (&with_digest, FailureKind::ManifestUnknown),
+            // Real skopeo 1.9, the backup registry stopped while the OCI index was written.
+            (
+                r#"level=fatal msg="Manifest list must be converted to type \"application/vnd.docker.distribution.manifest.list.v2+json\" to be written to destination, but we cannot modify it: \"Instructed to preserve digests\"""#,
+                FailureKind::Registry,
+            ),
             (
                 r#"level=fatal msg="open /etc/containers/policy.json: no such file or directory""#,
                 FailureKind::Other,
