@@ -79,6 +79,12 @@ pub fn classify(stderr: &str) -> FailureKind {
         "broken pipe",
         "server misbehaving",
         "temporary failure in name resolution",
+        // Go's net/http when a connection dies under a request: a registry stopped mid-copy.
+        "use of closed network connection",
+        "transport connection broken",
+        "server closed idle connection",
+        // io.EOF ending the message: the answer stopped short.
+        ": eof\"",
     ]) {
         FailureKind::Unreachable
     } else if any(&[
@@ -262,6 +268,20 @@ mod tests {
         ];
         for (stderr, want) in cases {
             assert_eq!(classify(stderr), want, "{stderr}");
+        }
+    }
+
+    /// Go's net/http texts for a connection that died under a request (from its source, not
+    /// captured): what skopeo ends with when a registry is stopped in the middle of a copy.
+    #[test]
+    fn a_connection_dying_mid_request_is_unreachable() {
+        for stderr in [
+            r#"level=fatal msg="writing blob: Patch \"http://127.0.0.1:5000/v2/a/blobs/uploads/1\": read tcp 127.0.0.1:40000->127.0.0.1:5000: use of closed network connection""#,
+            r#"level=fatal msg="writing manifest: Put \"http://127.0.0.1:5000/v2/a/manifests/1\": net/http: HTTP/1.x transport connection broken: write tcp: broken""#,
+            r#"level=fatal msg="reading blob sha256:0: Get \"http://127.0.0.1:5000/v2/a/blobs/sha256:0\": http: server closed idle connection""#,
+            r#"level=fatal msg="copying image 1/2 from manifest list: writing blob: storing blob to file: EOF""#,
+        ] {
+            assert_eq!(classify(stderr), FailureKind::Unreachable, "{stderr}");
         }
     }
 
