@@ -41,9 +41,7 @@ fn metric(daemon: &Daemon, series: &str) -> f64 {
 }
 
 fn ready(env: &Env, daemon: &Daemon) {
-    env.eventually(WAIT, "the daemon is ready", || {
-        daemon.metrics_address().is_some() && daemon.get("/readyz").0 == 200
-    });
+    env.eventually(WAIT, "the daemon is ready", || daemon.ready());
 }
 
 /// `repo@digest` of a reference written into a workload, without its registry host (and

@@ -167,7 +167,7 @@ fn kill_the_leader_mid_run(c: &Cluster) -> Takeover {
         Duration::from_secs(60),
         "replica-b is ready",
         &[&leader, &standby],
-        || standby.metrics_address().is_some() && standby.get("/readyz").0 == 200,
+        || standby.ready(),
     );
     // Patched, and its Cloned Event published (it follows the patch, and API calls take turns):
     // the Events are what proves on the real API server that both replicas wrote.

@@ -69,6 +69,11 @@ impl Daemon {
         Some(addr.split_whitespace().next()?.trim_matches('"').to_owned())
     }
 
+    /// Whether the daemon serves its health listener and `/readyz` answers 200.
+    pub fn ready(&self) -> bool {
+        self.metrics_address().is_some() && self.get("/readyz").0 == 200
+    }
+
     /// `GET path` on the daemon's health listener: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use testbed::Registry;
 
 use super::cluster::Envtest;
+use super::throttle::Throttle;
 use super::{multi_arch, plain_registry, push_all, small_image};
 
 /// How many namespaces the daemon scenarios add to the cluster (on the simulator and envtest),
@@ -33,6 +34,16 @@ pub struct Images {
     pub app: (String, String),
     pub sidecar: (String, String),
     pub init: (String, String),
+}
+
+/// An image whose copy is slow enough to be caught in the middle (see [`Env::slow_image`]).
+pub struct SlowImage {
+    /// Serves the source registry slowly; the image is named through it.
+    pub proxy: Throttle,
+    /// `<proxy>/<repo>:1.0`, as a workload names it.
+    pub image: String,
+    /// `IMAGE_CLONER_INSECURE_REGISTRIES` reaching the source, the proxy and the backup.
+    pub insecure: String,
 }
 
 pub struct Env {
@@ -177,6 +188,32 @@ impl Env {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard);
+    }
+
+    /// `<repo>:1.0`, two layers of `layer_bytes`, pushed to the source and named through a
+    /// proxy that sends it at `bytes_per_second` per connection.
+    pub fn slow_image(
+        &self,
+        repo: &str,
+        seed: u64,
+        layer_bytes: usize,
+        bytes_per_second: usize,
+    ) -> SlowImage {
+        let proxy = Throttle::start(&self.source.host(), bytes_per_second);
+        let spec = testbed::ImageSpec::new(repo, seed).with_layers(2, layer_bytes);
+        push_all(&self.source, &spec, repo, "1.0");
+        let image = format!("{}/{repo}:1.0", proxy.host());
+        let insecure = format!(
+            "{},{},{}",
+            self.source.host(),
+            proxy.host(),
+            self.backup_host
+        );
+        SlowImage {
+            proxy,
+            image,
+            insecure,
+        }
     }
 
     /// `image-cloner` with the cluster, the registries and `extra` settings, confined to

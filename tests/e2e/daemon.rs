@@ -6,7 +6,6 @@ use std::time::Duration;
 use kube_sim::fixtures::workload;
 use serde_json::json;
 
-use crate::common;
 use crate::common::daemon::Daemon;
 use crate::common::e2e::Env;
 
@@ -96,23 +95,14 @@ pub fn stopped_mid_copy(env: &Env) {
     env.namespace(ns, &[]);
     // Two 4 MiB layers at 1 MiB/s per connection: a copy of about four seconds, so the daemon
     // is caught in the middle of it, and the second daemon still has seconds of it left.
-    let slow = common::throttle::Throttle::start(&env.source.host(), 1024 * 1024);
-    let spec = testbed::ImageSpec::new("slow", 77).with_layers(2, 4 * 1024 * 1024);
-    common::push_all(&env.source, &spec, "team/slow", "1.0");
-    let image = format!("{}/team/slow:1.0", slow.host());
-    let insecure = format!(
-        "{},{},{}",
-        env.source.host(),
-        slow.host(),
-        env.backup_registry()
-    );
-    let insecure = insecure.replace("/mirror", "");
+    let slow = env.slow_image("team/slow", 77, 4 * 1024 * 1024, 1024 * 1024);
+    let (image, insecure) = (slow.image.as_str(), slow.insecure.as_str());
     for (name, grace, patched) in [("cut-short", "1s", false), ("let-finish", "60s", true)] {
         env.create(workload(
             "Deployment",
             ns,
             name,
-            &[("app", &image)],
+            &[("app", image)],
             &[],
             json!({}),
         ));
@@ -120,7 +110,7 @@ pub fn stopped_mid_copy(env: &Env) {
             &[ns],
             &[
                 ("IMAGE_CLONER_SHUTDOWN_GRACE", grace),
-                ("IMAGE_CLONER_INSECURE_REGISTRIES", &insecure),
+                ("IMAGE_CLONER_INSECURE_REGISTRIES", insecure),
             ],
         ));
         daemon.wait_until(Duration::from_secs(30), "a copy in flight", || {
@@ -138,7 +128,7 @@ pub fn stopped_mid_copy(env: &Env) {
                 "{name}: finished and patched: {now}"
             );
         } else {
-            assert_eq!(now, &image, "{name}: not patched to an unfinished copy");
+            assert_eq!(now, image, "{name}: not patched to an unfinished copy");
             assert!(
                 daemon.log().contains("grace period over"),
                 "{}",

@@ -77,7 +77,7 @@ pub fn watch_faults(env: &Env) {
     env.namespace(ns, &[]);
     let mut daemon = Daemon::start(env.cloner(&[ns], &[]));
     daemon.wait_until(Duration::from_secs(30), "the daemon is ready", || {
-        daemon.metrics_address().is_some() && daemon.get("/readyz").0 == 200
+        daemon.ready()
     });
     let block = || kube_sim::FailRule {
         verb: Some("watch".into()),
@@ -153,15 +153,14 @@ pub fn namespace_watch_broken_mid_copy(env: &Env) {
     let ns = "e2e-ns-watch";
     env.namespace(ns, &[]);
     // Two 1 MiB layers at 512 KiB/s per connection: a copy of about two seconds.
-    let slow = crate::common::throttle::Throttle::start(&env.source.host(), 512 * 1024);
-    let spec = testbed::ImageSpec::new("slow-ns", 78).with_layers(2, 1024 * 1024);
-    crate::common::push_all(&env.source, &spec, "team/slow-ns", "1.0");
-    let image = format!("{}/team/slow-ns:1.0", slow.host());
-    let insecure = format!("{},{}", slow.host(), env.backup_registry()).replace("/mirror", "");
-    let mut daemon =
-        Daemon::start(env.cloner(&[ns], &[("IMAGE_CLONER_INSECURE_REGISTRIES", &insecure)]));
+    let slow = env.slow_image("team/slow-ns", 78, 1024 * 1024, 512 * 1024);
+    let image = slow.image.clone();
+    let mut daemon = Daemon::start(env.cloner(
+        &[ns],
+        &[("IMAGE_CLONER_INSECURE_REGISTRIES", &slow.insecure)],
+    ));
     daemon.wait_until(Duration::from_secs(30), "the daemon is ready", || {
-        daemon.metrics_address().is_some() && daemon.get("/readyz").0 == 200
+        daemon.ready()
     });
     env.create(workload(
         "Deployment",
