@@ -10,8 +10,8 @@ use demo::{guard, secs};
 use kube_sim::Sim;
 
 use crate::{
-    COLD_WORKLOADS, Round, baseline_copies, by_request, catalog_size, cloner_env, cost, once_run,
-    pinned_to, populate, settle_disk, start_registry,
+    COLD_WORKLOADS, Round, baseline_copies, by_request, catalog_size, cloner_env, cost, floor,
+    once_run, pinned_to, populate, settle_disk, start_registry,
 };
 
 /// What every round uses.
@@ -74,13 +74,16 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         &setup.work.join(format!("cold-{round}.log")),
         &sim,
     )?;
+    let simulator = cpu::this_process()?.since(&bench_before).own;
+    let floor = floor::measure(setup.source, setup.images, &backup)?;
     let cost = cost::ColdCost {
         cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
         baseline: baseline_cost,
-        simulator: cpu::this_process()?.since(&bench_before).own,
+        simulator,
         api: sim.faults().connections(),
         api_requests: cost::api_requests(&sim),
         load: (load_start, cost::load_average()),
+        floor,
     };
     let r = Round {
         baseline: baseline_time,

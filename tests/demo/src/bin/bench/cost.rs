@@ -99,6 +99,8 @@ pub struct ColdCost {
     pub api_requests: BTreeMap<String, u64>,
     /// 1-minute load average at the start and at the end of the round.
     pub load: (f64, f64),
+    /// The CPU of the round's required API requests from a bare client.
+    pub floor: crate::floor::Floor,
 }
 
 impl ColdCost {
@@ -117,6 +119,12 @@ impl ColdCost {
     /// [`Self::own`] as a percentage of [`Self::skopeo`].
     pub fn share(&self) -> f64 {
         percent(self.own(), self.skopeo())
+    }
+
+    /// The floor's CPU as a percentage of [`Self::skopeo`]: the part of the share that the
+    /// required API requests alone take on this machine.
+    pub fn floor_share(&self) -> f64 {
+        percent(self.floor.cpu, self.skopeo())
     }
 }
 
@@ -193,6 +201,13 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         secs(c.simulator),
         c.load.0,
         c.load.1
+    );
+    println!(
+        "    floor: the same {} API requests (a patch and an Event per Deployment) from a bare HTTP/1.1 client, {} connections, one thread: {} of its CPU ({:.1} % of image-cloner's skopeo)",
+        c.floor.requests,
+        crate::floor::CONNECTIONS,
+        secs(c.floor.cpu),
+        c.floor_share()
     );
     println!(
         "    skopeo processes: image-cloner {} for {copies} copies ({}); baseline {} ({})",
@@ -288,6 +303,17 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
             ),
             "< 5 %".into(),
             crate::verdict(median_share < 5.0),
+        ),
+        (
+            "cold: floor, the required API requests from a bare client / its skopeo CPU, median"
+                .into(),
+            format!(
+                "{:.1} % ({})",
+                median(costs.iter().map(|c| c.floor_share()).collect()),
+                each(costs, |c| format!("{:.1}", c.floor_share()))
+            ),
+            String::new(),
+            "",
         ),
         (
             "cold: CPU ratio (own + skopeo) / baseline skopeo".into(),

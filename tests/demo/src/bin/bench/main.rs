@@ -40,6 +40,7 @@ const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 mod audit;
 mod cold;
 mod cost;
+mod floor;
 mod results;
 mod takeover;
 mod webhook;
