@@ -27,6 +27,7 @@ const FLAGS: &[(&str, bool)] = &[
     ("--src-cert-dir", true),
     ("--dest-cert-dir", true),
     ("--raw", false),
+    ("--no-creds", false),
 ];
 
 /// The subcommands image-cloner runs.
@@ -137,6 +138,51 @@ mod tests {
             ])
             .is_empty()
         );
+    }
+
+    /// The oracle knows every flag the argument builders write, each option set: a flag
+    /// added to them and not here failed only the full suite's hostile-input scenario before
+    /// (`--no-creds`, the anonymous inspect of the private-source screen, was found that way).
+    #[test]
+    fn every_argument_list_the_builders_make_passes() {
+        use image_cloner::image::reference::ImageRef;
+        use image_cloner::registry::skopeo::{
+            CopyFormat, SkopeoOptions, anonymous_inspect_args, copy_args, inspect_args,
+        };
+        let options = SkopeoOptions {
+            program: "skopeo".into(),
+            authfile: Some("/etc/image-cloner/config.json".into()),
+            insecure_registries: vec!["127.0.0.1:5000".into(), "127.0.0.1:5001".into()],
+            cert_dir: Some("/etc/image-cloner/certs".into()),
+            tmp_dir: Some("/var/tmp/image-cloner".into()),
+            retry_times: 3,
+            copy_timeout: std::time::Duration::from_secs(60),
+            inspect_timeout: std::time::Duration::from_secs(10),
+        };
+        let source = ImageRef::parse("127.0.0.1:5000/team/app:1.0").expect("a reference");
+        let dest = ImageRef::parse("127.0.0.1:5001/mirror/app:1.0").expect("a reference");
+        let digestfile = std::path::Path::new("/var/tmp/image-cloner/run/digest");
+        let text = |args: Vec<std::ffi::OsString>| -> Vec<String> {
+            args.into_iter()
+                .map(|a| a.into_string().expect("UTF-8"))
+                .collect()
+        };
+        let lists = [
+            copy_args(&options, &source, &dest, CopyFormat::Preserve, digestfile),
+            copy_args(
+                &options,
+                &source,
+                &dest,
+                CopyFormat::ConvertToV2s2,
+                digestfile,
+            ),
+            inspect_args(&options, &source),
+            anonymous_inspect_args(&options, &source),
+        ];
+        for args in lists {
+            let args = text(args);
+            assert_eq!(violations(&args), Vec::<String>::new(), "{args:?}");
+        }
     }
 
     #[test]
