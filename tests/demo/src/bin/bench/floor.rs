@@ -44,7 +44,7 @@ pub struct Floor {
 pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
     let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
     populate(&sim, source, images)?;
-    let requests = required_requests(source, images, backup);
+    let requests = required_requests(source, images, backup)?;
     let count = requests.len();
     sim.faults().reset_counters();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,7 +75,11 @@ pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
 /// One PATCH and one Event per Deployment, shaped like image-cloner's: the patch tests the
 /// container's image, replaces it with a pinned backup reference and records the original; the
 /// Event is an events.k8s.io/v1 `Cloned` Event on the Deployment.
-fn required_requests(source: &str, images: &[String], backup: &str) -> Vec<http::Request<Bytes>> {
+fn required_requests(
+    source: &str,
+    images: &[String],
+    backup: &str,
+) -> Result<Vec<http::Request<Bytes>>> {
     let digest = "0".repeat(64);
     let mut out = Vec::with_capacity(2 * COLD_WORKLOADS);
     for i in 0..COLD_WORKLOADS {
@@ -96,7 +100,7 @@ fn required_requests(source: &str, images: &[String], backup: &str) -> Vec<http:
             ),
             "application/json-patch+json",
             &patch,
-        ));
+        )?);
         let event = json!({
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -115,9 +119,9 @@ fn required_requests(source: &str, images: &[String], backup: &str) -> Vec<http:
             format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events?"),
             "application/json",
             &event,
-        ));
+        )?);
     }
-    out
+    Ok(out)
 }
 
 fn request(
@@ -125,15 +129,13 @@ fn request(
     path: String,
     content_type: &'static str,
     body: &serde_json::Value,
-) -> http::Request<Bytes> {
-    let mut r = http::Request::new(Bytes::from(body.to_string()));
-    *r.method_mut() = method;
-    *r.uri_mut() = http::Uri::try_from(path).unwrap_or_default();
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    r
+) -> Result<http::Request<Bytes>> {
+    http::Request::builder()
+        .method(method)
+        .uri(&path)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Bytes::from(body.to_string()))
+        .with_context(|| format!("a request to {path}"))
 }
 
 /// Sends `requests` over [`CONNECTIONS`] connections, each one after the other on its own.
