@@ -97,6 +97,14 @@ pub fn this_process() -> Result<CpuTimes> {
     Ok(parse_stat(&text)?.cpu)
 }
 
+/// The calling thread's own figures (`/proc/thread-self/stat`): what one thread of this
+/// process spent, apart from the others (the bench's simulator runs on threads of its own).
+pub fn this_thread() -> Result<CpuTimes> {
+    let text = std::fs::read_to_string("/proc/thread-self/stat")
+        .context("reading /proc/thread-self/stat")?;
+    Ok(parse_stat(&text)?.cpu)
+}
+
 /// `part` as a percentage of `whole`.
 pub fn percent(part: Duration, whole: Duration) -> f64 {
     if whole.is_zero() {

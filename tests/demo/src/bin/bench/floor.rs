@@ -10,21 +10,16 @@
 //! cluster (the warm restart's) is not touched, and its figures are checked: every request
 //! answered 2xx, and the simulator counted exactly the patches and Events sent.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use bytes::Bytes;
 use demo::cost::cpu;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use kube_sim::Sim;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::json;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
+use crate::client::{client_tls, connect};
 use crate::{COLD_WORKLOADS, ORIGINAL_IMAGES, namespace_of, populate};
 
 /// image-cloner's `MAX_CONCURRENT_CALLS` (src/reconcile/api.rs): API calls in flight at once.
@@ -51,9 +46,9 @@ pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
         .enable_all()
         .build()
         .context("starting the floor client's runtime")?;
-    let before = this_thread()?;
+    let before = cpu::this_thread()?;
     runtime.block_on(send_all(&sim, requests))?;
-    let cpu = this_thread()?.saturating_sub(before);
+    let cpu = cpu::this_thread()?.since(&before).own;
     let counted = crate::cost::api_requests(&sim);
     let expected = [
         ("create events", COLD_WORKLOADS as u64),
@@ -140,7 +135,7 @@ fn request(
 
 /// Sends `requests` over [`CONNECTIONS`] connections, each one after the other on its own.
 async fn send_all(sim: &Sim, requests: Vec<http::Request<Bytes>>) -> Result<()> {
-    let tls = tls_connector(sim)?;
+    let tls = client_tls(sim.ca_pem())?;
     let authorization = http::HeaderValue::try_from(format!("Bearer {}", sim.token()))
         .context("the simulator's token is not a header value")?;
     let host = http::HeaderValue::try_from(sim.address().to_string())
@@ -151,15 +146,10 @@ async fn send_all(sim: &Sim, requests: Vec<http::Request<Bytes>>) -> Result<()> 
     }
     let mut tasks = tokio::task::JoinSet::new();
     for lane in lanes {
-        let (tls, address) = (tls.clone(), sim.address());
+        let (tls, address) = (tls.clone(), sim.address().to_string());
         let (authorization, host) = (authorization.clone(), host.clone());
         tasks.spawn(async move {
-            let tcp = TcpStream::connect(address).await?;
-            tcp.set_nodelay(true)?;
-            let server = ServerName::IpAddress(address.ip().into());
-            let stream = tls.connect(server, tcp).await?;
-            let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
+            let mut sender = connect(&address, &tls).await?;
             for mut r in lane {
                 r.headers_mut()
                     .insert(http::header::AUTHORIZATION, authorization.clone());
@@ -178,26 +168,4 @@ async fn send_all(sim: &Sim, requests: Vec<http::Request<Bytes>>) -> Result<()> 
         done.context("a floor connection panicked")??;
     }
     Ok(())
-}
-
-fn tls_connector(sim: &Sim) -> Result<TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = CertificateDer::from_pem_slice(sim.ca_pem().as_bytes())
-        .context("reading the simulator's CA")?;
-    roots.add(ca).context("trusting the simulator's CA")?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS versions")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// This thread's CPU so far, user + system.
-fn this_thread() -> Result<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/stat")
-        .context("reading /proc/thread-self/stat")?;
-    Ok(cpu::parse_stat(&text)?.cpu.own)
 }

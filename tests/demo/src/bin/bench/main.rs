@@ -38,6 +38,7 @@ const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
 
 mod audit;
+mod client;
 mod cold;
 mod cost;
 mod floor;

@@ -11,17 +11,17 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use demo::{Daemon, cloner_command, free_port, guard, scrape, secs, tail};
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
 use kube_sim::Sim;
 use serde_json::{Value, json};
 use testbed::{Registry, RegistryOptions};
+
+use crate::client::{Sender, client_tls, connect};
 
 pub const IMAGES: usize = 1000;
 pub const CLIENTS: usize = 100;
@@ -344,34 +344,6 @@ fn burst(address: &str, ca_pem: &str, images: &[String]) -> Result<Burst> {
             wall: started.elapsed(),
         })
     })
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-fn client_tls(ca_pem: &str) -> Result<tokio_rustls::TlsConnector> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-async fn connect(address: &str, tls: &tokio_rustls::TlsConnector) -> Result<Sender> {
-    let tcp = tokio::net::TcpStream::connect(address).await?;
-    tcp.set_nodelay(true)?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
-    let stream = tls.connect(name, tcp).await?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 /// One review: its latency, and whether the answer carried a patch.
