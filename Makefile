@@ -11,7 +11,8 @@
 #   make undeploy    removes it again
 #   make demo        image-cloner end to end on this machine: API simulator, registries, plan, run
 #   make bench       DESIGN.md's performance targets measured (simulator, real registries, skopeo);
-#                    BENCH=webhook (the admission webhook) or BENCH=takeover measures one row alone
+#                    BENCH=webhook (the admission webhook) or BENCH=takeover measures one row alone,
+#                    BENCH=cold the cold rounds alone
 #   make reliability the hostile probe as a suite: SIGKILLs, registry and API faults, malformed
 #                    input, credential markers, property tests (not part of make test)
 #   make reliability-short  its short form, which .ci/run runs after make test

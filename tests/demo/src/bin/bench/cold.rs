@@ -14,6 +14,11 @@ use crate::{
     once_run, pinned_to, populate, settle_disk, start_registry,
 };
 
+/// `bench cold`: the cold rounds and their rows alone (a minute a round, for profiling).
+pub fn only() -> bool {
+    std::env::args().nth(1).as_deref() == Some("cold")
+}
+
 /// What every round uses.
 pub struct Setup<'a> {
     pub cloner: &'a Path,

@@ -634,6 +634,16 @@ fn run() -> Result<()> {
     };
     let ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
     let median_ratio = median(&ratios);
+    if cold::only() {
+        drop(sim);
+        guard().release_registry(&backup);
+        heading("Results (figure, measured, target)");
+        let mut rows = results::cold_rows(&rounds, median_ratio);
+        rows.extend(cold_cost_rows(&rounds));
+        print_rows(&rows);
+        print_met(&rows);
+        return Ok(());
+    }
 
     heading(&format!(
         "Warm restart: {WARM_WORKLOADS} converged Deployments, a new daemon"

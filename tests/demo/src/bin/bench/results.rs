@@ -23,8 +23,14 @@ pub fn rows(m: &Measured<'_>) -> Vec<Row> {
         warm,
         takeover,
     } = *m;
+    let mut rows = cold_rows(rounds, median_ratio);
+    rows.extend(warm_rows(warm, takeover));
+    rows
+}
+
+/// The cold rounds' rows: wall times, the ratio and what each round did.
+pub fn cold_rows(rounds: &[Round], median_ratio: f64) -> Vec<Row> {
     let rounds_wanted = rounds.len();
-    let warm_settle = warm.settled.saturating_sub(warm.lists);
     let each = |ok: &dyn Fn(&Round) -> bool| rounds.iter().all(ok);
     vec![
         (
@@ -101,6 +107,12 @@ pub fn rows(m: &Measured<'_>) -> Vec<Row> {
             String::new(),
             "",
         ),
+    ]
+}
+
+fn warm_rows(warm: &RunFigures, takeover: &takeover::Figures) -> Vec<Row> {
+    let warm_settle = warm.settled.saturating_sub(warm.lists);
+    vec![
         (
             "warm: start → initial lists served".into(),
             secs(warm.lists),
