@@ -6,3 +6,6 @@ pub mod controller;
 pub mod list;
 pub mod namespaces;
 pub mod once;
+
+#[cfg(test)]
+mod list_tests;
