@@ -52,11 +52,16 @@ pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
         .map_err(CommandError::list("namespaces"))?;
     let metrics = Arc::new(Metrics::new());
     let pull = session.pull_secrets(settings, &metrics);
-    warn_about_pulls(&pull).await;
+    // Beside the run, as in the daemon: the probe's round trip to the backup registry does
+    // not hold the first copies back; its warnings still come before the summary.
+    let warnings = tokio::spawn({
+        let pull = Arc::clone(&pull);
+        async move { warn_about_pulls(&pull).await }
+    });
     let ctx = session.context(settings, Arc::new(Snapshot(opted_out)), &metrics, pull);
-    let summary = once::run_once(Arc::clone(&ctx), &session.kinds)
-        .await
-        .map_err(CommandError::list("workloads"))?;
+    let summary = once::run_once(Arc::clone(&ctx), &session.kinds).await;
+    let _ = warnings.await;
+    let summary = summary.map_err(CommandError::list("workloads"))?;
     print!("{}", render_summary(&summary, &ctx));
     Ok(summary.failed.is_empty())
 }

@@ -281,6 +281,21 @@ fn not_pullable(env: &mut PullEnv) {
     env.record(&log);
     assert!(log.contains("no pull secret is provisioned"), "{log}");
 
+    // run --once probes beside its run (not before it) and still says why, and copies
+    // without patching.
+    let out = env.run(&[c], &[], &["run", "--once"]);
+    let text = common::e2e::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no pull secret is provisioned"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" workload(s): 0 patched (0 image(s)), 1 cloned but not patched"),
+        "{text}"
+    );
+    assert!(!env.image(c, "web").starts_with(&env.backup_host));
+
     // The nodes have their own credentials: patched, with no pull secret.
     let out = env.run(
         &[c],
