@@ -2,6 +2,7 @@
 //! the real server (k8s.io/kubernetes/pkg/apis/events/v1/conversion.go): an Event written
 //! through either API is listed and watched through both.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// Field pairs: (events.k8s.io/v1 name, core/v1 name).
@@ -27,35 +28,82 @@ const SAME: &[&str] = &[
     "reportingInstance",
 ];
 
-fn convert(obj: &Value, api_version: &str, forward: bool) -> Value {
+/// The conversion's `(from, to)` field pairs.
+fn pairs(forward: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let same = SAME.iter().map(|k| (*k, *k));
+    let renamed = RENAMED
+        .iter()
+        .map(move |&(new, old)| if forward { (new, old) } else { (old, new) });
+    same.chain(renamed)
+}
+
+/// The converted Event, each field taken from the source by `take`.
+fn convert(api_version: &str, forward: bool, mut take: impl FnMut(&str) -> Option<Value>) -> Value {
     let mut out = Map::new();
     out.insert("kind".into(), Value::from("Event"));
     out.insert("apiVersion".into(), Value::from(api_version));
-    let Some(src) = obj.as_object() else {
-        return Value::Object(out);
-    };
-    for key in SAME {
-        if let Some(v) = src.get(*key) {
-            out.insert((*key).into(), v.clone());
-        }
-    }
-    for (new, old) in RENAMED {
-        let (from, to) = if forward { (*new, *old) } else { (*old, *new) };
-        if let Some(v) = src.get(from) {
-            out.insert(to.into(), v.clone());
+    for (from, to) in pairs(forward) {
+        if let Some(v) = take(from) {
+            out.insert(to.into(), v);
         }
     }
     Value::Object(out)
 }
 
-/// An events.k8s.io/v1 Event as it is stored (core/v1).
-pub fn to_core(obj: &Value) -> Value {
-    convert(obj, "v1", true)
+/// An events.k8s.io/v1 Event as it is stored (core/v1). Converted in place: the fields that
+/// keep their name stay where they are, the renamed ones move, the rest go.
+pub fn to_core(obj: Value) -> Value {
+    let Value::Object(mut m) = obj else {
+        return convert("v1", true, |_| None);
+    };
+    // No field is renamed to the name of another field that is kept (`related` is renamed to
+    // itself), so renaming after the others are dropped cannot overwrite one.
+    m.retain(|k, _| pairs(true).any(|(from, _)| from == k));
+    for (from, to) in pairs(true).filter(|(from, to)| from != to) {
+        if let Some(v) = m.remove(from) {
+            m.insert(to.into(), v);
+        }
+    }
+    m.insert("kind".into(), Value::from("Event"));
+    m.insert("apiVersion".into(), Value::from("v1"));
+    Value::Object(m)
 }
 
 /// A stored (core/v1) Event as events.k8s.io/v1 shows it.
 pub fn to_events_v1(obj: &Value) -> Value {
-    convert(obj, "events.k8s.io/v1", false)
+    convert("events.k8s.io/v1", false, |k| obj.get(k).cloned())
+}
+
+/// A stored (core/v1) Event serialized as events.k8s.io/v1 shows it: the bytes of
+/// [`to_events_v1`]'s answer, without copying the Event into it.
+pub struct V1View<'a>(pub &'a Value);
+
+impl Serialize for V1View<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        enum Field<'a> {
+            Text(&'a str),
+            Json(&'a Value),
+        }
+        let mut fields = vec![
+            ("kind", Field::Text("Event")),
+            ("apiVersion", Field::Text("events.k8s.io/v1")),
+        ];
+        for (from, to) in pairs(false) {
+            if let Some(v) = self.0.get(from) {
+                fields.push((to, Field::Json(v)));
+            }
+        }
+        // The order of the `Map` (a `BTreeMap`) that `to_events_v1` builds.
+        fields.sort_unstable_by_key(|(k, _)| *k);
+        let mut m = s.serialize_map(Some(fields.len()))?;
+        for (k, f) in &fields {
+            match f {
+                Field::Text(t) => m.serialize_entry(k, t)?,
+                Field::Json(v) => m.serialize_entry(k, v)?,
+            }
+        }
+        m.end()
+    }
 }
 
 #[cfg(test)]
@@ -70,10 +118,33 @@ mod tests {
             "regarding": {"kind": "Deployment", "name": "d"}, "note": "hello",
             "reason": "Cloned", "type": "Normal", "reportingController": "image-cloner",
             "reportingInstance": "i", "action": "Clone", "eventTime": "2026-01-01T00:00:00.000000Z"});
-        let core = to_core(&e);
+        let core = to_core(e.clone());
         assert_eq!(core["involvedObject"]["name"], "d");
         assert_eq!(core["message"], "hello");
         assert_eq!(core["reportingComponent"], "image-cloner");
         assert_eq!(to_events_v1(&core), e);
+        let shown = serde_json::to_string(&V1View(&core)).unwrap_or_default();
+        assert_eq!(shown, to_events_v1(&core).to_string());
+    }
+
+    /// The in-place conversion keeps what a field-by-field copy kept: fields of neither
+    /// schema, and core names sent through events.k8s.io, are dropped.
+    #[test]
+    fn to_core_drops_what_it_does_not_convert() {
+        let e = json!({"kind": "Event", "apiVersion": "events.k8s.io/v1",
+            "metadata": {"name": "x"}, "note": "kept", "message": "dropped",
+            "count": 3, "related": {"name": "r"}, "unknown": 1, "series": {"count": 2}});
+        let copied: Map<String, Value> = pairs(true)
+            .filter_map(|(from, to)| Some((to.to_owned(), e.get(from)?.clone())))
+            .chain([
+                ("kind".into(), json!("Event")),
+                ("apiVersion".into(), json!("v1")),
+            ])
+            .collect();
+        assert_eq!(to_core(e), Value::Object(copied));
+        assert_eq!(
+            to_core(json!("not an object")),
+            json!({"kind": "Event", "apiVersion": "v1"})
+        );
     }
 }

@@ -22,6 +22,7 @@ mod strategic;
 mod table;
 mod tls;
 mod validation;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! The HTTPS front: authentication, routing of the Kubernetes REST paths, fault injection,
 //! request counting, and watch streams.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{self, ListOptions, Patch, Store, WatchStart};
 use crate::table;
+use crate::wire;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -95,6 +97,12 @@ fn full(code: u16, content_type: &'static str, bytes: Vec<u8>) -> Response<Body>
 }
 
 fn json_response(code: u16, v: &Value) -> Response<Body> {
+    serialized_response(code, v)
+}
+
+/// A JSON response written from anything serializable: list bodies are written straight
+/// from the stored objects ([`store::list_body`]).
+fn serialized_response(code: u16, v: &impl serde::Serialize) -> Response<Body> {
     full(
         code,
         "application/json",
@@ -419,7 +427,7 @@ async fn resource_request(
                 let t = table::table(r, &items, store::list_metadata(&page), &include);
                 return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &store::list_body(r, &page)))
+            Ok(serialized_response(200, &store::list_body(r, &page)))
         }
         "watch" => watch(sh, target, query, as_table.then_some(include)),
         "create" => {
@@ -434,8 +442,8 @@ async fn resource_request(
                     admission::create(&hooks, store, r, &ns, obj, &opts).await,
                 ));
             }
-            let created = store.create(r, &ns, obj, dry_run)?;
-            Ok(json_response(201, &created))
+            let created = store.create_stored(r, &ns, obj, dry_run)?;
+            Ok(serialized_response(201, &wire::external(r, &created)))
         }
         "update" => {
             let (ct, body) = read_body(req).await?;
@@ -510,7 +518,7 @@ async fn resource_request(
                 continue_token: None,
                 remaining: None,
             };
-            Ok(json_response(200, &store::list_body(r, &page)))
+            Ok(serialized_response(200, &store::list_body(r, &page)))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -571,6 +579,23 @@ fn bookmark(r: &ResourceType, rv: u64, initial_events_end: bool) -> Bytes {
     )
 }
 
+/// A watch event's object as the client asked: the object (serialized from the stored one,
+/// not a copy of it), or a one-row Table.
+fn shown<'a>(r: &ResourceType, as_table: Option<&str>, o: &'a Value) -> Cow<'a, Value> {
+    match as_table {
+        Some(include) => {
+            let rv = o["metadata"]["resourceVersion"].clone();
+            Cow::Owned(table::table(
+                r,
+                &[o],
+                json!({"resourceVersion": rv}),
+                include,
+            ))
+        }
+        None => Cow::Borrowed(o),
+    }
+}
+
 /// A watch: a chunked stream of JSON lines, `{"type": ..., "object": ...}`.
 fn watch(
     sh: &Shared,
@@ -612,16 +637,13 @@ fn watch(
         }) => {
             tokio::spawn(async move {
                 let mut cursor = cursor;
-                // Each event's object as the client asked: the object, or a one-row Table.
-                let shown = |o: &Value| match &as_table {
-                    Some(include) => {
-                        let rv = o["metadata"]["resourceVersion"].clone();
-                        table::table(r, &[o], json!({"resourceVersion": rv}), include)
-                    }
-                    None => o.clone(),
-                };
+                let as_table = as_table.as_deref();
                 for o in initial {
-                    if tx.send(event_line("ADDED", &shown(&o))).await.is_err() {
+                    if tx
+                        .send(event_line("ADDED", &shown(r, as_table, &o)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -633,7 +655,10 @@ fn watch(
                         .iter()
                         .filter_map(|c| {
                             store::visible(c, r, ns.as_deref(), &opts).map(|t| {
-                                event_line(t.as_str(), &shown(&store::to_external(r, &c.object)))
+                                event_line(
+                                    t.as_str(),
+                                    &shown(r, as_table, &store::to_external(r, &c.object)),
+                                )
                             })
                         })
                         .collect::<Vec<_>>()
