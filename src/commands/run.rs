@@ -33,7 +33,6 @@ use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
 use crate::reconcile::error::with_causes;
 use crate::reconcile::guard::{Unguarded, WriteGuard};
-use crate::registry::manifest_head::read_system_roots_ahead;
 use crate::registry::skopeo::clean_at_start;
 use crate::settings::Settings;
 use crate::workload::Kind;
@@ -41,7 +40,6 @@ use crate::workload::Kind;
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
-    read_system_roots_ahead();
     clean_at_start(settings.tmp_dir.as_deref());
     if settings.leader_election {
         tracing::warn!(
@@ -191,7 +189,6 @@ fn start_protection(
 
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
-    read_system_roots_ahead();
     clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let metrics = Arc::new(Metrics::new());

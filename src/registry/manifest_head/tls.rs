@@ -95,21 +95,6 @@ pub(super) fn client(config: rustls::ClientConfig) -> HttpsClient {
 /// The system's CA certificates, read and parsed once per process: image-cloner builds two HEAD
 /// clients (the mirror's and the anonymous pull check's), and reading the system bundle is
 /// about 19 million instructions each time (callgrind, Debian's ca-certificates).
-/// Starts reading the system's CA certificates on a thread of its own, so that they are ready
-/// when the first HEAD client is built: `run` builds it between the API server's first answers
-/// and the first list, where the ~6 ms of parsing held back the first copy. A caller that gets
-/// there first waits for this read instead of reading again (`OnceLock`).
-pub fn read_system_roots_ahead() {
-    let spawned = std::thread::Builder::new()
-        .name("ca-roots".into())
-        .spawn(|| {
-            system_roots();
-        });
-    if let Err(e) = spawned {
-        tracing::debug!(error = %e, "no thread for reading the CA certificates ahead; read when first needed");
-    }
-}
-
 fn system_roots() -> &'static rustls::RootCertStore {
     static SYSTEM: OnceLock<rustls::RootCertStore> = OnceLock::new();
     SYSTEM.get_or_init(|| {
