@@ -17,3 +17,6 @@ pub mod registry;
 pub mod settings;
 pub mod source_policy;
 pub mod workload;
+
+#[cfg(test)]
+mod sim_client;

@@ -1,43 +1,33 @@
-//! [`for_each_page`](super::list::for_each_page) against the simulator: a small first page, so that `run --once` starts its
-//! first copies early, then full pages, and every object once.
+//! [`for_each_page`](super::list::for_each_page) against the simulator: a small first page,
+//! so that `run --once` starts its first copies early, then full pages, and every object once.
 
-use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube_sim::store::resource_of;
 use kube_sim::{Options, Sim};
 use serde_json::json;
 
 use super::list::{FIRST_PAGE_SIZE, PAGE_SIZE, for_each_page};
+use crate::sim_client::{client, create};
 use crate::workload::partial::Deployment;
 
 fn cluster(workloads: usize) -> Sim {
     let sim = Sim::start(Options::default()).expect("the simulator starts");
-    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
-    let r = resource_of(&namespace).expect("a known kind");
-    sim.store()
-        .create(r, "", namespace, false)
-        .expect("created");
+    create(
+        &sim,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    );
     for i in 0..workloads {
-        let obj = kube_sim::fixtures::workload(
-            "Deployment",
-            "shop",
-            &format!("app-{i:04}"),
-            &[("app", "nginx:1.27")],
-            &[],
-            json!({}),
+        create(
+            &sim,
+            kube_sim::fixtures::workload(
+                "Deployment",
+                "shop",
+                &format!("app-{i:04}"),
+                &[("app", "nginx:1.27")],
+                &[],
+                json!({}),
+            ),
         );
-        let r = resource_of(&obj).expect("a known kind");
-        sim.store().create(r, "shop", obj, false).expect("created");
     }
     sim
-}
-
-async fn client(sim: &Sim) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig()).expect("a kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a config");
-    Client::try_from(config).expect("a client")
 }
 
 #[tokio::test]

@@ -6,27 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Api;
 use kube::runtime::events::{EventType, Reporter};
-use kube::{Api, Client, Config};
 use kube_sim::store::resource_of;
 use kube_sim::{Options, Sim};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::api::{MAX_CONCURRENT_CALLS, Unobserved, WorkloadApi};
+use crate::sim_client::{client, create};
 use crate::workload::partial::Deployment;
 
 const NS: &str = "shop";
 /// Far more calls than the bound.
 const WORKLOADS: usize = 40;
-
-fn create(sim: &Sim, obj: Value) {
-    let r = resource_of(&obj).expect("a known kind");
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
-    sim.store()
-        .create(r, ns, obj.clone(), false)
-        .expect("created");
-}
 
 fn cluster() -> Sim {
     let sim = Sim::start(Options::default()).expect("the simulator starts");
@@ -49,14 +41,6 @@ fn cluster() -> Sim {
         );
     }
     sim
-}
-
-async fn client(sim: &Sim) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig()).expect("a kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a config");
-    Client::try_from(config).expect("a client")
 }
 
 #[tokio::test]

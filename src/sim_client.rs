@@ -1,0 +1,27 @@
+//! What the unit tests that talk to the API simulator share: putting an object in its store,
+//! and a kube client from its kubeconfig.
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube_sim::Sim;
+use kube_sim::store::resource_of;
+use serde_json::Value;
+
+/// Stores `obj` (any kind the simulator serves) in the namespace its metadata names.
+pub fn create(sim: &Sim, obj: Value) {
+    let r = resource_of(&obj).expect("a known kind");
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    sim.store().create(r, &ns, obj, false).expect("created");
+}
+
+/// A client of `sim`, as image-cloner builds one from a kubeconfig.
+pub async fn client(sim: &Sim) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig()).expect("a kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a config");
+    Client::try_from(config).expect("a client")
+}
