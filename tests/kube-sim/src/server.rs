@@ -96,13 +96,9 @@ fn full(code: u16, content_type: &'static str, bytes: Vec<u8>) -> Response<Body>
     resp
 }
 
-fn json_response(code: u16, v: &Value) -> Response<Body> {
-    serialized_response(code, v)
-}
-
 /// A JSON response written from anything serializable: list bodies are written straight
 /// from the stored objects ([`store::list_body`]).
-fn serialized_response(code: u16, v: &impl serde::Serialize) -> Response<Body> {
+fn json_response(code: u16, v: &impl serde::Serialize) -> Response<Body> {
     full(
         code,
         "application/json",
@@ -416,7 +412,7 @@ async fn resource_request(
                 let t = table::table(r, &[&*obj], json!({"resourceVersion": rv}), &include);
                 return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &obj))
+            Ok(json_response(200, &*obj))
         }
         "list" => {
             let opts = list_options(target, query)?;
@@ -427,7 +423,7 @@ async fn resource_request(
                 let t = table::table(r, &items, store::list_metadata(&page), &include);
                 return Ok(json_response(200, &t));
             }
-            Ok(serialized_response(200, &store::list_body(r, &page)))
+            Ok(json_response(200, &store::list_body(r, &page)))
         }
         "watch" => watch(sh, target, query, as_table.then_some(include)),
         "create" => {
@@ -443,7 +439,7 @@ async fn resource_request(
                 ));
             }
             let created = store.create_stored(r, &ns, obj, dry_run)?;
-            Ok(serialized_response(201, &wire::external(r, &created)))
+            Ok(json_response(201, &wire::external(r, &created)))
         }
         "update" => {
             let (ct, body) = read_body(req).await?;
@@ -455,7 +451,7 @@ async fn resource_request(
                 return Ok(admitted(out.await));
             }
             let w = store.update(r, &ns, &name, obj, status_only, dry_run)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
+            Ok(json_response(if w.created { 201 } else { 200 }, &*w.object))
         }
         "patch" => {
             let (ct, body) = read_body(req).await?;
@@ -483,7 +479,7 @@ async fn resource_request(
                 return Ok(admitted(out.await));
             }
             let w = store.patch(r, &ns, &name, patch, status_only, dry_run)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
+            Ok(json_response(if w.created { 201 } else { 200 }, &*w.object))
         }
         "delete" => {
             let (_, body) = read_body(req).await?;
@@ -518,7 +514,7 @@ async fn resource_request(
                 continue_token: None,
                 remaining: None,
             };
-            Ok(serialized_response(200, &store::list_body(r, &page)))
+            Ok(json_response(200, &store::list_body(r, &page)))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -542,7 +538,7 @@ fn write_options(
 /// `Warning: 299 - "text"` headers, on success and on failure alike (kubectl prints them).
 fn admitted(out: admission::Admitted) -> Response<Body> {
     let mut resp = match &out.result {
-        Ok((code, object)) => json_response(*code, object),
+        Ok((code, object)) => json_response(*code, &**object),
         Err(e) => error_response(e),
     };
     for text in &out.warnings {
