@@ -3,7 +3,7 @@
 //! through either API is listed and watched through both.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Field pairs: (events.k8s.io/v1 name, core/v1 name).
 const RENAMED: &[(&str, &str)] = &[
@@ -37,24 +37,11 @@ fn pairs(forward: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
     same.chain(renamed)
 }
 
-/// The converted Event, each field taken from the source by `take`.
-fn convert(api_version: &str, forward: bool, mut take: impl FnMut(&str) -> Option<Value>) -> Value {
-    let mut out = Map::new();
-    out.insert("kind".into(), Value::from("Event"));
-    out.insert("apiVersion".into(), Value::from(api_version));
-    for (from, to) in pairs(forward) {
-        if let Some(v) = take(from) {
-            out.insert(to.into(), v);
-        }
-    }
-    Value::Object(out)
-}
-
 /// An events.k8s.io/v1 Event as it is stored (core/v1). Converted in place: the fields that
 /// keep their name stay where they are, the renamed ones move, the rest go.
 pub fn to_core(obj: Value) -> Value {
     let Value::Object(mut m) = obj else {
-        return convert("v1", true, |_| None);
+        return serde_json::json!({"kind": "Event", "apiVersion": "v1"});
     };
     // No field is renamed to the name of another field that is kept (`related` is renamed to
     // itself), so renaming after the others are dropped cannot overwrite one.
@@ -69,13 +56,13 @@ pub fn to_core(obj: Value) -> Value {
     Value::Object(m)
 }
 
-/// A stored (core/v1) Event as events.k8s.io/v1 shows it.
+/// A stored (core/v1) Event as events.k8s.io/v1 shows it: [`V1View`], as a `Value`.
 pub fn to_events_v1(obj: &Value) -> Value {
-    convert("events.k8s.io/v1", false, |k| obj.get(k).cloned())
+    serde_json::to_value(V1View(obj)).expect("JSON values with string keys always make a Value")
 }
 
-/// A stored (core/v1) Event serialized as events.k8s.io/v1 shows it: the bytes of
-/// [`to_events_v1`]'s answer, without copying the Event into it.
+/// A stored (core/v1) Event serialized as events.k8s.io/v1 shows it, without copying the
+/// Event: what a create answers, and (through [`to_events_v1`]) what lists and watches show.
 pub struct V1View<'a>(pub &'a Value);
 
 impl Serialize for V1View<'_> {
@@ -93,7 +80,7 @@ impl Serialize for V1View<'_> {
                 fields.push((to, Field::Json(v)));
             }
         }
-        // The order of the `Map` (a `BTreeMap`) that `to_events_v1` builds.
+        // Sorted, as a `Map` (a `BTreeMap`: serde_json without `preserve_order`) writes them.
         fields.sort_unstable_by_key(|(k, _)| *k);
         let mut m = s.serialize_map(Some(fields.len()))?;
         for (k, f) in &fields {
@@ -109,7 +96,7 @@ impl Serialize for V1View<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     #[test]
     fn round_trip() {
