@@ -1,8 +1,10 @@
 //! One cold round: a fresh simulator with the un-patched Deployments, a fresh baseline registry
 //! and a fresh backup registry; `xargs -P5 skopeo copy --all` of the images into the baseline,
-//! then `image-cloner run --once` into the backup, each timed and costed.
+//! then `image-cloner run --once` (or, in the daemon's round, `image-cloner run`) into the
+//! backup, each timed and costed.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use demo::cost::cpu;
@@ -10,8 +12,8 @@ use demo::{guard, secs};
 use kube_sim::Sim;
 
 use crate::{
-    COLD_WORKLOADS, Round, baseline_copies, by_request, catalog_size, cloner_env, cost, floor,
-    once_run, pinned_to, populate, settle_disk, start_registry,
+    COLD_WORKLOADS, Round, RunFigures, baseline_copies, by_request, catalog_size, cloner_env,
+    copies, cost, daemon_run, floor, once_run, pinned_to, populate, settle_disk, start_registry,
 };
 
 /// `bench cold`: the cold rounds and their rows alone (a minute a round, for profiling).
@@ -30,23 +32,29 @@ pub struct Setup<'a> {
     pub baseline_home: &'a Path,
 }
 
-/// Round `round`, printed as it ends: its figures, and its simulator, backup registry and
-/// kubeconfig (the last round's are the warm restart's cluster).
-pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, PathBuf)> {
+/// A round's cluster and registries, and its baseline copies, made and timed.
+struct Prepared {
+    sim: Sim,
+    kubeconfig: PathBuf,
+    backup: String,
+    baseline: Duration,
+    baseline_cost: cost::SideCost,
+    load_start: f64,
+}
+
+/// A fresh simulator with the un-patched Deployments, fresh baseline and backup registries,
+/// and `xargs -P5 skopeo copy --all` of the images into the baseline, timed and costed; `tag`
+/// names the round's files.
+fn prepare(setup: &Setup<'_>, tag: &str, round: usize) -> Result<Prepared> {
     let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
-    let kubeconfig = setup.work.join(format!("kubeconfig-{round}"));
+    let kubeconfig = setup.work.join(format!("kubeconfig-{tag}{round}"));
     sim.write_kubeconfig(&kubeconfig)?;
     populate(&sim, setup.source, setup.images)?;
-    let baseline = start_registry(&format!("round {round} baseline"))?;
-    let backup = start_registry(&format!("round {round} backup"))?;
+    let baseline = start_registry(&format!("{tag}round {round} baseline"))?;
+    let backup = start_registry(&format!("{tag}round {round} backup"))?;
 
     let load_start = cost::load_average();
-    let recorded = |what: &str| cost::RecordedSkopeo {
-        program: setup.recorder.to_owned(),
-        real: setup.real_skopeo.to_owned(),
-        log: cost::round_file(setup.work, what, round),
-    };
-    let baseline_skopeo = recorded("skopeo-baseline");
+    let baseline_skopeo = setup.recorded(&format!("{tag}skopeo-baseline"), round);
     let baseline_logs = cost::RegistryLogs::from_now(setup.source, &baseline)?;
     settle_disk()?;
     let before = cpu::this_process()?;
@@ -63,8 +71,39 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         &baseline_logs,
     )?;
     guard().release_registry(&baseline);
+    Ok(Prepared {
+        sim,
+        kubeconfig,
+        backup,
+        baseline: baseline_time,
+        baseline_cost,
+        load_start,
+    })
+}
 
-    let cloner_skopeo = recorded("skopeo-cloner");
+impl Setup<'_> {
+    /// skopeo through the recorder, its runs logged in the round's file `what`.
+    fn recorded(&self, what: &str, round: usize) -> cost::RecordedSkopeo {
+        cost::RecordedSkopeo {
+            program: self.recorder.to_owned(),
+            real: self.real_skopeo.to_owned(),
+            log: cost::round_file(self.work, what, round),
+        }
+    }
+}
+
+/// Round `round`, printed as it ends: its figures, and its simulator, backup registry and
+/// kubeconfig (the last round's are the warm restart's cluster).
+pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, PathBuf)> {
+    let Prepared {
+        sim,
+        kubeconfig,
+        backup,
+        baseline: baseline_time,
+        baseline_cost,
+        load_start,
+    } = prepare(setup, "", round)?;
+    let cloner_skopeo = setup.recorded("skopeo-cloner", round);
     let env = cloner_env(setup.source, &backup, &kubeconfig, &cloner_skopeo);
     let cloner_logs = cost::RegistryLogs::from_now(setup.source, &backup)?;
     let home = setup.work.join(format!("cold-home-{round}"));
@@ -112,4 +151,85 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         by_request(&r.once.writes_by_resource)
     );
     Ok((r, sim, backup, kubeconfig))
+}
+
+/// The cold start of the daemon users run (`image-cloner run`), on a round of its own beside
+/// the same baseline copies: `run --once` is what the targets are measured on, and the daemon
+/// gets to its reconciles another way (leader election, kube-runtime's watchers and
+/// controllers), so its figures are shown next to them rather than assumed.
+pub struct DaemonRound {
+    pub baseline: Duration,
+    pub run: RunFigures,
+    /// Its own CPU and its skopeo processes' (reaped by it), at its last reconcile.
+    pub cost: cost::SideCost,
+    pub pinned: usize,
+    pub backup_repos: usize,
+}
+
+impl DaemonRound {
+    /// Start → its last reconcile, over the baseline's wall time.
+    pub fn ratio(&self) -> f64 {
+        self.run.settled.as_secs_f64() / self.baseline.as_secs_f64()
+    }
+
+    /// Its own CPU over its skopeo processes'.
+    pub fn cpu_share(&self) -> f64 {
+        let cpu = &self.cost.cpu;
+        cpu.own.as_secs_f64() / cpu.children.as_secs_f64().max(f64::EPSILON)
+    }
+
+    pub fn copies(&self) -> u64 {
+        copies(&self.run.metrics, "succeeded")
+    }
+}
+
+/// The daemon's round, printed as it ends.
+pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
+    let p = prepare(setup, "daemon-", 1)?;
+    let skopeo = setup.recorded("daemon-skopeo-cloner", 1);
+    let env = cloner_env(setup.source, &p.backup, &p.kubeconfig, &skopeo);
+    let logs = cost::RegistryLogs::from_now(setup.source, &p.backup)?;
+    let home = setup.work.join("cold-daemon-home");
+    std::fs::create_dir_all(&home)?;
+    settle_disk()?;
+    let run = daemon_run(
+        setup.cloner,
+        &env,
+        &home,
+        &setup.work.join("cold-daemon.log"),
+        &p.sim,
+    )?;
+    let r = DaemonRound {
+        baseline: p.baseline,
+        cost: cost::SideCost::measure(run.cpu_at_settle, &skopeo, &logs)?,
+        run,
+        pinned: pinned_to(&p.sim, &p.backup)?,
+        backup_repos: catalog_size(&p.backup)?,
+    };
+    guard().release_registry(&p.backup);
+    let cpu = &r.cost.cpu;
+    println!(
+        "  the daemon: skopeo {}, image-cloner run: start → last reconcile {} → {:.2}×; {}/{COLD_WORKLOADS} Deployments pinned to the backup, {} repositories in it, {} copies",
+        secs(r.baseline),
+        secs(r.run.settled),
+        r.ratio(),
+        r.pinned,
+        r.backup_repos,
+        r.copies()
+    );
+    println!(
+        "    CPU at its last reconcile: image-cloner itself {} (system {}), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
+        secs(cpu.own),
+        secs(cpu.own_system),
+        secs(cpu.children),
+        100.0 * r.cpu_share(),
+        secs(p.baseline_cost.cpu.children),
+        p.load_start,
+        cost::load_average()
+    );
+    println!(
+        "    simulator writes: {}",
+        by_request(&r.run.writes_by_resource)
+    );
+    Ok(r)
 }

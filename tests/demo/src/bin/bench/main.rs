@@ -110,6 +110,9 @@ struct RunFigures {
     readyz: u16,
     /// Start → the last successful reconcile.
     settled: Duration,
+    /// The daemon's CPU times when that reconcile was seen: its own and its reaped (skopeo)
+    /// children's, before the quiet wait adds idle time.
+    cpu_at_settle: CpuTimes,
     metrics: BTreeMap<String, f64>,
     peak_rss_kib: u64,
     writes: u64,
@@ -144,6 +147,7 @@ fn daemon_run(
     let mut lists = Duration::ZERO;
     let mut last_ts = 0.0;
     let mut last_change = Instant::now();
+    let mut cpu_at_settle = CpuTimes::default();
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let metrics = loop {
         daemon.check_alive()?;
@@ -169,6 +173,7 @@ fn daemon_run(
         if ts != last_ts {
             last_ts = ts;
             last_change = Instant::now();
+            cpu_at_settle = cpu::proc_stat(daemon.pid)?.cpu;
         }
         let in_flight = m
             .get("image_cloner_copies_in_flight")
@@ -196,6 +201,7 @@ fn daemon_run(
         ready,
         readyz,
         settled: Duration::from_secs_f64((last_ts - start_unix).max(0.0)),
+        cpu_at_settle,
         metrics,
         peak_rss_kib,
         writes: sim.faults().writes(),
@@ -634,11 +640,13 @@ fn run() -> Result<()> {
     };
     let ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
     let median_ratio = median(&ratios);
+    let daemon = cold::daemon_round(&setup)?;
     if cold::only() {
         drop(sim);
         guard().release_registry(&backup);
         heading("Results (figure, measured, target)");
         let mut rows = results::cold_rows(&rounds, median_ratio);
+        rows.extend(results::daemon_rows(&daemon));
         rows.extend(cold_cost_rows(&rounds));
         print_rows(&rows);
         print_met(&rows);
@@ -706,6 +714,7 @@ fn run() -> Result<()> {
     let mut rows = results::rows(&results::Measured {
         rounds: &rounds,
         median_ratio,
+        daemon: &daemon,
         warm: &warm,
         takeover: &takeover,
     });

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use demo::secs;
 
+use crate::cold::DaemonRound;
 use crate::cost::Row;
 use crate::{COLD_WORKLOADS, IMAGES, Round, RunFigures, copies, mib, per_round, takeover, verdict};
 
@@ -12,6 +13,7 @@ use crate::{COLD_WORKLOADS, IMAGES, Round, RunFigures, copies, mib, per_round, t
 pub struct Measured<'a> {
     pub rounds: &'a [Round],
     pub median_ratio: f64,
+    pub daemon: &'a DaemonRound,
     pub warm: &'a RunFigures,
     pub takeover: &'a takeover::Figures,
 }
@@ -20,12 +22,64 @@ pub fn rows(m: &Measured<'_>) -> Vec<Row> {
     let Measured {
         rounds,
         median_ratio,
+        daemon,
         warm,
         takeover,
     } = *m;
     let mut rows = cold_rows(rounds, median_ratio);
+    rows.extend(daemon_rows(daemon));
     rows.extend(warm_rows(warm, takeover));
     rows
+}
+
+/// The daemon's cold round: what it did is held to the same targets as `run --once`'s rounds;
+/// its time and CPU are shown beside theirs (the targets are measured on `run --once`).
+pub fn daemon_rows(d: &DaemonRound) -> Vec<Row> {
+    let deployment_writes: u64 = d
+        .run
+        .writes_by_resource
+        .iter()
+        .filter(|(request, _)| request.ends_with(" deployments"))
+        .map(|(_, n)| n)
+        .sum();
+    vec![
+        (
+            "cold, the daemon: image-cloner run, start → last reconcile".into(),
+            secs(d.run.settled),
+            String::new(),
+            "",
+        ),
+        (
+            "cold, the daemon: ratio to its round's skopeo".into(),
+            format!("{:.2}×", d.ratio()),
+            "(shown; the target is run --once's)".into(),
+            "",
+        ),
+        (
+            "cold, the daemon: Deployments pinned to the backup".into(),
+            d.pinned.to_string(),
+            "= 2,000".into(),
+            verdict(d.pinned == COLD_WORKLOADS),
+        ),
+        (
+            "cold, the daemon: copies made (its metrics)".into(),
+            d.copies().to_string(),
+            "= 50".into(),
+            verdict(d.copies() == IMAGES as u64),
+        ),
+        (
+            "cold, the daemon: API writes to Deployments (simulator)".into(),
+            deployment_writes.to_string(),
+            "≤ 2,000 (one per workload)".into(),
+            verdict(deployment_writes <= COLD_WORKLOADS as u64),
+        ),
+        (
+            "cold, the daemon: own CPU / its skopeo CPU".into(),
+            format!("{:.1} %", 100.0 * d.cpu_share()),
+            "(shown; the target is run --once's)".into(),
+            "",
+        ),
+    ]
 }
 
 /// The cold rounds' rows: wall times, the ratio and what each round did.
