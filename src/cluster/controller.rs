@@ -201,6 +201,8 @@ fn error_policy<K: WorkloadKind>(
     error: &ReconcileError,
     daemon: Arc<Daemon>,
 ) -> Action {
+    // Its lines name the workload as the reconcile's own do (kube-runtime's span is off).
+    let _workload = crate::reconcile::span(obj.as_ref()).entered();
     if let ReconcileError::NamespaceUnknown { .. } = error {
         tracing::debug!(error = %error, retry_in = ?NAMESPACE_RETRY, "waiting");
         return Action::requeue(NAMESPACE_RETRY);

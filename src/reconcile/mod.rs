@@ -104,13 +104,17 @@ pub async fn reconcile<K: WorkloadKind>(
     obj: &K,
     ctx: &Context,
 ) -> Result<Reconciled, ReconcileError> {
-    let span = tracing::info_span!(
+    pipeline(obj, ctx).instrument(span(obj)).await
+}
+
+/// The span every line about one workload's reconcile is logged in.
+pub fn span<K: WorkloadKind>(obj: &K) -> tracing::Span {
+    tracing::info_span!(
         "reconcile",
         namespace = obj.namespace().unwrap_or_default(),
         kind = %K::KIND,
         name = obj.name_any()
-    );
-    pipeline(obj, ctx).instrument(span).await
+    )
 }
 
 async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled, ReconcileError> {

@@ -249,5 +249,11 @@ pub fn api_errors(env: &Env) {
         [500, 500, 200],
         "retried, and only as often as the backoff allows"
     );
+    // The error policy's lines name the workload, as the reconcile's own do.
+    assert!(
+        daemon.logged_about("Deployment", ns, "web", "transient failure; retrying"),
+        "{}",
+        daemon.log()
+    );
     env.clear(ns);
 }
