@@ -95,17 +95,10 @@ impl Setup<'_> {
 /// Round `round`, printed as it ends: its figures, and its simulator, backup registry and
 /// kubeconfig (the last round's are the warm restart's cluster).
 pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, PathBuf)> {
-    let Prepared {
-        sim,
-        kubeconfig,
-        backup,
-        baseline: baseline_time,
-        baseline_cost,
-        load_start,
-    } = prepare(setup, "", round)?;
+    let p = prepare(setup, "", round)?;
     let cloner_skopeo = setup.recorded("skopeo-cloner", round);
-    let env = cloner_env(setup.source, &backup, &kubeconfig, &cloner_skopeo);
-    let cloner_logs = cost::RegistryLogs::from_now(setup.source, &backup)?;
+    let env = cloner_env(setup.source, &p.backup, &p.kubeconfig, &cloner_skopeo);
+    let cloner_logs = cost::RegistryLogs::from_now(setup.source, &p.backup)?;
     let home = setup.work.join(format!("cold-home-{round}"));
     std::fs::create_dir_all(&home)?;
     settle_disk()?;
@@ -116,32 +109,33 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         &home,
         &setup.work.join(format!("cold-{round}.out")),
         &setup.work.join(format!("cold-{round}.log")),
-        &sim,
+        &p.sim,
     )?;
     let simulator = cpu::this_process()?.since(&bench_before).own;
-    let floor = floor::measure(setup.source, setup.images, &backup)?;
+    let floor = floor::measure(setup.source, setup.images, &p.backup)?;
     let cost = cost::ColdCost {
         cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
-        baseline: baseline_cost,
+        baseline: p.baseline_cost,
         simulator,
-        api: sim.faults().connections(),
-        api_requests: cost::api_requests(&sim),
-        load: (load_start, cost::load_average()),
+        api: p.sim.faults().connections(),
+        api_requests: cost::api_requests(&p.sim),
+        load: (p.load_start, cost::load_average()),
         floor,
     };
     let r = Round {
-        baseline: baseline_time,
+        baseline: p.baseline,
         cost,
-        pinned: pinned_to(&sim, &backup)?,
-        backup_repos: catalog_size(&backup)?,
+        pinned: pinned_to(&p.sim, &p.backup)?,
+        backup_repos: catalog_size(&p.backup)?,
         once,
     };
     println!(
-        "  round {round}: skopeo {}, image-cloner run --once {} (exit 0) → {:.2}×; {}/{COLD_WORKLOADS} Deployments pinned to the backup ({backup}), {} repositories in it",
+        "  round {round}: skopeo {}, image-cloner run --once {} (exit 0) → {:.2}×; {}/{COLD_WORKLOADS} Deployments pinned to the backup ({}), {} repositories in it",
         secs(r.baseline),
         secs(r.once.wall),
         r.ratio(),
         r.pinned,
+        p.backup,
         r.backup_repos
     );
     println!("    its summary: {}", r.once.summary);
@@ -150,7 +144,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         "    simulator writes: {}",
         by_request(&r.once.writes_by_resource)
     );
-    Ok((r, sim, backup, kubeconfig))
+    Ok((r, p.sim, p.backup, p.kubeconfig))
 }
 
 /// The cold start of the daemon users run (`image-cloner run`), on a round of its own beside
