@@ -21,96 +21,115 @@ pub enum FailureKind {
     Other,
 }
 
-/// Reads skopeo's (containers/image's) error text. Order matters: a 429 or a TLS failure can
-/// mention the manifest URL, and "denied" appears in both unauthorized and not-found answers of
-/// some registries, so the most specific signals are tested first.
+/// What each kind of failure says, most specific first: a 429 or a TLS failure can mention
+/// the manifest URL, and "denied" appears in both unauthorized and not-found answers of some
+/// registries. Status codes are matched with their words: a bare "429" can occur inside a
+/// digest.
+const SIGNALS: [(FailureKind, &[&str]); 5] = [
+    (
+        FailureKind::RateLimited,
+        &[
+            "toomanyrequests",
+            "too many requests",
+            "status 429",
+            "rate limit",
+        ],
+    ),
+    (
+        FailureKind::Tls,
+        &[
+            "x509:",
+            "tls:",
+            "certificate",
+            "server gave http response to https client",
+            "first record does not look like a tls handshake",
+        ],
+    ),
+    (
+        FailureKind::Unauthorized,
+        &[
+            "unauthorized",
+            "authentication required",
+            "requested access to the resource is denied",
+            "denied:",
+            "invalid username/password",
+            "incorrect username or password",
+            "401 unauthorized",
+            "status 401",
+            "403 forbidden",
+        ],
+    ),
+    (
+        FailureKind::ManifestUnknown,
+        &[
+            "manifest unknown",
+            "name unknown",
+            "repository name not known",
+            "404 not found",
+            "status 404",
+        ],
+    ),
+    (
+        FailureKind::Unreachable,
+        &[
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "network is unreachable",
+            "connection reset",
+            "no route to host",
+            "tls handshake timeout",
+            "timeout awaiting response headers",
+            "unexpected eof",
+            // Go's io.EOF after the URL: the connection was closed without an answer (a
+            // registry restarting, a load balancer with no backend).
+            "\": eof",
+            "broken pipe",
+            "server misbehaving",
+            "temporary failure in name resolution",
+            // Go's net/http when a connection dies under a request: a registry stopped
+            // mid-copy.
+            "use of closed network connection",
+            "transport connection broken",
+            "server closed idle connection",
+            // io.EOF ending the message: the answer stopped short.
+            ": eof\"",
+        ],
+    ),
+];
+
+/// What a registry answering with an error says: tested after [`SIGNALS`].
+const REGISTRY_ERRORS: &[&str] = &[
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway timeout",
+    "status 500",
+    "status 502",
+    "status 503",
+    "status 504",
+    "unknown: ",
+    "manifest invalid",
+    "blob unknown",
+    "unsupported",
+    // containers/image says this when the PUT of a manifest list failed for *any* reason (a
+    // registry going down mid-copy as well as one refusing the type) and the next type it
+    // would try needs a conversion that --preserve-digests forbids; the real cause is only in
+    // its debug log. Found by make reliability: taken for permanent, a copy cut by a backup
+    // outage waited 15 minutes.
+    "manifest list must be converted",
+];
+
+/// Reads skopeo's (containers/image's) error text: the first kind of [`SIGNALS`] whose words
+/// it contains, else a registry error, else `Other`.
 pub fn classify(stderr: &str) -> FailureKind {
     let s = stderr.to_ascii_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
-    // Status codes are matched with their words: a bare "429" can occur inside a digest.
-    if any(&[
-        "toomanyrequests",
-        "too many requests",
-        "status 429",
-        "rate limit",
-    ]) {
-        FailureKind::RateLimited
-    } else if any(&[
-        "x509:",
-        "tls:",
-        "certificate",
-        "server gave http response to https client",
-        "first record does not look like a tls handshake",
-    ]) {
-        FailureKind::Tls
-    } else if any(&[
-        "unauthorized",
-        "authentication required",
-        "requested access to the resource is denied",
-        "denied:",
-        "invalid username/password",
-        "incorrect username or password",
-        "401 unauthorized",
-        "status 401",
-        "403 forbidden",
-    ]) {
-        FailureKind::Unauthorized
-    } else if any(&[
-        "manifest unknown",
-        "name unknown",
-        "repository name not known",
-        "404 not found",
-        "status 404",
-    ]) {
-        FailureKind::ManifestUnknown
-    } else if any(&[
-        "connection refused",
-        "no such host",
-        "i/o timeout",
-        "network is unreachable",
-        "connection reset",
-        "no route to host",
-        "tls handshake timeout",
-        "timeout awaiting response headers",
-        "unexpected eof",
-        // Go's io.EOF after the URL: the connection was closed without an answer (a registry
-        // restarting, a load balancer with no backend).
-        "\": eof",
-        "broken pipe",
-        "server misbehaving",
-        "temporary failure in name resolution",
-        // Go's net/http when a connection dies under a request: a registry stopped mid-copy.
-        "use of closed network connection",
-        "transport connection broken",
-        "server closed idle connection",
-        // io.EOF ending the message: the answer stopped short.
-        ": eof\"",
-    ]) {
-        FailureKind::Unreachable
-    } else if any(&[
-        "500 internal server error",
-        "502 bad gateway",
-        "503 service unavailable",
-        "504 gateway timeout",
-        "status 500",
-        "status 502",
-        "status 503",
-        "status 504",
-        "unknown: ",
-        "manifest invalid",
-        "blob unknown",
-        "unsupported",
-        // containers/image says this when the PUT of a manifest list failed for *any* reason
-        // (a registry going down mid-copy as well as one refusing the type) and the next type
-        // it would try needs a conversion that --preserve-digests forbids; the real cause is
-        // only in its debug log. Found by make reliability: taken for permanent, a copy cut by
-        // a backup outage waited 15 minutes.
-        "manifest list must be converted",
-    ]) {
-        FailureKind::Registry
-    } else {
-        FailureKind::Other
-    }
+    let says = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
+    SIGNALS
+        .iter()
+        .chain(&[(FailureKind::Registry, REGISTRY_ERRORS)])
+        .find(|(_, needles)| says(needles))
+        .map_or(FailureKind::Other, |(kind, _)| *kind)
 }
 
 /// The message of skopeo's last `level=fatal msg="..."` line (or its last non-empty line),
