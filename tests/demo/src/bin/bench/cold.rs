@@ -158,6 +158,8 @@ pub struct DaemonRound {
     pub cost: cost::SideCost,
     pub pinned: usize,
     pub backup_repos: usize,
+    /// The simulator's count, as `run --once`'s rounds report it.
+    pub writes_to_deployments: u64,
 }
 
 impl DaemonRound {
@@ -166,10 +168,9 @@ impl DaemonRound {
         self.run.settled.as_secs_f64() / self.baseline.as_secs_f64()
     }
 
-    /// Its own CPU over its skopeo processes'.
+    /// Its own CPU as a percentage of its skopeo processes'.
     pub fn cpu_share(&self) -> f64 {
-        let cpu = &self.cost.cpu;
-        cpu.own.as_secs_f64() / cpu.children.as_secs_f64().max(f64::EPSILON)
+        cpu::percent(self.cost.cpu.own, self.cost.cpu.children)
     }
 
     pub fn copies(&self) -> u64 {
@@ -199,6 +200,7 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
         run,
         pinned: pinned_to(&p.sim, &p.backup)?,
         backup_repos: catalog_size(&p.backup)?,
+        writes_to_deployments: p.sim.faults().writes_to("deployments"),
     };
     guard().release_registry(&p.backup);
     let cpu = &r.cost.cpu;
@@ -216,7 +218,7 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
         secs(cpu.own),
         secs(cpu.own_system),
         secs(cpu.children),
-        100.0 * r.cpu_share(),
+        r.cpu_share(),
         secs(p.baseline_cost.cpu.children),
         p.load_start,
         cost::load_average()

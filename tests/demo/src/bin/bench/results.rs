@@ -35,13 +35,6 @@ pub fn rows(m: &Measured<'_>) -> Vec<Row> {
 /// The daemon's cold round: what it did is held to the same targets as `run --once`'s rounds;
 /// its time and CPU are shown beside theirs (the targets are measured on `run --once`).
 pub fn daemon_rows(d: &DaemonRound) -> Vec<Row> {
-    let deployment_writes: u64 = d
-        .run
-        .writes_by_resource
-        .iter()
-        .filter(|(request, _)| request.ends_with(" deployments"))
-        .map(|(_, n)| n)
-        .sum();
     vec![
         (
             "cold, the daemon: image-cloner run, start → last reconcile".into(),
@@ -69,13 +62,13 @@ pub fn daemon_rows(d: &DaemonRound) -> Vec<Row> {
         ),
         (
             "cold, the daemon: API writes to Deployments (simulator)".into(),
-            deployment_writes.to_string(),
+            d.writes_to_deployments.to_string(),
             "≤ 2,000 (one per workload)".into(),
-            verdict(deployment_writes <= COLD_WORKLOADS as u64),
+            verdict(d.writes_to_deployments <= COLD_WORKLOADS as u64),
         ),
         (
             "cold, the daemon: own CPU / its skopeo CPU".into(),
-            format!("{:.1} %", 100.0 * d.cpu_share()),
+            format!("{:.1} %", d.cpu_share()),
             "(shown; the target is run --once's)".into(),
             "",
         ),
