@@ -4,17 +4,11 @@
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube_sim::Sim;
-use kube_sim::store::resource_of;
 use serde_json::Value;
 
 /// Stores `obj` (any kind the simulator serves) in the namespace its metadata names.
 pub fn create(sim: &Sim, obj: Value) {
-    let r = resource_of(&obj).expect("a known kind");
-    let ns = obj["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    sim.store().create(r, &ns, obj, false).expect("created");
+    sim.store().create_object(obj).expect("created");
 }
 
 /// A client of `sim`, as image-cloner builds one from a kubeconfig.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{
-    ChangeType, State, Store, meta_str, now, resource, storage_of, to_external, to_storage,
+    ChangeType, State, Store, meta_str, now, resource, resource_of, storage_of, to_external,
+    to_storage,
 };
 use crate::resources::ResourceType;
 use crate::status::ApiError;
@@ -23,6 +24,17 @@ impl Store {
     ) -> Result<Arc<Value>, ApiError> {
         let stored = self.create_stored(r, ns, body, dry_run)?;
         Ok(to_external(r, &stored))
+    }
+
+    /// For seeding and tests: creates `obj`, of any kind served (its apiVersion and kind), in
+    /// the namespace its metadata names.
+    pub fn create_object(&self, obj: Value) -> Result<Arc<Value>, ApiError> {
+        let r = resource_of(&obj)?;
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.create(r, &ns, obj, false)
     }
 
     /// [`Store::create`], answering the object in its storage form: the server writes the

@@ -79,13 +79,8 @@ fn namespace_of(i: usize) -> String {
 }
 
 fn create(sim: &Sim, obj: Value) -> Result<()> {
-    let r = resource_of(&obj).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    let ns = obj["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     sim.store()
-        .create(r, &ns, obj, false)
+        .create_object(obj)
         .map_err(|e| anyhow::anyhow!("creating an object: {}", e.message()))?;
     Ok(())
 }

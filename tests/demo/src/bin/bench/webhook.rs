@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use testbed::{Registry, RegistryOptions};
 
 use crate::client::{Sender, client_tls, connect};
+use crate::create;
 
 pub const IMAGES: usize = 1000;
 pub const CLIENTS: usize = 100;
@@ -189,18 +190,6 @@ fn populate(sim: &Sim, images: &[String]) -> Result<()> {
             deployment(&format!("app-{i:04}"), &namespace(i), image),
         )?;
     }
-    Ok(())
-}
-
-fn create(sim: &Sim, obj: Value) -> Result<()> {
-    let r = kube_sim::store::resource_of(&obj).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    let ns = obj["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    sim.store()
-        .create(r, &ns, obj, false)
-        .map_err(|e| anyhow::anyhow!("creating an object: {}", e.message()))?;
     Ok(())
 }
 
