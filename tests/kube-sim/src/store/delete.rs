@@ -23,29 +23,20 @@ impl Store {
         let storage_r = storage_of(r);
         let old =
             Self::current(&s, storage_r, ns, name).ok_or_else(|| ApiError::not_found(r, name))?;
-        if let Some(uid) = preconditions["uid"].as_str()
-            && uid != meta_str(&old, "uid")
-        {
-            return Err(ApiError::precondition_failed(
-                r,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&old, "uid")
-                ),
-            ));
-        }
-        if let Some(rv) = preconditions["resourceVersion"].as_str()
-            && rv != meta_str(&old, "resourceVersion")
-        {
-            return Err(ApiError::precondition_failed(
-                r,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    meta_str(&old, "resourceVersion")
-                ),
-            ));
+        // The real server's messages name each field its own way.
+        for (field, called) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+            if let Some(wanted) = preconditions[field].as_str()
+                && wanted != meta_str(&old, field)
+            {
+                return Err(ApiError::precondition_failed(
+                    r,
+                    name,
+                    &format!(
+                        "Precondition failed: {called} in precondition: {wanted}, {called} in object meta: {}",
+                        meta_str(&old, field)
+                    ),
+                ));
+            }
         }
         if dry_run {
             return Ok((*to_external(r, &old)).clone());
