@@ -61,6 +61,12 @@ pub fn daemon_rows(d: &DaemonRound) -> Vec<Row> {
             verdict(d.copies() == IMAGES as u64),
         ),
         (
+            "cold, the daemon: repositories in the backup registry".into(),
+            d.backup_repos.to_string(),
+            "= 50".into(),
+            verdict(d.backup_repos == IMAGES),
+        ),
+        (
             "cold, the daemon: API writes to Deployments (simulator)".into(),
             d.writes_to_deployments.to_string(),
             "≤ 2,000 (one per workload)".into(),
