@@ -108,6 +108,12 @@ const REGISTRY_ERRORS: &[&str] = &[
     "status 502",
     "status 503",
     "status 504",
+    // containers/image's own wording of an answer it did not expect ("...: 500 (Internal
+    // Server Error)").
+    "500 (internal server error)",
+    "502 (bad gateway)",
+    "503 (service unavailable)",
+    "504 (gateway timeout)",
     "unknown: ",
     "manifest invalid",
     "blob unknown",
@@ -239,7 +245,7 @@ mod tests {
         let with_digest = format!(
             r#"level=fatal msg="reading manifest 4291401404 in r/a@{D}: manifest unknown: manifest unknown""#
         );
-        let cases: [(&str, FailureKind); 11] = [
+        let cases: [(&str, FailureKind); 12] = [
             // Found by make reliability: a backup registry whose connections close without an
             // answer was taken for a permanent failure, retried every 15 minutes.
             (
@@ -275,6 +281,13 @@ mod tests {
                 FailureKind::Registry,
             ),
             (&with_digest, FailureKind::ManifestUnknown),
+            // Real skopeo, from `make reliability-short` (seed 0x18ecdb734ec591b9): the backup
+            // registry answering 500 while a blob was written. Taken for permanent, the copy
+            // waited 15 minutes for a registry that came back in seconds.
+            (
+                r#"level=fatal msg="copying image 1/2 from manifest list: writing blob: failed to read from destination repository mirror/127.0.0.1--46681_team_app-2: 500 (Internal Server Error)""#,
+                FailureKind::Registry,
+            ),
             // Real skopeo 1.9, the backup registry stopped while the OCI index was written.
             (
                 r#"level=fatal msg="Manifest list must be converted to type \"application/vnd.docker.distribution.manifest.list.v2+json\" to be written to destination, but we cannot modify it: \"Instructed to preserve digests\"""#,
