@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::audit::{Cached, LastWord, WorkloadKey};
 use crate::cluster::list::PAGE_SIZE;
+use crate::cluster::parking::{Finish, ParkingLot};
 use crate::reconcile::{Context, ReconcileError, reconcile};
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
 
@@ -39,11 +40,14 @@ const PERMANENT_RETRY: Duration = Duration::from_secs(900);
 /// Retry of a workload whose namespace's opt-out is not known yet: soon, and without counting
 /// as a failure (the namespace cache comes back on its own).
 const NAMESPACE_RETRY: Duration = Duration::from_secs(2);
-/// Reconciles in flight per kind. Copies are limited elsewhere (the mirror's slots); this only
-/// bounds memory: unbounded, kube-runtime's runner starts the futures of all 10,000 objects of
-/// a warm start at once. A reconcile waiting on a copy holds a slot, so the bound is far above
-/// what copies can keep busy.
-const RECONCILES_IN_FLIGHT: u16 = 1024;
+/// Reconciles in flight per kind. A workload waiting on copies is parked, holding no slot
+/// ([`crate::reconcile::parking`]), so what fills the slots is API calls (at most
+/// `MAX_CONCURRENT_CALLS` at once) and registry checks; kube-runtime polls every reconcile in
+/// flight at each wake-up of any, so more slots than that work can use only cost CPU.
+const RECONCILES_IN_FLIGHT: u16 = 64;
+/// A parked workload is reconciled again after this long even without its wake-up (the daemon
+/// stopped and started its controllers meanwhile; a copy still running then parks it again).
+const PARKED_RECHECK: Duration = Duration::from_secs(300);
 
 /// The delay before retry `attempt` (1-based) of a transient failure, with ±25% jitter.
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
@@ -78,6 +82,8 @@ pub struct Daemon {
     last_words: Mutex<HashMap<String, LastWord>>,
     /// Reconciles ended so far ([`Cached::changes`]).
     outcomes: AtomicU64,
+    /// Where workloads wait for their copies: the one `ctx` parks them in.
+    parking: ParkingLot,
 }
 
 fn key<K: WorkloadKind>(obj: &K) -> String {
@@ -93,9 +99,15 @@ fn key_of(kind: Kind, namespace: &str, name: &str) -> String {
 }
 
 impl Daemon {
-    /// `opted_in` announces namespaces whose workloads must be reconciled again.
-    pub fn new(ctx: Arc<Context>, opted_in: broadcast::Sender<String>) -> Arc<Self> {
+    /// `opted_in` announces namespaces whose workloads must be reconciled again; `parking` is
+    /// where `ctx` parks workloads waiting on copies.
+    pub fn new(
+        ctx: Arc<Context>,
+        opted_in: broadcast::Sender<String>,
+        parking: ParkingLot,
+    ) -> Arc<Self> {
         Arc::new(Daemon {
+            parking,
             ctx,
             failures: Mutex::default(),
             opted_in,
@@ -186,6 +198,10 @@ async fn reconcile_action<K: WorkloadKind>(
     // once — freed right after.
     let result = Box::pin(reconcile(obj.as_ref(), &daemon.ctx)).await;
     if let Ok(done) = &result {
+        if done.parked {
+            // Not an outcome: its copies' end wakes it.
+            return Ok(Action::requeue(PARKED_RECHECK));
+        }
         daemon.failures().remove(&key(obj.as_ref()));
         let held = done.held_back.as_ref();
         let word = held.map(|(reason, note)| LastWord::new(reason, note.as_str()));
@@ -259,6 +275,33 @@ fn opted_in_workloads<K: WorkloadKind>(
     })
 }
 
+/// Parked workloads of kind `K` whose copies ended, as reconcile requests; once the daemon is
+/// stopping, its parking lot reconciles them directly (the controller takes no new work).
+fn unparked<K: WorkloadKind>(
+    daemon: &Arc<Daemon>,
+    store: Store<K>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static {
+    // Weak: the lot is the daemon's own.
+    let weak = Arc::downgrade(daemon);
+    let finish: Finish = Arc::new(move |w: WorkloadKey| {
+        let found = store.get(&ObjectRef::new(&w.name).within(&w.namespace));
+        let daemon = weak.upgrade();
+        Box::pin(async move {
+            let (Some(obj), Some(daemon)) = (found, daemon) else {
+                return;
+            };
+            if let Err(e) = reconcile_action(Arc::clone(&obj), Arc::clone(&daemon)).await {
+                error_policy(obj, &e, daemon);
+            }
+        })
+    });
+    let wakeups = daemon.parking.register(K::KIND, finish);
+    futures::stream::unfold(wakeups, |mut rx| async move {
+        let w = rx.recv().await?;
+        Some((ObjectRef::new(&w.name).within(&w.namespace), rx))
+    })
+}
+
 /// One item per call to reconcile everything (a missed call still gives one).
 fn everything_calls(
     calls: broadcast::Receiver<()>,
@@ -300,8 +343,10 @@ async fn control<K: WorkloadKind>(
         .touched_objects()
         .predicate_filter(workload::relevant_state::<K>, PredicateConfig::default());
     let opted_in = opted_in_workloads(daemon.opted_in.subscribe(), reader.clone());
+    let unparked = unparked::<K>(&daemon, reader.clone());
     Controller::for_stream(stream, reader)
         .reconcile_on(opted_in)
+        .reconcile_on(unparked)
         .reconcile_all_on(everything_calls(daemon.everything.subscribe()))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown)

@@ -23,6 +23,7 @@ use crate::cluster::controller::{self, Daemon};
 use crate::cluster::list;
 use crate::cluster::namespaces;
 use crate::cluster::once::{self, OnceSummary};
+use crate::cluster::parking::ParkingLot;
 use crate::commands::error::CommandError;
 use crate::commands::session::Session;
 use crate::leadership::{Leadership, LeadershipObserver as _, Validity};
@@ -218,9 +219,13 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         Arc::clone(&pull),
         Arc::clone(&guard),
     ));
-    let ctx = session.guarded_context(settings, namespaces, &metrics, pull, guard);
+    let parking = ParkingLot::default();
+    let ctx = session
+        .guarded_context(settings, namespaces, &metrics, pull, guard)
+        .with_parking(Arc::new(parking.clone()));
+    let ctx = Arc::new(ctx);
     let webhooks = start_webhooks(settings, &ctx, &metrics).await?;
-    let daemon = Daemon::new(Arc::clone(&ctx), announcements);
+    let daemon = Daemon::new(Arc::clone(&ctx), announcements, parking.clone());
     let leadership = elect(&session, settings, validity, &metrics, &daemon).await?;
     let (synced_tx, synced_rx) = watch::channel(false);
     let protection = start_protection(settings, &daemon, &metrics, synced_rx);
@@ -237,7 +242,13 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         shutdown,
         on_synced(Arc::clone(&health), synced_tx),
     );
-    let result = supervise(controllers, &health, &ctx, settings.shutdown_grace, stop_tx).await;
+    let stopping = Stopping {
+        ctx: &ctx,
+        parking: &parking,
+        grace: settings.shutdown_grace,
+        stop: stop_tx,
+    };
+    let result = supervise(controllers, &health, stopping).await;
     protection.iter().for_each(tokio::task::JoinHandle::abort);
     if let Some(leadership) = leadership {
         leadership.step_down().await;
@@ -304,9 +315,7 @@ async fn elect(
 async fn supervise(
     controllers: impl Future<Output = ()>,
     health: &Health,
-    ctx: &Context,
-    grace: Duration,
-    stop: watch::Sender<bool>,
+    stopping: Stopping<'_>,
 ) -> Result<(), CommandError> {
     tokio::pin!(controllers);
     let mut ticker = tokio::time::interval(heartbeat_interval());
@@ -325,16 +334,35 @@ async fn supervise(
             which = &mut signalled => {
                 let which = which?;
                 notify(sd_notify::NotifyState::Stopping);
-                tracing::info!(signal = which, grace = ?grace, "stopping: no new work; letting running reconciles finish");
-                let _ = stop.send(true);
-                if tokio::time::timeout(grace, &mut controllers).await.is_err() {
-                    tracing::warn!(
-                        copies_running = ctx.mirror.flights_in_progress(),
-                        "grace period over: abandoning running copies; no workload is patched to an unfinished copy"
-                    );
-                }
+                tracing::info!(signal = which, grace = ?stopping.grace, "stopping: no new work; letting running reconciles finish");
+                stopping.begin(controllers).await;
                 return Ok(());
             }
+        }
+    }
+}
+
+/// What a graceful stop lets finish, and for how long.
+struct Stopping<'a> {
+    ctx: &'a Context,
+    parking: &'a ParkingLot,
+    grace: Duration,
+    stop: watch::Sender<bool>,
+}
+
+impl Stopping<'_> {
+    /// The controllers stop taking work and finish their running reconciles; workloads parked
+    /// on copies are reconciled by their waiting tasks as the copies end; all within the grace.
+    async fn begin(self, controllers: impl Future<Output = ()>) {
+        self.parking.stopping();
+        let _ = self.stop.send(true);
+        let running = futures::future::join(controllers, self.parking.idle());
+        if tokio::time::timeout(self.grace, running).await.is_err() {
+            tracing::warn!(
+                copies_running = self.ctx.mirror.flights_in_progress(),
+                workloads_waiting = self.parking.waiting(),
+                "grace period over: abandoning running copies; no workload is patched to an unfinished copy"
+            );
         }
     }
 }

@@ -118,7 +118,7 @@ impl Session {
         metrics: &Arc<Metrics>,
         pull: Arc<dyn PullGate>,
     ) -> Arc<Context> {
-        self.guarded_context(settings, namespaces, metrics, pull, Arc::new(Unguarded))
+        Arc::new(self.guarded_context(settings, namespaces, metrics, pull, Arc::new(Unguarded)))
     }
 
     /// The same, every write (patch, Event, copy) made only while `guard` allows it.
@@ -129,7 +129,7 @@ impl Session {
         metrics: &Arc<Metrics>,
         pull: Arc<dyn PullGate>,
         guard: Arc<dyn WriteGuard>,
-    ) -> Arc<Context> {
+    ) -> Context {
         let mirror = settings.gated_mirror(
             Arc::clone(metrics) as Arc<dyn CopyObserver>,
             guard::copy_gate(Arc::clone(&guard)),
@@ -144,16 +144,14 @@ impl Session {
         let api = WorkloadApi::new(self.client.clone(), reporter, Arc::clone(metrics) as _)
             .guarded(guard);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
-        Arc::new(
-            Context::new(
-                mirror,
-                policy(settings, own),
-                api,
-                namespaces,
-                Arc::clone(metrics) as _,
-            )
-            .with_pull(pull),
+        Context::new(
+            mirror,
+            policy(settings, own),
+            api,
+            namespaces,
+            Arc::clone(metrics) as _,
         )
+        .with_pull(pull)
     }
 }
 

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 
 use crate::reconcile::api::WorkloadApi;
 use crate::reconcile::notices::EpisodeNotices;
+use crate::reconcile::parking::Parking;
 use crate::reconcile::plan::Policy;
 use crate::reconcile::pull::{PullGate, Ungated};
 use crate::registry::mirror::Mirror;
@@ -65,6 +66,9 @@ pub struct Context {
     pub started_at: k8s_openapi::jiff::Timestamp,
     /// Events told once per episode (rate limits, private sources), not at every retry.
     pub episodes: EpisodeNotices,
+    /// Where a workload waits for copies still running (the daemon's controllers); `None`: the
+    /// reconcile waits for them itself (`run --once`).
+    pub parking: Option<Arc<dyn Parking>>,
 }
 
 impl Context {
@@ -86,7 +90,14 @@ impl Context {
             // creationTimestamp has whole seconds: compare at that resolution.
             started_at: k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
             episodes: EpisodeNotices::default(),
+            parking: None,
         }
+    }
+
+    /// The same context, parking workloads whose copies are still running in `parking`.
+    pub fn with_parking(mut self, parking: Arc<dyn Parking>) -> Self {
+        self.parking = Some(parking);
+        self
     }
 
     /// The same context, asking `pull` before each namespace's patch.

@@ -26,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod guard;
 pub mod notices;
+pub mod parking;
 pub mod patch;
 pub mod plan;
 pub mod pull;
@@ -64,7 +65,8 @@ use self::plan::{ContainerPlan, Decision};
 use self::pull::PullAccess;
 use self::report::{AfterRejection, Notice, Verified};
 use self::screen::Screened;
-use crate::registry::mirror::{MirrorError, MirroredImage};
+use crate::audit::WorkloadKey;
+use crate::registry::mirror::{CopyWait, Ensured, MirrorError, MirroredImage};
 use crate::workload::{self, Kind, Workload, WorkloadKind};
 
 /// How long a reconcile waits for the namespace cache before it is retried later.
@@ -84,6 +86,9 @@ pub struct Reconciled {
     pub requeue: Option<Duration>,
     /// Not on its copies by decision: an Event reason and its note ([`report::held_back`]).
     pub held_back: Option<(&'static str, String)>,
+    /// Parked on copies still running ([`parking`]): nothing was written; it is reconciled
+    /// again when they end.
+    pub parked: bool,
 }
 
 /// The outcome of step 2: verified copies, and the images that could not be mirrored.
@@ -128,8 +133,11 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
         let mut plans = plan::decide(&w, &ctx.policy);
         let screened = screen::privacy(&ctx.mirror, &ctx.policy, &plans).await;
         plan::mark_private(&mut plans, &screened.private);
+        let Some(copies) = ensure_copies(ctx, &w, &plans, screened).await else {
+            result.parked = true;
+            return Ok(result);
+        };
         log_decisions(&plans);
-        let copies = ensure_copies(ctx, &plans, screened).await;
         if copies.failures.iter().any(MirrorError::is_not_leading) {
             return Err(not_leading(&w));
         }
@@ -229,18 +237,56 @@ fn log_decisions(plans: &[ContainerPlan]) {
 }
 
 /// Step 2: every distinct image the plan copies, through the shared mirror; a source whose
-/// privacy is unknown is not copied, and counts as failed.
-async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan], screened: Screened) -> Copies {
+/// privacy is unknown is not copied, and counts as failed. With [`parking`] (the daemon), a
+/// workload some of whose copies are still running is parked on them (`None`) instead of
+/// waiting here; the reconcile after the wake-up is handed their outcomes.
+async fn ensure_copies(
+    ctx: &Context,
+    w: &Workload,
+    plans: &[ContainerPlan],
+    screened: Screened,
+) -> Option<Copies> {
     let sources: Vec<_> = plan::to_mirror(plans)
         .into_iter()
         .filter(|s| !screened.unknown.contains_key(&s.canonical()))
         .collect();
-    let outcomes = join_all(sources.iter().map(|s| ctx.mirror.ensure(s))).await;
+    let mut handed = ctx
+        .parking
+        .as_ref()
+        .map(|p| p.handed(&WorkloadKey::of(w)))
+        .unwrap_or_default();
+    let mut outcomes = Vec::with_capacity(sources.len());
+    let mut running = Vec::new();
+    for source in &sources {
+        let known = handed.remove(&source.canonical());
+        match known.map_or_else(|| ctx.mirror.start(source), Ensured::Done) {
+            Ensured::Done(outcome) => outcomes.push(Some(outcome)),
+            Ensured::Running(copy) => {
+                outcomes.push(None);
+                running.push(copy);
+            }
+        }
+    }
+    if !running.is_empty() {
+        if let Some(parking) = &ctx.parking {
+            tracing::debug!(copies = running.len(), "waiting on copies still running");
+            parking.park(WorkloadKey::of(w), running);
+            return None;
+        }
+        let mut ended = join_all(running.into_iter().map(CopyWait::outcome))
+            .await
+            .into_iter();
+        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *slot = ended.next();
+        }
+    }
     let mut copies = Copies {
         verified: Verified::new(),
         failures: screened.unknown.into_values().collect(),
     };
     for (source, outcome) in sources.iter().zip(outcomes) {
+        // Every slot is filled above: a copy waited for inline fills the next empty one.
+        let Some(outcome) = outcome else { continue };
         match outcome {
             Ok(m) => {
                 copies.verified.insert(source.canonical(), m);
@@ -254,7 +300,7 @@ async fn ensure_copies(ctx: &Context, plans: &[ContainerPlan], screened: Screene
             }
         }
     }
-    copies
+    Some(copies)
 }
 
 /// Whether to leave the workload unpatched for now: every image that could not be mirrored

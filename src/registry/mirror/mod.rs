@@ -174,6 +174,38 @@ struct Counters {
 
 type Flight = watch::Receiver<Option<Result<MirroredImage, MirrorError>>>;
 
+/// What [`Mirror::start`] found: the answer, or the work still running on the source.
+#[derive(Debug)]
+pub enum Ensured {
+    Done(Result<MirroredImage, MirrorError>),
+    Running(CopyWait),
+}
+
+/// The work on one source, still running: whoever holds it may wait for its outcome, or drop
+/// it (the work goes on in its own task).
+#[derive(Debug)]
+pub struct CopyWait {
+    source: ImageRef,
+    flight: Flight,
+}
+
+impl CopyWait {
+    pub fn source(&self) -> &ImageRef {
+        &self.source
+    }
+
+    /// What the work ended with (`Aborted` when its task was dropped: a runtime shutting down).
+    pub async fn outcome(mut self) -> Result<MirroredImage, MirrorError> {
+        let done = self.flight.wait_for(Option::is_some).await;
+        match done.as_deref() {
+            Ok(Some(result)) => result.clone(),
+            _ => Err(MirrorError::Aborted {
+                image: self.source.to_string(),
+            }),
+        }
+    }
+}
+
 struct Record {
     at: Instant,
     result: Result<MirroredImage, MirrorError>,
@@ -331,16 +363,21 @@ impl Mirror {
 
     /// Makes sure `source` is in the backup registry, verified, and returns where.
     pub async fn ensure(&self, source: &ImageRef) -> Result<MirroredImage, MirrorError> {
-        let mut flight = match self.join_or_start(source) {
-            Ok(flight) => flight,
-            Err(recorded) => return recorded,
-        };
-        let done = flight.wait_for(Option::is_some).await;
-        match done.as_deref() {
-            Ok(Some(result)) => result.clone(),
-            _ => Err(MirrorError::Aborted {
-                image: source.to_string(),
+        match self.start(source) {
+            Ensured::Done(result) => result,
+            Ensured::Running(copy) => copy.outcome().await,
+        }
+    }
+
+    /// [`ensure`](Self::ensure) without waiting: the remembered result, or the work on
+    /// `source` (joined, or started in its own task) to wait for.
+    pub fn start(&self, source: &ImageRef) -> Ensured {
+        match self.join_or_start(source) {
+            Ok(flight) => Ensured::Running(CopyWait {
+                source: source.clone(),
+                flight,
             }),
+            Err(recorded) => Ensured::Done(recorded),
         }
     }
 
