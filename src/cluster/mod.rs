@@ -10,3 +10,5 @@ pub mod parking;
 
 #[cfg(test)]
 mod list_tests;
+#[cfg(test)]
+mod parking_tests;

@@ -26,6 +26,7 @@ mod faults;
 mod left_alone;
 mod live;
 mod once;
+mod parked;
 mod scale;
 
 /// One `#[test]` per scenario and kind of cluster: `sim::<name>`, `envtest::<name>`,
@@ -84,5 +85,8 @@ scenarios! {
         namespace_watch_broken_mid_copy => crate::faults::namespace_watch_broken_mid_copy,
         // The API server fails patches: retried with backoff, no hot loop.
         api_errors => crate::faults::api_errors,
+        // The daemon's cold start, the first 1,100 workloads on one slow image: the others
+        // are patched while its copy runs.
+        clustered_cold_start => crate::parked::clustered_cold_start,
     }
 }

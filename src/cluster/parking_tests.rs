@@ -1,0 +1,198 @@
+//! The parking lot with a real mirror in front of a registry client whose copies end when the
+//! test says: a parked workload is woken when its copies end and handed their outcomes once —
+//! a failure too, after the mirror has forgotten it — and, once the daemon is stopping, its
+//! waiting task reconciles it instead.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::parking::{Finish, HANDED_TTL, ParkingLot};
+use crate::audit::WorkloadKey;
+use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::image::reference::{Digest, ImageRef};
+use crate::reconcile::parking::Parking;
+use crate::registry::client::{LookupError, RegistryClient};
+use crate::registry::mirror::{Ensured, Mirror, Outcome, test_mirror};
+use crate::registry::skopeo::{CommandLine, CopyFormat, SkopeoError};
+use crate::workload::Kind;
+
+const BACKUP: &str = "backup.example.com/mirror";
+const SOURCE: &str = "app:1";
+
+/// One source image; its copies wait for a permit, then succeed or fail as told.
+struct Registry {
+    digest: Digest,
+    permits: Semaphore,
+    fail: bool,
+    copied: Mutex<bool>,
+}
+
+impl Registry {
+    fn new(fail: bool, permits: usize) -> Arc<Self> {
+        Arc::new(Registry {
+            digest: Digest::sha256_of(b"app"),
+            permits: Semaphore::new(permits),
+            fail,
+            copied: Mutex::new(false),
+        })
+    }
+
+    fn found(&self, image: &ImageRef) -> Option<RawManifest> {
+        let in_backup = image.to_string().starts_with(BACKUP);
+        let copied = *self.copied.lock().expect("lock");
+        (!in_backup || copied).then(|| RawManifest {
+            digest: self.digest.clone(),
+            kind: ManifestKind::Modern,
+            layers: Vec::new(),
+            media_type: None,
+        })
+    }
+}
+
+impl RegistryClient for Registry {
+    fn digest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>, LookupError>> {
+        Box::pin(async move { Ok(self.found(image).map(|m| m.digest)) })
+    }
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
+        Box::pin(async move { Ok(self.found(image)) })
+    }
+    fn manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
+        Box::pin(async move { Ok(self.found(image)) })
+    }
+    fn copy<'a>(
+        &'a self,
+        _source: &'a ImageRef,
+        _dest: &'a ImageRef,
+        _format: CopyFormat,
+    ) -> BoxFuture<'a, Result<Digest, SkopeoError>> {
+        Box::pin(async move {
+            self.permits.acquire().await.expect("open").forget();
+            if self.fail {
+                return Err(SkopeoError::Unreachable {
+                    command: CommandLine("skopeo copy".into()),
+                    summary: "connection refused".into(),
+                    stderr: String::new(),
+                });
+            }
+            *self.copied.lock().expect("lock") = true;
+            Ok(self.digest.clone())
+        })
+    }
+}
+
+fn source() -> ImageRef {
+    ImageRef::parse(SOURCE).expect("a valid reference")
+}
+
+fn web() -> WorkloadKey {
+    WorkloadKey {
+        kind: Kind::Deployment,
+        namespace: "shop".into(),
+        name: "web".into(),
+    }
+}
+
+/// A lot whose Deployments' direct reconciles (the daemon stopping) are told on a channel.
+fn lot() -> (
+    ParkingLot,
+    mpsc::UnboundedReceiver<WorkloadKey>,
+    mpsc::UnboundedReceiver<WorkloadKey>,
+) {
+    let lot = ParkingLot::default();
+    let (finished, finishes) = mpsc::unbounded_channel();
+    let finish: Finish = Arc::new(move |w| {
+        let _ = finished.send(w);
+        Box::pin(async {})
+    });
+    let wakeups = lot.register(Kind::Deployment, finish);
+    (lot, wakeups, finishes)
+}
+
+/// `f`'s output, failing the test when it does not come (a wake-up that never happens).
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("it should have come by now")
+}
+
+/// Parks `web` on the copy of [`SOURCE`] that `mirror` starts.
+fn park(lot: &ParkingLot, mirror: &Mirror) {
+    let Ensured::Running(copy) = mirror.start(&source()) else {
+        panic!("the copy should be running");
+    };
+    lot.park(web(), vec![copy]);
+}
+
+#[tokio::test]
+async fn a_parked_workload_is_woken_when_its_copy_ends_and_handed_its_outcome_once() {
+    let registry = Registry::new(false, 0);
+    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
+    let (lot, mut wakeups, mut finishes) = lot();
+    park(&lot, &mirror);
+    tokio::task::yield_now().await;
+    assert!(wakeups.try_recv().is_err(), "woken before its copy ended");
+    assert_eq!(lot.waiting(), 1);
+
+    registry.permits.add_permits(1);
+    assert_eq!(within(wakeups.recv()).await, Some(web()));
+    within(lot.idle()).await;
+    let handed = lot.handed(&web());
+    let copied = handed[&source().canonical()].as_ref().expect("copied");
+    assert_eq!(copied.outcome, Outcome::Copied);
+    assert!(lot.handed(&web()).is_empty(), "handed over once");
+    assert!(finishes.try_recv().is_err(), "the controller reconciles it");
+}
+
+/// The mirror remembers a failure for 3 s; a wake-up that comes later behind a long queue must
+/// still find it, or the reconcile would start the failed copy again at once.
+#[tokio::test(start_paused = true)]
+async fn a_failed_copy_is_handed_over_after_the_mirror_forgot_it_and_not_for_ever() {
+    let registry = Registry::new(true, 10);
+    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
+    let (lot, mut wakeups, _finishes) = lot();
+    park(&lot, &mirror);
+    assert_eq!(within(wakeups.recv()).await, Some(web()));
+    tokio::time::advance(mirror.options().failure_ttl * 2).await;
+    assert!(mirror.recorded(&source()).is_none(), "the mirror forgot it");
+    let handed = lot.handed(&web());
+    let failed = handed[&source().canonical()].as_ref().expect_err("failed");
+    assert_eq!(failed.reason(), "BackupUnavailable", "{failed}");
+
+    park(&lot, &mirror);
+    assert_eq!(within(wakeups.recv()).await, Some(web()));
+    tokio::time::advance(HANDED_TTL + Duration::from_secs(1)).await;
+    assert!(
+        lot.handed(&web()).is_empty(),
+        "an old outcome is asked again"
+    );
+}
+
+#[tokio::test]
+async fn once_stopping_the_waiting_task_reconciles_the_workload_itself() {
+    let registry = Registry::new(false, 0);
+    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
+    let (lot, mut wakeups, mut finishes) = lot();
+    park(&lot, &mirror);
+    lot.stopping();
+    registry.permits.add_permits(1);
+    assert_eq!(within(finishes.recv()).await, Some(web()));
+    within(lot.idle()).await;
+    assert_eq!(lot.waiting(), 0);
+    assert!(
+        wakeups.try_recv().is_err(),
+        "a stopping controller takes no work"
+    );
+    assert!(lot.handed(&web()).contains_key(&source().canonical()));
+}
