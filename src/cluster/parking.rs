@@ -42,18 +42,29 @@ pub struct ParkingLot {
 }
 
 struct Lot {
-    handed: Mutex<HashMap<WorkloadKey, (Instant, Handed)>>,
+    handed: Mutex<Handoffs>,
     wakers: Mutex<HashMap<Kind, Waker>>,
     stopping: AtomicBool,
     /// Waiting tasks alive.
     waiting: watch::Sender<usize>,
 }
 
+/// Outcomes not yet taken, by workload, with when they were handed.
+struct Handoffs {
+    by_workload: HashMap<WorkloadKey, (Instant, Handed)>,
+    /// The last sweep of the old ones: one per [`HANDED_TTL`], not one per hand-over (a cold
+    /// start hands over to thousands of workloads within seconds).
+    swept: Instant,
+}
+
 impl Default for ParkingLot {
     fn default() -> Self {
         ParkingLot {
             inner: Arc::new(Lot {
-                handed: Mutex::default(),
+                handed: Mutex::new(Handoffs {
+                    by_workload: HashMap::new(),
+                    swept: Instant::now(),
+                }),
                 wakers: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 waiting: watch::channel(0).0,
@@ -92,8 +103,14 @@ impl Lot {
     fn hand(&self, workload: &WorkloadKey, outcomes: Handed) {
         let mut handed = lock(&self.handed);
         // Outcomes of a workload that is never reconciled again (deleted meanwhile) go here.
-        handed.retain(|_, (at, _)| at.elapsed() < HANDED_TTL);
+        if handed.swept.elapsed() >= HANDED_TTL {
+            handed
+                .by_workload
+                .retain(|_, (at, _)| at.elapsed() < HANDED_TTL);
+            handed.swept = Instant::now();
+        }
         handed
+            .by_workload
             .entry(workload.clone())
             .or_insert_with(|| (Instant::now(), Handed::new()))
             .1
@@ -147,7 +164,7 @@ impl Parking for ParkingLot {
     }
 
     fn handed(&self, workload: &WorkloadKey) -> Handed {
-        match lock(&self.inner.handed).remove(workload) {
+        match lock(&self.inner.handed).by_workload.remove(workload) {
             Some((at, outcomes)) if at.elapsed() < HANDED_TTL => outcomes,
             _ => Handed::new(),
         }
