@@ -14,7 +14,7 @@ use serde_json::json;
 use super::check::{Liveness, check_all};
 use super::refs::{References, collect};
 use super::repair::{Repair, pinned_original, repair};
-use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::image::manifest::RawManifest;
 use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::{Digest, ImageRef};
 use crate::reconcile::plan::Policy;
@@ -130,15 +130,6 @@ impl Registry {
     }
 }
 
-fn modern(d: Digest) -> RawManifest {
-    RawManifest {
-        digest: d,
-        kind: ManifestKind::Modern,
-        layers: Vec::new(),
-        media_type: None,
-    }
-}
-
 impl RegistryClient for Registry {
     fn digest<'a>(
         &'a self,
@@ -150,13 +141,13 @@ impl RegistryClient for Registry {
         &'a self,
         image: &'a ImageRef,
     ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
-        Box::pin(async move { Ok(self.lookup(image).map(modern)) })
+        Box::pin(async move { Ok(self.lookup(image).map(RawManifest::modern)) })
     }
     fn manifest<'a>(
         &'a self,
         image: &'a ImageRef,
     ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
-        Box::pin(async move { Ok(self.lookup(image).map(modern)) })
+        Box::pin(async move { Ok(self.lookup(image).map(RawManifest::modern)) })
     }
     fn copy<'a>(
         &'a self,

@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::parking::{Finish, HANDED_TTL, ParkingLot};
 use crate::audit::WorkloadKey;
-use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::image::manifest::RawManifest;
 use crate::image::reference::{Digest, ImageRef};
 use crate::reconcile::parking::Parking;
 use crate::registry::client::{LookupError, RegistryClient};
@@ -43,12 +43,7 @@ impl Registry {
     fn found(&self, image: &ImageRef) -> Option<RawManifest> {
         let in_backup = image.to_string().starts_with(BACKUP);
         let copied = *self.copied.lock().expect("lock");
-        (!in_backup || copied).then(|| RawManifest {
-            digest: self.digest.clone(),
-            kind: ManifestKind::Modern,
-            layers: Vec::new(),
-            media_type: None,
-        })
+        (!in_backup || copied).then(|| RawManifest::modern(self.digest.clone()))
     }
 }
 
@@ -104,12 +99,20 @@ fn web() -> WorkloadKey {
     }
 }
 
-/// A lot whose Deployments' direct reconciles (the daemon stopping) are told on a channel.
-fn lot() -> (
-    ParkingLot,
-    mpsc::UnboundedReceiver<WorkloadKey>,
-    mpsc::UnboundedReceiver<WorkloadKey>,
-) {
+/// A registry, a mirror in front of it, and a lot in which `web` is parked on the mirror's copy
+/// of [`SOURCE`]; the lot's Deployment wake-ups, and its direct reconciles (the daemon
+/// stopping), are told on channels.
+struct Parked {
+    registry: Arc<Registry>,
+    mirror: Mirror,
+    lot: ParkingLot,
+    wakeups: mpsc::UnboundedReceiver<WorkloadKey>,
+    finishes: mpsc::UnboundedReceiver<WorkloadKey>,
+}
+
+fn parked(fail: bool, permits: usize) -> Parked {
+    let registry = Registry::new(fail, permits);
+    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
     let lot = ParkingLot::default();
     let (finished, finishes) = mpsc::unbounded_channel();
     let finish: Finish = Arc::new(move |w| {
@@ -117,7 +120,14 @@ fn lot() -> (
         Box::pin(async {})
     });
     let wakeups = lot.register(Kind::Deployment, finish);
-    (lot, wakeups, finishes)
+    park(&lot, &mirror);
+    Parked {
+        registry,
+        mirror,
+        lot,
+        wakeups,
+        finishes,
+    }
 }
 
 /// `f`'s output, failing the test when it does not come (a wake-up that never happens).
@@ -137,62 +147,59 @@ fn park(lot: &ParkingLot, mirror: &Mirror) {
 
 #[tokio::test]
 async fn a_parked_workload_is_woken_when_its_copy_ends_and_handed_its_outcome_once() {
-    let registry = Registry::new(false, 0);
-    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
-    let (lot, mut wakeups, mut finishes) = lot();
-    park(&lot, &mirror);
+    let mut p = parked(false, 0);
     tokio::task::yield_now().await;
-    assert!(wakeups.try_recv().is_err(), "woken before its copy ended");
-    assert_eq!(lot.waiting(), 1);
+    assert!(p.wakeups.try_recv().is_err(), "woken before its copy ended");
+    assert_eq!(p.lot.waiting(), 1);
 
-    registry.permits.add_permits(1);
-    assert_eq!(within(wakeups.recv()).await, Some(web()));
-    within(lot.idle()).await;
-    let handed = lot.handed(&web());
+    p.registry.permits.add_permits(1);
+    assert_eq!(within(p.wakeups.recv()).await, Some(web()));
+    within(p.lot.idle()).await;
+    let handed = p.lot.handed(&web());
     let copied = handed[&source().canonical()].as_ref().expect("copied");
     assert_eq!(copied.outcome, Outcome::Copied);
-    assert!(lot.handed(&web()).is_empty(), "handed over once");
-    assert!(finishes.try_recv().is_err(), "the controller reconciles it");
+    assert!(p.lot.handed(&web()).is_empty(), "handed over once");
+    assert!(
+        p.finishes.try_recv().is_err(),
+        "the controller reconciles it"
+    );
 }
 
 /// The mirror remembers a failure for 3 s; a wake-up that comes later behind a long queue must
 /// still find it, or the reconcile would start the failed copy again at once.
 #[tokio::test(start_paused = true)]
 async fn a_failed_copy_is_handed_over_after_the_mirror_forgot_it_and_not_for_ever() {
-    let registry = Registry::new(true, 10);
-    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
-    let (lot, mut wakeups, _finishes) = lot();
-    park(&lot, &mirror);
-    assert_eq!(within(wakeups.recv()).await, Some(web()));
-    tokio::time::advance(mirror.options().failure_ttl * 2).await;
-    assert!(mirror.recorded(&source()).is_none(), "the mirror forgot it");
-    let handed = lot.handed(&web());
+    let mut p = parked(true, 10);
+    assert_eq!(within(p.wakeups.recv()).await, Some(web()));
+    tokio::time::advance(p.mirror.options().failure_ttl * 2).await;
+    assert!(
+        p.mirror.recorded(&source()).is_none(),
+        "the mirror forgot it"
+    );
+    let handed = p.lot.handed(&web());
     let failed = handed[&source().canonical()].as_ref().expect_err("failed");
     assert_eq!(failed.reason(), "BackupUnavailable", "{failed}");
 
-    park(&lot, &mirror);
-    assert_eq!(within(wakeups.recv()).await, Some(web()));
+    park(&p.lot, &p.mirror);
+    assert_eq!(within(p.wakeups.recv()).await, Some(web()));
     tokio::time::advance(HANDED_TTL + Duration::from_secs(1)).await;
     assert!(
-        lot.handed(&web()).is_empty(),
+        p.lot.handed(&web()).is_empty(),
         "an old outcome is asked again"
     );
 }
 
 #[tokio::test]
 async fn once_stopping_the_waiting_task_reconciles_the_workload_itself() {
-    let registry = Registry::new(false, 0);
-    let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
-    let (lot, mut wakeups, mut finishes) = lot();
-    park(&lot, &mirror);
-    lot.stopping();
-    registry.permits.add_permits(1);
-    assert_eq!(within(finishes.recv()).await, Some(web()));
-    within(lot.idle()).await;
-    assert_eq!(lot.waiting(), 0);
+    let mut p = parked(false, 0);
+    p.lot.stopping();
+    p.registry.permits.add_permits(1);
+    assert_eq!(within(p.finishes.recv()).await, Some(web()));
+    within(p.lot.idle()).await;
+    assert_eq!(p.lot.waiting(), 0);
     assert!(
-        wakeups.try_recv().is_err(),
+        p.wakeups.try_recv().is_err(),
         "a stopping controller takes no work"
     );
-    assert!(lot.handed(&web()).contains_key(&source().canonical()));
+    assert!(p.lot.handed(&web()).contains_key(&source().canonical()));
 }

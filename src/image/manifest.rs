@@ -117,6 +117,17 @@ fn schema1_digest(bytes: &[u8], signatures: &[Signature]) -> Result<Digest, Mani
 }
 
 impl RawManifest {
+    /// A modern manifest known by its digest alone: what is copied byte for byte needs nothing
+    /// else of it.
+    pub fn modern(digest: Digest) -> Self {
+        RawManifest {
+            digest,
+            kind: ManifestKind::Modern,
+            layers: Vec::new(),
+            media_type: None,
+        }
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
         let probe: Probe =
             serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;

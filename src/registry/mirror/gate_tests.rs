@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::*;
-use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::image::manifest::RawManifest;
 use crate::registry::client::{LookupError, RegistryClient, Visibility};
 use crate::registry::skopeo::{CopyFormat, SkopeoError};
 
@@ -84,15 +84,6 @@ impl Throttling {
     }
 }
 
-fn modern(d: Digest) -> RawManifest {
-    RawManifest {
-        digest: d,
-        kind: ManifestKind::Modern,
-        layers: Vec::new(),
-        media_type: None,
-    }
-}
-
 impl RegistryClient for Throttling {
     fn digest<'a>(&'a self, i: &'a ImageRef) -> BoxFuture<'a, Result<Option<Digest>, LookupError>> {
         Box::pin(async move { self.lookup(i) })
@@ -101,13 +92,13 @@ impl RegistryClient for Throttling {
         &'a self,
         i: &'a ImageRef,
     ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
-        Box::pin(async move { Ok(self.lookup(i)?.map(modern)) })
+        Box::pin(async move { Ok(self.lookup(i)?.map(RawManifest::modern)) })
     }
     fn manifest<'a>(
         &'a self,
         i: &'a ImageRef,
     ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
-        Box::pin(async move { Ok(self.lookup(i)?.map(modern)) })
+        Box::pin(async move { Ok(self.lookup(i)?.map(RawManifest::modern)) })
     }
     fn copy<'a>(
         &'a self,

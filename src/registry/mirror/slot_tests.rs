@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use super::*;
-use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::image::manifest::RawManifest;
 use crate::registry::client::{LookupError, RegistryClient};
 use crate::registry::skopeo::{CopyFormat, SkopeoError};
 
@@ -89,12 +89,7 @@ impl RegistryClient for Held {
         Box::pin(async move {
             let who = name(image);
             self.note(format!("resolve {who}"));
-            Ok(Some(RawManifest {
-                digest: Digest::sha256_of(who.as_bytes()),
-                kind: ManifestKind::Modern,
-                layers: Vec::new(),
-                media_type: None,
-            }))
+            Ok(Some(RawManifest::modern(Digest::sha256_of(who.as_bytes()))))
         })
     }
 

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::image::manifest::{ManifestKind, RawManifest};
+use crate::image::manifest::RawManifest;
 use crate::registry::client::{LookupError, RegistryClient};
 use crate::registry::skopeo::{CopyFormat, SkopeoError};
 
@@ -20,15 +20,6 @@ fn digest(s: &str) -> Digest {
 
 fn image(s: &str) -> ImageRef {
     ImageRef::parse(s).expect("a valid reference")
-}
-
-fn modern(d: &Digest) -> RawManifest {
-    RawManifest {
-        digest: d.clone(),
-        kind: ManifestKind::Modern,
-        layers: Vec::new(),
-        media_type: None,
-    }
 }
 
 /// How the fake's copy behaves.
@@ -127,7 +118,7 @@ impl RegistryClient for Fake {
             self.manifests
                 .lock()
                 .expect("lock")
-                .insert(dest.canonical(), modern(&served));
+                .insert(dest.canonical(), RawManifest::modern(served.clone()));
             tokio::task::yield_now().await;
             Ok(pushed)
         })
@@ -141,7 +132,8 @@ fn mirror(fake: &Arc<Fake>) -> Mirror {
 #[tokio::test]
 async fn a_hundred_concurrent_asks_make_one_copy() {
     let d = digest("nginx");
-    let fake = Fake::new(CopyBehaviour::Faithful).with("nginx:1.27", modern(&d));
+    let fake =
+        Fake::new(CopyBehaviour::Faithful).with("nginx:1.27", RawManifest::modern(d.clone()));
     let m = mirror(&fake);
     let asks = (0..100).map(|_| {
         let m = m.clone();
@@ -167,8 +159,11 @@ async fn a_hundred_concurrent_asks_make_one_copy() {
 async fn an_image_already_in_the_backup_is_not_copied() {
     let d = digest("redis");
     let fake = Fake::new(CopyBehaviour::Hangs)
-        .with("redis:7", modern(&d))
-        .with(&format!("{BACKUP}/docker.io_library_redis:7"), modern(&d));
+        .with("redis:7", RawManifest::modern(d.clone()))
+        .with(
+            &format!("{BACKUP}/docker.io_library_redis:7"),
+            RawManifest::modern(d.clone()),
+        );
     let got = mirror(&fake)
         .ensure(&image("redis:7"))
         .await
@@ -181,10 +176,10 @@ async fn an_image_already_in_the_backup_is_not_copied() {
 async fn a_backup_tag_holding_another_digest_is_copied_over() {
     let d = digest("new");
     let fake = Fake::new(CopyBehaviour::Faithful)
-        .with("app:1", modern(&d))
+        .with("app:1", RawManifest::modern(d.clone()))
         .with(
             &format!("{BACKUP}/docker.io_library_app:1"),
-            modern(&digest("old")),
+            RawManifest::modern(digest("old")),
         );
     let got = mirror(&fake).ensure(&image("app:1")).await.expect("copied");
     assert_eq!((got.outcome, got.digest), (Outcome::Copied, d));
@@ -193,7 +188,8 @@ async fn a_backup_tag_holding_another_digest_is_copied_over() {
 #[tokio::test]
 async fn a_copy_that_verifies_to_another_digest_is_never_reported_as_mirrored() {
     let d = digest("app");
-    let fake = Fake::new(CopyBehaviour::BackupServes(digest("tampered"))).with("app:1", modern(&d));
+    let fake = Fake::new(CopyBehaviour::BackupServes(digest("tampered")))
+        .with("app:1", RawManifest::modern(d.clone()));
     let m = mirror(&fake);
     let e = m.ensure(&image("app:1")).await.expect_err("not verified");
     assert_eq!(e.reason(), "VerificationFailed", "{e}");
@@ -204,7 +200,7 @@ async fn a_copy_that_verifies_to_another_digest_is_never_reported_as_mirrored() 
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_is_remembered_for_its_window_and_not_longer() {
-    let fake = Fake::new(CopyBehaviour::Fails).with("app:1", modern(&digest("app")));
+    let fake = Fake::new(CopyBehaviour::Fails).with("app:1", RawManifest::modern(digest("app")));
     let m = mirror(&fake);
     let first = m.ensure(&image("app:1")).await.expect_err("fails");
     assert_eq!(first.reason(), "BackupUnavailable", "{first}");
@@ -239,7 +235,7 @@ async fn a_source_by_digest_already_copied_never_asks_the_source() {
     let d = digest("pinned");
     let fake = Fake::new(CopyBehaviour::Hangs).with(
         &format!("{BACKUP}/docker.io_library_app:{}", naming_tag(&d)),
-        modern(&d),
+        RawManifest::modern(d.clone()),
     );
     let got = mirror(&fake)
         .ensure(&image(&format!("app@{d}")))
@@ -258,7 +254,7 @@ async fn a_copy_under_the_legacy_digest_tag_is_tagged_anew_not_copied_again() {
     let d = digest("pinned");
     let legacy = format!("{BACKUP}/docker.io_library_app:sha256-{}", d.hex());
     // The source registry is not in the fake: asking it would fail the test.
-    let fake = Fake::new(CopyBehaviour::Faithful).with(&legacy, modern(&d));
+    let fake = Fake::new(CopyBehaviour::Faithful).with(&legacy, RawManifest::modern(d.clone()));
     let got = mirror(&fake)
         .ensure(&image(&format!("app@{d}")))
         .await
@@ -294,7 +290,7 @@ fn naming_tag(d: &Digest) -> String {
 #[test]
 fn cancelled_mid_copy_nothing_is_half_reported() {
     let d = digest("big");
-    let fake = Fake::new(CopyBehaviour::Hangs).with("big:1", modern(&d));
+    let fake = Fake::new(CopyBehaviour::Hangs).with("big:1", RawManifest::modern(d.clone()));
     let m = mirror(&fake);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -84,12 +84,7 @@ impl Inner {
         target: &BackupTarget,
         digest: &Digest,
     ) -> Result<MirroredImage, MirrorError> {
-        let manifest = RawManifest {
-            digest: digest.clone(),
-            kind: ManifestKind::Modern,
-            layers: Vec::new(),
-            media_type: None,
-        };
+        let manifest = RawManifest::modern(digest.clone());
         let mut retagged = self
             .copy_and_verify(source, legacy, target, &manifest)
             .await?;
