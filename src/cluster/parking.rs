@@ -1,5 +1,5 @@
 //! The daemon's [`Parking`]: one small task per parked workload waits for its copies, keeps
-//! their outcomes for the reconcile that follows, and wakes that reconcile through its kind's
+//! the failures among them for the reconcile that follows, and wakes that reconcile through its kind's
 //! controller (`reconcile_on`).
 //!
 //! Once the daemon is stopping, its controllers take no new work, so a parked workload whose
@@ -21,7 +21,7 @@ use crate::reconcile::parking::{Handed, Parking};
 use crate::registry::mirror::CopyWait;
 use crate::workload::Kind;
 
-/// How long outcomes handed to a parked workload are used by its next reconcile. The wake-up
+/// How long failures handed to a parked workload are used by its next reconcile. The wake-up
 /// comes at once, behind whatever the controller has queued; a reconcile later than this (the
 /// safety requeue after a lost wake-up) asks the mirror again rather than trust an old answer.
 pub const HANDED_TTL: Duration = Duration::from_secs(60);
@@ -49,7 +49,7 @@ struct Lot {
     waiting: watch::Sender<usize>,
 }
 
-/// Outcomes not yet taken, by workload, with when they were handed.
+/// Failures not yet taken, by workload, with when they were handed.
 struct Handoffs {
     by_workload: HashMap<WorkloadKey, (Instant, Handed)>,
     /// The last sweep of the old ones: one per [`HANDED_TTL`], not one per hand-over (a cold
@@ -100,9 +100,9 @@ impl ParkingLot {
 }
 
 impl Lot {
-    fn hand(&self, workload: &WorkloadKey, outcomes: Handed) {
+    fn hand(&self, workload: &WorkloadKey, failed: Handed) {
         let mut handed = lock(&self.handed);
-        // Outcomes of a workload that is never reconciled again (deleted meanwhile) go here.
+        // Failures of a workload that is never reconciled again (deleted meanwhile) go here.
         if handed.swept.elapsed() >= HANDED_TTL {
             handed
                 .by_workload
@@ -114,7 +114,7 @@ impl Lot {
             .entry(workload.clone())
             .or_insert_with(|| (Instant::now(), Handed::new()))
             .1
-            .extend(outcomes);
+            .extend(failed);
     }
 
     /// Its kind's controller reconciles `workload` (or, stopping, its waiting task does).
@@ -157,15 +157,22 @@ impl Parking for ParkingLot {
         tokio::spawn(async move {
             let sources: Vec<String> = waits.iter().map(|w| w.source().canonical()).collect();
             let outcomes = join_all(waits.into_iter().map(CopyWait::outcome)).await;
+            let failed: Handed = sources
+                .into_iter()
+                .zip(outcomes)
+                .filter_map(|(source, outcome)| Some((source, outcome.err()?)))
+                .collect();
             let lot = &waiting.0;
-            lot.hand(&workload, sources.into_iter().zip(outcomes).collect());
+            if !failed.is_empty() {
+                lot.hand(&workload, failed);
+            }
             lot.wake(workload).await;
         });
     }
 
     fn handed(&self, workload: &WorkloadKey) -> Handed {
         match lock(&self.inner.handed).by_workload.remove(workload) {
-            Some((at, outcomes)) if at.elapsed() < HANDED_TTL => outcomes,
+            Some((at, failed)) if at.elapsed() < HANDED_TTL => failed,
             _ => Handed::new(),
         }
     }

@@ -1,7 +1,7 @@
 //! The parking lot with a real mirror in front of a registry client whose copies end when the
-//! test says: a parked workload is woken when its copies end and handed their outcomes once —
-//! a failure too, after the mirror has forgotten it — and, once the daemon is stopping, its
-//! waiting task reconciles it instead.
+//! test says: a parked workload is woken when its copies end; a failure is handed to it once,
+//! also after the mirror has forgotten it, while a success is left to the mirror's record; once
+//! the daemon is stopping, its waiting task reconciles it instead.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,7 +146,7 @@ fn park(lot: &ParkingLot, mirror: &Mirror) {
 }
 
 #[tokio::test]
-async fn a_parked_workload_is_woken_when_its_copy_ends_and_handed_its_outcome_once() {
+async fn a_parked_workload_is_woken_when_its_copy_ends_and_finds_it_in_the_mirror() {
     let mut p = parked(false, 0);
     tokio::task::yield_now().await;
     assert!(p.wakeups.try_recv().is_err(), "woken before its copy ended");
@@ -155,10 +155,11 @@ async fn a_parked_workload_is_woken_when_its_copy_ends_and_handed_its_outcome_on
     p.registry.permits.add_permits(1);
     assert_eq!(within(p.wakeups.recv()).await, Some(web()));
     within(p.lot.idle()).await;
-    let handed = p.lot.handed(&web());
-    let copied = handed[&source().canonical()].as_ref().expect("copied");
+    assert!(p.lot.handed(&web()).is_empty(), "a success is not handed");
+    let Some(Ok(copied)) = p.mirror.recorded(&source()) else {
+        panic!("the mirror should remember the copy");
+    };
     assert_eq!(copied.outcome, Outcome::Copied);
-    assert!(p.lot.handed(&web()).is_empty(), "handed over once");
     assert!(
         p.finishes.try_recv().is_err(),
         "the controller reconciles it"
@@ -177,8 +178,9 @@ async fn a_failed_copy_is_handed_over_after_the_mirror_forgot_it_and_not_for_eve
         "the mirror forgot it"
     );
     let handed = p.lot.handed(&web());
-    let failed = handed[&source().canonical()].as_ref().expect_err("failed");
+    let failed = &handed[&source().canonical()];
     assert_eq!(failed.reason(), "BackupUnavailable", "{failed}");
+    assert!(p.lot.handed(&web()).is_empty(), "handed over once");
 
     park(&p.lot, &p.mirror);
     assert_eq!(within(p.wakeups.recv()).await, Some(web()));
@@ -201,5 +203,5 @@ async fn once_stopping_the_waiting_task_reconciles_the_workload_itself() {
         p.wakeups.try_recv().is_err(),
         "a stopping controller takes no work"
     );
-    assert!(p.lot.handed(&web()).contains_key(&source().canonical()));
+    assert!(matches!(p.mirror.recorded(&source()), Some(Ok(_))));
 }

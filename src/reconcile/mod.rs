@@ -239,7 +239,7 @@ fn log_decisions(plans: &[ContainerPlan]) {
 /// Step 2: every distinct image the plan copies, through the shared mirror; a source whose
 /// privacy is unknown is not copied, and counts as failed. With [`parking`] (the daemon), a
 /// workload some of whose copies are still running is parked on them (`None`) instead of
-/// waiting here; the reconcile after the wake-up is handed their outcomes.
+/// waiting here; the reconcile after the wake-up is handed the failures among them.
 async fn ensure_copies(
     ctx: &Context,
     w: &Workload,
@@ -258,8 +258,8 @@ async fn ensure_copies(
     let mut outcomes = Vec::with_capacity(sources.len());
     let mut running = Vec::new();
     for source in &sources {
-        let known = handed.remove(&source.canonical());
-        match known.map_or_else(|| ctx.mirror.start(source), Ensured::Done) {
+        let failed = handed.remove(&source.canonical()).map(Err);
+        match failed.map_or_else(|| ctx.mirror.start(source), Ensured::Done) {
             Ensured::Done(outcome) => outcomes.push(Some(outcome)),
             Ensured::Running(copy) => {
                 outcomes.push(None);
