@@ -35,6 +35,14 @@ struct Waker {
     finish: Finish,
 }
 
+/// Told how many workloads are parked (metrics).
+pub trait ParkingObserver: Send + Sync {
+    fn waiting(&self, _workloads: usize) {}
+}
+
+struct Unobserved;
+impl ParkingObserver for Unobserved {}
+
 /// Parked workloads and what their copies ended with. Cheap to clone; clones share all.
 #[derive(Clone)]
 pub struct ParkingLot {
@@ -47,6 +55,7 @@ struct Lot {
     stopping: AtomicBool,
     /// Waiting tasks alive.
     waiting: watch::Sender<usize>,
+    observer: Arc<dyn ParkingObserver>,
 }
 
 /// Failures not yet taken, by workload, with when they were handed.
@@ -59,6 +68,13 @@ struct Handoffs {
 
 impl Default for ParkingLot {
     fn default() -> Self {
+        Self::observed(Arc::new(Unobserved))
+    }
+}
+
+impl ParkingLot {
+    /// A lot that tells `observer` how many workloads it holds.
+    pub fn observed(observer: Arc<dyn ParkingObserver>) -> Self {
         ParkingLot {
             inner: Arc::new(Lot {
                 handed: Mutex::new(Handoffs {
@@ -68,12 +84,11 @@ impl Default for ParkingLot {
                 wakers: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 waiting: watch::channel(0).0,
+                observer,
             }),
         }
     }
-}
 
-impl ParkingLot {
     /// The wake-ups of `kind`'s parked workloads, for its controller's `reconcile_on`; `finish`
     /// reconciles one of them directly once the daemon is stopping.
     pub fn register(&self, kind: Kind, finish: Finish) -> mpsc::UnboundedReceiver<WorkloadKey> {
@@ -100,6 +115,15 @@ impl ParkingLot {
 }
 
 impl Lot {
+    fn count(&self, change: impl FnOnce(usize) -> usize) {
+        let mut now = 0;
+        self.waiting.send_modify(|n| {
+            *n = change(*n);
+            now = *n;
+        });
+        self.observer.waiting(now);
+    }
+
     fn hand(&self, workload: &WorkloadKey, failed: Handed) {
         let mut handed = lock(&self.handed);
         // Failures of a workload that is never reconciled again (deleted meanwhile) go here.
@@ -140,14 +164,14 @@ struct Waiting(Arc<Lot>);
 
 impl Waiting {
     fn new(lot: &Arc<Lot>) -> Self {
-        lot.waiting.send_modify(|n| *n += 1);
+        lot.count(|n| n + 1);
         Waiting(Arc::clone(lot))
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.waiting.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.count(|n| n.saturating_sub(1));
     }
 }
 

@@ -3,13 +3,14 @@
 //! also after the mirror has forgotten it, while a success is left to the mirror's record; once
 //! the daemon is stopping, its waiting task reconciles it instead.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::parking::{Finish, HANDED_TTL, ParkingLot};
+use super::parking::{Finish, HANDED_TTL, ParkingLot, ParkingObserver};
 use crate::audit::WorkloadKey;
 use crate::image::manifest::RawManifest;
 use crate::image::reference::{Digest, ImageRef};
@@ -99,6 +100,16 @@ fn web() -> WorkloadKey {
     }
 }
 
+/// The last count of parked workloads the lot told.
+#[derive(Default)]
+struct Counted(AtomicUsize);
+
+impl ParkingObserver for Counted {
+    fn waiting(&self, workloads: usize) {
+        self.0.store(workloads, Ordering::SeqCst);
+    }
+}
+
 /// A registry, a mirror in front of it, and a lot in which `web` is parked on the mirror's copy
 /// of [`SOURCE`]; the lot's Deployment wake-ups, and its direct reconciles (the daemon
 /// stopping), are told on channels.
@@ -106,6 +117,7 @@ struct Parked {
     registry: Arc<Registry>,
     mirror: Mirror,
     lot: ParkingLot,
+    counted: Arc<Counted>,
     wakeups: mpsc::UnboundedReceiver<WorkloadKey>,
     finishes: mpsc::UnboundedReceiver<WorkloadKey>,
 }
@@ -113,7 +125,8 @@ struct Parked {
 fn parked(fail: bool, permits: usize) -> Parked {
     let registry = Registry::new(fail, permits);
     let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
-    let lot = ParkingLot::default();
+    let counted = Arc::new(Counted::default());
+    let lot = ParkingLot::observed(Arc::clone(&counted) as _);
     let (finished, finishes) = mpsc::unbounded_channel();
     let finish: Finish = Arc::new(move |w| {
         let _ = finished.send(w);
@@ -125,6 +138,7 @@ fn parked(fail: bool, permits: usize) -> Parked {
         registry,
         mirror,
         lot,
+        counted,
         wakeups,
         finishes,
     }
@@ -151,10 +165,12 @@ async fn a_parked_workload_is_woken_when_its_copy_ends_and_finds_it_in_the_mirro
     tokio::task::yield_now().await;
     assert!(p.wakeups.try_recv().is_err(), "woken before its copy ended");
     assert_eq!(p.lot.waiting(), 1);
+    assert_eq!(p.counted.0.load(Ordering::SeqCst), 1, "told");
 
     p.registry.permits.add_permits(1);
     assert_eq!(within(p.wakeups.recv()).await, Some(web()));
     within(p.lot.idle()).await;
+    assert_eq!(p.counted.0.load(Ordering::SeqCst), 0, "told");
     assert!(p.lot.handed(&web()).is_empty(), "a success is not handed");
     let Some(Ok(copied)) = p.mirror.recorded(&source()) else {
         panic!("the mirror should remember the copy");

@@ -219,7 +219,7 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
         Arc::clone(&pull),
         Arc::clone(&guard),
     ));
-    let parking = ParkingLot::default();
+    let parking = ParkingLot::observed(Arc::clone(&metrics) as _);
     let ctx = session
         .guarded_context(settings, namespaces, &metrics, pull, guard)
         .with_parking(Arc::new(parking.clone()));

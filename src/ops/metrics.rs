@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 mod admission;
 
 use self::admission::AdmissionMetrics;
+use crate::cluster::parking::ParkingObserver;
 use crate::leadership::LeadershipObserver;
 use crate::ops::audit_metrics::AuditMetrics;
 use crate::reconcile::api::{ApiObserver, CallOutcome, Verb};
@@ -67,6 +68,7 @@ pub struct Metrics {
     pub pull_secret_writes: Family<ResultLabel, Counter>,
     pub source_throttled: Family<RegistryLabel, Counter>,
     pub leader: Gauge,
+    pub workloads_waiting: Gauge,
     /// The audit's, the rollout guard's and the coverage report's.
     pub audit: AuditMetrics,
     pub admission: AdmissionMetrics,
@@ -186,6 +188,12 @@ impl Metrics {
                 "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
                 Gauge::default(),
             ),
+            workloads_waiting: registered(
+                &mut registry,
+                "workloads_waiting_for_copies",
+                "Workloads parked until the copies they need end (they hold no reconcile slot meanwhile)",
+                Gauge::default(),
+            ),
             copy_duration: copy_duration(&mut registry),
             api_request_duration: api_request_duration(&mut registry),
             audit: AuditMetrics::register(&mut registry),
@@ -230,6 +238,13 @@ impl ReconcileObserver for Metrics {
         self.pull_secret_writes
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+}
+
+impl ParkingObserver for Metrics {
+    fn waiting(&self, workloads: usize) {
+        self.workloads_waiting
+            .set(i64::try_from(workloads).unwrap_or(i64::MAX));
     }
 }
 
@@ -296,6 +311,7 @@ mod tests {
         m.api_call(Verb::Patch, CallOutcome::Success, Duration::from_millis(4));
         m.source_throttled("docker.io");
         m.leading(true);
+        m.waiting(3);
         m.api_call(
             Verb::CreateEvent,
             CallOutcome::Timeout,
@@ -317,6 +333,7 @@ mod tests {
             "image_cloner_api_request_duration_seconds_count{verb=\"patch\"} 1",
             "image_cloner_source_throttled_total{registry=\"docker.io\"} 1",
             "image_cloner_leader 1",
+            "image_cloner_workloads_waiting_for_copies 3",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -59,6 +59,8 @@ pub fn clustered_cold_start(env: &Env) {
         "the slow copy should still be running:\n{metrics}"
     );
     assert_eq!(patched("a-"), 0, "patched to a copy not yet made");
+    let waiting = format!("image_cloner_workloads_waiting_for_copies {SLOW}\n");
+    assert!(metrics.contains(&waiting), "{waiting} in:\n{metrics}");
 
     daemon.wait_until(
         Duration::from_secs(120),
@@ -81,6 +83,10 @@ pub fn clustered_cold_start(env: &Env) {
         FAST_IMAGES + 1
     );
     assert!(metrics.contains(&copies), "{copies} in:\n{metrics}");
+    assert!(
+        metrics.contains("image_cloner_workloads_waiting_for_copies 0\n"),
+        "{metrics}"
+    );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
     env.clear(ns);
 }
