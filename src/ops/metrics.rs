@@ -92,6 +92,14 @@ fn registered<M: prometheus_client::registry::Metric + Clone>(
     metric
 }
 
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    registered(registry, name, help, Counter::default())
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    registered(registry, name, help, Gauge::default())
+}
+
 /// Wall time of skopeo copies: 0.1 s to ~27 min, a small image on loopback to a large one
 /// across the internet.
 fn copy_duration(registry: &mut Registry) -> Histogram {
@@ -128,23 +136,20 @@ impl Metrics {
                 "skopeo copies finished, by result (succeeded, failed)",
                 Family::<ResultLabel, Counter>::default(),
             ),
-            copies_in_flight: registered(
+            copies_in_flight: gauge(
                 &mut registry,
                 "copies_in_flight",
                 "skopeo copies running now",
-                Gauge::default(),
             ),
-            images_mirrored: registered(
+            images_mirrored: counter(
                 &mut registry,
                 "images_mirrored",
                 "Images copied into the backup registry and verified",
-                Counter::default(),
             ),
-            workloads_patched: registered(
+            workloads_patched: counter(
                 &mut registry,
                 "workloads_patched",
                 "Workloads patched to their backup images",
-                Counter::default(),
             ),
             reconcile_errors: registered(
                 &mut registry,
@@ -164,11 +169,10 @@ impl Metrics {
                 "Calls to the Kubernetes API made by reconciles, by verb and outcome (success, error, timeout)",
                 Family::<ApiCallLabels, Counter>::default(),
             ),
-            not_pullable: registered(
+            not_pullable: counter(
                 &mut registry,
                 "not_pullable",
                 "Reconciles that left a workload copied but not patched because its pods could not pull the copies from the backup registry (Event BackupNotPullable)",
-                Counter::default(),
             ),
             pull_secret_writes: registered(
                 &mut registry,
@@ -182,17 +186,15 @@ impl Metrics {
                 "429 Too Many Requests answers, by the registry that gave them (each pauses that registry alone)",
                 Family::<RegistryLabel, Counter>::default(),
             ),
-            leader: registered(
+            leader: gauge(
                 &mut registry,
                 "leader",
                 "1 while this replica may copy and write (it holds the leader Lease, or leader election is off), else 0",
-                Gauge::default(),
             ),
-            workloads_waiting: registered(
+            workloads_waiting: gauge(
                 &mut registry,
                 "workloads_waiting_for_copies",
                 "Workloads parked until the copies they need end (they hold no reconcile slot meanwhile)",
-                Gauge::default(),
             ),
             copy_duration: copy_duration(&mut registry),
             api_request_duration: api_request_duration(&mut registry),
