@@ -21,6 +21,8 @@ mod gated;
 mod work;
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
 mod slot_tests;
