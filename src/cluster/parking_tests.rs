@@ -1,92 +1,26 @@
-//! The parking lot with a real mirror in front of a registry client whose copies end when the
-//! test says: a parked workload is woken when its copies end; a failure is handed to it once,
-//! also after the mirror has forgotten it, while a success is left to the mirror's record; once
-//! the daemon is stopping, its waiting task reconciles it instead.
+//! The parking lot with a real mirror in front of the mirror's map-backed registry, whose
+//! copies end when the test says: a parked workload is woken when its copies end; a failure is
+//! handed to it once, also after the mirror has forgotten it, while a success is left to the
+//! mirror's record; once the daemon is stopping, its waiting task reconciles it instead.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::parking::{Finish, HANDED_TTL, ParkingLot, ParkingObserver};
 use crate::audit::WorkloadKey;
 use crate::image::manifest::RawManifest;
 use crate::image::reference::{Digest, ImageRef};
 use crate::reconcile::parking::Parking;
-use crate::registry::client::{LookupError, RegistryClient};
+use crate::registry::client::RegistryClient;
+use crate::registry::mirror::fake::{CopyBehaviour, Fake};
 use crate::registry::mirror::{Ensured, Mirror, Outcome, test_mirror};
-use crate::registry::skopeo::{CommandLine, CopyFormat, SkopeoError};
 use crate::workload::Kind;
 
 const BACKUP: &str = "backup.example.com/mirror";
 const SOURCE: &str = "app:1";
-
-/// One source image; its copies wait for a permit, then succeed or fail as told.
-struct Registry {
-    digest: Digest,
-    permits: Semaphore,
-    fail: bool,
-    copied: Mutex<bool>,
-}
-
-impl Registry {
-    fn new(fail: bool, permits: usize) -> Arc<Self> {
-        Arc::new(Registry {
-            digest: Digest::sha256_of(b"app"),
-            permits: Semaphore::new(permits),
-            fail,
-            copied: Mutex::new(false),
-        })
-    }
-
-    fn found(&self, image: &ImageRef) -> Option<RawManifest> {
-        let in_backup = image.to_string().starts_with(BACKUP);
-        let copied = *self.copied.lock().expect("lock");
-        (!in_backup || copied).then(|| RawManifest::modern(self.digest.clone()))
-    }
-}
-
-impl RegistryClient for Registry {
-    fn digest<'a>(
-        &'a self,
-        image: &'a ImageRef,
-    ) -> BoxFuture<'a, Result<Option<Digest>, LookupError>> {
-        Box::pin(async move { Ok(self.found(image).map(|m| m.digest)) })
-    }
-    fn resolve<'a>(
-        &'a self,
-        image: &'a ImageRef,
-    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
-        Box::pin(async move { Ok(self.found(image)) })
-    }
-    fn manifest<'a>(
-        &'a self,
-        image: &'a ImageRef,
-    ) -> BoxFuture<'a, Result<Option<RawManifest>, LookupError>> {
-        Box::pin(async move { Ok(self.found(image)) })
-    }
-    fn copy<'a>(
-        &'a self,
-        _source: &'a ImageRef,
-        _dest: &'a ImageRef,
-        _format: CopyFormat,
-    ) -> BoxFuture<'a, Result<Digest, SkopeoError>> {
-        Box::pin(async move {
-            self.permits.acquire().await.expect("open").forget();
-            if self.fail {
-                return Err(SkopeoError::Unreachable {
-                    command: CommandLine("skopeo copy".into()),
-                    summary: "connection refused".into(),
-                    stderr: String::new(),
-                });
-            }
-            *self.copied.lock().expect("lock") = true;
-            Ok(self.digest.clone())
-        })
-    }
-}
 
 fn source() -> ImageRef {
     ImageRef::parse(SOURCE).expect("a valid reference")
@@ -114,7 +48,7 @@ impl ParkingObserver for Counted {
 /// of [`SOURCE`]; the lot's Deployment wake-ups, and its direct reconciles (the daemon
 /// stopping), are told on channels.
 struct Parked {
-    registry: Arc<Registry>,
+    registry: Arc<Fake>,
     mirror: Mirror,
     lot: ParkingLot,
     counted: Arc<Counted>,
@@ -122,8 +56,8 @@ struct Parked {
     finishes: mpsc::UnboundedReceiver<WorkloadKey>,
 }
 
-fn parked(fail: bool, permits: usize) -> Parked {
-    let registry = Registry::new(fail, permits);
+fn parked(registry: Arc<Fake>) -> Parked {
+    let registry = registry.with(SOURCE, RawManifest::modern(Digest::sha256_of(b"app")));
     let mirror = test_mirror(Arc::clone(&registry) as Arc<dyn RegistryClient>, BACKUP, 1);
     let counted = Arc::new(Counted::default());
     let lot = ParkingLot::observed(Arc::clone(&counted) as _);
@@ -161,13 +95,13 @@ fn park(lot: &ParkingLot, mirror: &Mirror) {
 
 #[tokio::test]
 async fn a_parked_workload_is_woken_when_its_copy_ends_and_finds_it_in_the_mirror() {
-    let mut p = parked(false, 0);
+    let mut p = parked(Fake::holding(CopyBehaviour::Faithful));
     tokio::task::yield_now().await;
     assert!(p.wakeups.try_recv().is_err(), "woken before its copy ended");
     assert_eq!(p.lot.waiting(), 1);
     assert_eq!(p.counted.0.load(Ordering::SeqCst), 1, "told");
 
-    p.registry.permits.add_permits(1);
+    p.registry.release();
     assert_eq!(within(p.wakeups.recv()).await, Some(web()));
     within(p.lot.idle()).await;
     assert_eq!(p.counted.0.load(Ordering::SeqCst), 0, "told");
@@ -186,7 +120,7 @@ async fn a_parked_workload_is_woken_when_its_copy_ends_and_finds_it_in_the_mirro
 /// still find it, or the reconcile would start the failed copy again at once.
 #[tokio::test(start_paused = true)]
 async fn a_failed_copy_is_handed_over_after_the_mirror_forgot_it_and_not_for_ever() {
-    let mut p = parked(true, 10);
+    let mut p = parked(Fake::new(CopyBehaviour::Fails));
     assert_eq!(within(p.wakeups.recv()).await, Some(web()));
     tokio::time::advance(p.mirror.options().failure_ttl * 2).await;
     assert!(
@@ -209,9 +143,9 @@ async fn a_failed_copy_is_handed_over_after_the_mirror_forgot_it_and_not_for_eve
 
 #[tokio::test]
 async fn once_stopping_the_waiting_task_reconciles_the_workload_itself() {
-    let mut p = parked(false, 0);
+    let mut p = parked(Fake::holding(CopyBehaviour::Faithful));
     p.lot.stopping();
-    p.registry.permits.add_permits(1);
+    p.registry.release();
     assert_eq!(within(p.finishes.recv()).await, Some(web()));
     within(p.lot.idle()).await;
     assert_eq!(p.lot.waiting(), 0);

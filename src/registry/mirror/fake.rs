@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::image::manifest::RawManifest;
 use crate::image::reference::{Digest, ImageRef};
@@ -33,6 +33,8 @@ pub(crate) struct Fake {
     pub(crate) copies: AtomicUsize,
     pub(crate) lookups: AtomicUsize,
     pub(crate) copy_started: Notify,
+    /// When set, each copy waits for a permit ([`Fake::release`]) before it behaves as told.
+    held: Option<Semaphore>,
 }
 
 impl Fake {
@@ -43,7 +45,22 @@ impl Fake {
             copies: AtomicUsize::new(0),
             lookups: AtomicUsize::new(0),
             copy_started: Notify::new(),
+            held: None,
         })
+    }
+
+    /// A fake whose copies each wait for [`Fake::release`] before they behave as `copy` says.
+    pub(crate) fn holding(copy: CopyBehaviour) -> Arc<Self> {
+        let mut fake = Arc::into_inner(Self::new(copy)).expect("not shared yet");
+        fake.held = Some(Semaphore::new(0));
+        Arc::new(fake)
+    }
+
+    /// Lets one held copy go on.
+    pub(crate) fn release(&self) {
+        if let Some(held) = &self.held {
+            held.add_permits(1);
+        }
     }
 
     pub(crate) fn with(self: Arc<Self>, reference: &str, m: RawManifest) -> Arc<Self> {
@@ -95,6 +112,9 @@ impl RegistryClient for Fake {
         Box::pin(async move {
             self.copies.fetch_add(1, Ordering::SeqCst);
             self.copy_started.notify_waiters();
+            if let Some(held) = &self.held {
+                held.acquire().await.expect("never closed").forget();
+            }
             let pushed = source.digest().cloned().expect("copies are made by digest");
             let served = match &self.copy {
                 CopyBehaviour::Faithful => pushed.clone(),
