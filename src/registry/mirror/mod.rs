@@ -371,42 +371,33 @@ impl Mirror {
         }
     }
 
-    /// [`ensure`](Self::ensure) without waiting: the remembered result, or the work on
-    /// `source` (joined, or started in its own task) to wait for.
+    /// [`ensure`](Self::ensure) without waiting: a fresh record answers at once; else the
+    /// running work on `source` is joined, or new work started in its own task, to wait for.
     pub fn start(&self, source: &ImageRef) -> Ensured {
-        match self.join_or_start(source) {
-            Ok(flight) => Ensured::Running(CopyWait {
-                source: source.clone(),
-                flight,
-            }),
-            Err(recorded) => Ensured::Done(recorded),
-        }
-    }
-
-    /// A fresh record answers at once (`Err` carries it); else the running flight for `source`
-    /// is joined, or a new one started in its own task.
-    #[allow(clippy::result_large_err)]
-    fn join_or_start(
-        &self,
-        source: &ImageRef,
-    ) -> Result<Flight, Result<MirroredImage, MirrorError>> {
         let key = source.canonical();
         let mut state = self.inner.lock();
         if let Some(record) = state.records.get(&key)
             && self.inner.fresh(source, record)
         {
             self.inner.counters.shared.fetch_add(1, Ordering::Relaxed);
-            return Err(record.result.clone());
+            return Ensured::Done(record.result.clone());
         }
         if let Some(flight) = state.flights.get(&key) {
             self.inner.counters.shared.fetch_add(1, Ordering::Relaxed);
-            return Ok(flight.clone());
+            return Ensured::Running(CopyWait {
+                source: source.clone(),
+                flight: flight.clone(),
+            });
         }
         let (tx, rx) = watch::channel(None);
         state.flights.insert(key.clone(), rx.clone());
         let guard = FlightGuard {
             inner: Arc::clone(&self.inner),
             key,
+        };
+        let wait = CopyWait {
+            source: source.clone(),
+            flight: rx,
         };
         let source = source.clone();
         tokio::spawn(async move {
@@ -425,7 +416,7 @@ impl Mirror {
             // Nobody listening is fine: the record holds the result.
             let _ = tx.send(Some(result));
         });
-        Ok(rx)
+        Ensured::Running(wait)
     }
 }
 
