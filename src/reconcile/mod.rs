@@ -250,10 +250,10 @@ async fn ensure_copies(
         .into_iter()
         .filter(|s| !screened.unknown.contains_key(&s.canonical()))
         .collect();
-    let mut handed = ctx
-        .parking
+    let parking = ctx.parking.as_ref().map(|p| (p, WorkloadKey::of(w)));
+    let mut handed = parking
         .as_ref()
-        .map(|p| p.handed(&WorkloadKey::of(w)))
+        .map(|(p, key)| p.handed(key))
         .unwrap_or_default();
     let mut outcomes = Vec::with_capacity(sources.len());
     let mut running = Vec::new();
@@ -268,9 +268,9 @@ async fn ensure_copies(
         }
     }
     if !running.is_empty() {
-        if let Some(parking) = &ctx.parking {
+        if let Some((parking, key)) = parking {
             tracing::debug!(copies = running.len(), "waiting on copies still running");
-            parking.park(WorkloadKey::of(w), running);
+            parking.park(key, running);
             return None;
         }
         let mut ended = join_all(running.into_iter().map(CopyWait::outcome))
