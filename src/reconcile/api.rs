@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use crate::reconcile::error::ApiError;
 use crate::reconcile::events::EventPublisher;
 use crate::reconcile::guard::{Unguarded, WriteGuard};
+use crate::reconcile::patch::Op;
 use crate::reconcile::reasons;
 use crate::workload::WorkloadKind;
 
@@ -175,14 +176,14 @@ impl WorkloadApi {
         observed(self.observer.as_ref(), verb, timeout, in_turn).await
     }
 
-    /// The one function that writes a workload: an RFC 6902 patch (`operations`, a JSON array),
+    /// The one function that writes a workload: an RFC 6902 patch (`operations`),
     /// sent only while the guard allows, and given up when no answer came before the permission
     /// ends (the wait for a turn included).
     pub async fn patch<K: WorkloadKind>(
         &self,
         namespace: &str,
         name: &str,
-        operations: &serde_json::Value,
+        operations: &[Op],
     ) -> Result<(), ApiError> {
         let Some(timeout) = self.guard.permission().budget(WRITE_TIMEOUT) else {
             return Err(ApiError::NotLeading);
@@ -238,7 +239,7 @@ impl WorkloadApi {
 fn patch_request<K: WorkloadKind>(
     namespace: &str,
     name: &str,
-    operations: &serde_json::Value,
+    operations: &[Op],
 ) -> Result<http::Request<Vec<u8>>, kube::Error> {
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),

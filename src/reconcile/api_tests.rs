@@ -13,6 +13,7 @@ use kube_sim::{Options, Sim};
 use serde_json::json;
 
 use super::api::{MAX_CONCURRENT_CALLS, Unobserved, WorkloadApi};
+use super::patch::Op;
 use crate::sim_client::{client, create};
 use crate::workload::partial::Deployment;
 
@@ -61,11 +62,10 @@ async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections()
     // Slow answers, so that the calls would overlap if nothing held them back.
     sim.faults().set_latency(Duration::from_millis(50));
     sim.faults().reset_counters();
-    let operations = json!([{
-        "op": "replace",
-        "path": "/spec/template/spec/containers/0/image",
-        "value": "backup.example.com/nginx:1.27",
-    }]);
+    let operations = vec![Op::Replace {
+        path: "/spec/template/spec/containers/0/image".into(),
+        value: json!("backup.example.com/nginx:1.27"),
+    }];
     let calls = workloads.iter().map(|w| {
         let name = w.metadata.name.clone().expect("a name");
         let api = &api;

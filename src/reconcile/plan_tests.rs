@@ -94,9 +94,11 @@ pub(super) fn object(w: &Workload) -> Value {
     json!({"metadata": metadata, "spec": spec})
 }
 
-pub(crate) fn apply(doc: &Value, patch: &Value) -> Result<Value, json_patch::PatchError> {
+pub(crate) fn apply(doc: &Value, patch: &[Op]) -> Result<Value, json_patch::PatchError> {
     let mut doc = doc.clone();
-    let patch: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
+    // What is sent: the operations' JSON text, read back as the server reads it.
+    let text = serde_json::to_vec(patch).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&text).unwrap();
     json_patch::patch(&mut doc, &patch)?;
     Ok(doc)
 }
@@ -176,8 +178,8 @@ fn init_containers_are_patched_and_tested_too() {
         after["spec"]["template"]["spec"]["initContainers"][0]["image"],
         "registry.example.com/backup/docker.io_library_busybox:latest"
     );
-    let ops = p.patch.as_array().unwrap();
-    let tests = ops.iter().filter(|o| o["op"] == "test").count();
+    let ops = &p.patch;
+    let tests = ops.iter().filter(|o| matches!(o, Op::Test { .. })).count();
     assert_eq!(tests, 2, "one test per replaced image: {ops:?}");
     assert!(p.changes.iter().any(|c| c.init && c.container == "migrate"));
 }
@@ -364,12 +366,41 @@ fn a_new_container_later_is_added_to_the_existing_record() {
 }
 
 #[test]
+fn operations_are_written_as_rfc_6902_objects() {
+    let ops = vec![
+        Op::Test {
+            path: "/a~1b".into(),
+            value: json!("x"),
+        },
+        Op::Replace {
+            path: "/a~1b".into(),
+            value: json!("y"),
+        },
+        Op::Add {
+            path: "/c".into(),
+            value: json!({"k": "v"}),
+        },
+        Op::Remove { path: "/d".into() },
+    ];
+    let wire = serde_json::to_string(&ops).unwrap();
+    assert_eq!(
+        wire,
+        r#"[{"op":"test","path":"/a~1b","value":"x"},{"op":"replace","path":"/a~1b","value":"y"},{"op":"add","path":"/c","value":{"k":"v"}},{"op":"remove","path":"/d"}]"#
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&wire).unwrap(),
+        ops_value(&ops)
+    );
+    assert_eq!(escape("a~b/c"), "a~0b~1c");
+}
+
+#[test]
 fn annotation_keys_are_escaped_in_the_pointer() {
     let mut w = workload(Kind::Deployment, &[("a", "nginx")], &[]);
     w.annotations.insert("other".into(), "x".into());
     let plans = decide(&w, &policy());
     let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
-    let last = p.patch.as_array().unwrap().last().unwrap().clone();
+    let last = p.patch.last().unwrap().to_value();
     assert_eq!(
         last["path"],
         "/metadata/annotations/image-cloner.io~1original-images"

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::reconcile::patch::{ORIGINAL_IMAGES_ANNOTATION, set_annotation_ops};
+use crate::reconcile::patch::{ORIGINAL_IMAGES_ANNOTATION, Op, set_annotation_ops};
 use crate::reconcile::plan::{ContainerPlan, Decision};
 use crate::workload::Workload;
 
@@ -153,20 +153,32 @@ fn list_value(names: &[String]) -> Value {
 /// An existing list is `test`ed whole before the entry is appended. An absent list cannot be
 /// `test`ed for absence (RFC 6902), so the object's `resourceVersion` is: any write since the
 /// read makes the patch fail and the workload is planned again.
-pub fn add_ops(w: &Workload, secret: &str) -> Option<Vec<Value>> {
+pub fn add_ops(w: &Workload, secret: &str) -> Option<Vec<Op>> {
     let path = pointer(w);
     let mut ops = match &w.pull_secrets {
         Some(list) if list.iter().any(|n| n == secret) => return None,
         Some(list) => vec![
-            json!({"op": "test", "path": path, "value": list_value(list)}),
-            json!({"op": "add", "path": format!("{path}/-"), "value": {"name": secret}}),
+            Op::Test {
+                path: path.clone(),
+                value: list_value(list),
+            },
+            Op::Add {
+                path: format!("{path}/-"),
+                value: json!({"name": secret}),
+            },
         ],
         None => {
             let mut ops = Vec::new();
             if let Some(rv) = &w.resource_version {
-                ops.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+                ops.push(Op::Test {
+                    path: "/metadata/resourceVersion".to_owned(),
+                    value: Value::String(rv.clone()),
+                });
             }
-            ops.push(json!({"op": "add", "path": path, "value": [{"name": secret}]}));
+            ops.push(Op::Add {
+                path,
+                value: json!([{ "name": secret }]),
+            });
             ops
         }
     };
@@ -188,7 +200,7 @@ pub fn add_ops(w: &Workload, secret: &str) -> Option<Vec<Value>> {
 /// `restore`'s ops: the entries the annotation records are taken out of `imagePullSecrets`
 /// (one occurrence each, the last: the one appended), the list is removed when nothing else is
 /// left in it, and the annotation goes. The names removed come back with the ops.
-pub fn remove_ops(w: &Workload) -> (Vec<Value>, Vec<String>) {
+pub fn remove_ops(w: &Workload) -> (Vec<Op>, Vec<String>) {
     if !w.annotations.contains_key(PULL_SECRET_ANNOTATION) {
         return (Vec::new(), Vec::new());
     }
@@ -204,11 +216,17 @@ pub fn remove_ops(w: &Workload) -> (Vec<Value>, Vec<String>) {
     if !removed.is_empty() {
         let path = pointer(w);
         let before = w.pull_secrets.clone().unwrap_or_default();
-        ops.push(json!({"op": "test", "path": path, "value": list_value(&before)}));
+        ops.push(Op::Test {
+            path: path.clone(),
+            value: list_value(&before),
+        });
         if kept.is_empty() {
-            ops.push(json!({"op": "remove", "path": path}));
+            ops.push(Op::Remove { path });
         } else {
-            ops.push(json!({"op": "replace", "path": path, "value": list_value(&kept)}));
+            ops.push(Op::Replace {
+                path,
+                value: list_value(&kept),
+            });
         }
     }
     ops.extend(set_annotation_ops(

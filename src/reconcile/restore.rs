@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::image::naming::is_copy_of;
 use crate::image::reference::ImageRef;
 use crate::reconcile::patch::{
-    ImageChange, ORIGINAL_IMAGES_ANNOTATION, PatchPlan, Recorded, annotation_ops, escape,
+    ImageChange, ORIGINAL_IMAGES_ANNOTATION, Op, PatchPlan, Recorded, annotation_ops, escape,
     image_pointer,
 };
 use crate::reconcile::pull;
@@ -118,8 +118,14 @@ pub fn restore(workload: &Workload, options: RestoreOptions) -> RestorePlan {
             }),
             (Some(c), Ok(original)) if c.image == images.backup => {
                 let path = image_pointer(workload.kind, c);
-                ops.push(json!({"op": "test", "path": path, "value": c.image}));
-                ops.push(json!({"op": "replace", "path": path, "value": original}));
+                ops.push(Op::Test {
+                    path: path.clone(),
+                    value: Value::String(c.image.clone()),
+                });
+                ops.push(Op::Replace {
+                    path,
+                    value: Value::String(original.clone()),
+                });
                 changes.push(change(c, original));
             }
             (Some(c), Ok(_)) => kept.push(Kept {
@@ -145,7 +151,7 @@ pub fn restore(workload: &Workload, options: RestoreOptions) -> RestorePlan {
     let patch = (!changes.is_empty() || rejected.is_empty()).then_some(PatchPlan {
         changes,
         pull_secrets,
-        patch: Value::Array(ops),
+        patch: ops,
     });
     RestorePlan::Restore {
         patch,
@@ -166,13 +172,17 @@ fn change(c: &Container, original: String) -> ImageChange {
 
 /// Sets the skip annotation to `"true"`, guarded like every other op: added when absent (the
 /// annotations map exists, since it holds our record), replaced after a `test` when present.
-fn skip_ops(annotations: &BTreeMap<String, String>) -> Vec<Value> {
+fn skip_ops(annotations: &BTreeMap<String, String>) -> Vec<Op> {
     let path = format!("/metadata/annotations/{}", escape(SKIP_ANNOTATION));
+    let value = Value::String("true".to_owned());
     match annotations.get(SKIP_ANNOTATION) {
         Some(old) => vec![
-            json!({"op": "test", "path": path, "value": old}),
-            json!({"op": "replace", "path": path, "value": "true"}),
+            Op::Test {
+                path: path.clone(),
+                value: Value::String(old.clone()),
+            },
+            Op::Replace { path, value },
         ],
-        None => vec![json!({"op": "add", "path": path, "value": "true"})],
+        None => vec![Op::Add { path, value }],
     }
 }

@@ -64,7 +64,7 @@ fn restored(w: &Workload, options: RestoreOptions) -> (PatchPlan, Vec<Kept>, Vec
             patch.unwrap_or(PatchPlan {
                 changes: vec![],
                 pull_secrets: vec![],
-                patch: json!([]),
+                patch: vec![],
             }),
             kept,
             rejected,
