@@ -91,8 +91,14 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    /// Whether an object (its `metadata.labels`) matches.
+    /// Whether an object (its `metadata.labels`) matches. Without requirements the object is
+    /// not read: a list's count of what is left past its page runs this on every object of
+    /// the resource, and reading their labels (2,000 Deployments scattered in memory) made a
+    /// page of 50 take ~50 ms to answer instead of ~5.
     pub fn matches(&self, obj: &Value) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
         let labels = &obj["metadata"]["labels"];
         let get = |k: &str| labels.get(k).and_then(Value::as_str);
         self.0.iter().all(|r| match r {

@@ -63,6 +63,10 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         shared.faults.connection_accepted();
+        // As the real server (Go sets TCP_NODELAY on every connection): without it, the tail of
+        // a response written in two parts waited for the client's delayed ACK, and about one
+        // list page in six took 40 ms more to arrive (a page of 50 Deployments: ~48 ms, not ~5).
+        let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
         let shared = Arc::clone(&shared);
         let mut stop = shutdown.clone();
