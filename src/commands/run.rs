@@ -34,6 +34,7 @@ use crate::reconcile::Context;
 use crate::reconcile::context::Snapshot;
 use crate::reconcile::error::with_causes;
 use crate::reconcile::guard::{Unguarded, WriteGuard};
+use crate::registry::manifest_head::preload_system_roots;
 use crate::registry::skopeo::clean_at_start;
 use crate::settings::Settings;
 use crate::workload::Kind;
@@ -41,6 +42,7 @@ use crate::workload::Kind;
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
+    preload_system_roots();
     clean_at_start(settings.tmp_dir.as_deref());
     if settings.leader_election {
         tracing::warn!(
@@ -190,6 +192,7 @@ fn start_protection(
 
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
+    preload_system_roots();
     clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let metrics = Arc::new(Metrics::new());

@@ -38,8 +38,8 @@ use budget::Budgets;
 use challenge::{Challenge, parse_www_authenticate, percent_encode};
 pub use error::HeadError;
 pub use retry_after::parse_retry_after;
-pub use tls::TlsSetupError;
 use tls::{AcceptAny, HttpsClient, client, roots};
+pub use tls::{TlsSetupError, preload_system_roots};
 
 /// Every manifest type a backup tag can hold.
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws";
