@@ -327,9 +327,9 @@ impl Admission {
                 "admitted on its verified copy"
             );
         }
-        let ops: json_patch::Patch =
-            serde_json::from_value(crate::reconcile::patch::ops_value(&planned.patch))
-                .map_err(|e| AdmissionError::BuildPatch(e.to_string()))?;
+        let ops: json_patch::Patch = serde_json::to_value(&planned.patch)
+            .and_then(serde_json::from_value)
+            .map_err(|e| AdmissionError::BuildPatch(e.to_string()))?;
         allowed
             .with_patch(ops)
             .map_err(|e| AdmissionError::BuildPatch(e.to_string()))

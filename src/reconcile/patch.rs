@@ -39,23 +39,6 @@ pub enum Op {
     Remove { path: String },
 }
 
-impl Op {
-    /// The operation as a JSON value (admission's `json_patch::Patch`, the tests).
-    pub fn to_value(&self) -> Value {
-        match self {
-            Op::Test { path, value } => json!({"op": "test", "path": path, "value": value}),
-            Op::Add { path, value } => json!({"op": "add", "path": path, "value": value}),
-            Op::Replace { path, value } => json!({"op": "replace", "path": path, "value": value}),
-            Op::Remove { path } => json!({"op": "remove", "path": path}),
-        }
-    }
-}
-
-/// The operations of one patch as the JSON array sent.
-pub fn ops_value(ops: &[Op]) -> Value {
-    Value::Array(ops.iter().map(Op::to_value).collect())
-}
-
 /// A workload's patch, ready for `Patch::Json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchPlan {

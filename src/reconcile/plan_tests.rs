@@ -387,10 +387,9 @@ fn operations_are_written_as_rfc_6902_objects() {
         wire,
         r#"[{"op":"test","path":"/a~1b","value":"x"},{"op":"replace","path":"/a~1b","value":"y"},{"op":"add","path":"/c","value":{"k":"v"}},{"op":"remove","path":"/d"}]"#
     );
-    assert_eq!(
-        serde_json::from_str::<Value>(&wire).unwrap(),
-        ops_value(&ops)
-    );
+    // As admission and the API server read it.
+    let read: json_patch::Patch = serde_json::from_str(&wire).unwrap();
+    assert_eq!(read.0.len(), ops.len());
     assert_eq!(escape("a~b/c"), "a~0b~1c");
 }
 
@@ -400,7 +399,7 @@ fn annotation_keys_are_escaped_in_the_pointer() {
     w.annotations.insert("other".into(), "x".into());
     let plans = decide(&w, &policy());
     let p = patch(&w, &plans, &mirrored(Pin::Digest)).unwrap();
-    let last = p.patch.last().unwrap().to_value();
+    let last = serde_json::to_value(p.patch.last().unwrap()).unwrap();
     assert_eq!(
         last["path"],
         "/metadata/annotations/image-cloner.io~1original-images"
