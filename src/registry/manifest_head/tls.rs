@@ -110,7 +110,7 @@ pub fn preload_system_roots() {
 /// clients (the mirror's and the anonymous pull check's), and reading the system bundle is
 /// about 19 million instructions each time (callgrind, Debian's ca-certificates). A client
 /// built while [`preload_system_roots`] is still reading them waits for that read.
-pub(super) fn system_roots() -> &'static rustls::RootCertStore {
+fn system_roots() -> &'static rustls::RootCertStore {
     static SYSTEM: OnceLock<rustls::RootCertStore> = OnceLock::new();
     SYSTEM.get_or_init(|| {
         let mut store = rustls::RootCertStore::empty();
@@ -145,20 +145,4 @@ pub(super) fn roots(cert_dir: Option<&Path>) -> Result<rustls::RootCertStore, Tl
         }
     }
     Ok(store)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The preloading thread and a client built at the same moment read the certificates once
-    /// between them, and the client waits for the read instead of failing or reading again.
-    #[test]
-    fn a_client_built_while_the_certificates_preload_gets_the_same_store() {
-        preload_system_roots();
-        let while_loading = roots(None).expect("the system roots");
-        let read = system_roots();
-        assert!(std::ptr::eq(read, system_roots()), "read once per process");
-        assert_eq!(while_loading.roots.len(), read.roots.len());
-    }
 }
