@@ -188,3 +188,94 @@ async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_pr
     assert_eq!(found.backup_ref, copied.backup_ref);
     assert_eq!(again.stats().heads, 2, "source and backup, one HEAD each");
 }
+
+/// The source registry's manifest HEADs from image-cloner for `path` (its own log lines).
+fn heads_of(registry: &Registry, path: &str) -> usize {
+    let log = std::fs::read_to_string(registry.log_path()).unwrap_or_default();
+    // Quoted only when it holds a character logfmt quotes.
+    let (bare, quoted) = (
+        format!("http.request.uri={path} "),
+        format!("http.request.uri=\"{path}\""),
+    );
+    log.lines()
+        .filter(|l| l.contains("response completed"))
+        .filter(|l| l.contains("http.request.method=HEAD"))
+        .filter(|l| l.contains(&bare) || l.contains(&quoted))
+        .filter(|l| l.contains("http.request.useragent=image-cloner"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_would_change_it() {
+    use image_cloner::registry::client::Visibility;
+    use image_cloner::registry::manifest_head::{ManifestHead, encode_basic};
+    let source = Registry::start(testbed::RegistryOptions {
+        request_log: true,
+        ..Default::default()
+    })
+    .expect("start a registry");
+    let backup = plain_registry();
+    let build = |auths: Vec<(String, String)>| {
+        let skopeo = Skopeo::new(SkopeoOptions {
+            program: which::which("skopeo").expect("skopeo on PATH"),
+            authfile: None,
+            insecure_registries: vec![source.host(), backup.host()],
+            cert_dir: None,
+            tmp_dir: None,
+            retry_times: 0,
+            copy_timeout: Duration::from_secs(120),
+            inspect_timeout: Duration::from_secs(30),
+        });
+        let head = ManifestHead::new(
+            auths,
+            vec![],
+            vec![source.host(), backup.host()],
+            None,
+            Duration::from_secs(10),
+        )
+        .expect("a HEAD client");
+        let target = BackupRegistry::parse(&format!("{}/mirror", backup.host())).unwrap();
+        let options = MirrorOptions::new(target, Naming::Flat, Pin::Digest, 2);
+        let client = Registries::new(skopeo, Some(head), options.max_concurrent_checks());
+        Mirror::new(Arc::new(client), options, Arc::new(Unobserved))
+    };
+
+    // No credentials for the source: the anonymous HEAD is the mirror's own question.
+    let digest = push_all(&source, &small_image("screened", 61), "screened", "1");
+    let image = ImageRef::parse(&format!("{}/screened:1", source.host())).unwrap();
+    let mirror = build(vec![]);
+    assert_eq!(mirror.visibility(&image).await.unwrap(), Visibility::Public);
+    let copied = mirror.ensure(&image).await.unwrap();
+    assert_eq!(copied.outcome, Outcome::Copied);
+    assert_eq!(
+        copied.digest.as_str(),
+        digest,
+        "the copy is of the digest the HEAD named"
+    );
+    assert_eq!(
+        heads_of(&source, "/v2/screened/manifests/1"),
+        1,
+        "one HEAD of the source, for both questions:\n{}",
+        source.log_tail()
+    );
+    assert_eq!(mirror.stats().heads, 3, "privacy, backup before and after");
+
+    // Credentials for the source: the mirror asks with them, as it always has.
+    let digest = push_all(
+        &source,
+        &small_image("credentialed", 62),
+        "credentialed",
+        "1",
+    );
+    let image = ImageRef::parse(&format!("{}/credentialed:1", source.host())).unwrap();
+    let mirror = build(vec![(source.host(), encode_basic("carol", "source-pass"))]);
+    assert_eq!(mirror.visibility(&image).await.unwrap(), Visibility::Public);
+    let copied = mirror.ensure(&image).await.unwrap();
+    assert_eq!(copied.digest.as_str(), digest);
+    assert_eq!(
+        heads_of(&source, "/v2/credentialed/manifests/1"),
+        2,
+        "the anonymous HEAD and the mirror's own:\n{}",
+        source.log_tail()
+    );
+}

@@ -211,8 +211,14 @@ impl Registries {
 
     async fn head_resolve(&self, image: &ImageRef) -> Result<Option<RawManifest>, LookupError> {
         if let Some(head) = &self.head {
-            self.heads.fetch_add(1, Ordering::Relaxed);
-            match head.resolve(image).await {
+            let answer = match head.answered_anonymously(image) {
+                Some(kept) => Ok(Some(kept)),
+                None => {
+                    self.heads.fetch_add(1, Ordering::Relaxed);
+                    head.resolve(image).await
+                }
+            };
+            match answer {
                 Ok(Some(r)) if r.is_modern() => {
                     return Ok(Some(RawManifest {
                         digest: r.digest,

@@ -33,7 +33,8 @@ use http_body_util::{BodyExt, Empty};
 
 use crate::image::reference::{Digest, ImageRef};
 
-pub use anonymous::Visibility;
+use anonymous::AnonymousAnswers;
+pub use anonymous::{ANSWER_REUSED_WITHIN, Visibility};
 use budget::Budgets;
 use challenge::{Challenge, parse_www_authenticate, percent_encode};
 pub use error::HeadError;
@@ -90,6 +91,8 @@ pub struct ManifestHead {
     /// Docker Hub's `ratelimit-remaining`, by registry, from the answers to credentialed
     /// requests (the budget copies spend).
     budgets: Arc<Budgets>,
+    /// The privacy screen's answers, for `resolve` to reuse (`anonymous.rs`).
+    anonymous_answers: Arc<AnonymousAnswers>,
 }
 
 /// The host a docker config keys its credentials by, as `docker login` writes it.
@@ -144,6 +147,7 @@ impl ManifestHead {
             helper_hosts: Arc::new(helper_hosts.iter().map(|h| config_key_host(h)).collect()),
             timeout,
             budgets: Arc::default(),
+            anonymous_answers: Arc::default(),
         })
     }
 
@@ -157,7 +161,7 @@ impl ManifestHead {
     /// [`take_pull`](Self::take_pull)).
     pub async fn resolve(&self, image: &ImageRef) -> Result<Option<Resolved>, HeadError> {
         let domain = image.domain().to_ascii_lowercase();
-        if self.helper_hosts.iter().any(|h| h == &domain || h == "*") {
+        if self.has_helper(&domain) {
             return Err(HeadError::Unsupported(format!(
                 "credentials for {domain} come from a credential helper"
             )));
@@ -167,6 +171,16 @@ impl ManifestHead {
             self.head(&url, domain, image, verify).await
         })
         .await
+    }
+
+    /// Whether a credential helper serves `domain` (lowercase).
+    fn has_helper(&self, domain: &str) -> bool {
+        self.helper_hosts.iter().any(|h| h == domain || h == "*")
+    }
+
+    /// Whether the docker config holds credentials of any kind for `domain` (lowercase).
+    fn has_credentials(&self, domain: &str) -> bool {
+        self.auths.contains_key(domain) || self.has_helper(domain)
     }
 
     /// Takes one pull from `registry`'s budget as its last manifest answer reported it, unless

@@ -267,3 +267,99 @@ async fn the_pull_budget_is_read_from_credentialed_answers() {
     assert_eq!(client.take_pull(&host, 5), Ok(()), "6 left: one more pull");
     assert_eq!(client.take_pull(&host, 5), Err(5), "the reserve is kept");
 }
+
+const DIGEST_HEADER: &str = "Docker-Content-Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\n";
+
+/// Docker Hub's way for a public repository: a 401 challenge, an anonymous token, then 200.
+fn open_behind_a_token(req: &str, me: &str) -> String {
+    if req.starts_with("get /token") {
+        let body = r#"{"token":"anon"}"#;
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else if req.contains("authorization: bearer anon") {
+        status("200 OK", DIGEST_HEADER)
+    } else {
+        let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
+        status("401 Unauthorized", &challenge)
+    }
+}
+
+#[tokio::test]
+async fn an_anonymous_200_answers_the_mirrors_resolve_once_when_no_credentials_exist() {
+    let host = fake_registry(open_behind_a_token).await;
+    let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+    let client = head_client(&host);
+    assert_eq!(
+        client.visibility(&image).await.expect("an answer"),
+        Visibility::Public
+    );
+    let kept = client
+        .answered_anonymously(&image)
+        .expect("the answer kept");
+    assert_eq!(kept.digest.as_str(), format!("sha256:{}", "0".repeat(64)));
+    assert!(kept.is_modern(), "{kept:?}");
+    assert_eq!(client.answered_anonymously(&image), None, "taken once");
+    let other = ImageRef::parse(&format!("{host}/team/app:2")).expect("a reference");
+    assert_eq!(client.answered_anonymously(&other), None, "by reference");
+}
+
+#[tokio::test]
+async fn no_answer_is_kept_where_credentials_would_change_the_question() {
+    let ok = |_: &str, _: &str| status("200 OK", DIGEST_HEADER);
+    let host = fake_registry(ok).await;
+    let image = ImageRef::parse(&format!("{host}/team/app:1")).expect("a reference");
+    let credentialed = client_with_credentials(&host);
+    assert_eq!(
+        credentialed.visibility(&image).await.expect("an answer"),
+        Visibility::Public
+    );
+    assert_eq!(credentialed.answered_anonymously(&image), None);
+    let helped = ManifestHead::new(
+        Vec::new(),
+        vec![host.clone()],
+        vec![host.clone()],
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("a client");
+    assert_eq!(
+        helped.visibility(&image).await.expect("an answer"),
+        Visibility::Public
+    );
+    assert_eq!(
+        helped.answered_anonymously(&image),
+        None,
+        "a credential helper's registry"
+    );
+    // Absent for anyone: public, but nothing to resolve to.
+    let missing = fake_registry(|_, _| status("404 Not Found", "")).await;
+    let gone = ImageRef::parse(&format!("{missing}/team/app:1")).expect("a reference");
+    let client = head_client(&missing);
+    assert_eq!(
+        client.visibility(&gone).await.expect("an answer"),
+        Visibility::Public
+    );
+    assert_eq!(client.answered_anonymously(&gone), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_answer_is_not_used_once_it_is_old() {
+    let answers = anonymous::AnonymousAnswers::default();
+    let image = ImageRef::parse("registry.example/team/app:1").expect("a reference");
+    let answer = Resolved {
+        digest: Digest::parse(&format!("sha256:{}", "0".repeat(64))).expect("a digest"),
+        media_type: None,
+    };
+    answers.keep(&image, answer.clone());
+    tokio::time::advance(ANSWER_REUSED_WITHIN - Duration::from_millis(1)).await;
+    assert_eq!(answers.take(&image), Some(answer.clone()), "still fresh");
+    answers.keep(&image, answer);
+    tokio::time::advance(ANSWER_REUSED_WITHIN).await;
+    assert_eq!(
+        answers.take(&image),
+        None,
+        "too old: the mirror asks itself"
+    );
+}
