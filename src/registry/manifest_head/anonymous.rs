@@ -90,7 +90,7 @@ impl ManifestHead {
                 return Ok(Visibility::Private);
             };
             match self.token(&params, image, None, verify).await? {
-                Token::Granted(t) => {
+                Token::Granted { token: t, .. } => {
                     let bearer = format!("Bearer {t}");
                     self.send(Method::HEAD, url, Some(&bearer), verify).await?
                 }

@@ -4,7 +4,9 @@
 //! verified?), so this is most of image-cloner's overhead over a plain `skopeo copy`.
 //!
 //! It speaks the distribution token protocol (Basic, or Bearer tokens from the realm the
-//! registry names) with the `auths` credentials of the docker config, verifies TLS against the
+//! registry names) with the `auths` credentials of the docker config — remembering what each
+//! registry asked for and the tokens it granted (`auth_memo.rs`), so that a question is one
+//! request, not a refusal first — verifies TLS against the
 //! system roots plus `cert_dir`, and relaxes TLS only for `insecure_registries`. Anything it
 //! does not handle — a credential helper, an unexpected answer — is reported as
 //! [`HeadError::Unsupported`] and the mirror falls back to `skopeo inspect`, so correctness
@@ -16,6 +18,7 @@
 //! Docker Hub's pull budget is left (`ratelimit-remaining`, `budget.rs`).
 
 mod anonymous;
+mod auth_memo;
 mod budget;
 mod challenge;
 mod error;
@@ -35,6 +38,7 @@ use crate::image::reference::{Digest, ImageRef};
 
 use anonymous::AnonymousAnswers;
 pub use anonymous::{ANSWER_REUSED_WITHIN, Visibility};
+use auth_memo::{AuthMemo, TokenKey, origin_of};
 use budget::Budgets;
 use challenge::{Challenge, parse_www_authenticate, percent_encode};
 pub use error::HeadError;
@@ -93,6 +97,8 @@ pub struct ManifestHead {
     budgets: Arc<Budgets>,
     /// The privacy screen's answers, for `resolve` to reuse (`anonymous.rs`).
     anonymous_answers: Arc<AnonymousAnswers>,
+    /// Challenges and tokens, so that a question is not refused first (`auth_memo.rs`).
+    memo: Arc<AuthMemo>,
 }
 
 /// The host a docker config keys its credentials by, as `docker login` writes it.
@@ -148,6 +154,7 @@ impl ManifestHead {
             timeout,
             budgets: Arc::default(),
             anonymous_answers: Arc::default(),
+            memo: Arc::default(),
         })
     }
 
@@ -268,10 +275,14 @@ impl ManifestHead {
         image: &ImageRef,
         verify: bool,
     ) -> Result<Option<Resolved>, HeadError> {
-        let first = self.send(Method::HEAD, url, None, verify).await?;
+        let origin = origin_of(url);
+        let remembered = self.remembered(origin, domain, image, verify).await?;
+        let first = self
+            .send(Method::HEAD, url, remembered.as_deref(), verify)
+            .await?;
         let response = if first.status() == StatusCode::UNAUTHORIZED {
             let authorization = self
-                .authorize(&challenge_of(&first), domain, image, verify)
+                .authorize(&challenge_of(&first), origin, domain, image, verify)
                 .await?;
             self.send(Method::HEAD, url, Some(&authorization), verify)
                 .await?
@@ -290,33 +301,98 @@ impl ManifestHead {
         }
     }
 
+    /// The docker config's credentials for `domain`, as a Basic Authorization value.
+    fn basic(&self, domain: &str) -> Option<String> {
+        self.auths.get(domain).map(|b| format!("Basic {}", b.0))
+    }
+
+    /// The Authorization `origin`'s last challenge asked for, sent with the first request:
+    /// its Basic credentials, or a kept pull token (else a new one, from the realm it named).
+    /// `None` when it never refused a request, or asked for something this client cannot give.
+    async fn remembered(
+        &self,
+        origin: &str,
+        domain: &str,
+        image: &ImageRef,
+        verify: bool,
+    ) -> Result<Option<String>, HeadError> {
+        match self.memo.challenge(origin) {
+            Some(Challenge::Basic) => Ok(self.basic(domain)),
+            Some(Challenge::Bearer(params)) => {
+                self.bearer(&params, domain, image, verify).await.map(Some)
+            }
+            Some(Challenge::Other(_)) | None => Ok(None),
+        }
+    }
+
     /// The Authorization header answering a 401 challenge with the docker config's
-    /// credentials.
+    /// credentials; the challenge is remembered for `origin`'s next requests. A token sent
+    /// with the refused request is not sent again.
     async fn authorize(
         &self,
         challenge: &str,
+        origin: &str,
         domain: &str,
         image: &ImageRef,
         verify: bool,
     ) -> Result<String, HeadError> {
-        let basic = self.auths.get(domain).map(|b| format!("Basic {}", b.0));
-        match parse_www_authenticate(challenge) {
-            Challenge::Basic => basic.ok_or_else(|| {
+        let challenge = parse_www_authenticate(challenge);
+        if let Some(Challenge::Bearer(params)) = self.memo.challenge(origin) {
+            self.memo
+                .forget_token(&self.token_key(&params, domain, image));
+        }
+        self.memo.learn(origin, &challenge);
+        match challenge {
+            Challenge::Basic => self.basic(domain).ok_or_else(|| {
                 HeadError::Unsupported(format!(
                     "{domain} wants credentials the docker config lacks"
                 ))
             }),
-            Challenge::Bearer(params) => {
-                match self.token(&params, image, basic.as_deref(), verify).await? {
-                    Token::Granted(t) => Ok(format!("Bearer {t}")),
-                    Token::Refused(status) => Err(HeadError::Unsupported(format!(
-                        "token endpoint answered HTTP {status}"
-                    ))),
-                }
-            }
+            Challenge::Bearer(params) => self.bearer(&params, domain, image, verify).await,
             Challenge::Other(scheme) => {
                 Err(HeadError::Unsupported(format!("auth scheme {scheme:?}")))
             }
+        }
+    }
+
+    /// `Bearer <token>` for `image` from the realm of `params`: a kept token, else a new one
+    /// asked with the docker config's credentials (kept for the next requests).
+    async fn bearer(
+        &self,
+        params: &HashMap<String, String>,
+        domain: &str,
+        image: &ImageRef,
+        verify: bool,
+    ) -> Result<String, HeadError> {
+        let key = self.token_key(params, domain, image);
+        if let Some(token) = self.memo.token(&key) {
+            return Ok(format!("Bearer {token}"));
+        }
+        let basic = self.basic(domain);
+        match self.token(params, image, basic.as_deref(), verify).await? {
+            Token::Granted { token, expires_in } => {
+                self.memo.keep_token(key, &token, expires_in);
+                Ok(format!("Bearer {token}"))
+            }
+            Token::Refused(status) => Err(HeadError::Unsupported(format!(
+                "token endpoint answered HTTP {status}"
+            ))),
+        }
+    }
+
+    /// Which kept token answers a Bearer challenge of `params` for `image`.
+    fn token_key(
+        &self,
+        params: &HashMap<String, String>,
+        domain: &str,
+        image: &ImageRef,
+    ) -> TokenKey {
+        TokenKey {
+            realm: params.get("realm").cloned().unwrap_or_default(),
+            service: params.get("service").cloned(),
+            domain: domain.to_owned(),
+            repository: image.path().to_owned(),
+            credentialed: self.auths.contains_key(domain),
         }
     }
 
@@ -356,18 +432,26 @@ impl ManifestHead {
             .to_bytes();
         let token: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| HeadError::Unsupported(format!("token response: {e}")))?;
+        let expires_in = token.get("expires_in").and_then(|e| e.as_u64());
         let token = token
             .get("token")
             .or_else(|| token.get("access_token"))
             .and_then(|t| t.as_str())
             .ok_or_else(|| HeadError::Unsupported("token response without a token".into()))?;
-        Ok(Token::Granted(token.to_owned()))
+        Ok(Token::Granted {
+            token: token.to_owned(),
+            expires_in,
+        })
     }
 }
 
 /// What a token endpoint answered.
 enum Token {
-    Granted(String),
+    /// The token, and its lifetime in seconds when the endpoint gave one.
+    Granted {
+        token: String,
+        expires_in: Option<u64>,
+    },
     /// Not 200 (nor 429): the status.
     Refused(StatusCode),
 }
@@ -404,5 +488,7 @@ pub fn encode_basic(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
+#[cfg(test)]
+mod auth_memo_tests;
 #[cfg(test)]
 mod tests;

@@ -21,15 +21,26 @@ fn credentials_never_show_in_debug_output() {
 /// A registry on loopback (plain HTTP) answering each request with `answer(request head,
 /// its own host)`.
 async fn fake_registry(answer: fn(&str, &str) -> String) -> String {
+    recording_registry(answer).await.0
+}
+
+/// The first line of each request a [`recording_registry`] was sent, lowercase, in order.
+pub(super) type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`fake_registry`], recording what it was sent.
+pub(super) async fn recording_registry(answer: fn(&str, &str) -> String) -> (String, Seen) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let host = listener.local_addr().expect("its address").to_string();
     let me = host.clone();
+    let seen = Seen::default();
+    let record = Arc::clone(&seen);
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             let me = me.clone();
+            let record = Arc::clone(&record);
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -38,11 +49,13 @@ async fn fake_registry(answer: fn(&str, &str) -> String) -> String {
                     }
                 }
                 let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                record.lock().expect("the record").push(line);
                 let _ = conn.write_all(answer(&text, &me).as_bytes()).await;
             });
         }
     });
-    host
+    (host, seen)
 }
 
 fn head_client(host: &str) -> ManifestHead {
@@ -117,12 +130,12 @@ fn a_protocol_error_is_not_reported_as_a_cert_dir() {
 }
 
 /// An answer with no body that closes the connection.
-fn status(line: &str, headers: &str) -> String {
+pub(super) fn status(line: &str, headers: &str) -> String {
     format!("HTTP/1.1 {line}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
 }
 
 /// A client holding credentials for `host`, to show the anonymous question never sends them.
-fn client_with_credentials(host: &str) -> ManifestHead {
+pub(super) fn client_with_credentials(host: &str) -> ManifestHead {
     ManifestHead::new(
         vec![(host.to_owned(), encode_basic("alice", "pw"))],
         Vec::new(),
@@ -268,7 +281,7 @@ async fn the_pull_budget_is_read_from_credentialed_answers() {
     assert_eq!(client.take_pull(&host, 5), Err(5), "the reserve is kept");
 }
 
-const DIGEST_HEADER: &str = "Docker-Content-Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\n";
+pub(super) const DIGEST_HEADER: &str = "Docker-Content-Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\n";
 
 /// Docker Hub's way for a public repository: a 401 challenge, an anonymous token, then 200.
 fn open_behind_a_token(req: &str, me: &str) -> String {
