@@ -38,8 +38,11 @@ impl CpuTimes {
 }
 
 /// One reading of `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
+    /// The command name (field 2, at most 15 bytes): which program the figures are of — a
+    /// wrapper given as `IMAGE_CLONER_BIN` (`perf`, `valgrind`) rather than image-cloner.
+    pub command: String,
     /// `R`, `S`, `D`, `Z` (exited, not yet reaped: the figures are final), ...
     pub state: char,
     pub cpu: CpuTimes,
@@ -58,8 +61,11 @@ fn ticks(n: u64) -> Duration {
 /// Parses the text of a stat file. The command name (field 2) is in parentheses and may hold
 /// spaces or parentheses itself: fields are counted from the last `)`.
 pub fn parse_stat(text: &str) -> Result<ProcStat> {
-    let (_, rest) = text
+    let (before, rest) = text
         .rsplit_once(')')
+        .with_context(|| format!("no command name in {text:?}"))?;
+    let (_, command) = before
+        .split_once('(')
         .with_context(|| format!("no command name in {text:?}"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state (field 3), ..., minflt (10), ..., utime (14), stime (15),
@@ -74,6 +80,7 @@ pub fn parse_stat(text: &str) -> Result<ProcStat> {
     };
     let state = fields[0].chars().next().unwrap_or('?');
     Ok(ProcStat {
+        command: command.to_owned(),
         state,
         cpu: CpuTimes {
             own: ticks(number(11)? + number(12)?),
@@ -122,6 +129,7 @@ mod tests {
         let text = "4242 (image (cloner)) Z 1 4242 4242 0 -1 4194560 900 12000 0 3 \
                     150 25 612 93 20 0 1 0 100 0 0";
         let stat = parse_stat(text).expect("a stat line");
+        assert_eq!(stat.command, "image (cloner)");
         assert!(stat.exited());
         assert_eq!(stat.cpu.own, Duration::from_millis(1750));
         assert_eq!(stat.cpu.children, Duration::from_millis(7050));

@@ -115,6 +115,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
     let floor = floor::measure(setup.source, setup.images, &p.backup)?;
     let cost = cost::ColdCost {
         cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
+        measured: once.command.clone(),
         baseline: p.baseline_cost,
         simulator,
         api: p.sim.faults().connections(),
@@ -213,6 +214,12 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
         r.backup_repos,
         r.copies()
     );
+    if r.run.measured != cost::MEASURED {
+        println!(
+            "    NOTE: the process measured is `{}`, not image-cloner: its CPU below is the wrapper's",
+            r.run.measured
+        );
+    }
     println!(
         "    CPU at its last reconcile: image-cloner itself {} (system {}), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
         secs(cpu.own),

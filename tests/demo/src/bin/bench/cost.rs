@@ -4,7 +4,7 @@
 //! registry by client; skopeo processes started per copied image. CPU time and counts do not
 //! depend on what else the machine runs, unlike the wall-time ratio.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -91,6 +91,8 @@ impl SideCost {
 pub struct ColdCost {
     pub baseline: SideCost,
     pub cloner: SideCost,
+    /// The command name of the process whose CPU `cloner` holds (see [`MEASURED`]).
+    pub measured: String,
     /// The bench process's own CPU during image-cloner's run: the simulator serving its API
     /// calls (a real API server runs elsewhere), and the bench's polling of /proc.
     pub simulator: Duration,
@@ -102,6 +104,36 @@ pub struct ColdCost {
     /// The CPU of the round's required API requests from a bare client.
     pub floor: crate::floor::Floor,
 }
+
+/// The verdict of a target whose figure was not of image-cloner itself.
+const NOT_JUDGED: &str = "not judged";
+
+/// The CPU target's verdict: judged only when every round measured image-cloner itself.
+fn share_verdict(median_share: f64, wrapped: &BTreeSet<&str>) -> &'static str {
+    if wrapped.is_empty() {
+        crate::verdict(median_share < 5.0)
+    } else {
+        NOT_JUDGED
+    }
+}
+
+/// What the share was measured of, when not image-cloner itself: said beside the figure.
+fn wrapped_note(wrapped: &BTreeSet<&str>) -> String {
+    if wrapped.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = wrapped.iter().copied().collect();
+    format!(
+        " — of `{}`, a wrapper given as IMAGE_CLONER_BIN, not of image-cloner",
+        names.join("`, `")
+    )
+}
+
+/// The command name of image-cloner's process. With a wrapper as `IMAGE_CLONER_BIN` (`perf`,
+/// `valgrind`, a shell script that execs one) the process measured is the wrapper, and
+/// image-cloner is its child: its CPU would be counted as a child's, and the share would read
+/// as met when it was never measured.
+pub const MEASURED: &str = "image-cloner";
 
 impl ColdCost {
     /// image-cloner's own CPU. Each skopeo is started by a clone of image-cloner that shares
@@ -190,6 +222,12 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 /// The round's cost lines, printed under its wall-time line.
 pub fn print_round(c: &ColdCost, copies: u64) {
     let (b, i) = (&c.baseline, &c.cloner);
+    if c.measured != MEASURED {
+        println!(
+            "    NOTE: the process measured is `{}`, not image-cloner: its CPU below is the wrapper's, and image-cloner's counts among its children",
+            c.measured
+        );
+    }
     println!(
         "    CPU: image-cloner itself {} (system {}, {} minor page faults), its skopeo {} ({:.1} %); baseline skopeo {}; the API simulator {}; load {:.1} → {:.1}",
         secs(i.cpu.own),
@@ -267,6 +305,11 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
             / c.baseline.cpu.children.as_secs_f64()
     };
     let median_share = median(share.clone());
+    let wrapped: BTreeSet<&str> = costs
+        .iter()
+        .map(|c| c.measured.as_str())
+        .filter(|m| *m != MEASURED)
+        .collect();
     let per_copy = |c: &ColdCost, n: u64| c.cloner.processes() as f64 / n.max(1) as f64;
     let per_copy_ok = costs
         .iter()
@@ -294,15 +337,16 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
         (
             "cold: own CPU / its skopeo CPU, median".into(),
             format!(
-                "{median_share:.1} % ({})",
+                "{median_share:.1} % ({}){}",
                 share
                     .iter()
                     .map(|s| format!("{s:.1}"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                wrapped_note(&wrapped)
             ),
             "< 5 %".into(),
-            crate::verdict(median_share < 5.0),
+            share_verdict(median_share, &wrapped),
         ),
         (
             "cold: floor, the required API requests from a bare client / its skopeo CPU, median"
@@ -392,5 +436,25 @@ pub fn children_only(cpu: CpuTimes) -> CpuTimes {
     CpuTimes {
         children: cpu.children,
         ..CpuTimes::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_measured_of_a_wrapper_is_not_judged() {
+        let none = BTreeSet::new();
+        assert_eq!(share_verdict(4.9, &none), "met");
+        assert_eq!(share_verdict(9.5, &none), "MISSED");
+        assert_eq!(wrapped_note(&none), "");
+        let perf = BTreeSet::from(["perf"]);
+        assert_eq!(share_verdict(0.4, &perf), NOT_JUDGED);
+        assert!(
+            wrapped_note(&perf).contains("of `perf`, a wrapper"),
+            "{}",
+            wrapped_note(&perf)
+        );
     }
 }

@@ -108,6 +108,8 @@ struct RunFigures {
     /// The daemon's CPU times when that reconcile was seen: its own and its reaped (skopeo)
     /// children's, before the quiet wait adds idle time.
     cpu_at_settle: CpuTimes,
+    /// The command name of the process `cpu_at_settle` is of (see `cost::MEASURED`).
+    measured: String,
     metrics: BTreeMap<String, f64>,
     peak_rss_kib: u64,
     writes: u64,
@@ -143,6 +145,7 @@ fn daemon_run(
     let mut last_ts = 0.0;
     let mut last_change = Instant::now();
     let mut cpu_at_settle = CpuTimes::default();
+    let mut measured = String::new();
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let metrics = loop {
         daemon.check_alive()?;
@@ -168,7 +171,9 @@ fn daemon_run(
         if ts != last_ts {
             last_ts = ts;
             last_change = Instant::now();
-            cpu_at_settle = cpu::proc_stat(daemon.pid)?.cpu;
+            let stat = cpu::proc_stat(daemon.pid)?;
+            cpu_at_settle = stat.cpu;
+            measured = stat.command;
         }
         let in_flight = m
             .get("image_cloner_copies_in_flight")
@@ -197,6 +202,7 @@ fn daemon_run(
         readyz,
         settled: Duration::from_secs_f64((last_ts - start_unix).max(0.0)),
         cpu_at_settle,
+        measured,
         metrics,
         peak_rss_kib,
         writes: sim.faults().writes(),
@@ -220,6 +226,9 @@ struct OnceFigures {
     peak_rss_kib: u64,
     /// Its own CPU time and its (skopeo) children's, read as it exited.
     cpu: CpuTimes,
+    /// The command name of the process `cpu` is of: `image-cloner`, unless `IMAGE_CLONER_BIN`
+    /// is a wrapper.
+    command: String,
     /// The simulator's counters.
     writes: u64,
     writes_to_deployments: u64,
@@ -250,6 +259,7 @@ fn once_run(
     let pid = guard().spawn("image-cloner run --once", &mut cmd)?;
     let mut peak_rss_kib = 0;
     let mut final_cpu = None;
+    let mut command = String::new();
     let deadline = started + CONVERGE_TIMEOUT;
     let status = loop {
         // Its CPU figures are read while it is a zombie, before it is reaped: final, and its
@@ -259,6 +269,7 @@ fn once_run(
             && stat.exited()
         {
             final_cpu = Some(stat.cpu);
+            command = stat.command;
         }
         if final_cpu.is_some()
             && let Some(status) = guard().exited(pid)
@@ -306,6 +317,7 @@ fn once_run(
         summary,
         peak_rss_kib,
         cpu: final_cpu.unwrap_or_default(),
+        command,
         writes: sim.faults().writes(),
         writes_to_deployments: sim.faults().writes_to("deployments"),
         writes_by_resource: writes_by_request(sim),
