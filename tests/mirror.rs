@@ -10,11 +10,22 @@ use image_cloner::image::reference::ImageRef;
 use std::sync::Arc;
 
 use image_cloner::registry::client::Registries;
+use image_cloner::registry::manifest_head::ManifestHead;
 use image_cloner::registry::mirror::{Mirror, MirrorOptions, Outcome, Unobserved};
 use image_cloner::registry::skopeo::{Skopeo, SkopeoOptions};
 use testbed::Registry;
 
 fn mirror(source: &Registry, backup: &Registry, max_copies: usize) -> Mirror {
+    mirror_through(source, backup, None, max_copies)
+}
+
+/// A mirror from `source` to `backup` (both plain HTTP), with `head` in front of skopeo.
+fn mirror_through(
+    source: &Registry,
+    backup: &Registry,
+    head: Option<ManifestHead>,
+    max_copies: usize,
+) -> Mirror {
     let skopeo = Skopeo::new(SkopeoOptions {
         program: which::which("skopeo").expect("skopeo on PATH"),
         authfile: None,
@@ -27,7 +38,7 @@ fn mirror(source: &Registry, backup: &Registry, max_copies: usize) -> Mirror {
     });
     let backup = BackupRegistry::parse(&format!("{}/mirror", backup.host())).expect("backup");
     let options = MirrorOptions::new(backup, Naming::Flat, Pin::Digest, max_copies);
-    let client = Registries::new(skopeo, None, options.max_concurrent_checks());
+    let client = Registries::new(skopeo, head, options.max_concurrent_checks());
     Mirror::new(Arc::new(client), options, Arc::new(Unobserved))
 }
 
@@ -132,7 +143,7 @@ async fn a_failed_copy_is_remembered_briefly_and_reported_by_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_private_ca() {
-    use image_cloner::registry::manifest_head::{ManifestHead, encode_basic};
+    use image_cloner::registry::manifest_head::encode_basic;
     let source = plain_registry();
     let bob = testbed::Credentials::new("bob", "backup-pass");
     let backup = Registry::start(testbed::RegistryOptions {
@@ -225,7 +236,7 @@ fn heads_of(registry: &Registry, path: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_would_change_it() {
     use image_cloner::registry::client::Visibility;
-    use image_cloner::registry::manifest_head::{ManifestHead, encode_basic};
+    use image_cloner::registry::manifest_head::encode_basic;
     let source = Registry::start(testbed::RegistryOptions {
         request_log: true,
         ..Default::default()
@@ -233,16 +244,6 @@ async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_woul
     .expect("start a registry");
     let backup = plain_registry();
     let build = |auths: Vec<(String, String)>| {
-        let skopeo = Skopeo::new(SkopeoOptions {
-            program: which::which("skopeo").expect("skopeo on PATH"),
-            authfile: None,
-            insecure_registries: vec![source.host(), backup.host()],
-            cert_dir: None,
-            tmp_dir: None,
-            retry_times: 0,
-            copy_timeout: Duration::from_secs(120),
-            inspect_timeout: Duration::from_secs(30),
-        });
         let head = ManifestHead::new(
             auths,
             vec![],
@@ -251,10 +252,7 @@ async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_woul
             Duration::from_secs(10),
         )
         .expect("a HEAD client");
-        let target = BackupRegistry::parse(&format!("{}/mirror", backup.host())).unwrap();
-        let options = MirrorOptions::new(target, Naming::Flat, Pin::Digest, 2);
-        let client = Registries::new(skopeo, Some(head), options.max_concurrent_checks());
-        Mirror::new(Arc::new(client), options, Arc::new(Unobserved))
+        mirror_through(&source, &backup, Some(head), 2)
     };
 
     // No credentials for the source: the anonymous HEAD is the mirror's own question.

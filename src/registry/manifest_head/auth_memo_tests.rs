@@ -1,16 +1,15 @@
 //! The memo of challenges and tokens (`auth_memo.rs`) against small fake registries on
 //! loopback: how many requests a question costs once the registry said what it wants.
 
-use super::tests::{DIGEST_HEADER, Seen, client_with_credentials, recording_registry, status};
+use super::tests::{
+    DIGEST_HEADER, Seen, bearer_challenge, client_with_credentials, recording_registry, status,
+    token_answer,
+};
 use super::*;
 
 /// A token endpoint's 200, granting `token` for 300 s.
 fn grant(token: &str) -> String {
-    let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    token_answer(&format!(r#"{{"token":"{token}","expires_in":300}}"#))
 }
 
 /// The `Authorization` line of the docker config's credentials (`alice:pw`), lowercase.
@@ -128,8 +127,7 @@ fn single_use_token_registry(req: &str, me: &str) -> String {
     {
         status("200 OK", DIGEST_HEADER)
     } else {
-        let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
-        status("401 Unauthorized", &challenge)
+        bearer_challenge(me)
     }
 }
 

@@ -134,6 +134,20 @@ pub(super) fn status(line: &str, headers: &str) -> String {
     format!("HTTP/1.1 {line}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
 }
 
+/// A token endpoint's 200 with `body` (JSON).
+pub(super) fn token_answer(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A 401 with a Bearer challenge naming the token endpoint at `me`/token.
+pub(super) fn bearer_challenge(me: &str) -> String {
+    let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
+    status("401 Unauthorized", &challenge)
+}
+
 /// A client holding credentials for `host`, to show the anonymous question never sends them.
 pub(super) fn client_with_credentials(host: &str) -> ManifestHead {
     ManifestHead::new(
@@ -198,11 +212,7 @@ async fn an_anonymous_token_decides_by_what_it_opens() {
         if req.contains("authorization: basic") {
             status("500 Leaked", "")
         } else if req.starts_with("get /token") {
-            let body = r#"{"token":"anon"}"#;
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
+            token_answer(r#"{"token":"anon"}"#)
         } else if req.contains("authorization: bearer anon") {
             status("401 Unauthorized", "")
         } else {
@@ -218,16 +228,11 @@ async fn an_anonymous_token_decides_by_what_it_opens() {
     // A public repository: the anonymous token opens it.
     let open = |req: &str, me: &str| {
         if req.starts_with("get /token") {
-            let body = r#"{"access_token":"anon"}"#;
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
+            token_answer(r#"{"access_token":"anon"}"#)
         } else if req.contains("authorization: bearer anon") {
             status("200 OK", "")
         } else {
-            let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
-            status("401 Unauthorized", &challenge)
+            bearer_challenge(me)
         }
     };
     assert_eq!(
@@ -239,8 +244,7 @@ async fn an_anonymous_token_decides_by_what_it_opens() {
         if req.starts_with("get /token") {
             status("401 Unauthorized", "")
         } else {
-            let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
-            status("401 Unauthorized", &challenge)
+            bearer_challenge(me)
         }
     };
     assert_eq!(
@@ -286,16 +290,11 @@ pub(super) const DIGEST_HEADER: &str = "Docker-Content-Digest: sha256:0000000000
 /// Docker Hub's way for a public repository: a 401 challenge, an anonymous token, then 200.
 fn open_behind_a_token(req: &str, me: &str) -> String {
     if req.starts_with("get /token") {
-        let body = r#"{"token":"anon"}"#;
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+        token_answer(r#"{"token":"anon"}"#)
     } else if req.contains("authorization: bearer anon") {
         status("200 OK", DIGEST_HEADER)
     } else {
-        let challenge = format!("WWW-Authenticate: Bearer realm=\"http://{me}/token\"\r\n");
-        status("401 Unauthorized", &challenge)
+        bearer_challenge(me)
     }
 }
 
