@@ -70,6 +70,7 @@ impl PullEnv {
         let user = Credentials::new("cloner", MARKER);
         let backup = Registry::start(RegistryOptions {
             auth: Some(user.clone()),
+            request_log: true,
             ..Default::default()
         })
         .expect("start the private backup registry");
@@ -102,6 +103,22 @@ impl PullEnv {
         let mut env = PullEnv::new("kube-sim", &kubeconfig);
         env.sim = Some(sim);
         env
+    }
+
+    /// image-cloner's manifest HEADs the backup refused for want of credentials, but for the
+    /// start-up pull check's, which asks without them on purpose (the registry's own log).
+    pub fn refused_heads(&self) -> usize {
+        let log = std::fs::read_to_string(self.backup.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("msg=\"error authorizing context"))
+            .filter(|l| l.contains("http.request.method=HEAD"))
+            .filter(|l| l.contains("http.request.useragent=image-cloner"))
+            .filter(|l| !l.contains("image-cloner-pull-check"))
+            .count()
+    }
+
+    pub fn backup_log_tail(&self) -> String {
+        self.backup.log_tail()
     }
 
     pub fn docker_config(&self) -> PathBuf {

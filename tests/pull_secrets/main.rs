@@ -87,6 +87,15 @@ fn provisioned(env: &mut PullEnv) {
         all.iter()
             .all(|(ns, name)| env.image(ns, name).starts_with(&env.backup_host))
     });
+    // Two copies, each checked before and verified after: once the backup has asked for
+    // credentials, every HEAD carries them (without that memory, each of the four is refused
+    // first). The two images' first checks may both go out before the first refusal is back.
+    let refused = env.refused_heads();
+    assert!(
+        (1..=2).contains(&refused),
+        "{refused} HEADs refused for want of credentials; the backup's log:\n{}",
+        env.backup_log_tail()
+    );
 
     // Patched together with its imagePullSecrets; an entry already there is not added again.
     assert_eq!(env.pull_secrets(a, "web"), Some(vec![SECRET.to_owned()]));
