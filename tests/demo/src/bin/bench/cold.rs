@@ -12,8 +12,9 @@ use demo::{guard, secs};
 use kube_sim::Sim;
 
 use crate::{
-    COLD_WORKLOADS, Round, RunFigures, baseline_copies, by_request, catalog_size, cloner_env,
-    copies, cost, daemon_run, floor, once_run, pinned_to, populate, settle_disk, start_registry,
+    COLD_WORKLOADS, CONCURRENCY, Round, RunFigures, baseline_copies, by_request, catalog_size,
+    cloner_env, copies, cost, daemon_run, floor, once_run, pinned_to, populate, settle_disk,
+    start_registry,
 };
 
 /// `bench cold`: the cold rounds and their rows alone (a minute a round, for profiling).
@@ -140,6 +141,13 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         r.backup_repos
     );
     println!("    its summary: {}", r.once.summary);
+    println!(
+        "    copy slots: the first of {} copies started {} after image-cloner; {} slots busy {:.1} % of the time from the first copy's start to the last one's",
+        r.once.slots.copies,
+        secs(r.once.slots.first_copy),
+        CONCURRENCY,
+        100.0 * r.once.slots.busy
+    );
     cost::print_round(&r.cost, r.once.copies);
     println!(
         "    simulator writes: {}",

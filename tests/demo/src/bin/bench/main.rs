@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
+use demo::cost::copy_slots::{self, SlotUse};
 use demo::cost::cpu::{self, CpuTimes};
 use demo::{
     Daemon, cloner_command, guard, heading, interrupted, require_programs, scrape, secs,
@@ -229,6 +230,8 @@ struct OnceFigures {
     /// The command name of the process `cpu` is of: `image-cloner`, unless `IMAGE_CLONER_BIN`
     /// is a wrapper.
     command: String,
+    /// How full it kept its copy slots, from its log.
+    slots: SlotUse,
     /// The simulator's counters.
     writes: u64,
     writes_to_deployments: u64,
@@ -256,6 +259,7 @@ fn once_run(
         .stdout(std::fs::File::create(out).context("the run --once output file")?)
         .stderr(std::fs::File::create(log).context("the run --once log file")?);
     let started = Instant::now();
+    let spawned_at = SystemTime::now();
     let pid = guard().spawn("image-cloner run --once", &mut cmd)?;
     let mut peak_rss_kib = 0;
     let mut final_cpu = None;
@@ -300,6 +304,12 @@ fn once_run(
             tail(&std::fs::read_to_string(log).unwrap_or_default(), 20)
         );
     }
+    let slots = copy_slots::read(
+        &std::fs::read_to_string(log).context("the run --once log")?,
+        spawned_at,
+        CONCURRENCY,
+    )
+    .context("reading the copy slots' use from the run --once log")?;
     let summary = stdout
         .lines()
         .find(|l| l.contains(" workload(s): "))
@@ -318,6 +328,7 @@ fn once_run(
         peak_rss_kib,
         cpu: final_cpu.unwrap_or_default(),
         command,
+        slots,
         writes: sim.faults().writes(),
         writes_to_deployments: sim.faults().writes_to("deployments"),
         writes_by_resource: writes_by_request(sim),

@@ -81,6 +81,9 @@ pub fn daemon_rows(d: &DaemonRound) -> Vec<Row> {
     ]
 }
 
+/// DESIGN: "copy slots busy from the first second".
+const FIRST_COPY_WITHIN: Duration = Duration::from_secs(1);
+
 /// The cold rounds' rows: wall times, the ratio and what each round did.
 pub fn cold_rows(rounds: &[Round], median_ratio: f64) -> Vec<Row> {
     let rounds_wanted = rounds.len();
@@ -151,6 +154,18 @@ pub fn cold_rows(rounds: &[Round], median_ratio: f64) -> Vec<Row> {
         (
             "cold: API writes (run --once summary)".into(),
             per_round(rounds, |r| r.once.api_writes),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: first copy started, after image-cloner's start, per round".into(),
+            per_round(rounds, |r| secs(r.once.slots.first_copy)),
+            "≤ 1 s (copy slots busy from the first second)".into(),
+            verdict(each(&|r| r.once.slots.first_copy <= FIRST_COPY_WITHIN)),
+        ),
+        (
+            "cold: copy slots busy, first → last copy start, per round".into(),
+            per_round(rounds, |r| format!("{:.1} %", 100.0 * r.once.slots.busy)),
             String::new(),
             "",
         ),
