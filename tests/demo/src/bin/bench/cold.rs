@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use demo::cost::copy_slots::{self, SlotUse};
 use demo::cost::cpu;
 use demo::{guard, secs};
 use kube_sim::Sim;
@@ -163,6 +164,8 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
 pub struct DaemonRound {
     pub baseline: Duration,
     pub run: RunFigures,
+    /// How full it kept its copy slots, from its log.
+    pub slots: SlotUse,
     /// Its own CPU and its skopeo processes' (reaped by it), at its last reconcile.
     pub cost: cost::SideCost,
     pub pinned: usize,
@@ -196,15 +199,17 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
     let home = setup.work.join("cold-daemon-home");
     std::fs::create_dir_all(&home)?;
     settle_disk()?;
-    let run = daemon_run(
-        setup.cloner,
-        &env,
-        &home,
-        &setup.work.join("cold-daemon.log"),
-        &p.sim,
-    )?;
+    let log = setup.work.join("cold-daemon.log");
+    let run = daemon_run(setup.cloner, &env, &home, &log, &p.sim)?;
+    let slots = copy_slots::read(
+        &std::fs::read_to_string(&log).context("the daemon's log")?,
+        run.spawned_at,
+        CONCURRENCY,
+    )
+    .context("reading the copy slots' use from the daemon's log")?;
     let r = DaemonRound {
         baseline: p.baseline,
+        slots,
         cost: cost::SideCost::measure(run.cpu_at_settle, &skopeo, &logs)?,
         run,
         pinned: pinned_to(&p.sim, &p.backup)?,
@@ -228,6 +233,13 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
             r.run.measured
         );
     }
+    println!(
+        "    copy slots: the first of {} copies started {} after image-cloner; {} slots busy {:.1} % of the time from the first copy's start to the last one's",
+        r.slots.copies,
+        secs(r.slots.first_copy),
+        CONCURRENCY,
+        100.0 * r.slots.busy
+    );
     println!(
         "    CPU at its last reconcile: image-cloner itself {} (system {}), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
         secs(cpu.own),

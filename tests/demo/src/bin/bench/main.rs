@@ -111,6 +111,8 @@ struct RunFigures {
     cpu_at_settle: CpuTimes,
     /// The command name of the process `cpu_at_settle` is of (see `cost::MEASURED`).
     measured: String,
+    /// When it was started, for the times in its log.
+    spawned_at: SystemTime,
     metrics: BTreeMap<String, f64>,
     peak_rss_kib: u64,
     writes: u64,
@@ -138,6 +140,7 @@ fn daemon_run(
 ) -> Result<RunFigures> {
     sim.faults().reset_counters();
     let start_unix = unix_now();
+    let spawned_at = SystemTime::now();
     let daemon = Daemon::start(cloner_command(cloner, home, env), log)?;
     let addr = daemon.metrics_address()?;
     let mut ready = None;
@@ -204,6 +207,7 @@ fn daemon_run(
         settled: Duration::from_secs_f64((last_ts - start_unix).max(0.0)),
         cpu_at_settle,
         measured,
+        spawned_at,
         metrics,
         peak_rss_kib,
         writes: sim.faults().writes(),

@@ -73,6 +73,18 @@ pub fn daemon_rows(d: &DaemonRound) -> Vec<Row> {
             verdict(d.writes_to_deployments <= COLD_WORKLOADS as u64),
         ),
         (
+            "cold, the daemon: first copy started, after its start".into(),
+            secs(d.slots.first_copy),
+            "≤ 1 s (copy slots busy from the first second)".into(),
+            verdict(d.slots.first_copy <= FIRST_COPY_WITHIN),
+        ),
+        (
+            "cold, the daemon: copy slots busy, first → last copy start".into(),
+            format!("{:.1} %", 100.0 * d.slots.busy),
+            String::new(),
+            "",
+        ),
+        (
             "cold, the daemon: own CPU / its skopeo CPU".into(),
             format!("{:.1} %", d.cpu_share()),
             "(shown; the target is run --once's)".into(),
