@@ -6,9 +6,10 @@
 //! the run to measure it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 /// What the log says of the copy slots.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +22,26 @@ pub struct SlotUse {
     /// copy's start to the last one's (1.0 with a single copy): 1.0 when every slot was busy
     /// until there was nothing left to start.
     pub busy: f64,
+}
+
+impl SlotUse {
+    /// What the bench prints under a round.
+    pub fn line(&self, slots: usize) -> String {
+        format!(
+            "copy slots: the first of {} copies started {} after image-cloner; {slots} slots busy {:.1} % of the time from the first copy's start to the last one's",
+            self.copies,
+            crate::secs(self.first_copy),
+            100.0 * self.busy
+        )
+    }
+}
+
+/// Reads the log file of a run spawned at `started`.
+pub fn read_file(log: &Path, started: SystemTime, slots: usize) -> Result<SlotUse> {
+    let text = std::fs::read_to_string(log)
+        .with_context(|| format!("reading the log {}", log.display()))?;
+    read(&text, started, slots)
+        .with_context(|| format!("the copy slots' use, from the log {}", log.display()))
 }
 
 /// Reads a run's log; `started` is when the process was spawned.

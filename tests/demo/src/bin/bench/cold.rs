@@ -142,13 +142,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         r.backup_repos
     );
     println!("    its summary: {}", r.once.summary);
-    println!(
-        "    copy slots: the first of {} copies started {} after image-cloner; {} slots busy {:.1} % of the time from the first copy's start to the last one's",
-        r.once.slots.copies,
-        secs(r.once.slots.first_copy),
-        CONCURRENCY,
-        100.0 * r.once.slots.busy
-    );
+    println!("    {}", r.once.slots.line(CONCURRENCY));
     cost::print_round(&r.cost, r.once.copies);
     println!(
         "    simulator writes: {}",
@@ -201,12 +195,7 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
     settle_disk()?;
     let log = setup.work.join("cold-daemon.log");
     let run = daemon_run(setup.cloner, &env, &home, &log, &p.sim)?;
-    let slots = copy_slots::read(
-        &std::fs::read_to_string(&log).context("the daemon's log")?,
-        run.spawned_at,
-        CONCURRENCY,
-    )
-    .context("reading the copy slots' use from the daemon's log")?;
+    let slots = copy_slots::read_file(&log, run.spawned_at, CONCURRENCY)?;
     let r = DaemonRound {
         baseline: p.baseline,
         slots,
@@ -233,13 +222,7 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
             r.run.measured
         );
     }
-    println!(
-        "    copy slots: the first of {} copies started {} after image-cloner; {} slots busy {:.1} % of the time from the first copy's start to the last one's",
-        r.slots.copies,
-        secs(r.slots.first_copy),
-        CONCURRENCY,
-        100.0 * r.slots.busy
-    );
+    println!("    {}", r.slots.line(CONCURRENCY));
     println!(
         "    CPU at its last reconcile: image-cloner itself {} (system {}), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
         secs(cpu.own),

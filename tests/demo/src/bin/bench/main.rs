@@ -308,12 +308,7 @@ fn once_run(
             tail(&std::fs::read_to_string(log).unwrap_or_default(), 20)
         );
     }
-    let slots = copy_slots::read(
-        &std::fs::read_to_string(log).context("the run --once log")?,
-        spawned_at,
-        CONCURRENCY,
-    )
-    .context("reading the copy slots' use from the run --once log")?;
+    let slots = copy_slots::read_file(log, spawned_at, CONCURRENCY)?;
     let summary = stdout
         .lines()
         .find(|l| l.contains(" workload(s): "))
