@@ -196,7 +196,7 @@ async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_pr
     // The backup's 401 to the first HEAD is remembered: the second is sent with the
     // credentials at once.
     assert_eq!(
-        heads_of(&backup, "/v2/mirror/"),
+        heads_of(&backup, |u| u.starts_with("/v2/mirror/")),
         3,
         "refused once, then two answered:\n{}",
         backup.log_tail()
@@ -208,28 +208,18 @@ async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_pr
     assert_eq!(found.backup_ref, copied.backup_ref);
     assert_eq!(again.stats().heads, 2, "source and backup, one HEAD each");
     assert_eq!(
-        heads_of(&backup, "/v2/mirror/"),
+        heads_of(&backup, |u| u.starts_with("/v2/mirror/")),
         5,
         "a new client is refused once, as any client is"
     );
 }
 
-/// A registry's manifest HEADs from image-cloner to URIs starting with `path`, answered or
-/// refused for want of credentials (its own log lines, with `request_log`: one per request).
-fn heads_of(registry: &Registry, path: &str) -> usize {
+/// A registry's manifest HEADs from image-cloner to URIs `uri` accepts, answered or refused
+/// for want of credentials (its own log, with `request_log`).
+fn heads_of(registry: &Registry, uri: impl Fn(&str) -> bool) -> usize {
     let log = std::fs::read_to_string(registry.log_path()).unwrap_or_default();
-    // Quoted only when it holds a character logfmt quotes.
-    let (bare, quoted) = (
-        format!("http.request.uri={path}"),
-        format!("http.request.uri=\"{path}"),
-    );
-    log.lines()
-        .filter(|l| {
-            l.contains("msg=\"response completed") || l.contains("msg=\"error authorizing context")
-        })
-        .filter(|l| l.contains("http.request.method=HEAD"))
-        .filter(|l| l.contains(&bare) || l.contains(&quoted))
-        .filter(|l| l.contains("http.request.useragent=image-cloner"))
+    testbed::logged_requests(&log)
+        .filter(|r| r.method == "HEAD" && r.user_agent == "image-cloner" && uri(r.uri))
         .count()
 }
 
@@ -268,7 +258,7 @@ async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_woul
         "the copy is of the digest the HEAD named"
     );
     assert_eq!(
-        heads_of(&source, "/v2/screened/manifests/1 "),
+        heads_of(&source, |u| u == "/v2/screened/manifests/1"),
         1,
         "one HEAD of the source, for both questions:\n{}",
         source.log_tail()
@@ -288,7 +278,7 @@ async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_woul
     let copied = mirror.ensure(&image).await.unwrap();
     assert_eq!(copied.digest.as_str(), digest);
     assert_eq!(
-        heads_of(&source, "/v2/credentialed/manifests/1 "),
+        heads_of(&source, |u| u == "/v2/credentialed/manifests/1"),
         2,
         "the anonymous HEAD and the mirror's own:\n{}",
         source.log_tail()

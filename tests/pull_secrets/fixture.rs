@@ -109,11 +109,9 @@ impl PullEnv {
     /// start-up pull check's, which asks without them on purpose (the registry's own log).
     pub fn refused_heads(&self) -> usize {
         let log = std::fs::read_to_string(self.backup.log_path()).unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains("msg=\"error authorizing context"))
-            .filter(|l| l.contains("http.request.method=HEAD"))
-            .filter(|l| l.contains("http.request.useragent=image-cloner"))
-            .filter(|l| !l.contains("image-cloner-pull-check"))
+        testbed::logged_requests(&log)
+            .filter(|r| r.refused && r.method == "HEAD" && r.user_agent == "image-cloner")
+            .filter(|r| !r.uri.contains("image-cloner-pull-check"))
             .count()
     }
 

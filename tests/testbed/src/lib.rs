@@ -28,6 +28,7 @@ pub mod http;
 mod image;
 mod process;
 mod registry;
+mod request_log;
 mod skopeo;
 pub mod tls;
 
@@ -37,6 +38,7 @@ pub use image::{
     MEDIA_TYPE_OCI_MANIFEST, Platform, REF_NAME, sha256_digest,
 };
 pub use registry::{Credentials, READY_TIMEOUT, Registry, RegistryOptions, write_docker_config};
+pub use request_log::{LoggedRequest, logged_requests};
 pub use skopeo::{
     Access, Creds, Format, PushOptions, SKOPEO_TIMEOUT, delete, digest_of, digest_of_at,
     inspect_raw, inspect_raw_at, is_manifest_unknown, manifest_digest, push, push_to,

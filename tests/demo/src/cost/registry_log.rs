@@ -87,16 +87,6 @@ impl RequestLog {
     }
 }
 
-/// The value of `key=` in a logrus text line: quoted (`key="a b"`) or bare (`key=a`).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {key}="))? + key.len() + 2;
-    let rest = &line[start..];
-    match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next(),
-        None => rest.split_whitespace().next(),
-    }
-}
-
 /// What a registry URI addresses, coarsely.
 fn what(uri: &str) -> &'static str {
     let path = uri.split('?').next().unwrap_or(uri);
@@ -115,25 +105,18 @@ fn what(uri: &str) -> &'static str {
     }
 }
 
-/// The `response completed` lines of a docker-registry log, by client.
+/// The `response completed` lines of a docker-registry log, by client (requests refused for
+/// want of credentials are not counted: the bench's registries ask for none).
 pub fn parse(text: &str) -> BTreeMap<Client, Traffic> {
     let mut by_client: BTreeMap<Client, Traffic> = BTreeMap::new();
-    for line in text.lines() {
-        if !line.contains("msg=\"response completed") {
-            continue;
-        }
-        let (Some(addr), Some(method), Some(uri)) = (
-            field(line, "http.request.remoteaddr"),
-            field(line, "http.request.method"),
-            field(line, "http.request.uri"),
-        ) else {
+    for r in testbed::logged_requests(text).filter(|r| !r.refused) {
+        let Some(addr) = r.remote_addr else {
             continue;
         };
-        let agent = field(line, "http.request.useragent").unwrap_or_default();
-        let t = by_client.entry(Client::of(agent)).or_default();
+        let t = by_client.entry(Client::of(r.user_agent)).or_default();
         t.connections.insert(addr.to_owned());
         *t.requests
-            .entry(format!("{method} {}", what(uri)))
+            .entry(format!("{} {}", r.method, what(r.uri)))
             .or_default() += 1;
     }
     by_client
