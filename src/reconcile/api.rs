@@ -36,6 +36,10 @@ const EVENT_NOTE_MAX: usize = 1000;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events are best effort: a slow Event never holds a reconcile for long.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The room a request body is written into at first: a workload's patch or Event is 0.5–1 kB
+/// (one image), which `serde_json::to_vec`, starting at 128 bytes, reached by growing the
+/// buffer three times and copying it each time.
+pub(crate) const BODY_CAPACITY: usize = 1024;
 /// API calls of reconciles in flight at once; more wait their turn (within their timeout).
 pub const MAX_CONCURRENT_CALLS: usize = 8;
 
@@ -253,7 +257,8 @@ fn patch_request<K: WorkloadKind>(
     let request = Request::new(url)
         .patch(name, &params, &empty)
         .map_err(kube::Error::BuildRequest)?;
-    let body = serde_json::to_vec(operations).map_err(kube::Error::SerdeError)?;
+    let mut body = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut body, operations).map_err(kube::Error::SerdeError)?;
     Ok(request.map(|_| body))
 }
 
