@@ -132,21 +132,63 @@ pub(crate) fn set_annotation_ops(
     }
 }
 
-/// The annotation's JSON text. Built as a `Value`, whose text form cannot fail (unlike
-/// `serde_json::to_string` on a type, which would need an error path that never happens).
+/// The annotation's JSON text, as `serde_json` writes the map (keys in order, no spaces),
+/// written directly: building it as a `Value` and formatting that through `Display` cost 7
+/// million instructions more in a cold `run --once` of 2,000 workloads (1.2 %, callgrind);
+/// `serde_json`'s own writers return a `Result` for an error a map of strings cannot have.
 fn record_value(recorded: &OriginalImages) -> String {
-    Value::Object(
-        recorded
-            .iter()
-            .map(|(name, r)| {
-                (
-                    name.clone(),
-                    json!({"original": r.original, "backup": r.backup}),
-                )
-            })
-            .collect(),
-    )
-    .to_string()
+    let size: usize = recorded
+        .iter()
+        .map(|(name, r)| name.len() + r.original.len() + r.backup.len() + 32)
+        .sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('{');
+    for (i, (name, r)) in recorded.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, name);
+        out.push_str(r#":{"backup":"#);
+        push_json_string(&mut out, &r.backup);
+        out.push_str(r#","original":"#);
+        push_json_string(&mut out, &r.original);
+        out.push('}');
+    }
+    out.push('}');
+    out
+}
+
+/// `s` as a JSON string, escaped as `serde_json` escapes it: `"`, `\` and the control
+/// characters, the common ones by name and the rest as `\u00XX`; everything else as it is.
+fn push_json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut plain_from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte matched above is ASCII, so `i` is a character boundary.
+        out.push_str(&s[plain_from..i]);
+        plain_from = i + 1;
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(&s[plain_from..]);
+    out.push('"');
 }
 
 /// The patch pointing every `Clone` container at its verified copy. Containers whose image has
@@ -224,3 +266,7 @@ pub fn patch_pulling(
         patch: ops,
     })
 }
+
+#[cfg(test)]
+#[path = "patch_tests.rs"]
+mod tests;
