@@ -130,6 +130,10 @@ mod tests {
     use super::*;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    /// A registry serving the manifest to anyone.
+    const PULLABLE: &str = "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    /// A registry asking for a password.
+    const PASSWORD_WANTED: &str = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"testbed\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
     /// A plain-HTTP registry on loopback answering every request with `answer`; counts them.
     async fn registry(answer: &'static str) -> (String, Arc<AtomicUsize>) {
@@ -154,11 +158,12 @@ mod tests {
         (host, count)
     }
 
-    fn check_for(host: &str) -> AnonymousCheck {
+    /// A check whose client speaks plain HTTP to `hosts`.
+    fn check_for(hosts: &[&str]) -> AnonymousCheck {
         let head = ManifestHead::new(
             Vec::new(),
             Vec::new(),
-            vec![host.to_owned()],
+            hosts.iter().map(|h| (*h).to_owned()).collect(),
             None,
             Duration::from_secs(1),
         )
@@ -168,11 +173,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_registry_asking_for_a_password_refuses_and_is_believed_for_a_while() {
-        let (host, requests) = registry(
-            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"testbed\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        let check = check_for(&host);
+        let (host, requests) = registry(PASSWORD_WANTED).await;
+        let check = check_for(&[&host]);
         let copy = format!("{host}/mirror/app:1@{DIGEST}");
         let verdict = check.check(&copy).await;
         assert!(
@@ -186,9 +188,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_anonymous_pull_that_works_is_kept() {
-        let answer = "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let (host, requests) = registry(answer).await;
-        let check = check_for(&host);
+        let (host, requests) = registry(PULLABLE).await;
+        let check = check_for(&[&host]);
         let copy = format!("{host}/mirror/app:1@{DIGEST}");
         assert_eq!(check.check(&copy).await, Verdict::Pullable);
         let asked = requests.load(Ordering::Relaxed);
@@ -202,19 +203,9 @@ mod tests {
     /// one whose name starts the same) is asked of that registry.
     #[tokio::test]
     async fn a_yes_answers_only_for_its_own_registry() {
-        let yes = "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let no = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"testbed\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let (open, _) = registry(yes).await;
-        let (closed, refusals) = registry(no).await;
-        let head = ManifestHead::new(
-            Vec::new(),
-            Vec::new(),
-            vec![open.clone(), closed.clone()],
-            None,
-            Duration::from_secs(1),
-        )
-        .expect("a client");
-        let check = AnonymousCheck::new(Some(head));
+        let (open, _) = registry(PULLABLE).await;
+        let (closed, refusals) = registry(PASSWORD_WANTED).await;
+        let check = check_for(&[&open, &closed]);
         let open_copy = format!("{open}/mirror/app:1@{DIGEST}");
         assert_eq!(check.check(&open_copy).await, Verdict::Pullable);
         let closed_copy = format!("{closed}/mirror/app:1@{DIGEST}");
@@ -239,7 +230,7 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )
         .await;
-        let check = check_for(&host);
+        let check = check_for(&[&host]);
         let copy = format!("{host}/mirror/app:1");
         assert!(matches!(check.check(&copy).await, Verdict::Unknown(_)));
         let asked = requests.load(Ordering::Relaxed);

@@ -39,7 +39,7 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The room a request body is written into at first: a workload's patch or Event is 0.5–1 kB
 /// (one image), which `serde_json::to_vec`, starting at 128 bytes, reached by growing the
 /// buffer three times and copying it each time.
-pub(crate) const BODY_CAPACITY: usize = 1024;
+const BODY_CAPACITY: usize = 1024;
 /// API calls of reconciles in flight at once; more wait their turn (within their timeout).
 pub const MAX_CONCURRENT_CALLS: usize = 8;
 
@@ -257,9 +257,15 @@ fn patch_request<K: WorkloadKind>(
     let request = Request::new(url)
         .patch(name, &params, &empty)
         .map_err(kube::Error::BuildRequest)?;
-    let mut body = Vec::with_capacity(BODY_CAPACITY);
-    serde_json::to_writer(&mut body, operations).map_err(kube::Error::SerdeError)?;
+    let body = json_body(operations)?;
     Ok(request.map(|_| body))
+}
+
+/// `value` as the JSON body of a workload's request (its patch, its Event).
+pub(crate) fn json_body<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, kube::Error> {
+    let mut body = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut body, value).map_err(kube::Error::SerdeError)?;
+    Ok(body)
 }
 
 /// Cuts a note to what the API server accepts, on a character boundary.

@@ -24,7 +24,7 @@ use kube::core::Request;
 use kube::runtime::events::{Event, EventType, Reporter};
 use tokio::time::Instant;
 
-use crate::reconcile::api::BODY_CAPACITY;
+use crate::reconcile::api::json_body;
 
 /// An Event published again within this long is counted in a series (the `Recorder`'s window).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -99,9 +99,7 @@ impl EventPublisher {
         let request = match self.next(key, || self.event(ev, regarding, now)) {
             Send::Create(event) => {
                 let url = K8sEvent::url_path(&(), event.metadata.namespace.as_deref());
-                let mut body = Vec::with_capacity(BODY_CAPACITY);
-                serde_json::to_writer(&mut body, &*event).map_err(kube::Error::SerdeError)?;
-                Request::new(url).create(&PostParams::default(), body)
+                Request::new(url).create(&PostParams::default(), json_body(&*event)?)
             }
             Send::Series {
                 namespace,
