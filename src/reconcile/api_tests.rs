@@ -80,6 +80,9 @@ async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections()
     for result in join_all(calls).await {
         result.expect("patched");
     }
+    // The same Event again: its series' count is patched.
+    api.event(&workloads[0], EventType::Normal, "Cloned", "copied".into())
+        .await;
 
     let seen = sim.faults().connections();
     assert!(
@@ -95,7 +98,16 @@ async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections()
     );
     assert_eq!(sim.faults().count("patch", "deployments"), WORKLOADS as u64);
     assert_eq!(sim.faults().count("create", "events"), WORKLOADS as u64);
+    assert_eq!(sim.faults().count("patch", "events"), 1);
     assert_eq!(api.writes(), WORKLOADS as u64);
+    // Nothing of an answer is read: each asked for the object's metadata alone.
+    let answers = sim.faults().requests();
+    let whole: Vec<_> = answers
+        .iter()
+        .filter(|r| r.verb != "list" && !r.metadata_only)
+        .collect();
+    assert!(whole.is_empty(), "answered whole: {whole:?}");
+    assert_eq!(answers.len(), 2 * WORKLOADS + 1);
     let stored = sim
         .store()
         .get(

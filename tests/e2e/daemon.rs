@@ -76,6 +76,24 @@ pub fn daemon_and_outage(env: &Env) {
         || env.resolves_in_backup(&env.images("Deployment", ns, "second")[0]),
     );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    if let Some(sim) = &env.sim {
+        // Nothing of a write's answer is read: each asked for the object's metadata alone.
+        let writes: Vec<_> = sim
+            .faults()
+            .requests()
+            .into_iter()
+            .filter(|r| r.namespace == ns)
+            .filter(|r| {
+                matches!(
+                    (r.verb.as_str(), r.resource.as_str()),
+                    ("patch", "deployments") | ("create" | "patch", "events")
+                )
+            })
+            .collect();
+        assert!(writes.len() >= 4, "patches and Events: {writes:?}");
+        let whole: Vec<_> = writes.iter().filter(|r| !r.metadata_only).collect();
+        assert!(whole.is_empty(), "answered whole: {whole:?}");
+    }
     env.clear(ns);
 }
 

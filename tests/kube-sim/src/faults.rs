@@ -63,6 +63,10 @@ pub struct RequestRecord {
     pub name: String,
     pub code: u16,
     pub user_agent: String,
+    /// Whether the answer was the object's metadata alone (`Accept: ...;as=PartialObjectMetadata`).
+    pub metadata_only: bool,
+    /// The answer's body in bytes, when known before it is sent (not a watch).
+    pub answer_bytes: Option<u64>,
 }
 
 impl RequestRecord {

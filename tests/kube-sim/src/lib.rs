@@ -11,6 +11,7 @@ pub mod envtest;
 mod events;
 pub mod faults;
 pub mod fixtures;
+mod partial;
 pub mod protobuf;
 pub mod resources;
 pub mod seed;

@@ -26,6 +26,7 @@ use crate::access_review;
 use crate::admission;
 use crate::discovery;
 use crate::faults::{FailRule, Faults, Interference, LatencyRule, RequestRecord};
+use crate::partial;
 use crate::protobuf;
 use crate::resources::{ResourceType, by_path};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -108,6 +109,24 @@ fn json_response(code: u16, v: &impl serde::Serialize) -> Response<Body> {
         "application/json",
         serde_json::to_vec(v).unwrap_or_default(),
     )
+}
+
+/// An object read or written: the object, or its metadata alone when the client asked for that
+/// ([`partial`]), marked so for the request log.
+fn object_response(
+    code: u16,
+    whole: &impl serde::Serialize,
+    object: &Value,
+    metadata_only: Option<&str>,
+) -> Response<Body> {
+    match metadata_only {
+        Some(api_version) => {
+            let mut resp = json_response(code, &partial::of(api_version, object));
+            resp.extensions_mut().insert(partial::MetadataOnly);
+            resp
+        }
+        None => json_response(code, whole),
+    }
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -265,6 +284,8 @@ pub async fn handle(sh: &Shared, req: Request<Incoming>) -> Response<Body> {
         namespace: target.namespace.clone().unwrap_or_default(),
         name: target.name.clone().unwrap_or_default(),
         code: 0,
+        metadata_only: false,
+        answer_bytes: None,
         user_agent: req
             .headers()
             .get("user-agent")
@@ -284,6 +305,8 @@ pub async fn handle(sh: &Shared, req: Request<Incoming>) -> Response<Body> {
         },
     };
     record.code = resp.status().as_u16();
+    record.metadata_only = resp.extensions().get::<partial::MetadataOnly>().is_some();
+    record.answer_bytes = hyper::body::Body::size_hint(resp.body()).exact();
     sh.faults.record(record);
     resp
 }
@@ -388,6 +411,7 @@ async fn resource_request(
     }
     protobuf::check_accept(accept)?;
     let as_table = table::wanted(accept);
+    let metadata_only = partial::wanted(accept);
     let include = query
         .get("includeObject")
         .map_or("Metadata", String::as_str)
@@ -416,7 +440,7 @@ async fn resource_request(
                 let t = table::table(r, &[&*obj], json!({"resourceVersion": rv}), &include);
                 return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &*obj))
+            Ok(object_response(200, &*obj, &obj, metadata_only))
         }
         "list" => {
             let opts = list_options(target, query)?;
@@ -438,12 +462,12 @@ async fn resource_request(
             }
             if let Some(hooks) = admission::registered(store, r) {
                 let opts = write_options(target, query, dry_run);
-                return Ok(admitted(
-                    admission::create(&hooks, store, r, &ns, obj, &opts).await,
-                ));
+                let out = admission::create(&hooks, store, r, &ns, obj, &opts).await;
+                return Ok(admitted(out, metadata_only));
             }
             let created = store.create_stored(r, &ns, obj, dry_run)?;
-            Ok(json_response(201, &wire::external(r, &created)))
+            let whole = wire::external(r, &created);
+            Ok(object_response(201, &whole, &created, metadata_only))
         }
         "update" => {
             let (ct, body) = read_body(req).await?;
@@ -452,10 +476,11 @@ async fn resource_request(
                 let opts = write_options(target, query, dry_run);
                 let change = admission::Change::Put(obj);
                 let out = admission::update(&hooks, store, r, (&ns, &name), change, &opts);
-                return Ok(admitted(out.await));
+                return Ok(admitted(out.await, metadata_only));
             }
             let w = store.update(r, &ns, &name, obj, status_only, dry_run)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &*w.object))
+            let code = if w.created { 201 } else { 200 };
+            Ok(object_response(code, &*w.object, &w.object, metadata_only))
         }
         "patch" => {
             let (ct, body) = read_body(req).await?;
@@ -480,10 +505,11 @@ async fn resource_request(
                 let opts = write_options(target, query, dry_run);
                 let change = admission::Change::Patch(patch);
                 let out = admission::update(&hooks, store, r, (&ns, &name), change, &opts);
-                return Ok(admitted(out.await));
+                return Ok(admitted(out.await, metadata_only));
             }
             let w = store.patch(r, &ns, &name, patch, status_only, dry_run)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &*w.object))
+            let code = if w.created { 201 } else { 200 };
+            Ok(object_response(code, &*w.object, &w.object, metadata_only))
         }
         "delete" => {
             let (_, body) = read_body(req).await?;
@@ -540,9 +566,9 @@ fn write_options(
 
 /// The answer to a write that went through admission webhooks: their warnings become
 /// `Warning: 299 - "text"` headers, on success and on failure alike (kubectl prints them).
-fn admitted(out: admission::Admitted) -> Response<Body> {
+fn admitted(out: admission::Admitted, metadata_only: Option<&str>) -> Response<Body> {
     let mut resp = match &out.result {
-        Ok((code, object)) => json_response(*code, &**object),
+        Ok((code, object)) => object_response(*code, &**object, object, metadata_only),
         Err(e) => error_response(e),
     };
     for text in &out.warnings {

@@ -694,3 +694,119 @@ async fn kubectl_get_prints_the_real_columns() {
     };
     assert_eq!(sim, table_columns(&real).await);
 }
+
+/// What a client that asks for metadata-only answers (`Accept: application/json;
+/// as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json`, as image-cloner's patches
+/// and Events do) gets back from each write and a read: status code, kind, apiVersion, the
+/// answer's top-level fields and the object's name and annotations.
+async fn metadata_only_answers(cluster: &Cluster) -> Vec<(&'static str, u16, Value)> {
+    const PARTIAL: &str =
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+    let client = cluster.client().await;
+    let ns = "fidelity-partial";
+    let deployments = format!("/apis/apps/v1/namespaces/{ns}/deployments");
+    let web = format!("{deployments}/web");
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    let (code, _) = raw(&client, "POST", "/api/v1/namespaces", JSON, Some(namespace)).await;
+    assert_eq!(code, 201, "[{}] the namespace", cluster.name);
+    let image = "/spec/template/spec/containers/0/image";
+    let steps: Vec<(&str, &str, String, &str, &str, Value)> = vec![
+        (
+            "create",
+            "POST",
+            deployments.clone(),
+            JSON,
+            PARTIAL,
+            deployment("web", "front"),
+        ),
+        (
+            "JSON patch",
+            "PATCH",
+            web.clone(),
+            JSONPATCH,
+            PARTIAL,
+            json!([{"op": "test", "path": image, "value": "nginx:1.25"},
+                {"op": "replace", "path": image, "value": "nginx:1.26"},
+                {"op": "add", "path": "/metadata/annotations", "value": {"cloned": "yes"}}]),
+        ),
+        (
+            "JSON patch whose test fails",
+            "PATCH",
+            web.clone(),
+            JSONPATCH,
+            PARTIAL,
+            json!([{"op": "test", "path": image, "value": "nginx:1.25"}]),
+        ),
+        (
+            "merge patch, plain JSON first",
+            "PATCH",
+            web.clone(),
+            MERGE,
+            "application/json,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            json!({"metadata": {"labels": {"tier": "back"}}}),
+        ),
+        (
+            "create an Event",
+            "POST",
+            format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"),
+            JSON,
+            PARTIAL,
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": {"name": "web.1"}, "eventTime": "2026-12-01T10:00:00.000000Z",
+                "reportingController": "image-cloner.io/image-cloner",
+                "reportingInstance": "image-cloner", "action": "Patch", "reason": "Cloned",
+                "type": "Normal", "note": "n",
+                "regarding": {"apiVersion": "apps/v1", "kind": "Deployment",
+                    "namespace": ns, "name": "web"}}),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (label, method, path, content_type, accept, body) in steps {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let (code, answer) = raw_bytes(&client, method, &path, content_type, accept, bytes).await;
+        out.push((label, code, answer_essence(&answer)));
+    }
+    let (code, answer) = raw_bytes(&client, "GET", &web, JSON, PARTIAL, Vec::new()).await;
+    out.push(("get", code, answer_essence(&answer)));
+    out
+}
+
+fn answer_essence(answer: &Value) -> Value {
+    let mut fields: Vec<&String> = answer
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    fields.sort();
+    json!({"kind": answer["kind"], "apiVersion": answer["apiVersion"], "fields": fields,
+        "name": answer["metadata"]["name"], "annotations": answer["metadata"]["annotations"],
+        "reason": answer["reason"]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_answer_with_metadata_alone_when_asked() {
+    let sim = metadata_only_answers(&Cluster::sim()).await;
+    let kinds: Vec<(&str, u16, &str)> = sim
+        .iter()
+        .map(|(l, c, a)| (*l, *c, a["kind"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("create", 201, "PartialObjectMetadata"),
+            ("JSON patch", 200, "PartialObjectMetadata"),
+            ("JSON patch whose test fails", 422, "Status"),
+            ("merge patch, plain JSON first", 200, "Deployment"),
+            ("create an Event", 201, "PartialObjectMetadata"),
+            ("get", 200, "PartialObjectMetadata"),
+        ]
+    );
+    assert_eq!(sim[1].2["annotations"], json!({"cloned": "yes"}), "{sim:?}");
+    assert_eq!(
+        sim[1].2["fields"],
+        json!(["apiVersion", "kind", "metadata"])
+    );
+    let Some(real) = Cluster::envtest() else {
+        return;
+    };
+    assert_eq!(sim, metadata_only_answers(&real).await);
+}

@@ -122,6 +122,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         simulator,
         api: p.sim.faults().connections(),
         api_requests: cost::api_requests(&p.sim),
+        api_answers: cost::api_answers(&p.sim),
         load: (p.load_start, cost::load_average()),
         floor,
     };

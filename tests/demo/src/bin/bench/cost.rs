@@ -99,6 +99,7 @@ pub struct ColdCost {
     pub api: Connections,
     /// API requests by `verb resource`.
     pub api_requests: BTreeMap<String, u64>,
+    pub api_answers: Answers,
     /// 1-minute load average at the start and at the end of the round.
     pub load: (f64, f64),
     /// The CPU of the round's required API requests from a bare client.
@@ -176,6 +177,30 @@ pub fn api_requests(sim: &Sim) -> BTreeMap<String, u64> {
         .into_iter()
         .map(|((verb, resource), n)| (format!("{verb} {resource}"), n))
         .collect()
+}
+
+/// What the API server sent back to image-cloner's writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answers {
+    /// Patches and creates.
+    pub writes: u64,
+    /// Of those, answered with the object's metadata alone.
+    pub metadata_only: u64,
+    /// The bytes of all answers, reads included (list pages), bodies only.
+    pub bytes: u64,
+}
+
+/// The simulator's answers since its counters were reset (its request log).
+pub fn api_answers(sim: &Sim) -> Answers {
+    let mut a = Answers::default();
+    for r in sim.faults().requests() {
+        if matches!(r.verb.as_str(), "patch" | "create") {
+            a.writes += 1;
+            a.metadata_only += u64::from(r.metadata_only);
+        }
+        a.bytes += r.answer_bytes.unwrap_or(0);
+    }
+    a
 }
 
 /// The 1-minute load average.
@@ -260,6 +285,12 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         c.api.tls_handshakes,
         c.api.peak_in_flight,
         counts(&c.api_requests)
+    );
+    println!(
+        "    API answers: {:.1} MiB in all; {} of {} writes answered with the object's metadata alone",
+        c.api_answers.bytes as f64 / (1024.0 * 1024.0),
+        c.api_answers.metadata_only,
+        c.api_answers.writes
     );
     println!(
         "    source registry, image-cloner: {}",
@@ -380,6 +411,19 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
             "cold: API server TCP connections / TLS handshakes".into(),
             each(costs, |c| {
                 format!("{}/{}", c.api.accepted, c.api.tls_handshakes)
+            }),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: API answers, MiB (writes answered with metadata alone)".into(),
+            each(costs, |c| {
+                format!(
+                    "{:.1} ({}/{})",
+                    c.api_answers.bytes as f64 / (1024.0 * 1024.0),
+                    c.api_answers.metadata_only,
+                    c.api_answers.writes
+                )
             }),
             String::new(),
             "",

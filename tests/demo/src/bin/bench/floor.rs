@@ -24,6 +24,10 @@ use crate::{COLD_WORKLOADS, ORIGINAL_IMAGES, namespace_of, populate};
 
 /// image-cloner's `MAX_CONCURRENT_CALLS` (src/reconcile/api.rs): API calls in flight at once.
 pub const CONNECTIONS: usize = 8;
+/// What image-cloner's patches and Events ask back (`METADATA_ONLY`, src/reconcile/api.rs):
+/// the written object's metadata alone.
+const ACCEPT: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 /// The container name `workload` gives the bench's Deployments.
 const CONTAINER: &str = "app";
 
@@ -69,7 +73,8 @@ pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
 
 /// One PATCH and one Event per Deployment, shaped like image-cloner's: the patch tests the
 /// container's image, replaces it with a pinned backup reference and records the original; the
-/// Event is an events.k8s.io/v1 `Cloned` Event on the Deployment.
+/// Event is an events.k8s.io/v1 `Cloned` Event on the Deployment; both ask for the written
+/// object's metadata alone in the answer.
 fn required_requests(
     source: &str,
     images: &[String],
@@ -129,6 +134,7 @@ fn request(
         .method(method)
         .uri(&path)
         .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::ACCEPT, ACCEPT)
         .body(Bytes::from(body.to_string()))
         .with_context(|| format!("a request to {path}"))
 }
