@@ -22,6 +22,10 @@ pub struct SlotUse {
     /// copy's start to the last one's (1.0 with a single copy): 1.0 when every slot was busy
     /// until there was nothing left to start.
     pub busy: f64,
+    /// From image-cloner's start to the end of its last copy to end (copied or failed): what
+    /// comes after it — verifying that copy, patching its workloads, the summary — is the
+    /// run's tail, which plain skopeo does not have.
+    pub last_copy_end: Duration,
 }
 
 impl SlotUse {
@@ -70,6 +74,7 @@ pub fn read(log: &str, started: SystemTime, slots: usize) -> Result<SlotUse> {
         }
     }
     let starts: Vec<i64> = changes.iter().filter(|c| c.1 > 0).map(|c| c.0).collect();
+    let last_end = changes.iter().filter(|c| c.1 < 0).map(|c| c.0).max();
     let (Some(&first), Some(&last)) = (starts.iter().min(), starts.iter().max()) else {
         bail!("no `copying source=` line in the log");
     };
@@ -83,6 +88,9 @@ pub fn read(log: &str, started: SystemTime, slots: usize) -> Result<SlotUse> {
         copies: starts.len(),
         first_copy: Duration::from_micros((first - started) as u64),
         busy: busy_between(&changes, first, last, slots),
+        last_copy_end: Duration::from_micros(
+            last_end.map_or(0, |end| (end - started).max(0)) as u64
+        ),
     })
 }
 
@@ -178,6 +186,7 @@ mod tests {
         assert_eq!(used.copies, 4);
         assert_eq!(used.first_copy, Duration::from_millis(20));
         assert!((used.busy - 1.0).abs() < 1e-9, "{used:?}");
+        assert_eq!(used.last_copy_end, Duration::from_millis(3_420));
     }
 
     #[test]

@@ -144,12 +144,27 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
     );
     println!("    its summary: {}", r.once.summary);
     println!("    {}", r.once.slots.line(CONCURRENCY));
+    println!("    {}", timeline(&r.once.slots, r.once.wall, r.baseline));
     cost::print_round(&r.cost, r.once.copies);
     println!(
         "    simulator writes: {}",
         by_request(&r.once.writes_by_resource)
     );
     Ok((r, p.sim, p.backup, p.kubeconfig))
+}
+
+/// Where a run's wall time went beside the baseline's: before its first copy, its copies (first
+/// start to last end), and its tail after the last copy.
+fn timeline(slots: &SlotUse, wall: Duration, baseline: Duration) -> String {
+    let copying = slots.last_copy_end.saturating_sub(slots.first_copy);
+    format!(
+        "timeline: {} to the first copy, {} of copies ({:+.1} % on the baseline's {}), {} after the last copy",
+        secs(slots.first_copy),
+        secs(copying),
+        100.0 * (copying.as_secs_f64() / baseline.as_secs_f64() - 1.0),
+        secs(baseline),
+        secs(wall.saturating_sub(slots.last_copy_end))
+    )
 }
 
 /// The cold start of the daemon users run (`image-cloner run`), on a round of its own beside
