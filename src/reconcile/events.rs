@@ -24,7 +24,7 @@ use kube::core::Request;
 use kube::runtime::events::{Event, EventType, Reporter};
 use tokio::time::Instant;
 
-use crate::reconcile::api::{json_body, metadata_only_answer};
+use crate::reconcile::api::{json_body, send_unread};
 
 /// An Event published again within this long is counted in a series (the `Recorder`'s window).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -115,9 +115,7 @@ impl EventPublisher {
                 Request::new(url).patch(&name, &PatchParams::default(), &Patch::Merge(patch))
             }
         };
-        let request = metadata_only_answer(request.map_err(kube::Error::BuildRequest)?);
-        // The answer is the Event's metadata: nothing in it is needed.
-        self.client.request_text(request).await.map(drop)
+        send_unread(&self.client, request.map_err(kube::Error::BuildRequest)?).await
     }
 
     /// Records the publish in the cache and says what to send. The key is hashed once (a
