@@ -6,7 +6,6 @@
 //! restart; no answer (timeout, 5xx, 429) is not kept.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -33,11 +32,6 @@ pub struct AnonymousCheck {
     /// TLS setup failed), and every check is then unknown.
     head: Option<ManifestHead>,
     answers: Mutex<HashMap<String, (Verdict, Instant)>>,
-    /// The registries that answered anonymous pulls (a yes is kept), as `host/`: a copy under
-    /// one is answered without being parsed and looked up. Every patched workload asks, and
-    /// parsing its copy's reference (pinned, ~100 characters) was 4,900 instructions, 1.7 % of
-    /// a cold `run --once` of 2,000 workloads (callgrind).
-    pullable: RwLock<Vec<String>>,
 }
 
 impl AnonymousCheck {
@@ -45,14 +39,13 @@ impl AnonymousCheck {
         AnonymousCheck {
             head,
             answers: Mutex::default(),
-            pullable: RwLock::default(),
         }
     }
 
     /// Whether a node without a pull secret could pull `copy`. Concurrent callers wait for the
     /// one request in flight.
     pub async fn check(&self, copy: &str) -> Verdict {
-        if self.known_pullable(copy) {
+        if self.known_pullable(copy).await {
             return Verdict::Pullable;
         }
         let image = match ImageRef::parse(copy) {
@@ -70,10 +63,6 @@ impl AnonymousCheck {
         match &verdict {
             Verdict::Pullable => {
                 tracing::info!(%registry, "the backup registry answers anonymous pulls");
-                self.pullable
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(format!("{registry}/"));
             }
             Verdict::Refused(why) => {
                 tracing::warn!(%registry, "{why}: without a pull secret the nodes could not pull the copies");
@@ -84,16 +73,20 @@ impl AnonymousCheck {
         verdict
     }
 
-    /// Whether `copy` is under a registry that answered anonymous pulls. A reference's first
-    /// component is its registry when it names a host, and the registries kept here came from
-    /// parsed references, so a copy that starts with one (as written, lower case) is in it; any
-    /// other copy takes the long way.
-    fn known_pullable(&self, copy: &str) -> bool {
-        self.pullable
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .any(|host| copy.starts_with(host.as_str()))
+    /// Whether `copy` is under a registry that answered anonymous pulls, told without parsing
+    /// it: every patched workload asks, and parsing its copy's reference (pinned, ~100
+    /// characters) was 4,900 instructions, 1.7 % of a cold `run --once` of 2,000 workloads
+    /// (callgrind). A reference's first component is its registry when it names a host, and
+    /// the answers are kept by registry as parsed (lower case), so a copy whose first component
+    /// (as written) is a registry that said yes is in it; any other copy takes the long way.
+    async fn known_pullable(&self, copy: &str) -> bool {
+        let Some((first, _)) = copy.split_once('/') else {
+            return false;
+        };
+        matches!(
+            self.answers.lock().await.get(first),
+            Some((Verdict::Pullable, _))
+        )
     }
 
     /// What the registry answers an anonymous pull of `reference`, which need not exist; not
@@ -220,8 +213,8 @@ mod tests {
         // The open registry's host without its port is another registry.
         let (host, _) = open.split_once(':').expect("host:port");
         let portless = format!("{host}/mirror/app:1@{DIGEST}");
-        assert!(!check.known_pullable(&portless));
-        assert!(check.known_pullable(&format!("{open}/anything")));
+        assert!(!check.known_pullable(&portless).await);
+        assert!(check.known_pullable(&format!("{open}/anything")).await);
     }
 
     #[tokio::test]
