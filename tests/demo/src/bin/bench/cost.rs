@@ -287,8 +287,8 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         counts(&c.api_requests)
     );
     println!(
-        "    API answers: {:.1} MiB in all; {} of {} writes answered with the object's metadata alone",
-        c.api_answers.bytes as f64 / (1024.0 * 1024.0),
+        "    API answers: {} in all; {} of {} writes answered with the object's metadata alone",
+        crate::mib(c.api_answers.bytes / 1024),
         c.api_answers.metadata_only,
         c.api_answers.writes
     );
@@ -416,11 +416,11 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
             "",
         ),
         (
-            "cold: API answers, MiB (writes answered with metadata alone)".into(),
+            "cold: API answers (writes answered with metadata alone)".into(),
             each(costs, |c| {
                 format!(
-                    "{:.1} ({}/{})",
-                    c.api_answers.bytes as f64 / (1024.0 * 1024.0),
+                    "{} ({}/{})",
+                    crate::mib(c.api_answers.bytes / 1024),
                     c.api_answers.metadata_only,
                     c.api_answers.writes
                 )
