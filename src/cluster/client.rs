@@ -105,18 +105,19 @@ pub async fn config(
 
 /// The `Host` header of every request to `server`, made once: left to hyper-util's client, it
 /// is formatted (`format!` of host and port, then checked as a header value) for each request,
-/// 9.8 million instructions of a cold `run --once`'s 550 million (callgrind; 4,000 requests).
-/// The value is the one hyper-util writes, which it leaves alone when the request has one: the
-/// host, and the port as written unless it is the scheme's default.
+/// which a request that has one is spared (callgrind, cold `run --once` of 4,000 requests:
+/// hyper-util's `send_request` 57.3 M → 51.1 M instructions). The value is the one hyper-util
+/// writes: the host, and the port as written unless it is the scheme's default.
 fn host_header(server: &http::Uri) -> Option<http::HeaderValue> {
     let host = server.host()?;
-    let secure = matches!(server.scheme_str(), Some("https" | "wss"));
+    let default_port = if matches!(server.scheme_str(), Some("https" | "wss")) {
+        443
+    } else {
+        80
+    };
     let value = match server.port() {
-        Some(port) if (port.as_u16() == 443 && secure) || (port.as_u16() == 80 && !secure) => {
-            host.to_owned()
-        }
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
+        Some(port) if port.as_u16() != default_port => format!("{host}:{port}"),
+        _ => host.to_owned(),
     };
     http::HeaderValue::from_str(&value).ok()
 }
@@ -173,33 +174,24 @@ pub fn own_namespace(env_pod_namespace: Option<&str>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn host(server: &str) -> Option<String> {
-        host_header(&server.parse().unwrap()).map(|v| v.to_str().unwrap().to_owned())
-    }
-
     #[test]
     fn the_host_header_is_the_host_and_a_port_other_than_the_schemes_own() {
-        assert_eq!(
-            host("https://10.0.0.1:6443").as_deref(),
-            Some("10.0.0.1:6443")
-        );
-        assert_eq!(
-            host("https://api.example.com").as_deref(),
-            Some("api.example.com")
-        );
-        assert_eq!(
-            host("https://api.example.com:443").as_deref(),
-            Some("api.example.com")
-        );
-        assert_eq!(host("http://127.0.0.1:80").as_deref(), Some("127.0.0.1"));
-        assert_eq!(
-            host("http://127.0.0.1:443").as_deref(),
-            Some("127.0.0.1:443")
-        );
-        assert_eq!(
-            host("https://[::1]:6443/k8s/clusters/c-1").as_deref(),
-            Some("[::1]:6443")
-        );
-        assert_eq!(host("/no/authority"), None);
+        let cases = [
+            ("https://10.0.0.1:6443", Some("10.0.0.1:6443")),
+            ("https://api.example.com", Some("api.example.com")),
+            ("https://api.example.com:443", Some("api.example.com")),
+            ("http://127.0.0.1:80", Some("127.0.0.1")),
+            ("http://127.0.0.1:443", Some("127.0.0.1:443")),
+            ("https://[::1]:6443/k8s/clusters/c-1", Some("[::1]:6443")),
+            ("/no/authority", None),
+        ];
+        for (server, expected) in cases {
+            let header = host_header(&server.parse().unwrap());
+            assert_eq!(
+                header.as_ref().map(|v| v.to_str().unwrap()),
+                expected,
+                "{server}"
+            );
+        }
     }
 }
