@@ -447,6 +447,45 @@ fn self_signed(env: &Env) {
     assert!(log.contains("wrote the webhook CA bundle"), "{log}");
 }
 
+/// A webhook address another process holds stops the start with the error naming it, with
+/// either kind of certificate: once the webhooks' own runtime is built, an error panicked while
+/// dropping it ("Cannot drop a runtime in a context where blocking is not allowed"), and the log
+/// never said why the daemon had stopped.
+#[test]
+fn a_taken_webhook_address_stops_the_start_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = Env::on_simulator(dir.path());
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let address = held.local_addr().expect("its address").to_string();
+    let hooks = Hooks::new();
+    let with_files: Vec<(&str, String)> = hooks
+        .settings("off")
+        .into_iter()
+        .map(|(k, v)| match k {
+            "IMAGE_CLONER_WEBHOOK_ADDRESS" => (k, address.clone()),
+            _ => (k, v),
+        })
+        .collect();
+    let self_signed = vec![
+        ("IMAGE_CLONER_MUTATING_WEBHOOK", "on".to_owned()),
+        ("IMAGE_CLONER_WEBHOOK_TLS", "self-signed".to_owned()),
+        ("IMAGE_CLONER_WEBHOOK_ADDRESS", address.clone()),
+    ];
+    for settings in [with_files, self_signed] {
+        let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let daemon = Daemon::start(env.cloner(&[NS], &extra));
+        let code = daemon.exit_within(Duration::from_secs(60));
+        let log = daemon.log();
+        assert_eq!(code, Some(1), "{log}");
+        let expected = format!(
+            "image-cloner: cannot listen on {address} for the admission webhooks: Address already in use"
+        );
+        assert!(log.contains(&expected), "expected {expected:?} in:\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+    drop(held);
+}
+
 #[test]
 fn a_self_signed_ca_is_written_into_the_configurations_and_trusted() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -101,7 +101,8 @@ const WEBHOOK_THREADS: usize = 2;
 pub struct Running {
     pub address: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Dropped after the tasks are aborted (fields drop after `drop`).
+    _runtime: OwnRuntime,
 }
 
 impl Drop for Running {
@@ -109,8 +110,36 @@ impl Drop for Running {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// The webhooks' runtime, always dropped inside the daemon's: at shutdown, and when `start`
+/// fails after building it (a taken address, a certificate rustls refuses) or is cancelled by a
+/// signal during its first API call. Tokio's blocking shutdown panics there, and the panic hid
+/// the error that stopped the start; this shuts down in the background instead.
+struct OwnRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl OwnRuntime {
+    fn build() -> Result<OwnRuntime, AdmissionError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WEBHOOK_THREADS)
+            .thread_name("webhooks")
+            .enable_all()
+            .build()
+            .map_err(|e| AdmissionError::Runtime(e.to_string()))?;
+        Ok(OwnRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
-            // Not a blocking shutdown: this runs inside the daemon's runtime.
             rt.shutdown_background();
         }
     }
@@ -126,12 +155,7 @@ pub async fn start(
 ) -> Result<Running, AdmissionError> {
     let client = ctx.api.client().clone();
     let guard = Arc::clone(ctx.api.guard());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WEBHOOK_THREADS)
-        .thread_name("webhooks")
-        .enable_all()
-        .build()
-        .map_err(|e| AdmissionError::Runtime(e.to_string()))?;
+    let runtime = OwnRuntime::build()?;
     let admission = Arc::new(Admission {
         copies: tokio::runtime::Handle::current(),
         ctx,
@@ -158,7 +182,7 @@ pub async fn start(
         }
     };
     let config = tls::server_config(Arc::clone(&resolver))?;
-    let (address, server) = server::serve(settings.address, config, admission, runtime.handle())?;
+    let (address, server) = server::serve(settings.address, config, admission, &runtime.handle)?;
     tasks.push(server);
     if let Some(ca_pem) = ca_pem {
         tasks.push(ca_bundle::keep_written(client, ca_pem, guard));
@@ -166,7 +190,7 @@ pub async fn start(
     Ok(Running {
         address,
         tasks,
-        runtime: Some(runtime),
+        _runtime: runtime,
     })
 }
 

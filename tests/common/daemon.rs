@@ -2,12 +2,14 @@
 //! listener, and what it logged about one workload.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A running `image-cloner run`, stopped with SIGTERM on drop.
 pub struct Daemon {
-    pub child: Child,
+    /// Behind a lock so that `wait_until`, which borrows the daemon shared, can see it exit.
+    child: Mutex<Child>,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -24,7 +26,7 @@ impl Daemon {
             .spawn()
             .expect("start the daemon");
         Daemon {
-            child,
+            child: Mutex::new(child),
             log,
             _dir: dir,
         }
@@ -34,20 +36,33 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until `check` holds, up to `timeout`; the failure shows the end of the daemon's
-    /// log.
+    /// The exit status once the daemon has exited; `None` while it runs.
+    fn exited(&self) -> Option<ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.try_wait().expect("the daemon's status")
+    }
+
+    /// Waits until `check` holds, up to `timeout`, or fails as soon as the daemon has exited;
+    /// the failure shows the end of the daemon's log.
     pub fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !check() {
-            if Instant::now() >= deadline {
-                let log = self.log();
-                let lines: Vec<&str> = log.lines().collect();
-                panic!(
-                    "timed out after {timeout:?}: {what}; the daemon's log ends:\n{}",
-                    lines[lines.len().saturating_sub(200)..].join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
+            let failure = match self.exited() {
+                // What it did last may be what was awaited.
+                Some(_) if check() => return,
+                Some(status) => format!("the daemon exited ({status})"),
+                None if Instant::now() >= deadline => format!("timed out after {timeout:?}"),
+                None => {
+                    std::thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
+            };
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            panic!(
+                "{failure}: {what}; the daemon's log ends:\n{}",
+                lines[lines.len().saturating_sub(200)..].join("\n")
+            );
         }
     }
 
@@ -103,19 +118,44 @@ impl Daemon {
         (status, body)
     }
 
+    /// The exit code once the daemon has exited on its own, up to `timeout`; the failure shows
+    /// the end of its log.
+    pub fn exit_within(&self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon still runs after {timeout:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM, then the exit code.
     pub fn stop(&mut self) -> Option<i32> {
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .arg(child.id().to_string())
             .status();
-        self.child.wait().ok().and_then(|s| s.code())
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// SIGKILL, as a node's failure would stop it, and the process reaped.
+    pub fn kill(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        child.kill().expect("SIGKILL the daemon");
+        child.wait().expect("reap the daemon");
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self.exited().is_none() {
             let _ = self.stop();
         }
     }
