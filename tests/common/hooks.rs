@@ -14,12 +14,9 @@ use super::e2e::Env;
 /// The label of the namespaces the test's webhook configurations select.
 pub const SELECTOR_LABEL: &str = "image-cloner-test/webhooks";
 
-/// A free loopback port (bound, then released).
+/// A free loopback port, one no outgoing connection takes before the daemon binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    testbed::free_port().expect("a free port")
 }
 
 /// Where the daemon serves its webhooks in a test, and with which certificate.

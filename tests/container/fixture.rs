@@ -3,7 +3,7 @@
 //! mounts (docker config, CA certificates, kubeconfig), the simulator, and plain HTTP.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -169,10 +169,9 @@ pub fn pod_spec(object: &Value) -> &Value {
     }
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port, one no outgoing connection takes before the container binds it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("a local address").port()
+    testbed::free_port().expect("a free port")
 }
 
 /// `GET path` on `127.0.0.1:port` over plain HTTP/1.0 (so that the body is never chunked): the

@@ -277,10 +277,9 @@ pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
     kube::Client::try_from(config).context("a kube client")
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port, one no outgoing connection takes before the daemon binds it.
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+    testbed::free_port().context("finding a free port")
 }
 
 /// A section heading.

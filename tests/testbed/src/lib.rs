@@ -26,6 +26,7 @@
 mod error;
 pub mod http;
 mod image;
+mod port;
 mod process;
 mod registry;
 mod request_log;
@@ -37,6 +38,7 @@ pub use image::{
     BuiltImage, ImageSpec, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER_GZIP,
     MEDIA_TYPE_OCI_MANIFEST, Platform, REF_NAME, sha256_digest,
 };
+pub use port::free_port;
 pub use registry::{Credentials, READY_TIMEOUT, Registry, RegistryOptions, write_docker_config};
 pub use request_log::{LoggedRequest, logged_requests};
 pub use skopeo::{

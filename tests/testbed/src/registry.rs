@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +16,7 @@ use sha2::Digest as _;
 use tempfile::TempDir;
 
 use crate::error::{Result, TestbedError};
+use crate::port::free_port;
 use crate::process::{display_command, file_tail, program};
 
 /// How long [`Registry::start`] and [`Registry::restart`] wait for `GET /v2/` to answer.
@@ -141,7 +142,7 @@ impl Registry {
 
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            registry.port = reserve_port()?;
+            registry.port = free_port()?;
             registry.write_config()?;
             match registry.launch(Instant::now() + READY_TIMEOUT) {
                 Ok(()) => return Ok(registry),
@@ -521,17 +522,6 @@ enum Launch {
     /// The registry could not bind its port: try another port (or later).
     PortTaken(TestbedError),
     Failed(TestbedError),
-}
-
-/// Binds 127.0.0.1:0 and releases it, returning the port the kernel chose.
-fn reserve_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|source| TestbedError::ReservePort { source })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| TestbedError::ReservePort { source })?
-        .port();
-    Ok(port)
 }
 
 fn read_from(path: &Path, offset: u64) -> String {
