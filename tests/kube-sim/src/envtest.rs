@@ -11,7 +11,6 @@ mod pki;
 mod readyz;
 
 use std::ffi::{OsStr, OsString};
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ pub enum EnvtestError {
     #[error("creating envtest's temp dir: {0}")]
     CreateTempDir(std::io::Error),
     #[error("finding a free port on 127.0.0.1: {0}")]
-    FindFreePort(std::io::Error),
+    FindFreePort(testbed::TestbedError),
     #[error("generating envtest's certificates and keys: {reason}")]
     GenerateKeys { reason: String },
     #[error("configuring TLS to ask kube-apiserver's /readyz: {reason}")]
@@ -254,15 +253,11 @@ fn on_path(name: &OsStr) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Three distinct free ports on 127.0.0.1 (held together while chosen, so they differ).
+/// Three distinct free ports on 127.0.0.1, outside the range outgoing connections are given
+/// (etcd and kube-apiserver bind them a second or more later, while other tests connect).
 fn free_ports() -> Result<[u16; 3], EnvtestError> {
-    let bind = || {
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| Ok((l.local_addr()?.port(), l)))
-            .map_err(EnvtestError::FindFreePort)
-    };
-    let (a, b, c) = (bind()?, bind()?, bind()?);
-    Ok([a.0, b.0, c.0])
+    let port = || testbed::free_port().map_err(EnvtestError::FindFreePort);
+    Ok([port()?, port()?, port()?])
 }
 
 fn etcd_args(data: &Path, client_port: u16, peer_port: u16) -> Vec<OsString> {
