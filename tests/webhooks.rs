@@ -447,39 +447,60 @@ fn self_signed(env: &Env) {
     assert!(log.contains("wrote the webhook CA bundle"), "{log}");
 }
 
-/// A webhook address another process holds stops the start with the error naming it, with
-/// either kind of certificate: once the webhooks' own runtime is built, an error panicked while
-/// dropping it ("Cannot drop a runtime in a context where blocking is not allowed"), and the log
-/// never said why the daemon had stopped.
+/// A webhook start that fails stops the daemon with the error naming its cause: a webhook
+/// address another process holds (with either kind of certificate), a key that is not the
+/// certificate's (the settings check each file's PEM, not the pair). All three fail
+/// after the webhooks' own runtime is built; each panicked while dropping it ("Cannot drop a
+/// runtime in a context where blocking is not allowed", exit 101), and the log never said why
+/// the daemon had stopped.
 #[test]
-fn a_taken_webhook_address_stops_the_start_with_an_error_naming_it() {
+fn a_webhook_start_that_fails_stops_the_daemon_with_the_error_naming_its_cause() {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = Env::on_simulator(dir.path());
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
-    let address = held.local_addr().expect("its address").to_string();
+    let taken = held.local_addr().expect("its address").to_string();
     let hooks = Hooks::new();
-    let with_files: Vec<(&str, String)> = hooks
-        .settings("off")
-        .into_iter()
-        .map(|(k, v)| match k {
-            "IMAGE_CLONER_WEBHOOK_ADDRESS" => (k, address.clone()),
-            _ => (k, v),
-        })
-        .collect();
-    let self_signed = vec![
-        ("IMAGE_CLONER_MUTATING_WEBHOOK", "on".to_owned()),
-        ("IMAGE_CLONER_WEBHOOK_TLS", "self-signed".to_owned()),
-        ("IMAGE_CLONER_WEBHOOK_ADDRESS", address.clone()),
+    let other = Hooks::new();
+    let other_key = &other.key_file;
+    let files = |address: &str, cert: &std::path::Path, key: &std::path::Path| {
+        vec![
+            ("IMAGE_CLONER_MUTATING_WEBHOOK", "on".to_owned()),
+            ("IMAGE_CLONER_WEBHOOK_ADDRESS", address.to_owned()),
+            ("IMAGE_CLONER_WEBHOOK_CERT_FILE", cert.display().to_string()),
+            ("IMAGE_CLONER_WEBHOOK_KEY_FILE", key.display().to_string()),
+        ]
+    };
+    let in_use =
+        format!("cannot listen on {taken} for the admission webhooks: Address already in use");
+    let cases = [
+        (
+            files(&taken, &hooks.cert_file, &hooks.key_file),
+            in_use.clone(),
+        ),
+        (
+            vec![
+                ("IMAGE_CLONER_MUTATING_WEBHOOK", "on".to_owned()),
+                ("IMAGE_CLONER_WEBHOOK_TLS", "self-signed".to_owned()),
+                ("IMAGE_CLONER_WEBHOOK_ADDRESS", taken.clone()),
+            ],
+            in_use,
+        ),
+        (
+            files(&hooks.address(), &hooks.cert_file, other_key),
+            format!(
+                "the webhook certificate {} and key {} do not make a usable TLS identity: the key is not the certificate's",
+                hooks.cert_file.display(),
+                other_key.display()
+            ),
+        ),
     ];
-    for settings in [with_files, self_signed] {
+    for (settings, expected) in cases {
         let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let daemon = Daemon::start(env.cloner(&[NS], &extra));
         let code = daemon.exit_within(Duration::from_secs(60));
         let log = daemon.log();
-        assert_eq!(code, Some(1), "{log}");
-        let expected = format!(
-            "image-cloner: cannot listen on {address} for the admission webhooks: Address already in use"
-        );
+        assert_eq!(code, Some(1), "{expected}: {log}");
+        let expected = format!("image-cloner: {expected}");
         assert!(log.contains(&expected), "expected {expected:?} in:\n{log}");
         assert!(!log.contains("panicked"), "{log}");
     }
