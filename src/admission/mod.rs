@@ -114,9 +114,9 @@ impl Drop for Running {
 }
 
 /// The webhooks' runtime, always dropped inside the daemon's: at shutdown, and when `start`
-/// fails after building it (a taken address, a certificate rustls refuses) or is cancelled by a
-/// signal during its first API call. Tokio's blocking shutdown panics there, and the panic hid
-/// the error that stopped the start; this shuts down in the background instead.
+/// fails after building it (a taken address, a key that is not the certificate's). Tokio's
+/// blocking shutdown panics there, and the panic hid the error that stopped the start; this
+/// shuts down in the background instead.
 struct OwnRuntime {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
