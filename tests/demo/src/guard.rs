@@ -128,6 +128,15 @@ impl Guard {
             .map(testbed::Registry::log_path)
     }
 
+    /// The process id of a registry held by [`Guard::keep_registry`].
+    pub fn registry_pid(&self, host: &str) -> Option<u32> {
+        let s = self.lock();
+        s.registries
+            .iter()
+            .find(|r| r.host() == host)
+            .and_then(testbed::Registry::pid)
+    }
+
     /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now.
     pub fn release_registry(&self, host: &str) {
         let registry = {

@@ -208,6 +208,11 @@ impl Registry {
         file_tail(&self.log_path(), 40, 8000)
     }
 
+    /// The registry process's id while it runs (for its CPU time in `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the registry process is running (it may have died on its own).
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {

@@ -57,7 +57,7 @@ fn prepare(setup: &Setup<'_>, tag: &str, round: usize) -> Result<Prepared> {
 
     let load_start = cost::load_average();
     let baseline_skopeo = setup.recorded(&format!("{tag}skopeo-baseline"), round);
-    let baseline_logs = cost::RegistryLogs::from_now(setup.source, &baseline)?;
+    let baseline_registries = cost::Registries::from_now(setup.source, &baseline)?;
     settle_disk()?;
     let before = cpu::this_process()?;
     let baseline_time = baseline_copies(
@@ -70,7 +70,7 @@ fn prepare(setup: &Setup<'_>, tag: &str, round: usize) -> Result<Prepared> {
     let baseline_cost = cost::SideCost::measure(
         cost::children_only(cpu::this_process()?.since(&before)),
         &baseline_skopeo,
-        &baseline_logs,
+        &baseline_registries,
     )?;
     guard().release_registry(&baseline);
     Ok(Prepared {
@@ -100,7 +100,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
     let p = prepare(setup, "", round)?;
     let cloner_skopeo = setup.recorded("skopeo-cloner", round);
     let env = cloner_env(setup.source, &p.backup, &p.kubeconfig, &cloner_skopeo);
-    let cloner_logs = cost::RegistryLogs::from_now(setup.source, &p.backup)?;
+    let cloner_registries = cost::Registries::from_now(setup.source, &p.backup)?;
     let home = setup.work.join(format!("cold-home-{round}"));
     std::fs::create_dir_all(&home)?;
     settle_disk()?;
@@ -114,9 +114,10 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         &p.sim,
     )?;
     let simulator = cpu::this_process()?.since(&bench_before).own;
+    let cloner = cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_registries)?;
     let floor = floor::measure(setup.source, setup.images, &p.backup)?;
     let cost = cost::ColdCost {
-        cloner: cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_logs)?,
+        cloner,
         measured: once.command.clone(),
         baseline: p.baseline_cost,
         simulator,
@@ -205,7 +206,7 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
     let p = prepare(setup, "daemon-", 1)?;
     let skopeo = setup.recorded("daemon-skopeo-cloner", 1);
     let env = cloner_env(setup.source, &p.backup, &p.kubeconfig, &skopeo);
-    let logs = cost::RegistryLogs::from_now(setup.source, &p.backup)?;
+    let registries = cost::Registries::from_now(setup.source, &p.backup)?;
     let home = setup.work.join("cold-daemon-home");
     std::fs::create_dir_all(&home)?;
     settle_disk()?;
@@ -215,7 +216,7 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
     let r = DaemonRound {
         baseline: p.baseline,
         slots,
-        cost: cost::SideCost::measure(run.cpu_at_settle, &skopeo, &logs)?,
+        cost: cost::SideCost::measure(run.cpu_at_settle, &skopeo, &registries)?,
         run,
         pinned: pinned_to(&p.sim, &p.backup)?,
         backup_repos: catalog_size(&p.backup)?,
@@ -240,12 +241,14 @@ pub fn daemon_round(setup: &Setup<'_>) -> Result<DaemonRound> {
     }
     println!("    {}", r.slots.line(CONCURRENCY));
     println!(
-        "    CPU at its last reconcile: image-cloner itself {} (system {}), its skopeo {} ({:.1} %); baseline skopeo {}; load {:.1} → {:.1}",
+        "    CPU at its last reconcile: image-cloner itself {} (system {}), its skopeo {} ({:.1} %); baseline skopeo {}; the registries {} (the baseline's {}); load {:.1} → {:.1}",
         secs(cpu.own),
         secs(cpu.own_system),
         secs(cpu.children),
         r.cpu_share(),
         secs(p.baseline_cost.cpu.children),
+        r.cost.registries,
+        p.baseline_cost.registries,
         p.load_start,
         cost::load_average()
     );

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use demo::cost::cpu::{CpuTimes, percent};
+use demo::cost::cpu::{CpuTimes, percent, proc_stat};
 use demo::cost::registry_log::{Client, RequestLog, Traffic};
 use demo::cost::skopeo_record::{self, LOG_ENV, REAL_ENV};
 use demo::{guard, secs};
@@ -43,24 +43,76 @@ pub fn real_skopeo() -> Result<PathBuf> {
     which("skopeo")
 }
 
-/// Both registries' logs, from now on.
-pub struct RegistryLogs {
+/// Both registries of one side, from now on: their request logs, and their processes' CPU (the
+/// registries hash and store every byte skopeo sends, on the same cores).
+pub struct Registries {
     source: RequestLog,
     dest: RequestLog,
+    pids: [u32; 2],
+    cpu_before: [Duration; 2],
 }
 
-impl RegistryLogs {
-    pub fn from_now(source: &str, dest: &str) -> Result<RegistryLogs> {
+impl Registries {
+    pub fn from_now(source: &str, dest: &str) -> Result<Registries> {
         let log = |host: &str| -> Result<RequestLog> {
             let path = guard()
                 .registry_log(host)
                 .with_context(|| format!("no registry {host} held"))?;
             RequestLog::from_now(&path)
         };
-        Ok(RegistryLogs {
+        let pid = |host: &str| -> Result<u32> {
+            guard()
+                .registry_pid(host)
+                .with_context(|| format!("registry {host} is not running"))
+        };
+        let pids = [pid(source)?, pid(dest)?];
+        Ok(Registries {
             source: log(source)?,
             dest: log(dest)?,
+            pids,
+            cpu_before: [own_cpu(pids[0])?, own_cpu(pids[1])?],
         })
+    }
+
+    /// The source's and the destination's CPU since [`Registries::from_now`].
+    fn cpu(&self) -> Result<RegistryCpu> {
+        let since = |i: usize| -> Result<Duration> {
+            Ok(own_cpu(self.pids[i])?.saturating_sub(self.cpu_before[i]))
+        };
+        Ok(RegistryCpu {
+            source: since(0)?,
+            dest: since(1)?,
+        })
+    }
+}
+
+/// A process's own CPU, user + system, all its threads.
+fn own_cpu(pid: u32) -> Result<Duration> {
+    Ok(proc_stat(pid)?.cpu.own)
+}
+
+/// The CPU of one side's two registries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryCpu {
+    pub source: Duration,
+    pub dest: Duration,
+}
+
+impl RegistryCpu {
+    pub fn total(&self) -> Duration {
+        self.source + self.dest
+    }
+}
+
+impl std::fmt::Display for RegistryCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (source {}, destination {})",
+            secs(self.total()),
+            secs(self.source),
+            secs(self.dest)
+        )
     }
 }
 
@@ -70,15 +122,23 @@ pub struct SideCost {
     pub skopeo: BTreeMap<String, u64>,
     pub source: BTreeMap<Client, Traffic>,
     pub dest: BTreeMap<Client, Traffic>,
+    /// The source and destination registries' CPU.
+    pub registries: RegistryCpu,
 }
 
 impl SideCost {
-    pub fn measure(cpu: CpuTimes, skopeo: &RecordedSkopeo, logs: &RegistryLogs) -> Result<Self> {
+    /// Read right after the side's run, before anything else uses the registries.
+    pub fn measure(
+        cpu: CpuTimes,
+        skopeo: &RecordedSkopeo,
+        registries: &Registries,
+    ) -> Result<Self> {
         Ok(SideCost {
             cpu,
             skopeo: skopeo.processes()?,
-            source: logs.source.traffic()?,
-            dest: logs.dest.traffic()?,
+            source: registries.source.traffic()?,
+            dest: registries.dest.traffic()?,
+            registries: registries.cpu()?,
         })
     }
 
@@ -152,6 +212,22 @@ impl ColdCost {
     /// [`Self::own`] as a percentage of [`Self::skopeo`].
     pub fn share(&self) -> f64 {
         percent(self.own(), self.skopeo())
+    }
+
+    /// The CPU of everything image-cloner's side ran on this machine's cores — image-cloner,
+    /// its skopeo, the registries, the simulator — and of the baseline's (its skopeo, the
+    /// registries). With the cores busy through the copies, the wall-time ratio follows their
+    /// ratio; image-cloner's own CPU is one of its terms.
+    pub fn all_cpu(&self) -> (Duration, Duration) {
+        (
+            self.own() + self.skopeo() + self.cloner.registries.total() + self.simulator,
+            self.baseline.cpu.children + self.baseline.registries.total(),
+        )
+    }
+
+    pub fn all_cpu_ratio(&self) -> f64 {
+        let (cloner, baseline) = self.all_cpu();
+        cloner.as_secs_f64() / baseline.as_secs_f64()
     }
 
     /// The floor's CPU as a percentage of [`Self::skopeo`]: the part of the share that the
@@ -264,6 +340,15 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         secs(c.simulator),
         c.load.0,
         c.load.1
+    );
+    let (all, all_baseline) = c.all_cpu();
+    println!(
+        "    all CPU on the machine: image-cloner's side {} (itself, its skopeo, the registries {}, the simulator), the baseline's {} (its skopeo, the registries {}) → {:.2}×",
+        secs(all),
+        i.registries,
+        secs(all_baseline),
+        b.registries,
+        c.all_cpu_ratio()
     );
     println!(
         "    floor: the same {} API requests (a patch and an Event per Deployment) from a bare HTTP/1.1 client, {} connections, one thread: {} of its CPU ({:.1} % of image-cloner's skopeo)",
@@ -393,6 +478,21 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
         (
             "cold: CPU ratio (own + skopeo) / baseline skopeo".into(),
             each(costs, |c| format!("{:.2}×", total_ratio(c))),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: registries' CPU (source + destination), image-cloner's side / the baseline's"
+                .into(),
+            each(costs, |c| {
+                format!("{} / {}", c.cloner.registries, c.baseline.registries)
+            }),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: CPU ratio, all the side ran (+ registries, simulator) / the baseline's".into(),
+            each(costs, |c| format!("{:.2}×", c.all_cpu_ratio())),
             String::new(),
             "",
         ),
