@@ -119,22 +119,11 @@ impl Guard {
         Ok(host)
     }
 
-    /// The log file of a registry held by [`Guard::keep_registry`].
-    pub fn registry_log(&self, host: &str) -> Option<PathBuf> {
+    /// What `read` takes from the registry at `host` held by [`Guard::keep_registry`] (its
+    /// log file, its process id).
+    pub fn registry<T>(&self, host: &str, read: impl FnOnce(&testbed::Registry) -> T) -> Option<T> {
         let s = self.lock();
-        s.registries
-            .iter()
-            .find(|r| r.host() == host)
-            .map(testbed::Registry::log_path)
-    }
-
-    /// The process id of a registry held by [`Guard::keep_registry`].
-    pub fn registry_pid(&self, host: &str) -> Option<u32> {
-        let s = self.lock();
-        s.registries
-            .iter()
-            .find(|r| r.host() == host)
-            .and_then(testbed::Registry::pid)
+        s.registries.iter().find(|r| r.host() == host).map(read)
     }
 
     /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now.

@@ -46,47 +46,53 @@ pub fn real_skopeo() -> Result<PathBuf> {
 /// Both registries of one side, from now on: their request logs, and their processes' CPU (the
 /// registries hash and store every byte skopeo sends, on the same cores).
 pub struct Registries {
-    source: RequestLog,
-    dest: RequestLog,
-    pids: [u32; 2],
-    cpu_before: [Duration; 2],
+    source: Watched,
+    dest: Watched,
 }
 
 impl Registries {
     pub fn from_now(source: &str, dest: &str) -> Result<Registries> {
-        let log = |host: &str| -> Result<RequestLog> {
-            let path = guard()
-                .registry_log(host)
-                .with_context(|| format!("no registry {host} held"))?;
-            RequestLog::from_now(&path)
-        };
-        let pid = |host: &str| -> Result<u32> {
-            guard()
-                .registry_pid(host)
-                .with_context(|| format!("registry {host} is not running"))
-        };
-        let pids = [pid(source)?, pid(dest)?];
         Ok(Registries {
-            source: log(source)?,
-            dest: log(dest)?,
-            pids,
-            cpu_before: [own_cpu(pids[0])?, own_cpu(pids[1])?],
+            source: Watched::from_now(source)?,
+            dest: Watched::from_now(dest)?,
         })
     }
 
     /// The source's and the destination's CPU since [`Registries::from_now`].
     fn cpu(&self) -> Result<RegistryCpu> {
-        let since = |i: usize| -> Result<Duration> {
-            Ok(own_cpu(self.pids[i])?.saturating_sub(self.cpu_before[i]))
-        };
         Ok(RegistryCpu {
-            source: since(0)?,
-            dest: since(1)?,
+            source: self.source.cpu()?,
+            dest: self.dest.cpu()?,
         })
     }
 }
 
-/// A process's own CPU, user + system, all its threads.
+/// One registry held by the guard, from now on.
+struct Watched {
+    log: RequestLog,
+    pid: u32,
+    cpu_before: Duration,
+}
+
+impl Watched {
+    fn from_now(host: &str) -> Result<Watched> {
+        let (log, pid) = guard()
+            .registry(host, |r| (r.log_path(), r.pid()))
+            .with_context(|| format!("no registry {host} held"))?;
+        let pid = pid.with_context(|| format!("registry {host} is not running"))?;
+        Ok(Watched {
+            log: RequestLog::from_now(&log)?,
+            pid,
+            cpu_before: own_cpu(pid)?,
+        })
+    }
+
+    /// Its own CPU, user + system, all its threads, since [`Watched::from_now`].
+    fn cpu(&self) -> Result<Duration> {
+        Ok(own_cpu(self.pid)?.saturating_sub(self.cpu_before))
+    }
+}
+
 fn own_cpu(pid: u32) -> Result<Duration> {
     Ok(proc_stat(pid)?.cpu.own)
 }
@@ -136,8 +142,8 @@ impl SideCost {
         Ok(SideCost {
             cpu,
             skopeo: skopeo.processes()?,
-            source: registries.source.traffic()?,
-            dest: registries.dest.traffic()?,
+            source: registries.source.log.traffic()?,
+            dest: registries.dest.log.traffic()?,
             registries: registries.cpu()?,
         })
     }
