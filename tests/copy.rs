@@ -100,7 +100,11 @@ fn a_schema1_image_is_converted_and_says_so() {
 #[test]
 fn tag_and_digest_and_digest_only_sources() {
     let source = plain_registry();
-    let backup = plain_registry();
+    let backup = Registry::start(RegistryOptions {
+        request_log: true,
+        ..Default::default()
+    })
+    .expect("start a registry");
     let digest = push_all(&source, &small_image("pinned", 3), "app", "2.0");
     let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
     let both = format!("{}/app:2.0@{digest}", source.host());
@@ -126,6 +130,21 @@ fn tag_and_digest_and_digest_only_sources() {
         digest_of(&backup, &format!("{dest}:digest-sha256-{hex}")).unwrap(),
         Some(digest)
     );
+    // The two copies of one content into one repository ran one after the other: every blob
+    // was uploaded once (side by side, both uploaded each, and the registry could answer 500).
+    let log = std::fs::read_to_string(backup.log_path()).expect("the backup registry's log");
+    let mut uploads: Vec<&str> = testbed::logged_requests(&log)
+        .filter(|r| r.method == "PUT" && r.uri.contains("/blobs/uploads/"))
+        .filter_map(|r| r.uri.split_once("digest=").map(|(_, d)| d))
+        .collect();
+    let all = uploads.len();
+    uploads.sort_unstable();
+    uploads.dedup();
+    assert!(
+        all > 0,
+        "no blob upload in the backup registry's log:\n{log}"
+    );
+    assert_eq!(all, uploads.len(), "a blob uploaded twice: {uploads:?}");
 }
 
 #[test]

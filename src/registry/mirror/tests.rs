@@ -226,3 +226,67 @@ fn a_rate_limited_lookup_is_reported_as_such_and_passes() {
     assert!(e.is_transient());
     assert!(e.to_string().contains("retry after 30s"), "{e}");
 }
+
+/// Lets every task run until all of them wait (the clock is paused: a sleep ends only then).
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_other() {
+    let d = digest("app 2.0");
+    let fake =
+        Fake::holding(CopyBehaviour::Faithful).with("app:2.0", RawManifest::modern(d.clone()));
+    // Two copy slots: only the content's turn can make the second copy wait.
+    let m = mirror(&fake);
+    let asks = [format!("app:2.0@{d}"), format!("app@{d}")].map(|source| {
+        let m = m.clone();
+        tokio::spawn(async move { m.ensure(&image(&source)).await })
+    });
+    settle().await;
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 1, "the second waits");
+    assert_eq!(m.inner.same_content.under_way(), 1);
+    fake.release();
+    settle().await;
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 2, "then runs");
+    fake.release();
+    let mut backups = Vec::new();
+    for ask in asks {
+        let got = ask.await.expect("joined").expect("mirrored");
+        assert_eq!((got.outcome, &got.digest), (Outcome::Copied, &d));
+        backups.push(got.backup.to_string());
+    }
+    let hex = d.to_string().replace(':', "-");
+    assert_eq!(
+        backups,
+        [
+            format!("{BACKUP}/docker.io_library_app:2.0"),
+            format!("{BACKUP}/docker.io_library_app:digest-{hex}")
+        ]
+    );
+    assert_eq!(
+        m.inner.same_content.under_way(),
+        0,
+        "no lock outlives its copies"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn copies_of_different_content_into_one_backup_repository_run_side_by_side() {
+    let fake = Fake::holding(CopyBehaviour::Faithful)
+        .with("app:2.0", RawManifest::modern(digest("app 2.0")))
+        .with("app:3.0", RawManifest::modern(digest("app 3.0")));
+    let m = mirror(&fake);
+    let asks = ["app:2.0", "app:3.0"].map(|source| {
+        let m = m.clone();
+        tokio::spawn(async move { m.ensure(&image(source)).await })
+    });
+    settle().await;
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 2);
+    fake.release();
+    fake.release();
+    for ask in asks {
+        let got = ask.await.expect("joined").expect("mirrored");
+        assert_eq!(got.outcome, Outcome::Copied);
+    }
+}

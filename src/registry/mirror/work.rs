@@ -148,8 +148,8 @@ impl Inner {
     }
 
     /// Copies `from` — exactly the manifest that was resolved, by digest, even if the tag
-    /// moves meanwhile — then checks that the backup tag resolves to the digest the caller
-    /// will pin.
+    /// moves meanwhile, and once no other copy of it into the same backup repository runs —
+    /// then checks that the backup tag resolves to the digest the caller will pin.
     async fn copy_and_verify(
         &self,
         source: &ImageRef,
@@ -164,7 +164,10 @@ impl Inner {
             CopyFormat::Preserve
         };
         let backup = target.tagged();
-        let pushed = self.pull(source, from, backup, format).await?;
+        let pushed = {
+            let _turn = self.same_content.turn(backup, &manifest.digest).await;
+            self.pull(source, from, backup, format).await?
+        };
         let expected = if converted {
             pushed.clone()
         } else {
