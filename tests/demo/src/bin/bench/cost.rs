@@ -71,7 +71,7 @@ impl Registries {
 struct Watched {
     log: RequestLog,
     pid: u32,
-    cpu_before: Duration,
+    before: Used,
 }
 
 impl Watched {
@@ -83,30 +83,48 @@ impl Watched {
         Ok(Watched {
             log: RequestLog::from_now(&log)?,
             pid,
-            cpu_before: own_cpu(pid)?,
+            before: Used::by(pid)?,
         })
     }
 
-    /// Its own CPU, user + system, all its threads, since [`Watched::from_now`].
-    fn cpu(&self) -> Result<Duration> {
-        Ok(own_cpu(self.pid)?.saturating_sub(self.cpu_before))
+    /// Its own CPU, all its threads, since [`Watched::from_now`].
+    fn cpu(&self) -> Result<Used> {
+        let now = Used::by(self.pid)?;
+        Ok(Used {
+            all: now.all.saturating_sub(self.before.all),
+            system: now.system.saturating_sub(self.before.system),
+        })
     }
 }
 
-fn own_cpu(pid: u32) -> Result<Duration> {
-    Ok(proc_stat(pid)?.cpu.own)
+/// A process's own CPU: user and system, and the system part alone (the kernel's: a registry's
+/// file writes and the network, where user time is its hashing and HTTP).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Used {
+    pub all: Duration,
+    pub system: Duration,
+}
+
+impl Used {
+    fn by(pid: u32) -> Result<Used> {
+        let cpu = proc_stat(pid)?.cpu;
+        Ok(Used {
+            all: cpu.own,
+            system: cpu.own_system,
+        })
+    }
 }
 
 /// The CPU of one side's two registries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RegistryCpu {
-    pub source: Duration,
-    pub dest: Duration,
+    pub source: Used,
+    pub dest: Used,
 }
 
 impl RegistryCpu {
     pub fn total(&self) -> Duration {
-        self.source + self.dest
+        self.source.all + self.dest.all
     }
 }
 
@@ -114,10 +132,12 @@ impl std::fmt::Display for RegistryCpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (source {}, destination {})",
+            "{} (source {}, system {}; destination {}, system {})",
             secs(self.total()),
-            secs(self.source),
-            secs(self.dest)
+            secs(self.source.all),
+            secs(self.source.system),
+            secs(self.dest.all),
+            secs(self.dest.system)
         )
     }
 }
@@ -159,8 +179,8 @@ pub struct ColdCost {
     pub cloner: SideCost,
     /// The command name of the process whose CPU `cloner` holds (see [`MEASURED`]).
     pub measured: String,
-    /// The bench process's own CPU during image-cloner's run: the simulator serving its API
-    /// calls (a real API server runs elsewhere), and the bench's polling of /proc.
+    /// The simulator's CPU during image-cloner's run, serving its API calls (a real API server
+    /// runs elsewhere): the bench process's, but its main thread's.
     pub simulator: Duration,
     pub api: Connections,
     /// API requests by `verb resource`.
