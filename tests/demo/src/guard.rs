@@ -195,8 +195,9 @@ impl Guard {
         child.wait().ok()
     }
 
-    /// Waits for a held child to exit by itself.
+    /// Waits for a held child to exit by itself, and reaps it.
     pub fn wait(&self, pid: u32) -> Result<ExitStatus> {
+        self.await_exit(pid)?;
         loop {
             {
                 let mut s = self.lock();
@@ -208,7 +209,28 @@ impl Guard {
                     return Ok(status);
                 }
             }
+            // Not reached once the child has exited; kept so that a wrong wake-up cannot spin.
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Blocks until `pid`, a child of this process, has exited, without reaping it: its
+    /// `/proc` files still hold its final figures (a zombie's) until [`Guard::wait`]. The lock
+    /// is not held meanwhile, and nothing is polled: the baseline's next copy starts as soon as
+    /// one ends, as xargs's does, and the wait costs no CPU beside the run it measures.
+    pub fn await_exit(&self, pid: u32) -> Result<()> {
+        use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+        let raw = i32::try_from(pid).ok().and_then(Pid::from_raw);
+        let pid = raw.with_context(|| format!("{pid} is not a process id"))?;
+        loop {
+            match waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e).with_context(|| format!("waiting for process {pid:?}")),
+            }
         }
     }
 

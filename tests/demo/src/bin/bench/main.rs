@@ -34,6 +34,8 @@ const CONCURRENCY: usize = 5;
 /// `BENCH_ROUNDS` overrides it (1 for a quick look while profiling).
 const ROUNDS: usize = 3;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often `run --once`'s peak resident memory is read while it runs.
+const RSS_SAMPLE: Duration = Duration::from_millis(50);
 /// Reconciles are over when the last-success timestamp has not moved for this long.
 const QUIET: Duration = Duration::from_secs(3);
 const ORIGINAL_IMAGES: &str = "image-cloner.io/original-images";
@@ -265,26 +267,20 @@ fn once_run(
     let started = Instant::now();
     let spawned_at = SystemTime::now();
     let pid = guard().spawn("image-cloner run --once", &mut cmd)?;
+    // Its exit is waited for on a thread of its own, without polling: the bench's own CPU
+    // during the run is the simulator's and these samples' alone.
+    let (exited, exit) = std::sync::mpsc::channel();
+    std::thread::spawn(move || exited.send(guard().await_exit(pid)));
     let mut peak_rss_kib = 0;
-    let mut final_cpu = None;
-    let mut command = String::new();
     let deadline = started + CONVERGE_TIMEOUT;
-    let status = loop {
-        // Its CPU figures are read while it is a zombie, before it is reaped: final, and its
-        // own kept apart from its children's.
-        if final_cpu.is_none()
-            && let Ok(stat) = cpu::proc_stat(pid)
-            && stat.exited()
-        {
-            final_cpu = Some(stat.cpu);
-            command = stat.command;
+    loop {
+        match exit.recv_timeout(RSS_SAMPLE) {
+            Ok(waited) => break waited?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => bail!("waiting for image-cloner run --once: {e}"),
         }
-        if final_cpu.is_some()
-            && let Some(status) = guard().exited(pid)
-        {
-            break status;
-        }
-        // Gone (a zombie has no VmHWM) between the two checks: the last reading stands.
+        // VmHWM is a high-water mark, gone once the process has exited: the last sample is at
+        // most RSS_SAMPLE old, and a cold run's peak is its burst of reconciles, not its end.
         if let Ok(kib) = demo::peak_rss_kib(pid) {
             peak_rss_kib = peak_rss_kib.max(kib);
         }
@@ -296,10 +292,13 @@ fn once_run(
                 tail(&std::fs::read_to_string(log).unwrap_or_default(), 20)
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    }
     let wall = started.elapsed();
-    guard().wait(pid)?;
+    // Exited, not yet reaped: its CPU figures are final, and its own kept apart from its
+    // children's.
+    let stat = cpu::proc_stat(pid)?;
+    let (final_cpu, command) = (stat.cpu, stat.command);
+    let status = guard().wait(pid)?;
     let stdout = std::fs::read_to_string(out).unwrap_or_default();
     if !status.success() {
         bail!(
@@ -325,7 +324,7 @@ fn once_run(
         api_writes: field(" API write(s)")?,
         summary,
         peak_rss_kib,
-        cpu: final_cpu.unwrap_or_default(),
+        cpu: final_cpu,
         command,
         slots,
         writes: sim.faults().writes(),
