@@ -4,7 +4,8 @@
 //!   asks: a small proxy in front of it counts the requests, and none arrives early, while
 //!   another registry's images are copied meanwhile;
 //! - a source served only with credentials is private: not copied, `private-source` in `plan`,
-//!   a Warning Event; copied once `copy_private_sources` names its registry;
+//!   a Warning Event; copied once `copy_private_sources` names its registry; the daemon logs
+//!   the private repository once, however many workloads and passes meet it;
 //! - `source_include` / `source_exclude` leave sources out, shown by `plan` as `excluded`.
 
 mod common;
@@ -82,7 +83,7 @@ fn on_the_simulator() {
     let env = Env::on_simulator(dir.path());
     let mut failed = Vec::new();
     type Scenario = (&'static str, fn(&Env));
-    let scenarios: [Scenario; 2] = [
+    let scenarios: [Scenario; 3] = [
         (
             "a throttling registry is paused alone; one RateLimited Event",
             throttled_registry,
@@ -90,6 +91,10 @@ fn on_the_simulator() {
         (
             "private sources and filters: plan says, run does",
             private_and_excluded,
+        ),
+        (
+            "the daemon logs a private repository once, not at every pass",
+            private_repository_logged_once,
         ),
     ];
     for (name, scenario) in scenarios {
@@ -320,5 +325,82 @@ fn private_and_excluded(env: &Env) {
         "copied once allowed: {images:?}"
     );
     assert_eq!(images[2], env.images.init.0, "still excluded");
+    env.clear(ns);
+}
+
+/// The daemon (`image-cloner run`) with three Deployments on one private image, each beside a
+/// public image still to copy (so each is reconciled at least twice: parked on the copy, then
+/// patched): every workload gets its `PrivateSource` Warning Event, and the log tells the
+/// private repository once, where a line per workload and pass would bury the rest at 3 a.m.
+fn private_repository_logged_once(env: &Env) {
+    let ns = "e2e-private-daemon";
+    env.namespace(ns, &[]);
+    let alice = Credentials::new("alice", "private-pass");
+    let private = Registry::start(RegistryOptions {
+        auth: Some(alice.clone()),
+        ..Default::default()
+    })
+    .expect("start a registry with htpasswd");
+    push_all(&private, &small_image("secret", 91), "corp/secret", "1");
+    let secret = format!("{}/corp/secret:1", private.host());
+    let public = env.push_fresh("team/public-beside-private", 92);
+    let config = tempfile::tempdir().expect("a temp dir");
+    let docker = config.path().join("config.json");
+    testbed::write_docker_config(&docker, &[(&private.host(), &alice)]).expect("docker config");
+    let hosts = format!(
+        "{},{},{}",
+        private.host(),
+        env.source.host(),
+        env.backup_host
+    );
+    let mut daemon = Daemon::start(env.cloner(
+        &[ns],
+        &[
+            ("IMAGE_CLONER_INSECURE_REGISTRIES", hosts.as_str()),
+            (
+                "IMAGE_CLONER_DOCKER_CONFIG",
+                docker.to_str().expect("a UTF-8 path"),
+            ),
+        ],
+    ));
+    let names = ["web-1", "web-2", "web-3"];
+    for name in names {
+        env.create(workload(
+            "Deployment",
+            ns,
+            name,
+            &[("secret", &secret), ("public", &public)],
+            &[],
+            json!({}),
+        ));
+    }
+    for name in names {
+        daemon.wait_until(
+            Duration::from_secs(60),
+            &format!("{name}'s public image patched"),
+            || env.resolves_in_backup(&env.images("Deployment", ns, name)[1]),
+        );
+        assert_eq!(env.images("Deployment", ns, name)[0], secret, "{name}");
+        env.eventually(
+            Duration::from_secs(30),
+            &format!("{name}'s PrivateSource Event"),
+            || {
+                warnings(env, ns, name)
+                    .iter()
+                    .any(|(r, _)| r == "PrivateSource")
+            },
+        );
+    }
+    let log = daemon.log();
+    let told: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("source repository private") || l.contains("private source"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(
+        told[0].contains(&format!("{}/corp/secret", private.host())),
+        "{told:#?}"
+    );
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
     env.clear(ns);
 }

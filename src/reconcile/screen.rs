@@ -30,7 +30,8 @@ pub async fn privacy(mirror: &Mirror, policy: &Policy, plans: &[ContainerPlan]) 
         match answer {
             Ok(Visibility::Public) => {}
             Ok(Visibility::Private) => {
-                tracing::info!(image = %source, "private source: not copied (copy_private_sources)");
+                // Told once per repository at info, where the answer was learnt (the mirror).
+                tracing::debug!(image = %source, "private source: not copied (copy_private_sources)");
                 screened.private.insert(source.canonical());
             }
             Err(e) => {

@@ -1,10 +1,10 @@
 //! The mirror against a registry that rate-limits, with a fake client and tokio's paused
 //! clock: `Retry-After` is honoured by every request to that registry, the others are not
 //! paused, nothing retries in a hot loop, the pull budget's reserve is kept, and whether a
-//! source is public is asked once per repository.
+//! source is public is asked once per repository, and logged when it is learnt.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ struct Throttling {
     /// 429s the next copies get.
     copy_429s: Mutex<u32>,
     visibility_asked: AtomicUsize,
+    /// `private.example` serves its images to anyone from now on.
+    opened: AtomicBool,
     throttled: Mutex<Vec<String>>,
 }
 
@@ -140,7 +142,7 @@ impl RegistryClient for Throttling {
                 });
             }
             Ok(match i.domain() {
-                "private.example" => Visibility::Private,
+                "private.example" if !self.opened.load(Ordering::SeqCst) => Visibility::Private,
                 _ => Visibility::Public,
             })
         })
@@ -318,4 +320,81 @@ async fn privacy_is_asked_once_per_repository() {
         .await
         .expect("an answer");
     assert_eq!(fake.visibility_asked.load(Ordering::SeqCst), 3);
+}
+
+/// The lines a test's subscriber writes.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for Lines {
+    type Writer = Lines;
+    fn make_writer(&self) -> Lines {
+        self.clone()
+    }
+}
+
+impl Lines {
+    fn taken(&self) -> Vec<String> {
+        let bytes = std::mem::take(&mut *self.0.lock().expect("lock"));
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_private_repository_is_logged_when_learnt_and_when_it_opens_not_at_each_ask() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let fake = Arc::new(Throttling::default());
+    let m = mirror(&fake);
+    let ask = |reference: &'static str| {
+        let m = m.clone();
+        async move { m.visibility(&image(reference)).await.expect("an answer") }
+    };
+
+    assert_eq!(ask("private.example/x:1").await, Visibility::Private);
+    let told = lines.taken();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(
+        told[0].contains("source repository private")
+            && told[0].contains("repository=private.example/x"),
+        "{told:#?}"
+    );
+    // Remembered, then asked again and still private; a public repository: nothing to tell.
+    ask("private.example/x:2").await;
+    tokio::time::advance(m.options().success_ttl).await;
+    assert_eq!(ask("private.example/x:1").await, Visibility::Private);
+    assert_eq!(ask("quay.io/y:1").await, Visibility::Public);
+    assert_eq!(fake.visibility_asked.load(Ordering::SeqCst), 3);
+    assert_eq!(lines.taken(), Vec::<String>::new());
+
+    fake.opened.store(true, Ordering::SeqCst);
+    tokio::time::advance(m.options().success_ttl).await;
+    assert_eq!(ask("private.example/x:1").await, Visibility::Public);
+    let told = lines.taken();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(
+        told[0].contains("source repository public again"),
+        "{told:#?}"
+    );
+    tokio::time::advance(m.options().success_ttl).await;
+    ask("private.example/x:1").await;
+    assert_eq!(lines.taken(), Vec::<String>::new());
 }

@@ -106,7 +106,9 @@ impl Inner {
 impl Mirror {
     /// Whether `source`'s registry serves it to anyone (an anonymous manifest HEAD), asked once
     /// per repository while the answer is younger than `success_ttl`; concurrent asks for one
-    /// repository share one request. Failures are not remembered.
+    /// repository share one request. Failures are not remembered. A repository found private,
+    /// or public again, is logged then, once: a reconcile asks at every pass, and 500
+    /// workloads on one private image would otherwise log 500 lines at each.
     pub async fn visibility(&self, source: &ImageRef) -> Result<Visibility, MirrorError> {
         let inner = &self.inner;
         let cell = Arc::clone(
@@ -130,7 +132,20 @@ impl Mirror {
                 image: source.to_string(),
                 source: Box::new(e),
             })?;
+        let before = known.map(|(_, v)| v);
         *known = Some((Instant::now(), v));
+        match (before, v) {
+            (Some(Visibility::Private), Visibility::Private) => {}
+            (_, Visibility::Private) => tracing::info!(
+                repository = %source.repository(),
+                "source repository private: its images are not copied (copy_private_sources)"
+            ),
+            (Some(Visibility::Private), Visibility::Public) => tracing::info!(
+                repository = %source.repository(),
+                "source repository public again: its images are copied"
+            ),
+            (_, Visibility::Public) => {}
+        }
         Ok(v)
     }
 }
