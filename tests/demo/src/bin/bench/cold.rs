@@ -105,7 +105,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
     std::fs::create_dir_all(&home)?;
     settle_disk()?;
     let bench_before = cpu::this_process()?;
-    let main_before = cpu::this_thread()?;
+    let sampler_before = cpu::this_thread()?;
     let once = once_run(
         setup.cloner,
         &env,
@@ -114,9 +114,10 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         &setup.work.join(format!("cold-{round}.log")),
         &p.sim,
     )?;
-    // The bench process's CPU but its main thread's (the memory samples): the simulator's.
+    // The bench process's CPU but this thread's (it sampled run --once's memory): the
+    // simulator's threads'.
     let simulator = (cpu::this_process()?.since(&bench_before).own)
-        .saturating_sub(cpu::this_thread()?.since(&main_before).own);
+        .saturating_sub(cpu::this_thread()?.since(&sampler_before).own);
     let cloner = cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_registries)?;
     let floor = floor::measure(setup.source, setup.images, &p.backup)?;
     let cost = cost::ColdCost {

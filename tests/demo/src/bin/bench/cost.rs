@@ -180,7 +180,7 @@ pub struct ColdCost {
     /// The command name of the process whose CPU `cloner` holds (see [`MEASURED`]).
     pub measured: String,
     /// The simulator's CPU during image-cloner's run, serving its API calls (a real API server
-    /// runs elsewhere): the bench process's, but its main thread's.
+    /// runs elsewhere): the bench process's, but the thread's that sampled image-cloner's memory.
     pub simulator: Duration,
     pub api: Connections,
     /// API requests by `verb resource`.
