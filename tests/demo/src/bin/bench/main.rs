@@ -36,8 +36,11 @@ const COLD_WORKLOADS: usize = 2_000;
 const WARM_WORKLOADS: usize = 10_000;
 const CONCURRENCY: usize = 5;
 /// Cold rounds (skopeo, then image-cloner, each on fresh registries); the median ratio counts.
-/// `BENCH_ROUNDS` overrides it (1 for a quick look while profiling).
-const ROUNDS: usize = 3;
+/// Five: on this 2-core machine one round's ratio moves by ±0.08 with nothing changed (skopeo's
+/// own CPU for the same copies differs by up to 8 % from one side to the other), and the median
+/// of three followed single rounds too closely. `BENCH_ROUNDS` overrides it (1 for a quick look
+/// while profiling).
+const ROUNDS: usize = 5;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often `run --once`'s peak resident memory is read while it runs.
 const RSS_SAMPLE: Duration = Duration::from_millis(50);
