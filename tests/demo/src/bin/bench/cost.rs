@@ -71,7 +71,7 @@ impl Registries {
 struct Watched {
     log: RequestLog,
     pid: u32,
-    before: Used,
+    before: CpuTimes,
 }
 
 impl Watched {
@@ -83,48 +83,28 @@ impl Watched {
         Ok(Watched {
             log: RequestLog::from_now(&log)?,
             pid,
-            before: Used::by(pid)?,
+            before: proc_stat(pid)?.cpu,
         })
     }
 
-    /// Its own CPU, all its threads, since [`Watched::from_now`].
-    fn cpu(&self) -> Result<Used> {
-        let now = Used::by(self.pid)?;
-        Ok(Used {
-            all: now.all.saturating_sub(self.before.all),
-            system: now.system.saturating_sub(self.before.system),
-        })
-    }
-}
-
-/// A process's own CPU: user and system, and the system part alone (the kernel's: a registry's
-/// file writes and the network, where user time is its hashing and HTTP).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Used {
-    pub all: Duration,
-    pub system: Duration,
-}
-
-impl Used {
-    fn by(pid: u32) -> Result<Used> {
-        let cpu = proc_stat(pid)?.cpu;
-        Ok(Used {
-            all: cpu.own,
-            system: cpu.own_system,
-        })
+    /// Its own CPU, all its threads, since [`Watched::from_now`]: user and system, and the
+    /// system part alone (the kernel's: its file writes and the network, where user time is its
+    /// hashing and HTTP).
+    fn cpu(&self) -> Result<CpuTimes> {
+        Ok(proc_stat(self.pid)?.cpu.since(&self.before))
     }
 }
 
 /// The CPU of one side's two registries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RegistryCpu {
-    pub source: Used,
-    pub dest: Used,
+    pub source: CpuTimes,
+    pub dest: CpuTimes,
 }
 
 impl RegistryCpu {
     pub fn total(&self) -> Duration {
-        self.source.all + self.dest.all
+        self.source.own + self.dest.own
     }
 }
 
@@ -134,10 +114,10 @@ impl std::fmt::Display for RegistryCpu {
             f,
             "{} (source {}, system {}; destination {}, system {})",
             secs(self.total()),
-            secs(self.source.all),
-            secs(self.source.system),
-            secs(self.dest.all),
-            secs(self.dest.system)
+            secs(self.source.own),
+            secs(self.source.own_system),
+            secs(self.dest.own),
+            secs(self.dest.own_system)
         )
     }
 }
