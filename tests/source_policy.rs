@@ -220,6 +220,54 @@ fn throttled_registry(env: &Env) {
     env.clear(ns);
 }
 
+/// A source registry with htpasswd holding `corp/secret:1` (seeded by `seed`), and a docker
+/// config with its credentials: its images are served only with them.
+struct PrivateSource {
+    registry: Registry,
+    /// `<host>/corp/secret:1`.
+    image: String,
+    /// `IMAGE_CLONER_INSECURE_REGISTRIES` for it and for `env`'s source and backup registries.
+    insecure: String,
+    docker_config: String,
+    _config_dir: tempfile::TempDir,
+}
+
+impl PrivateSource {
+    fn start(env: &Env, seed: u64) -> PrivateSource {
+        let alice = Credentials::new("alice", "private-pass");
+        let registry = Registry::start(RegistryOptions {
+            auth: Some(alice.clone()),
+            ..Default::default()
+        })
+        .expect("start a registry with htpasswd");
+        push_all(&registry, &small_image("secret", seed), "corp/secret", "1");
+        let config_dir = tempfile::tempdir().expect("a temp dir");
+        let docker = config_dir.path().join("config.json");
+        testbed::write_docker_config(&docker, &[(&registry.host(), &alice)])
+            .expect("docker config");
+        PrivateSource {
+            image: format!("{}/corp/secret:1", registry.host()),
+            insecure: format!(
+                "{},{},{}",
+                registry.host(),
+                env.source.host(),
+                env.backup_host
+            ),
+            docker_config: docker.to_str().expect("a UTF-8 path").to_owned(),
+            _config_dir: config_dir,
+            registry,
+        }
+    }
+
+    /// The settings that make the registry reachable and its images readable.
+    fn settings(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("IMAGE_CLONER_INSECURE_REGISTRIES", self.insecure.as_str()),
+            ("IMAGE_CLONER_DOCKER_CONFIG", self.docker_config.as_str()),
+        ]
+    }
+}
+
 /// A source registry with htpasswd (its images are served only with credentials, which the
 /// docker config has): `plan` says `private-source`, `run --once` leaves it alone with a
 /// Warning Event and copies nothing of it; with `copy_private_sources` naming the registry it
@@ -227,17 +275,8 @@ fn throttled_registry(env: &Env) {
 fn private_and_excluded(env: &Env) {
     let ns = "e2e-private";
     env.namespace(ns, &[]);
-    let alice = Credentials::new("alice", "private-pass");
-    let private = Registry::start(RegistryOptions {
-        auth: Some(alice.clone()),
-        ..Default::default()
-    })
-    .expect("start a registry with htpasswd");
-    push_all(&private, &small_image("secret", 81), "corp/secret", "1");
-    let secret = format!("{}/corp/secret:1", private.host());
-    let config = tempfile::tempdir().expect("a temp dir");
-    let docker = config.path().join("config.json");
-    testbed::write_docker_config(&docker, &[(&private.host(), &alice)]).expect("docker config");
+    let private = PrivateSource::start(env, 81);
+    let secret = private.image.clone();
     env.create(workload(
         "Deployment",
         ns,
@@ -250,22 +289,10 @@ fn private_and_excluded(env: &Env) {
         &[],
         json!({}),
     ));
-    let hosts = format!(
-        "{},{},{}",
-        private.host(),
-        env.source.host(),
-        env.backup_host
-    );
-    let allowed = private.host();
+    let allowed = private.registry.host();
     let exclude = format!("{}/tools/*", env.source.host());
-    let mut settings = vec![
-        ("IMAGE_CLONER_INSECURE_REGISTRIES", hosts.as_str()),
-        (
-            "IMAGE_CLONER_DOCKER_CONFIG",
-            docker.to_str().expect("a UTF-8 path"),
-        ),
-        ("IMAGE_CLONER_SOURCE_EXCLUDE", exclude.as_str()),
-    ];
+    let mut settings = private.settings();
+    settings.push(("IMAGE_CLONER_SOURCE_EXCLUDE", exclude.as_str()));
 
     let plan = env.run(&[ns], &settings, &["plan", "--output", "json"]);
     assert!(plan.status.success(), "{}", text(&plan));
@@ -292,7 +319,10 @@ fn private_and_excluded(env: &Env) {
         "the public one is patched: {images:?}"
     );
     assert_eq!(images[2], env.images.init.0, "the excluded one stays");
-    let backup_repo = format!("mirror/{}_corp_secret:1", private.host().replace(':', "--"));
+    let backup_repo = format!(
+        "mirror/{}_corp_secret:1",
+        private.registry.host().replace(':', "--")
+    );
     let mut in_backup = Some(String::new());
     env.backup_control(|r| in_backup = testbed::digest_of(r, &backup_repo).expect("inspect"));
     assert_eq!(in_backup, None, "nothing of the private image was copied");
@@ -335,34 +365,10 @@ fn private_and_excluded(env: &Env) {
 fn private_repository_logged_once(env: &Env) {
     let ns = "e2e-private-daemon";
     env.namespace(ns, &[]);
-    let alice = Credentials::new("alice", "private-pass");
-    let private = Registry::start(RegistryOptions {
-        auth: Some(alice.clone()),
-        ..Default::default()
-    })
-    .expect("start a registry with htpasswd");
-    push_all(&private, &small_image("secret", 91), "corp/secret", "1");
-    let secret = format!("{}/corp/secret:1", private.host());
+    let private = PrivateSource::start(env, 91);
+    let secret = private.image.clone();
     let public = env.push_fresh("team/public-beside-private", 92);
-    let config = tempfile::tempdir().expect("a temp dir");
-    let docker = config.path().join("config.json");
-    testbed::write_docker_config(&docker, &[(&private.host(), &alice)]).expect("docker config");
-    let hosts = format!(
-        "{},{},{}",
-        private.host(),
-        env.source.host(),
-        env.backup_host
-    );
-    let mut daemon = Daemon::start(env.cloner(
-        &[ns],
-        &[
-            ("IMAGE_CLONER_INSECURE_REGISTRIES", hosts.as_str()),
-            (
-                "IMAGE_CLONER_DOCKER_CONFIG",
-                docker.to_str().expect("a UTF-8 path"),
-            ),
-        ],
-    ));
+    let mut daemon = Daemon::start(env.cloner(&[ns], &private.settings()));
     let names = ["web-1", "web-2", "web-3"];
     for name in names {
         env.create(workload(
@@ -398,7 +404,7 @@ fn private_repository_logged_once(env: &Env) {
         .collect();
     assert_eq!(told.len(), 1, "{told:#?}");
     assert!(
-        told[0].contains(&format!("{}/corp/secret", private.host())),
+        told[0].contains(&format!("{}/corp/secret", private.registry.host())),
         "{told:#?}"
     );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
