@@ -4,11 +4,17 @@
 //!
 //! Requests are forwarded with their `Host` header unchanged, so the registry builds its
 //! upload `Location`s with the proxy's address and every later request comes back here. When
-//! the registry is down, the client's connection is closed without an answer, as a load
+//! the registry cannot be reached, or the proxy is told the registry is down
+//! ([`Proxy::set_down`]), the client's connection is closed without an answer, as a load
 //! balancer with no backend does.
+//!
+//! An outage is made here rather than by killing the registry: docker-registry's filesystem
+//! storage writes its link files in place, and a SIGKILL during an upload can leave one empty,
+//! after which the registry answers 500 `invalid checksum digest format` for that blob for
+//! ever — a broken registry, not an outage, and not what the suite means to test.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -57,6 +63,9 @@ struct State {
     throttling: Mutex<Option<Throttling>>,
     counter: AtomicU64,
     throttled: AtomicU64,
+    down: AtomicBool,
+    /// Bumped when the registry goes down: every open connection is cut.
+    cut: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -106,6 +115,8 @@ impl Proxy {
             throttling: Mutex::new(None),
             counter: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            cut: tokio::sync::watch::Sender::new(0),
         });
         runtime.spawn(accept(listener, Arc::clone(&state)));
         Ok(Proxy {
@@ -125,6 +136,17 @@ impl Proxy {
             .throttling
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = t;
+    }
+
+    /// Takes the registry out of reach (`true`) or back (`false`). Going down cuts every open
+    /// connection, requests half sent or half answered included; while down, each request is
+    /// logged with status 0 and its connection closed without an answer. The registry itself
+    /// keeps running, and so do its uploads' server-side states.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+        if down {
+            self.state.cut.send_modify(|generation| *generation += 1);
+        }
     }
 
     /// How many 429s were sent.
@@ -166,14 +188,21 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
             continue;
         };
         let state = Arc::clone(&state);
+        // Subscribed before the first request is read: a cut after this point reaches it.
+        let mut cut = state.cut.subscribe();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = Arc::clone(&state);
                 async move { handle(req, &state).await }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let serve = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            // Dropping the connection closes the client's socket and, with the request's body
+            // or the response's, the upstream connection it was forwarded on.
+            tokio::select! {
+                _ = serve => {}
+                _ = cut.changed() => {}
+            }
         });
     }
 }
@@ -191,6 +220,14 @@ fn full(status: StatusCode, body: &'static str) -> Response<Body> {
 async fn handle(req: Request<Incoming>, state: &State) -> Result<Response<Body>, std::io::Error> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    if state.down.load(Ordering::SeqCst) {
+        state.record(Seen {
+            method,
+            path,
+            status: 0,
+        });
+        return Err(std::io::Error::other("the registry is down"));
+    }
     if let Some(after) = state.throttle_now() {
         state.record(Seen {
             method,
@@ -241,4 +278,69 @@ async fn forward(req: Request<Incoming>, upstream: &str) -> std::io::Result<Resp
         .send_request(req)
         .await
         .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn get(host: &str) -> TcpStream {
+        let mut client = TcpStream::connect(host).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        client
+    }
+
+    /// What the client reads until the proxy closes the connection (an error if it never does).
+    fn read_to_close(client: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        client.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn going_down_cuts_a_request_in_flight_and_refuses_the_next() {
+        // An upstream that takes connections, says so, and never answers: a request forwarded
+        // to it stays in flight.
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream_host = upstream.local_addr().unwrap().to_string();
+        let (accepted, forwarded) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in upstream.incoming().take(2) {
+                held.push(stream);
+                let _ = accepted.send(());
+            }
+            std::thread::sleep(Duration::from_secs(30));
+        });
+        let wait_forwarded = || forwarded.recv_timeout(Duration::from_secs(10)).unwrap();
+        let proxy = Proxy::start(&upstream_host).unwrap();
+        let mut in_flight = get(proxy.host());
+        wait_forwarded();
+
+        proxy.set_down(true);
+        let answer = read_to_close(&mut in_flight).expect("the open connection is cut");
+        assert!(answer.is_empty(), "no answer: {answer:?}");
+        let answer = read_to_close(&mut get(proxy.host())).expect("a new one is closed");
+        assert!(answer.is_empty(), "no answer: {answer:?}");
+        let statuses: Vec<u16> = proxy.requests().iter().map(|s| s.status).collect();
+        assert_eq!(
+            statuses,
+            [0],
+            "the refused request is logged; the cut one never got a status"
+        );
+
+        proxy.set_down(false);
+        let _after = get(proxy.host());
+        wait_forwarded();
+        assert_eq!(proxy.requests().len(), 1);
+    }
 }

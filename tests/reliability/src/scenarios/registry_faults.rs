@@ -1,5 +1,6 @@
-//! Registries that misbehave during a cold run of the daemon: the backup registry down at start
-//! and again in the middle, and a source that throttles (429 with `Retry-After`, through a
+//! Registries that misbehave during a cold run of the daemon: the backup registry out of reach
+//! at start and again in the middle (its proxy closing every connection, open uploads
+//! included), and a source that throttles (429 with `Retry-After`, through a
 //! loopback proxy). The daemon must converge, copy each repository once, write each workload
 //! at most once, and not hammer a registry that is down or throttling (counted).
 
@@ -80,23 +81,23 @@ fn backup_down(
     let host = source.registry.host();
     world.insecure.push(host.clone());
     let expected = populate::workloads(&world, source, &host, "down", 2, count, images)?;
-    world.backup.stop()?;
+    world.backup_proxy.set_down(true);
     let mut daemon = Daemon::start(world.command(&[]), &world.path("daemon.log"))?;
     let first = rng.millis(6000, 10_000);
     std::thread::sleep(first);
     let refused_at_start = world.backup_proxy.requests().len();
-    world.backup.restart()?;
+    world.backup_proxy.set_down(false);
     // Down again once some copies have landed.
     let deadline = Instant::now() + Duration::from_secs(60);
     while world.backup_proxy.tag_pushes().len() < images / 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    world.backup.stop()?;
+    world.backup_proxy.set_down(true);
     let before = world.backup_proxy.requests().len();
     let second = rng.millis(6000, 10_000);
     std::thread::sleep(second);
     let during = world.backup_proxy.requests().len() - before;
-    world.backup.restart()?;
+    world.backup_proxy.set_down(false);
     let (converged, repos, runs) = settle(&world, &expected, &mut daemon, report);
     report.check(
         runs <= images * 12,
