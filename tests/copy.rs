@@ -132,6 +132,41 @@ fn tag_and_digest_and_digest_only_sources() {
     );
     // The two copies of one content into one repository ran one after the other: every blob
     // was uploaded once (side by side, both uploaded each, and the registry could answer 500).
+    assert_each_blob_uploaded_once(&backup);
+}
+
+#[test]
+fn two_tags_sharing_layers_are_copied_with_each_blob_uploaded_once() {
+    let source = plain_registry();
+    let backup = Registry::start(RegistryOptions {
+        request_log: true,
+        ..Default::default()
+    })
+    .expect("start a registry");
+    // One seed, two names: the same layers under two configs, as two versions on one base.
+    let one = push_all(&source, &multi_arch("v1", 11), "app", "1.0");
+    let two = push_all(&source, &multi_arch("v2", 11), "app", "1.1");
+    assert_ne!(one, two);
+    let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
+    let tags = ["1.0", "1.1"].map(|tag| format!("{}/app:{tag}", source.host()));
+
+    let out = cloner.run(&["copy", &tags[0], &tags[1]]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let dest = flat(&source, "app");
+    assert_eq!(
+        digest_of(&backup, &format!("{dest}:1.0")).unwrap(),
+        Some(one)
+    );
+    assert_eq!(
+        digest_of(&backup, &format!("{dest}:1.1")).unwrap(),
+        Some(two)
+    );
+    // One after the other, the second copy found the shared layers in place.
+    assert_each_blob_uploaded_once(&backup);
+}
+
+/// No blob was uploaded twice into `backup` (started with its request log), and some were.
+fn assert_each_blob_uploaded_once(backup: &Registry) {
     let log = std::fs::read_to_string(backup.log_path()).expect("the backup registry's log");
     let mut uploads: Vec<&str> = testbed::logged_requests(&log)
         .filter(|r| r.method == "PUT" && r.uri.contains("/blobs/uploads/"))

@@ -5,8 +5,8 @@
 //!   piece of work, run in its own task so that a cancelled caller never kills a copy mid-way;
 //! - **a global copy limit** (`max_concurrent_reconciles` skopeo copies at once); registry
 //!   checks and verification run outside the copy slots, so a slot only ever waits on skopeo;
-//!   copies of one content into one backup repository (a source by tag and by digest) run one
-//!   after the other ([`same_content`](self::same_content));
+//!   copies into one backup repository (two tags of an image, or one by tag and by digest)
+//!   run one after the other ([`same_repository`](self::same_repository));
 //! - **no needless copy**: the destination is checked first, and an image already there with
 //!   the source's digest (or, for a converted schema-1 source, the same layers) is not copied.
 //!
@@ -20,7 +20,7 @@
 
 mod error;
 mod gated;
-mod same_content;
+mod same_repository;
 mod work;
 
 #[cfg(test)]
@@ -41,7 +41,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 pub use self::error::MirrorError;
-use self::same_content::SameContent;
+use self::same_repository::SameRepository;
 use crate::image::naming::{BackupRegistry, Naming, Pin};
 use crate::image::reference::{Digest, ImageRef};
 use crate::registry::client::{RegistryClient, Visibility};
@@ -232,7 +232,7 @@ struct Inner {
     gates: Gates,
     visibility: Mutex<HashMap<String, VisibilityCell>>,
     copy_slots: Semaphore,
-    same_content: SameContent,
+    same_repository: SameRepository,
     state: Mutex<State>,
     counters: Counters,
     observer: Arc<dyn CopyObserver>,
@@ -277,7 +277,7 @@ impl Mirror {
         Mirror {
             inner: Arc::new(Inner {
                 copy_slots: Semaphore::new(options.max_concurrent_copies.max(1)),
-                same_content: SameContent::default(),
+                same_repository: SameRepository::default(),
                 gates: Gates::new(options.max_gate_wait),
                 visibility: Mutex::default(),
                 client,

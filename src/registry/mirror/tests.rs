@@ -237,7 +237,7 @@ async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_othe
     let d = digest("app 2.0");
     let fake =
         Fake::holding(CopyBehaviour::Faithful).with("app:2.0", RawManifest::modern(d.clone()));
-    // Two copy slots: only the content's turn can make the second copy wait.
+    // Two copy slots: only the repository's turn can make the second copy wait.
     let m = mirror(&fake);
     let asks = [format!("app:2.0@{d}"), format!("app@{d}")].map(|source| {
         let m = m.clone();
@@ -245,7 +245,7 @@ async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_othe
     });
     settle().await;
     assert_eq!(fake.copies.load(Ordering::SeqCst), 1, "the second waits");
-    assert_eq!(m.inner.same_content.under_way(), 1);
+    assert_eq!(m.inner.same_repository.under_way(), 1);
     fake.release();
     settle().await;
     assert_eq!(fake.copies.load(Ordering::SeqCst), 2, "then runs");
@@ -265,14 +265,15 @@ async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_othe
         ]
     );
     assert_eq!(
-        m.inner.same_content.under_way(),
+        m.inner.same_repository.under_way(),
         0,
         "no lock outlives its copies"
     );
 }
 
 #[tokio::test(start_paused = true)]
-async fn copies_of_different_content_into_one_backup_repository_run_side_by_side() {
+async fn two_tags_of_an_image_are_copied_one_after_the_other() {
+    // Different content, one backup repository: they share base layers as a rule.
     let fake = Fake::holding(CopyBehaviour::Faithful)
         .with("app:2.0", RawManifest::modern(digest("app 2.0")))
         .with("app:3.0", RawManifest::modern(digest("app 3.0")));
@@ -282,7 +283,31 @@ async fn copies_of_different_content_into_one_backup_repository_run_side_by_side
         tokio::spawn(async move { m.ensure(&image(source)).await })
     });
     settle().await;
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 1, "the second waits");
+    fake.release();
+    settle().await;
+    assert_eq!(fake.copies.load(Ordering::SeqCst), 2, "then runs");
+    fake.release();
+    for ask in asks {
+        let got = ask.await.expect("joined").expect("mirrored");
+        assert_eq!(got.outcome, Outcome::Copied);
+    }
+    assert_eq!(m.inner.same_repository.under_way(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn copies_into_different_backup_repositories_run_side_by_side() {
+    let fake = Fake::holding(CopyBehaviour::Faithful)
+        .with("app:2.0", RawManifest::modern(digest("app 2.0")))
+        .with("web:2.0", RawManifest::modern(digest("web 2.0")));
+    let m = mirror(&fake);
+    let asks = ["app:2.0", "web:2.0"].map(|source| {
+        let m = m.clone();
+        tokio::spawn(async move { m.ensure(&image(source)).await })
+    });
+    settle().await;
     assert_eq!(fake.copies.load(Ordering::SeqCst), 2);
+    assert_eq!(m.inner.same_repository.under_way(), 2);
     fake.release();
     fake.release();
     for ask in asks {

@@ -148,7 +148,7 @@ impl Inner {
     }
 
     /// Copies `from` — exactly the manifest that was resolved, by digest, even if the tag
-    /// moves meanwhile, and once no other copy of it into the same backup repository runs —
+    /// moves meanwhile, and once no other copy into the same backup repository runs —
     /// then checks that the backup tag resolves to the digest the caller will pin.
     async fn copy_and_verify(
         &self,
@@ -165,7 +165,7 @@ impl Inner {
         };
         let backup = target.tagged();
         let pushed = {
-            let _turn = self.same_content.turn(backup, &manifest.digest).await;
+            let _turn = self.same_repository.turn(backup).await;
             self.pull(source, from, backup, format).await?
         };
         let expected = if converted {
