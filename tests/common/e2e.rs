@@ -20,7 +20,7 @@ use testbed::Registry;
 
 use super::cluster::Envtest;
 use super::throttle::Throttle;
-use super::{multi_arch, plain_registry, push_all, small_image};
+use super::{multi_arch, push_all, small_image};
 
 /// How many namespaces the daemon scenarios add to the cluster (on the simulator and envtest),
 /// so that the daemon's namespace list is slower than its workload lists.
@@ -117,8 +117,16 @@ impl Env {
             .block_on(client.list_api_group_resources("batch/v1"))
             .map(|l| l.resources.iter().any(|r| r.name == "cronjobs"))
             .unwrap_or(false);
-        let source = plain_registry();
-        let backup = plain_registry();
+        // Both log their requests: a scenario counts image-cloner's questions to each.
+        let logged = || {
+            Registry::start(testbed::RegistryOptions {
+                request_log: true,
+                ..Default::default()
+            })
+            .expect("start a registry")
+        };
+        let source = logged();
+        let backup = logged();
         let push = |spec: &testbed::ImageSpec, repo: &str, tag: &str| {
             let digest = push_all(&source, spec, repo, tag);
             (format!("{}/{repo}:{tag}", source.host()), digest)
@@ -175,6 +183,25 @@ impl Env {
     pub fn push_fresh(&self, repo: &str, seed: u64) -> String {
         push_all(&self.source, &small_image(repo, seed), repo, "1");
         format!("{}/{repo}:1", self.source.host())
+    }
+
+    /// The references image-cloner sent manifest HEADs for in `repo`, in the source
+    /// registry's request log.
+    pub fn cloner_heads_in_source(&self, repo: &str) -> Vec<String> {
+        cloner_heads(&self.source, &format!("/v2/{repo}/manifests/"))
+    }
+
+    /// The references image-cloner sent manifest HEADs for in `repo`'s copy (flat naming), in
+    /// the backup registry's request log.
+    pub fn cloner_heads_in_backup(&self, repo: &str) -> Vec<String> {
+        let copy = format!(
+            "/v2/mirror/{}_{}/manifests/",
+            self.source.host().replace(':', "--"),
+            repo.replace('/', "_")
+        );
+        let mut heads = Vec::new();
+        self.backup_control(|backup| heads = cloner_heads(backup, &copy));
+        heads
     }
 
     pub fn backup_registry(&self) -> String {
@@ -513,4 +540,14 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// What follows `prefix` (a manifests URI) in each HEAD image-cloner sent there: the tag or
+/// digest asked for, from `registry`'s request log.
+fn cloner_heads(registry: &Registry, prefix: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(registry.log_path()).unwrap_or_default();
+    testbed::logged_requests(&log)
+        .filter(|r| r.method == "HEAD" && r.user_agent == "image-cloner")
+        .filter_map(|r| r.uri.strip_prefix(prefix).map(str::to_owned))
+        .collect()
 }

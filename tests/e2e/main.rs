@@ -27,6 +27,7 @@ mod left_alone;
 mod live;
 mod once;
 mod parked;
+mod questions;
 mod scale;
 
 /// One `#[test]` per scenario and kind of cluster: `sim::<name>`, `envtest::<name>`,
@@ -75,6 +76,7 @@ scenarios! {
         stopped_mid_copy => crate::daemon::stopped_mid_copy,
         // 2,000 workloads over 50 images: 50 copies, one write each.
         two_thousand_workloads => crate::scale::two_thousand_workloads,
+        questions_per_image => crate::questions::questions_per_image_not_per_workload,
     }
     simulator_only: {
         // An edit between the daemon's read and its write survives.
