@@ -232,17 +232,20 @@ async fn settle() {
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_other() {
-    let d = digest("app 2.0");
-    let fake =
-        Fake::holding(CopyBehaviour::Faithful).with("app:2.0", RawManifest::modern(d.clone()));
-    // Two copy slots: only the repository's turn can make the second copy wait.
-    let m = mirror(&fake);
-    let asks = [format!("app:2.0@{d}"), format!("app@{d}")].map(|source| {
+/// `m.ensure` of each of `sources`, each in a task of its own.
+fn ensure_each<const N: usize>(
+    m: &Mirror,
+    sources: [String; N],
+) -> [tokio::task::JoinHandle<Result<MirroredImage, MirrorError>>; N] {
+    sources.map(|source| {
         let m = m.clone();
         tokio::spawn(async move { m.ensure(&image(&source)).await })
-    });
+    })
+}
+
+/// Two copies asked of `m`, held by `fake` until released, with two copy slots: the second
+/// waits for the first's repository turn though a slot is free, then runs.
+async fn assert_one_after_the_other(m: &Mirror, fake: &Fake) {
     settle().await;
     assert_eq!(fake.copies.load(Ordering::SeqCst), 1, "the second waits");
     assert_eq!(m.inner.same_repository.under_way(), 1);
@@ -250,15 +253,34 @@ async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_othe
     settle().await;
     assert_eq!(fake.copies.load(Ordering::SeqCst), 2, "then runs");
     fake.release();
-    let mut backups = Vec::new();
+}
+
+/// What each ask got, every one a copy.
+async fn all_copied<const N: usize>(
+    asks: [tokio::task::JoinHandle<Result<MirroredImage, MirrorError>>; N],
+) -> Vec<MirroredImage> {
+    let mut got = Vec::new();
     for ask in asks {
-        let got = ask.await.expect("joined").expect("mirrored");
-        assert_eq!((got.outcome, &got.digest), (Outcome::Copied, &d));
-        backups.push(got.backup.to_string());
+        let mirrored = ask.await.expect("joined").expect("mirrored");
+        assert_eq!(mirrored.outcome, Outcome::Copied);
+        got.push(mirrored);
     }
+    got
+}
+
+#[tokio::test(start_paused = true)]
+async fn copies_of_one_content_into_one_backup_repository_run_one_after_the_other() {
+    let d = digest("app 2.0");
+    let fake =
+        Fake::holding(CopyBehaviour::Faithful).with("app:2.0", RawManifest::modern(d.clone()));
+    let m = mirror(&fake);
+    let asks = ensure_each(&m, [format!("app:2.0@{d}"), format!("app@{d}")]);
+    assert_one_after_the_other(&m, &fake).await;
+    let got = all_copied(asks).await;
+    assert!(got.iter().all(|g| g.digest == d));
     let hex = d.to_string().replace(':', "-");
     assert_eq!(
-        backups,
+        got.iter().map(|g| g.backup.to_string()).collect::<Vec<_>>(),
         [
             format!("{BACKUP}/docker.io_library_app:2.0"),
             format!("{BACKUP}/docker.io_library_app:digest-{hex}")
@@ -278,20 +300,9 @@ async fn two_tags_of_an_image_are_copied_one_after_the_other() {
         .with("app:2.0", RawManifest::modern(digest("app 2.0")))
         .with("app:3.0", RawManifest::modern(digest("app 3.0")));
     let m = mirror(&fake);
-    let asks = ["app:2.0", "app:3.0"].map(|source| {
-        let m = m.clone();
-        tokio::spawn(async move { m.ensure(&image(source)).await })
-    });
-    settle().await;
-    assert_eq!(fake.copies.load(Ordering::SeqCst), 1, "the second waits");
-    fake.release();
-    settle().await;
-    assert_eq!(fake.copies.load(Ordering::SeqCst), 2, "then runs");
-    fake.release();
-    for ask in asks {
-        let got = ask.await.expect("joined").expect("mirrored");
-        assert_eq!(got.outcome, Outcome::Copied);
-    }
+    let asks = ensure_each(&m, ["app:2.0".into(), "app:3.0".into()]);
+    assert_one_after_the_other(&m, &fake).await;
+    all_copied(asks).await;
     assert_eq!(m.inner.same_repository.under_way(), 0);
 }
 
@@ -301,17 +312,11 @@ async fn copies_into_different_backup_repositories_run_side_by_side() {
         .with("app:2.0", RawManifest::modern(digest("app 2.0")))
         .with("web:2.0", RawManifest::modern(digest("web 2.0")));
     let m = mirror(&fake);
-    let asks = ["app:2.0", "web:2.0"].map(|source| {
-        let m = m.clone();
-        tokio::spawn(async move { m.ensure(&image(source)).await })
-    });
+    let asks = ensure_each(&m, ["app:2.0".into(), "web:2.0".into()]);
     settle().await;
     assert_eq!(fake.copies.load(Ordering::SeqCst), 2);
     assert_eq!(m.inner.same_repository.under_way(), 2);
     fake.release();
     fake.release();
-    for ask in asks {
-        let got = ask.await.expect("joined").expect("mirrored");
-        assert_eq!(got.outcome, Outcome::Copied);
-    }
+    all_copied(asks).await;
 }
