@@ -6,15 +6,6 @@ mod common;
 use common::*;
 use testbed::{Credentials, Format, PushOptions, Registry, RegistryOptions, digest_of};
 
-/// The flat backup repository of `repo` in `source` under `backup/mirror`.
-fn flat(source: &Registry, repo: &str) -> String {
-    format!(
-        "mirror/{}_{}",
-        source.host().replace(':', "--"),
-        repo.replace('/', "_")
-    )
-}
-
 #[test]
 fn a_multi_arch_image_arrives_byte_identical_and_a_second_run_copies_nothing() {
     let source = plain_registry();
@@ -100,11 +91,7 @@ fn a_schema1_image_is_converted_and_says_so() {
 #[test]
 fn tag_and_digest_and_digest_only_sources() {
     let source = plain_registry();
-    let backup = Registry::start(RegistryOptions {
-        request_log: true,
-        ..Default::default()
-    })
-    .expect("start a registry");
+    let backup = logged_registry();
     let digest = push_all(&source, &small_image("pinned", 3), "app", "2.0");
     let cloner = Cloner::new(&format!("{}/mirror", backup.host())).insecure(&[&source, &backup]);
     let both = format!("{}/app:2.0@{digest}", source.host());
@@ -138,11 +125,7 @@ fn tag_and_digest_and_digest_only_sources() {
 #[test]
 fn two_tags_sharing_layers_are_copied_with_each_blob_uploaded_once() {
     let source = plain_registry();
-    let backup = Registry::start(RegistryOptions {
-        request_log: true,
-        ..Default::default()
-    })
-    .expect("start a registry");
+    let backup = logged_registry();
     // One seed, two names: the same layers under two configs, as two versions on one base.
     let one = push_all(&source, &multi_arch("v1", 11), "app", "1.0");
     let two = push_all(&source, &multi_arch("v2", 11), "app", "1.1");

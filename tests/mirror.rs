@@ -217,21 +217,14 @@ async fn the_backup_registry_is_asked_by_manifest_head_with_credentials_and_a_pr
 /// A registry's manifest HEADs from image-cloner to URIs `uri` accepts, answered or refused
 /// for want of credentials (its own log, with `request_log`).
 fn heads_of(registry: &Registry, uri: impl Fn(&str) -> bool) -> usize {
-    let log = std::fs::read_to_string(registry.log_path()).unwrap_or_default();
-    testbed::logged_requests(&log)
-        .filter(|r| r.method == "HEAD" && r.user_agent == "image-cloner" && uri(r.uri))
-        .count()
+    cloner_head_uris(registry).iter().filter(|u| uri(u)).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_privacy_screens_answer_resolves_the_source_when_no_credentials_would_change_it() {
     use image_cloner::registry::client::Visibility;
     use image_cloner::registry::manifest_head::encode_basic;
-    let source = Registry::start(testbed::RegistryOptions {
-        request_log: true,
-        ..Default::default()
-    })
-    .expect("start a registry");
+    let source = logged_registry();
     let backup = plain_registry();
     let build = |auths: Vec<(String, String)>| {
         let head = ManifestHead::new(

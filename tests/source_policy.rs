@@ -319,10 +319,7 @@ fn private_and_excluded(env: &Env) {
         "the public one is patched: {images:?}"
     );
     assert_eq!(images[2], env.images.init.0, "the excluded one stays");
-    let backup_repo = format!(
-        "mirror/{}_corp_secret:1",
-        private.registry.host().replace(':', "--")
-    );
+    let backup_repo = format!("{}:1", flat(&private.registry, "corp/secret"));
     let mut in_backup = Some(String::new());
     env.backup_control(|r| in_backup = testbed::digest_of(r, &backup_repo).expect("inspect"));
     assert_eq!(in_backup, None, "nothing of the private image was copied");

@@ -20,7 +20,7 @@ use testbed::Registry;
 
 use super::cluster::Envtest;
 use super::throttle::Throttle;
-use super::{multi_arch, push_all, small_image};
+use super::{cloner_head_uris, flat, logged_registry, multi_arch, push_all, small_image};
 
 /// How many namespaces the daemon scenarios add to the cluster (on the simulator and envtest),
 /// so that the daemon's namespace list is slower than its workload lists.
@@ -118,15 +118,8 @@ impl Env {
             .map(|l| l.resources.iter().any(|r| r.name == "cronjobs"))
             .unwrap_or(false);
         // Both log their requests: a scenario counts image-cloner's questions to each.
-        let logged = || {
-            Registry::start(testbed::RegistryOptions {
-                request_log: true,
-                ..Default::default()
-            })
-            .expect("start a registry")
-        };
-        let source = logged();
-        let backup = logged();
+        let source = logged_registry();
+        let backup = logged_registry();
         let push = |spec: &testbed::ImageSpec, repo: &str, tag: &str| {
             let digest = push_all(&source, spec, repo, tag);
             (format!("{}/{repo}:{tag}", source.host()), digest)
@@ -194,11 +187,7 @@ impl Env {
     /// The references image-cloner sent manifest HEADs for in `repo`'s copy (flat naming), in
     /// the backup registry's request log.
     pub fn cloner_heads_in_backup(&self, repo: &str) -> Vec<String> {
-        let copy = format!(
-            "/v2/mirror/{}_{}/manifests/",
-            self.source.host().replace(':', "--"),
-            repo.replace('/', "_")
-        );
+        let copy = format!("/v2/{}/manifests/", flat(&self.source, repo));
         let mut heads = Vec::new();
         self.backup_control(|backup| heads = cloner_heads(backup, &copy));
         heads
@@ -545,9 +534,8 @@ pub fn text(o: &Output) -> String {
 /// What follows `prefix` (a manifests URI) in each HEAD image-cloner sent there: the tag or
 /// digest asked for, from `registry`'s request log.
 fn cloner_heads(registry: &Registry, prefix: &str) -> Vec<String> {
-    let log = std::fs::read_to_string(registry.log_path()).unwrap_or_default();
-    testbed::logged_requests(&log)
-        .filter(|r| r.method == "HEAD" && r.user_agent == "image-cloner")
-        .filter_map(|r| r.uri.strip_prefix(prefix).map(str::to_owned))
+    cloner_head_uris(registry)
+        .iter()
+        .filter_map(|uri| uri.strip_prefix(prefix).map(str::to_owned))
         .collect()
 }

@@ -28,6 +28,36 @@ pub fn plain_registry() -> Registry {
     Registry::start(RegistryOptions::default()).expect("start a registry")
 }
 
+/// A plain registry that logs every request (for [`cloner_head_uris`] and
+/// `testbed::logged_requests`).
+pub fn logged_registry() -> Registry {
+    Registry::start(RegistryOptions {
+        request_log: true,
+        ..Default::default()
+    })
+    .expect("start a registry")
+}
+
+/// The URIs of the HEADs image-cloner sent `registry` (started with its request log), answered
+/// or refused.
+pub fn cloner_head_uris(registry: &Registry) -> Vec<String> {
+    let log = std::fs::read_to_string(registry.log_path()).unwrap_or_default();
+    testbed::logged_requests(&log)
+        .filter(|r| r.method == "HEAD" && r.user_agent == "image-cloner")
+        .map(|r| r.uri.to_owned())
+        .collect()
+}
+
+/// The flat backup repository of `repo` in `source` under `backup/mirror` (README, naming):
+/// `mirror/<host>--<port>_<repo with _>`.
+pub fn flat(source: &Registry, repo: &str) -> String {
+    format!(
+        "mirror/{}_{}",
+        source.host().replace(':', "--"),
+        repo.replace('/', "_")
+    )
+}
+
 pub fn push_all(registry: &Registry, spec: &ImageSpec, repo: &str, tag: &str) -> String {
     let image = spec.build().expect("build the test image");
     testbed::push(
