@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::audit::{Cached, LastWord, WorkloadKey};
 use crate::cluster::list::PAGE_SIZE;
+use crate::cluster::own_writes::OwnWrites;
 use crate::cluster::parking::{Finish, ParkingLot};
 use crate::reconcile::api::MAX_CONCURRENT_CALLS;
 use crate::reconcile::{Context, ReconcileError, reconcile};
@@ -86,6 +87,8 @@ pub struct Daemon {
     outcomes: AtomicU64,
     /// Where workloads wait for their copies: the one `ctx` parks them in.
     parking: ParkingLot,
+    /// The patches written and not yet seen back through the watch.
+    own_writes: OwnWrites,
 }
 
 fn key<K: WorkloadKind>(obj: &K) -> String {
@@ -117,6 +120,7 @@ impl Daemon {
             caches: Mutex::default(),
             last_words: Mutex::default(),
             outcomes: AtomicU64::new(0),
+            own_writes: OwnWrites::default(),
         })
     }
 
@@ -194,6 +198,20 @@ async fn reconcile_action<K: WorkloadKind>(
     if !daemon.ctx.api.guard().allows() {
         return Ok(Action::await_change());
     }
+    let workload = key(obj.as_ref());
+    let version = obj.resource_version();
+    if let Some(echo) = daemon.own_writes.take_echo(&workload, version.as_deref()) {
+        // Its own patch, back: the reconcile that wrote it ended with nothing left to do
+        // but its requeue, and the workload has not changed since.
+        tracing::debug!(
+            workload,
+            version,
+            "the echo of our own patch; not reconciled again"
+        );
+        return Ok(echo
+            .requeue
+            .map_or_else(Action::await_change, Action::requeue));
+    }
     // Boxed: kube-runtime's runner creates the futures of every scheduled object before it
     // polls any (10,000 at a warm start), and the pipeline's state machine is ~12 KiB; boxed,
     // it is allocated at the first poll and — for a converged workload, which finishes at
@@ -204,7 +222,11 @@ async fn reconcile_action<K: WorkloadKind>(
             // Not an outcome: its copies' end wakes it.
             return Ok(Action::requeue(PARKED_RECHECK));
         }
-        daemon.failures().remove(&key(obj.as_ref()));
+        daemon.failures().remove(&workload);
+        if let Some(written) = &done.written_version {
+            let (workload, written) = (workload.clone(), written.clone());
+            daemon.own_writes.record(workload, written, done.requeue);
+        }
         let held = done.held_back.as_ref();
         let word = held.map(|(reason, note)| LastWord::new(reason, note.as_str()));
         daemon.record_outcome(obj.as_ref(), word);

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod list;
 pub mod namespaces;
 pub mod once;
+pub mod own_writes;
 pub mod parking;
 
 #[cfg(test)]

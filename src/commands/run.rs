@@ -225,7 +225,8 @@ pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
     let parking = ParkingLot::observed(Arc::clone(&metrics) as _);
     let ctx = session
         .guarded_context(settings, namespaces, &metrics, pull, guard)
-        .with_parking(Arc::new(parking.clone()));
+        .with_parking(Arc::new(parking.clone()))
+        .reading_versions();
     let ctx = Arc::new(ctx);
     let webhooks = start_webhooks(settings, &ctx, &metrics).await?;
     let daemon = Daemon::new(Arc::clone(&ctx), announcements, parking.clone());

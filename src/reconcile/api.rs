@@ -9,7 +9,9 @@
 //! opens a new connection (a TCP and a TLS handshake) for every request that finds no idle
 //! one: 125 connections for 4,000 requests in the cold bench, where a few suffice. Nothing
 //! but the response status is read from a patch or an Event, so each asks for the written
-//! object's metadata alone ([`send_unread`]), and that is not parsed either.
+//! object's metadata alone ([`send_unread`]), and that is not parsed either — but for a
+//! patch's `resourceVersion` in the daemon ([`WorkloadApi::reading_versions`]), which knows its
+//! own write in the watch's echo of it by that.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,6 +137,8 @@ pub struct WorkloadApi {
     guard: Arc<dyn WriteGuard>,
     /// One permit per call in flight.
     turns: Semaphore,
+    /// Whether a patch's answer is read for the written `resourceVersion`.
+    read_versions: bool,
 }
 
 impl WorkloadApi {
@@ -146,6 +150,16 @@ impl WorkloadApi {
             writes: AtomicU64::new(0),
             guard: Arc::new(Unguarded),
             turns: Semaphore::new(MAX_CONCURRENT_CALLS),
+            read_versions: false,
+        }
+    }
+
+    /// The same, each patch answered with the `resourceVersion` it wrote: for a caller that
+    /// watches the workloads and sees its own patch come back (`run --once` does not).
+    pub fn reading_versions(self) -> Self {
+        WorkloadApi {
+            read_versions: true,
+            ..self
         }
     }
 
@@ -188,23 +202,26 @@ impl WorkloadApi {
 
     /// The one function that writes a workload: an RFC 6902 patch (`operations`),
     /// sent only while the guard allows, and given up when no answer came before the permission
-    /// ends (the wait for a turn included).
+    /// ends (the wait for a turn included). The written object's `resourceVersion` when this
+    /// API reads versions ([`Self::reading_versions`]) and the answer has one.
     pub async fn patch<K: WorkloadKind>(
         &self,
         namespace: &str,
         name: &str,
         operations: &[Op],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<String>, ApiError> {
         let Some(timeout) = self.guard.permission().budget(WRITE_TIMEOUT) else {
             return Err(ApiError::NotLeading);
         };
         self.writes.fetch_add(1, Ordering::Relaxed);
+        let read_versions = self.read_versions;
         let call = Box::pin(async move {
-            send_unread(
-                &self.client,
-                patch_request::<K>(namespace, name, operations)?,
-            )
-            .await
+            let request = patch_request::<K>(namespace, name, operations)?;
+            if read_versions {
+                send_reading_version(&self.client, request).await
+            } else {
+                send_unread(&self.client, request).await.map(|()| None)
+            }
         });
         self.observed(Verb::Patch, timeout, call).await
     }
@@ -282,6 +299,38 @@ pub(crate) async fn send_unread(
         http::HeaderValue::from_static(METADATA_ONLY),
     );
     client.request_text(request).await.map(drop)
+}
+
+/// Sends a write asking for the written object's metadata alone, and reads its
+/// `resourceVersion` from the answer (the rest of the metadata is skipped unparsed).
+async fn send_reading_version(
+    client: &Client,
+    mut request: http::Request<Vec<u8>>,
+) -> Result<Option<String>, kube::Error> {
+    request.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static(METADATA_ONLY),
+    );
+    let text = client.request_text(request).await?;
+    Ok(written_version(&text))
+}
+
+/// The `metadata.resourceVersion` of a write's answer; `None` when the answer has none (or is
+/// not an object's JSON): then the echo of the write is taken as any change.
+pub(crate) fn written_version(answer: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        metadata: Metadata,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    serde_json::from_str::<Answer>(answer)
+        .ok()
+        .and_then(|a| a.metadata.resource_version)
+        .filter(|v| !v.is_empty())
 }
 
 /// `value` as the JSON body of a workload's request (its patch, its Event).

@@ -121,3 +121,56 @@ async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections()
         "backup.example.com/nginx:1.27"
     );
 }
+
+#[tokio::test]
+async fn a_patch_answers_the_version_it_wrote_only_when_asked_to() {
+    let sim = cluster();
+    let client = client(&sim).await;
+    let reporter = Reporter {
+        controller: "image-cloner".into(),
+        instance: None,
+    };
+    let operations = vec![Op::Replace {
+        path: "/spec/template/spec/containers/0/image".into(),
+        value: json!("backup.example.com/nginx:1.27"),
+    }];
+    let deployment =
+        resource_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect("known");
+    let stored_version = |name: &str| {
+        let stored = sim.store().get(deployment, NS, name).expect(name);
+        stored["metadata"]["resourceVersion"]
+            .as_str()
+            .expect("a resourceVersion")
+            .to_owned()
+    };
+
+    let unread = WorkloadApi::new(client.clone(), reporter.clone(), Arc::new(Unobserved));
+    let answered = unread.patch::<Deployment>(NS, "app-1", &operations).await;
+    assert_eq!(answered.expect("patched"), None);
+
+    let reading = WorkloadApi::new(client, reporter, Arc::new(Unobserved)).reading_versions();
+    let written = reading.patch::<Deployment>(NS, "app-2", &operations).await;
+    assert_eq!(written.expect("patched"), Some(stored_version("app-2")));
+    // Still the metadata alone: the version is read from it.
+    assert!(sim.faults().requests().iter().all(|r| r.metadata_only));
+}
+
+#[test]
+fn the_written_version_is_the_answers_metadata_resource_version() {
+    use super::api::written_version;
+    let answer = json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {
+            "name": "web",
+            "resourceVersion": "4711",
+            "managedFields": [{"manager": "image-cloner", "fieldsV1": {"f:spec": {}}}],
+        },
+    });
+    assert_eq!(written_version(&answer.to_string()), Some("4711".into()));
+    let without = json!({"metadata": {"name": "web"}});
+    assert_eq!(written_version(&without.to_string()), None);
+    let empty = json!({"metadata": {"resourceVersion": ""}});
+    assert_eq!(written_version(&empty.to_string()), None);
+    assert_eq!(written_version("not json"), None);
+}

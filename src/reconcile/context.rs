@@ -100,6 +100,16 @@ impl Context {
         self
     }
 
+    /// The same context, each patch's answer read for the `resourceVersion` it wrote
+    /// ([`Reconciled::written_version`](super::Reconciled::written_version)): for the daemon,
+    /// whose watch brings each of its patches back.
+    pub fn reading_versions(self) -> Self {
+        Context {
+            api: self.api.reading_versions(),
+            ..self
+        }
+    }
+
     /// The same context, asking `pull` before each namespace's patch.
     pub fn with_pull(mut self, pull: Arc<dyn PullGate>) -> Self {
         self.pull = pull;

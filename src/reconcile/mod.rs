@@ -89,6 +89,9 @@ pub struct Reconciled {
     /// Parked on copies still running ([`parking`]): nothing was written; it is reconciled
     /// again when they end.
     pub parked: bool,
+    /// The `resourceVersion` the workload's patch wrote, when the API reads it
+    /// ([`Context::reading_versions`]): the object this reconcile left it as.
+    pub written_version: Option<String>,
 }
 
 /// The outcome of step 2: verified copies, and the images that could not be mirrored.
@@ -99,7 +102,8 @@ struct Copies {
 
 /// The outcome of step 4.
 enum Written<K> {
-    Patched(Vec<ImageChange>),
+    /// The changes, and the `resourceVersion` written when it was read.
+    Patched(Vec<ImageChange>, Option<String>),
     NothingToPatch,
     Replan(K),
 }
@@ -158,8 +162,9 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
             result.requeue = Some(NOT_PULLABLE_RETRY);
         }
         match write_patch(ctx, &current, &w, &plans, &copies.verified, access.secret()).await? {
-            Written::Patched(changes) => {
+            Written::Patched(changes, version) => {
                 result.patched = changes;
+                result.written_version = version;
                 return finish(result, copies.failures, &w);
             }
             Written::NothingToPatch => return finish(result, copies.failures, &w),
@@ -419,7 +424,7 @@ async fn write_patch<K: WorkloadKind>(
         .patch::<K>(&w.namespace, &w.name, &planned.patch)
         .await
     {
-        Ok(_) => {
+        Ok(version) => {
             for c in &planned.changes {
                 tracing::info!(container = c.container, from = c.from, to = c.to, "patched");
             }
@@ -428,7 +433,7 @@ async fn write_patch<K: WorkloadKind>(
             }
             ctx.observer.workload_patched();
             publish(ctx, obj, report::patched_notice(&planned.changes)).await;
-            Ok(Written::Patched(planned.changes))
+            Ok(Written::Patched(planned.changes, version))
         }
         Err(e) if e.is_patch_rejection() => {
             let fresh = reread(ctx, w).await?;

@@ -22,6 +22,7 @@ mod common;
 
 mod clusters;
 mod daemon;
+mod echo;
 mod faults;
 mod left_alone;
 mod live;
@@ -77,6 +78,8 @@ scenarios! {
         // 2,000 workloads over 50 images: 50 copies, one write each.
         two_thousand_workloads => crate::scale::two_thousand_workloads,
         questions_per_image => crate::questions::questions_per_image_not_per_workload,
+        // The echo of the daemon's own patch is not planned again; a later edit is.
+        own_patch_echo => crate::echo::own_patch_echo_not_replanned,
     }
     simulator_only: {
         // An edit between the daemon's read and its write survives.
