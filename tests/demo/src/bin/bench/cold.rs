@@ -14,8 +14,8 @@ use kube_sim::Sim;
 
 use crate::{
     COLD_WORKLOADS, CONCURRENCY, Round, RunFigures, baseline_copies, by_request, catalog_size,
-    cloner_env, copies, cost, daemon_run, floor, once_run, pinned_to, populate, settle_disk,
-    start_registry,
+    cloner_env, copies, copies_reported, cost, daemon_run, floor, once_run, pinned_to, populate,
+    settle_disk, start_registry,
 };
 
 /// `bench cold`: the cold rounds and their rows alone (a minute a round, for profiling).
@@ -120,6 +120,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         .saturating_sub(cpu::this_thread()?.since(&sampler_before).own);
     let cloner = cost::SideCost::measure(once.cpu, &cloner_skopeo, &cloner_registries)?;
     let floor = floor::measure(setup.source, setup.images, &p.backup)?;
+    let floor_beside_copies = floor_beside_copies(setup, round, &p.backup)?;
     let cost = cost::ColdCost {
         cloner,
         measured: once.command.clone(),
@@ -130,6 +131,7 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         api_answers: cost::api_answers(&p.sim),
         load: (p.load_start, cost::load_average()),
         floor,
+        floor_beside_copies,
     };
     let r = Round {
         baseline: p.baseline,
@@ -156,6 +158,27 @@ pub fn round(setup: &Setup<'_>, round: usize) -> Result<(Round, Sim, String, Pat
         by_request(&r.once.writes_by_resource)
     );
     Ok((r, p.sim, p.backup, p.kubeconfig))
+}
+
+/// The floor's requests again, beside `xargs -P5 skopeo copy --all` of the images into a fresh
+/// registry of its own (their time is no figure): each image's requests as its copy ends.
+fn floor_beside_copies(setup: &Setup<'_>, round: usize, backup: &str) -> Result<floor::Floor> {
+    let registry = start_registry(&format!("round {round} floor's copies"))?;
+    let skopeo = setup.recorded("skopeo-floor", round);
+    settle_disk()?;
+    let floor = floor::beside_copies(setup.source, setup.images, backup, |copied| {
+        copies_reported(
+            setup.source,
+            &registry,
+            setup.images,
+            setup.baseline_home,
+            &skopeo,
+            copied,
+        )
+        .map(drop)
+    })?;
+    guard().release_registry(&registry);
+    Ok(floor)
 }
 
 /// Where a run's wall time went beside the baseline's: before its first copy, its copies (first

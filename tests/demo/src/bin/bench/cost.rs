@@ -170,6 +170,8 @@ pub struct ColdCost {
     pub load: (f64, f64),
     /// The CPU of the round's required API requests from a bare client.
     pub floor: crate::floor::Floor,
+    /// The same, each image's requests in a burst as its copy ends beside copies.
+    pub floor_beside_copies: crate::floor::Floor,
 }
 
 /// The verdict of a target whose figure was not of image-cloner itself.
@@ -240,6 +242,11 @@ impl ColdCost {
     /// required API requests alone take on this machine.
     pub fn floor_share(&self) -> f64 {
         percent(self.floor.cpu, self.skopeo())
+    }
+
+    /// The floor beside copies, as a percentage of [`Self::skopeo`].
+    pub fn floor_beside_copies_share(&self) -> f64 {
+        percent(self.floor_beside_copies.cpu, self.skopeo())
     }
 }
 
@@ -364,6 +371,13 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         c.floor_share()
     );
     println!(
+        "    floor beside copies: the same requests, each image's {} in one burst as its copy (into a registry of their own, {} at a time) ended: {} of its CPU ({:.1} % of image-cloner's skopeo)",
+        c.floor_beside_copies.requests / crate::IMAGES,
+        crate::CONCURRENCY,
+        secs(c.floor_beside_copies.cpu),
+        c.floor_beside_copies_share()
+    );
+    println!(
         "    skopeo processes: image-cloner {} for {copies} copies ({}); baseline {} ({})",
         i.processes(),
         counts(&i.skopeo),
@@ -477,6 +491,21 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
                 "{:.1} % ({})",
                 median(costs.iter().map(|c| c.floor_share()).collect()),
                 each(costs, |c| format!("{:.1}", c.floor_share()))
+            ),
+            String::new(),
+            "",
+        ),
+        (
+            "cold: floor beside copies, a burst per copied image / its skopeo CPU, median".into(),
+            format!(
+                "{:.1} % ({})",
+                median(
+                    costs
+                        .iter()
+                        .map(|c| c.floor_beside_copies_share())
+                        .collect()
+                ),
+                each(costs, |c| format!("{:.1}", c.floor_beside_copies_share()))
             ),
             String::new(),
             "",

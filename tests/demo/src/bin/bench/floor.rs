@@ -9,17 +9,24 @@
 //! It runs against a simulator of its own, populated like the round's, so that the round's
 //! cluster (the warm restart's) is not touched, and its figures are checked: every request
 //! answered 2xx, and the simulator counted exactly the patches and Events sent.
+//!
+//! Measured twice: alone ([`measure`]: all requests in one stream, onto idle cores) and beside
+//! copies ([`beside_copies`]: each image's requests in one burst as its copy ends, while skopeo
+//! and the registries keep the cores busy — the pace and the company image-cloner's requests
+//! have in the round). The same requests cost more the second way: each burst starts from a
+//! parked thread, with caches the copies have used meanwhile.
 
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use bytes::Bytes;
 use demo::cost::cpu;
 use http_body_util::{BodyExt, Full};
 use kube_sim::Sim;
 use serde_json::json;
 
-use crate::client::{client_tls, connect};
+use crate::client::{Sender, client_tls, connect};
 use crate::{COLD_WORKLOADS, ORIGINAL_IMAGES, namespace_of, populate};
 
 /// image-cloner's `MAX_CONCURRENT_CALLS` (src/reconcile/api.rs): API calls in flight at once.
@@ -53,7 +60,70 @@ pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
     let before = cpu::this_thread()?;
     runtime.block_on(send_all(&sim, requests))?;
     let cpu = cpu::this_thread()?.since(&before).own;
-    let counted = crate::cost::api_requests(&sim);
+    check_counted(&sim)?;
+    Ok(Floor {
+        requests: count,
+        cpu,
+    })
+}
+
+/// The same requests as [`measure`]'s, each image's — its Deployments' patches and Events —
+/// sent in one burst when `copies` reports that image copied (by its index in `images`), as
+/// image-cloner sends them once the image's copy is verified; and the client's CPU.
+pub fn beside_copies(
+    source: &str,
+    images: &[String],
+    backup: &str,
+    copies: impl FnOnce(&(dyn Fn(usize) + Sync)) -> Result<()>,
+) -> Result<Floor> {
+    let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
+    populate(&sim, source, images)?;
+    let mut bursts: Vec<Vec<http::Request<Bytes>>> = images.iter().map(|_| Vec::new()).collect();
+    // A patch and an Event per Deployment, Deployment `i` on image `i % images.len()`.
+    for (n, r) in required_requests(source, images, backup)?
+        .into_iter()
+        .enumerate()
+    {
+        bursts[(n / 2) % images.len()].push(r);
+    }
+    let count = bursts.iter().map(Vec::len).sum();
+    sim.faults().reset_counters();
+    let target = Arc::new(Target::of(&sim)?);
+    let (copied, reports) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let start = Barrier::new(2);
+    let cpu = std::thread::scope(|s| {
+        let client = s.spawn(|| -> Result<Duration> {
+            start.wait();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the floor client's runtime")?;
+            let before = cpu::this_thread()?;
+            runtime.block_on(send_bursts(target, bursts, reports))?;
+            Ok(cpu::this_thread()?.since(&before).own)
+        });
+        start.wait();
+        let copies = copies(&|image| {
+            // A client that stopped has its error joined below.
+            let _ = copied.send(image);
+        });
+        drop(copied);
+        let cpu = client
+            .join()
+            .map_err(|_| anyhow!("the floor client panicked"))?;
+        copies?;
+        cpu
+    })?;
+    check_counted(&sim)?;
+    Ok(Floor {
+        requests: count,
+        cpu,
+    })
+}
+
+/// The simulator counted exactly one patch and one Event per Deployment.
+fn check_counted(sim: &Sim) -> Result<()> {
+    let counted = crate::cost::api_requests(sim);
     let expected = [
         ("create events", COLD_WORKLOADS as u64),
         ("patch deployments", COLD_WORKLOADS as u64),
@@ -65,10 +135,7 @@ pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
             "the floor client's simulator counted {got} {request}, not {n}"
         );
     }
-    Ok(Floor {
-        requests: count,
-        cpu,
-    })
+    Ok(())
 }
 
 /// One PATCH and one Event per Deployment, shaped like image-cloner's: the patch tests the
@@ -139,39 +206,105 @@ fn request(
         .with_context(|| format!("a request to {path}"))
 }
 
-/// Sends `requests` over [`CONNECTIONS`] connections, each one after the other on its own.
-async fn send_all(sim: &Sim, requests: Vec<http::Request<Bytes>>) -> Result<()> {
-    let tls = client_tls(sim.ca_pem())?;
-    let authorization = http::HeaderValue::try_from(format!("Bearer {}", sim.token()))
-        .context("the simulator's token is not a header value")?;
-    let host = http::HeaderValue::try_from(sim.address().to_string())
-        .context("the simulator's address is not a header value")?;
+/// Where the floor's requests go, and what each carries.
+struct Target {
+    tls: tokio_rustls::TlsConnector,
+    address: String,
+    authorization: http::HeaderValue,
+    host: http::HeaderValue,
+}
+
+impl Target {
+    fn of(sim: &Sim) -> Result<Target> {
+        Ok(Target {
+            tls: client_tls(sim.ca_pem())?,
+            address: sim.address().to_string(),
+            authorization: http::HeaderValue::try_from(format!("Bearer {}", sim.token()))
+                .context("the simulator's token is not a header value")?,
+            host: http::HeaderValue::try_from(sim.address().to_string())
+                .context("the simulator's address is not a header value")?,
+        })
+    }
+}
+
+/// `requests` dealt to [`CONNECTIONS`] lanes in turn.
+fn lanes(requests: Vec<http::Request<Bytes>>) -> Vec<Vec<http::Request<Bytes>>> {
     let mut lanes: Vec<Vec<http::Request<Bytes>>> = (0..CONNECTIONS).map(|_| Vec::new()).collect();
     for (i, r) in requests.into_iter().enumerate() {
         lanes[i % CONNECTIONS].push(r);
     }
+    lanes
+}
+
+/// One lane's requests on its connection, one after the other, each answered 2xx.
+async fn send_lane(
+    sender: &mut Sender,
+    lane: Vec<http::Request<Bytes>>,
+    target: &Target,
+) -> Result<()> {
+    for mut r in lane {
+        let headers = r.headers_mut();
+        headers.insert(http::header::AUTHORIZATION, target.authorization.clone());
+        headers.insert(http::header::HOST, target.host.clone());
+        let response = sender.send_request(r.map(Full::new)).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        if !status.is_success() {
+            bail!("the simulator answered {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Sends `requests` over [`CONNECTIONS`] connections, each one after the other on its own.
+async fn send_all(sim: &Sim, requests: Vec<http::Request<Bytes>>) -> Result<()> {
+    let target = Arc::new(Target::of(sim)?);
     let mut tasks = tokio::task::JoinSet::new();
-    for lane in lanes {
-        let (tls, address) = (tls.clone(), sim.address().to_string());
-        let (authorization, host) = (authorization.clone(), host.clone());
+    for lane in lanes(requests) {
+        let target = Arc::clone(&target);
         tasks.spawn(async move {
-            let mut sender = connect(&address, &tls).await?;
-            for mut r in lane {
-                r.headers_mut()
-                    .insert(http::header::AUTHORIZATION, authorization.clone());
-                r.headers_mut().insert(http::header::HOST, host.clone());
-                let response = sender.send_request(r.map(Full::new)).await?;
-                let status = response.status();
-                response.into_body().collect().await?;
-                if !status.is_success() {
-                    bail!("the simulator answered {status}");
-                }
-            }
-            anyhow::Ok(())
+            let mut sender = connect(&target.address, &target.tls).await?;
+            send_lane(&mut sender, lane, &target).await
         });
     }
     while let Some(done) = tasks.join_next().await {
         done.context("a floor connection panicked")??;
+    }
+    Ok(())
+}
+
+/// Sends burst `k` over [`CONNECTIONS`] connections when `copied` reports image `k`, until
+/// every burst is sent.
+async fn send_bursts(
+    target: Arc<Target>,
+    bursts: Vec<Vec<http::Request<Bytes>>>,
+    mut copied: tokio::sync::mpsc::UnboundedReceiver<usize>,
+) -> Result<()> {
+    let mut senders = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        senders.push(connect(&target.address, &target.tls).await?);
+    }
+    let total = bursts.len();
+    let mut bursts: Vec<Option<Vec<http::Request<Bytes>>>> = bursts.into_iter().map(Some).collect();
+    for sent in 0..total {
+        let Some(image) = copied.recv().await else {
+            bail!("the copies ended with {sent} of {total} images reported copied");
+        };
+        let burst = bursts
+            .get_mut(image)
+            .and_then(Option::take)
+            .with_context(|| format!("image {image} reported copied twice, or unknown"))?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (mut sender, lane) in senders.drain(..).zip(lanes(burst)) {
+            let target = Arc::clone(&target);
+            tasks.spawn(async move {
+                send_lane(&mut sender, lane, &target).await?;
+                anyhow::Ok(sender)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            senders.push(done.context("a floor connection panicked")??);
+        }
     }
     Ok(())
 }

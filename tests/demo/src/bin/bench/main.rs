@@ -364,7 +364,19 @@ fn baseline_copies(
     home: &Path,
     skopeo: &cost::RecordedSkopeo,
 ) -> Result<Duration> {
-    let queue = Mutex::new(images.iter());
+    copies_reported(source, dest, images, home, skopeo, &|_| {})
+}
+
+/// [`baseline_copies`], each image's index given to `copied` as its copy ends well.
+fn copies_reported(
+    source: &str,
+    dest: &str,
+    images: &[String],
+    home: &Path,
+    skopeo: &cost::RecordedSkopeo,
+    copied: &(dyn Fn(usize) + Sync),
+) -> Result<Duration> {
+    let queue = Mutex::new(images.iter().enumerate());
     let failures = Mutex::new(Vec::new());
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -372,7 +384,7 @@ fn baseline_copies(
             s.spawn(|| {
                 loop {
                     let next = queue.lock().map(|mut q| q.next()).ok().flatten();
-                    let Some(image) = next else { break };
+                    let Some((index, image)) = next else { break };
                     let outcome = guard()
                         .spawn(
                             "skopeo copy",
@@ -393,7 +405,7 @@ fn baseline_copies(
                         )
                         .and_then(|pid| guard().wait(pid));
                     match outcome {
-                        Ok(st) if st.success() => {}
+                        Ok(st) if st.success() => copied(index),
                         Ok(st) => failures
                             .lock()
                             .map(|mut f| f.push(format!("{image}: {st}")))
