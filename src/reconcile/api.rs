@@ -292,26 +292,27 @@ fn patch_request<K: WorkloadKind>(
 /// drop, 2,000 times in a cold run. Only the status counts (an error's Status is read by kube).
 pub(crate) async fn send_unread(
     client: &Client,
-    mut request: http::Request<Vec<u8>>,
+    request: http::Request<Vec<u8>>,
 ) -> Result<(), kube::Error> {
+    client.request_text(metadata_only(request)).await.map(drop)
+}
+
+/// `request`, asking for the written object's metadata alone in its answer.
+fn metadata_only(mut request: http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
     request.headers_mut().insert(
         http::header::ACCEPT,
         http::HeaderValue::from_static(METADATA_ONLY),
     );
-    client.request_text(request).await.map(drop)
+    request
 }
 
 /// Sends a write asking for the written object's metadata alone, and reads its
 /// `resourceVersion` from the answer (the rest of the metadata is skipped unparsed).
 async fn send_reading_version(
     client: &Client,
-    mut request: http::Request<Vec<u8>>,
+    request: http::Request<Vec<u8>>,
 ) -> Result<Option<String>, kube::Error> {
-    request.headers_mut().insert(
-        http::header::ACCEPT,
-        http::HeaderValue::from_static(METADATA_ONLY),
-    );
-    let text = client.request_text(request).await?;
+    let text = client.request_text(metadata_only(request)).await?;
     Ok(written_version(&text))
 }
 
