@@ -156,12 +156,13 @@ impl Daemon {
 
     /// Remembers how a workload's reconcile ended, for the coverage report: its error, or what
     /// held it back from its copies, or nothing.
-    fn record_outcome<K: WorkloadKind>(&self, obj: &K, word: Option<LastWord>) {
+    /// `workload` is its [`key`].
+    fn record_outcome(&self, workload: &str, word: Option<LastWord>) {
         self.outcomes.fetch_add(1, Ordering::Relaxed);
         let mut words = self.last_words();
         match word {
-            None => words.remove(&key(obj)),
-            Some(w) => words.insert(key(obj), w),
+            None => words.remove(workload),
+            Some(w) => words.insert(workload.to_owned(), w),
         };
     }
 }
@@ -223,13 +224,14 @@ async fn reconcile_action<K: WorkloadKind>(
             return Ok(Action::requeue(PARKED_RECHECK));
         }
         daemon.failures().remove(&workload);
-        if let Some(written) = &done.written_version {
-            let (workload, written) = (workload.clone(), written.clone());
-            daemon.own_writes.record(workload, written, done.requeue);
-        }
         let held = done.held_back.as_ref();
         let word = held.map(|(reason, note)| LastWord::new(reason, note.as_str()));
-        daemon.record_outcome(obj.as_ref(), word);
+        daemon.record_outcome(&workload, word);
+        if let Some(written) = &done.written_version {
+            daemon
+                .own_writes
+                .record(workload, written.clone(), done.requeue);
+        }
         daemon.ctx.observer.reconciled();
     }
     // A workload held back (its pods could not pull the copies) is looked at again later.
@@ -252,15 +254,16 @@ fn error_policy<K: WorkloadKind>(
         return Action::await_change();
     }
     daemon.ctx.observer.reconcile_failed(error.reason());
+    let workload = key(obj.as_ref());
     let word = LastWord::new(error.reason(), error.to_string());
-    daemon.record_outcome(obj.as_ref(), Some(word));
+    daemon.record_outcome(&workload, Some(word));
     if !error.is_transient() {
         tracing::warn!(error = %error, retry_in = ?PERMANENT_RETRY, "needs attention; retrying slowly");
         return Action::requeue(PERMANENT_RETRY);
     }
     let attempt = {
         let mut failures = daemon.failures();
-        let n = failures.entry(key(obj.as_ref())).or_insert(0);
+        let n = failures.entry(workload).or_insert(0);
         *n += 1;
         *n
     };
