@@ -415,6 +415,16 @@ impl Env {
             .collect()
     }
 
+    /// How many workloads of a kind in `ns` run their copy in the backup registry (their first
+    /// container).
+    pub fn on_copies(&self, kind: &str, ns: &str) -> usize {
+        let backup = self.backup_registry();
+        self.generations(kind, ns)
+            .iter()
+            .filter(|(_, _, image)| image.starts_with(&backup))
+            .count()
+    }
+
     pub fn get(&self, kind: &str, ns: &str, name: &str) -> Value {
         let obj = self
             .rt

@@ -34,13 +34,8 @@ pub fn own_patch_echo_not_replanned(env: &Env) {
     env.create_many(objects);
 
     let mut daemon = Daemon::start(env.cloner(&[ns], &[LOG_LEVEL]));
-    let backup = env.backup_registry();
     daemon.wait_until(WAIT, "every workload patched to its copy", || {
-        env.generations("Deployment", ns)
-            .iter()
-            .filter(|(_, _, image)| image.starts_with(&backup))
-            .count()
-            == WORKLOADS
+        env.on_copies("Deployment", ns) == WORKLOADS
     });
     let echo_of = |name: &str| format!("workload=\"Deployment/{ns}/{name}\"");
     let echoes = |log: &str, name: &str| {

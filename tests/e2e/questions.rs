@@ -42,17 +42,10 @@ pub fn questions_per_image_not_per_workload(env: &Env) {
     env.create_many(objects);
 
     let mut daemon = Daemon::start(env.cloner(&[ns], &[("MAX_CONCURRENT_RECONCILES", "5")]));
-    let backup = env.backup_registry();
     daemon.wait_until(
         Duration::from_secs(120),
         "every workload patched to its copy",
-        || {
-            env.generations("Deployment", ns)
-                .iter()
-                .filter(|(_, _, image)| image.starts_with(&backup))
-                .count()
-                == WORKLOADS
-        },
+        || env.on_copies("Deployment", ns) == WORKLOADS,
     );
     let metrics = daemon.get("/metrics").1;
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
