@@ -48,18 +48,9 @@ pub struct Floor {
 /// Sends the round's required requests for `images` (as the round's Deployments hold them) to a
 /// fresh simulator and measures the client's CPU.
 pub fn measure(source: &str, images: &[String], backup: &str) -> Result<Floor> {
-    let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
-    populate(&sim, source, images)?;
-    let requests = required_requests(source, images, backup)?;
+    let (sim, requests) = cluster_and_requests(source, images, backup)?;
     let count = requests.len();
-    sim.faults().reset_counters();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the floor client's runtime")?;
-    let before = cpu::this_thread()?;
-    runtime.block_on(send_all(&sim, requests))?;
-    let cpu = cpu::this_thread()?.since(&before).own;
+    let cpu = thread_cpu(send_all(&sim, requests))?;
     check_counted(&sim)?;
     Ok(Floor {
         requests: count,
@@ -76,31 +67,20 @@ pub fn beside_copies(
     backup: &str,
     copies: impl FnOnce(&(dyn Fn(usize) + Sync)) -> Result<()>,
 ) -> Result<Floor> {
-    let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
-    populate(&sim, source, images)?;
+    let (sim, requests) = cluster_and_requests(source, images, backup)?;
+    let count = requests.len();
     let mut bursts: Vec<Vec<http::Request<Bytes>>> = images.iter().map(|_| Vec::new()).collect();
     // A patch and an Event per Deployment, Deployment `i` on image `i % images.len()`.
-    for (n, r) in required_requests(source, images, backup)?
-        .into_iter()
-        .enumerate()
-    {
+    for (n, r) in requests.into_iter().enumerate() {
         bursts[(n / 2) % images.len()].push(r);
     }
-    let count = bursts.iter().map(Vec::len).sum();
-    sim.faults().reset_counters();
     let target = Arc::new(Target::of(&sim)?);
     let (copied, reports) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let start = Barrier::new(2);
     let cpu = std::thread::scope(|s| {
-        let client = s.spawn(|| -> Result<Duration> {
+        let client = s.spawn(|| {
             start.wait();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the floor client's runtime")?;
-            let before = cpu::this_thread()?;
-            runtime.block_on(send_bursts(target, bursts, reports))?;
-            Ok(cpu::this_thread()?.since(&before).own)
+            thread_cpu(send_bursts(target, bursts, reports))
         });
         start.wait();
         let copies = copies(&|image| {
@@ -119,6 +99,31 @@ pub fn beside_copies(
         requests: count,
         cpu,
     })
+}
+
+/// A fresh simulator populated like the round's, its request counters reset, and the round's
+/// required requests for it.
+fn cluster_and_requests(
+    source: &str,
+    images: &[String],
+    backup: &str,
+) -> Result<(Sim, Vec<http::Request<Bytes>>)> {
+    let sim = Sim::start(kube_sim::Options::default()).context("starting the simulator")?;
+    populate(&sim, source, images)?;
+    sim.faults().reset_counters();
+    let requests = required_requests(source, images, backup)?;
+    Ok((sim, requests))
+}
+
+/// The CPU this thread spends running `client` to its end on a runtime of its own.
+fn thread_cpu(client: impl Future<Output = Result<()>>) -> Result<Duration> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the floor client's runtime")?;
+    let before = cpu::this_thread()?;
+    runtime.block_on(client)?;
+    Ok(cpu::this_thread()?.since(&before).own)
 }
 
 /// The simulator counted exactly one patch and one Event per Deployment.
