@@ -126,7 +126,8 @@ impl Guard {
         s.registries.iter().find(|r| r.host() == host).map(read)
     }
 
-    /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now.
+    /// Stops a registry held by [`Guard::keep_registry`] and removes its directory now, unless
+    /// it was started in a directory of its own (`RegistryOptions::dir`).
     pub fn release_registry(&self, host: &str) {
         let registry = {
             let mut s = self.lock();
