@@ -17,6 +17,7 @@
 //! change or from a CA generated at start whose bundle the daemon writes into its own webhook
 //! configurations ([`ca_bundle`]). A webhook switched off answers 404 on its path.
 
+mod answer;
 pub mod ca_bundle;
 mod copies;
 pub mod error;
@@ -261,7 +262,7 @@ impl Admission {
         };
         let webhook = if mutating { "mutate" } else { "validate" };
         self.observer.reviewed(webhook, outcome, started.elapsed());
-        match encode(response) {
+        match answer::encode(response) {
             Ok(bytes) => (StatusCode::OK, bytes),
             Err(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -351,12 +352,7 @@ impl Admission {
                 "admitted on its verified copy"
             );
         }
-        let ops: json_patch::Patch = serde_json::to_value(&planned.patch)
-            .and_then(serde_json::from_value)
-            .map_err(|e| AdmissionError::BuildPatch(e.to_string()))?;
-        allowed
-            .with_patch(ops)
-            .map_err(|e| AdmissionError::BuildPatch(e.to_string()))
+        answer::patched(allowed, &planned.patch)
     }
 
     /// How the namespace's pods will pull `copy`, from the daemon's pull gate (which puts the
@@ -461,19 +457,6 @@ fn log_skip<K: kube::Resource>(req: &AdmissionRequest<K>, skip: Skip) {
         why = skip.label(),
         "admitted unchanged"
     );
-}
-
-/// The AdmissionReview's JSON, its `patch` base64 as the API defines it (a Go `[]byte`):
-/// kube's type would write a list of numbers, which kube-apiserver happens to accept too.
-fn encode(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
-    use base64::Engine as _;
-    let patch = response.patch.take();
-    let mut review = serde_json::to_value(response.into_review())?;
-    if let Some(patch) = patch {
-        review["response"]["patch"] =
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-    }
-    serde_json::to_vec(&review)
 }
 
 fn bad_request(message: &str) -> (StatusCode, Vec<u8>) {
