@@ -209,9 +209,7 @@ async fn reconcile_action<K: WorkloadKind>(
             version,
             "the echo of our own patch; not reconciled again"
         );
-        return Ok(echo
-            .requeue
-            .map_or_else(Action::await_change, Action::requeue));
+        return Ok(next_look(echo.requeue));
     }
     // Boxed: kube-runtime's runner creates the futures of every scheduled object before it
     // polls any (10,000 at a warm start), and the pipeline's state machine is ~12 KiB; boxed,
@@ -234,8 +232,13 @@ async fn reconcile_action<K: WorkloadKind>(
         }
         daemon.ctx.observer.reconciled();
     }
-    // A workload held back (its pods could not pull the copies) is looked at again later.
-    result.map(|r| r.requeue.map_or_else(Action::await_change, Action::requeue))
+    result.map(|r| next_look(r.requeue))
+}
+
+/// When a reconciled workload is looked at again: at its next change, or after `requeue` (a
+/// workload held back because its pods could not pull the copies).
+fn next_look(requeue: Option<Duration>) -> Action {
+    requeue.map_or_else(Action::await_change, Action::requeue)
 }
 
 fn error_policy<K: WorkloadKind>(
