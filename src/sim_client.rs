@@ -13,9 +13,13 @@ pub fn create(sim: &Sim, obj: Value) {
 
 /// A client of `sim`, as image-cloner builds one from a kubeconfig.
 pub async fn client(sim: &Sim) -> Client {
+    Client::try_from(config(sim).await).expect("a client")
+}
+
+/// The client configuration of `sim`'s kubeconfig.
+pub async fn config(sim: &Sim) -> kube::Config {
     let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig()).expect("a kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .expect("a config");
-    Client::try_from(config).expect("a client")
+        .expect("a config")
 }

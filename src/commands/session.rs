@@ -17,6 +17,7 @@ use crate::reconcile::context::NamespaceOptOuts;
 use crate::reconcile::guard::{self, Unguarded, WriteGuard};
 use crate::reconcile::plan::Policy;
 use crate::reconcile::pull::PullGate;
+use crate::reconcile::writer::Writer;
 use crate::registry::mirror::{CopyObserver, Mirror};
 use crate::settings::Settings;
 use futures::future::BoxFuture;
@@ -28,6 +29,8 @@ use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch}
 /// A connection to the cluster and the kinds it serves among those asked for.
 pub struct Session {
     pub client: Client,
+    /// Where reconciles' patches and Events go.
+    pub writer: Writer,
     pub kinds: BTreeSet<Kind>,
     /// This process among the replicas: its Lease holder identity, in its user agent too.
     pub identity: String,
@@ -58,8 +61,10 @@ impl Session {
     ) -> Result<Session, ClusterError> {
         let config = client::config(kubeconfig, context, &identity::user_agent(&identity)).await?;
         let server = config.cluster_url.to_string();
-        let client =
-            Client::try_from(config).map_err(|e| ClusterError::Client(e).at(&server, source))?;
+        let client = Client::try_from(config.clone())
+            .map_err(|e| ClusterError::Client(e).at(&server, source))?;
+        let writer =
+            Writer::for_config(&config).map_err(|e| ClusterError::Client(e).at(&server, source))?;
         let (served, warnings) = client::served_kinds(&client, kinds)
             .await
             .map_err(|e| e.at(&server, source))?;
@@ -68,6 +73,7 @@ impl Session {
         }
         Ok(Session {
             client,
+            writer,
             kinds: served,
             identity,
         })
@@ -142,6 +148,7 @@ impl Session {
             instance,
         };
         let api = WorkloadApi::new(self.client.clone(), reporter, Arc::clone(metrics) as _)
+            .writing_through(self.writer.clone())
             .guarded(guard);
         let own = client::own_namespace(std::env::var("POD_NAMESPACE").ok().as_deref());
         Context::new(

@@ -28,6 +28,7 @@ use crate::reconcile::events::EventPublisher;
 use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::reconcile::patch::Op;
 use crate::reconcile::reasons;
+use crate::reconcile::writer::Writer;
 use crate::workload::WorkloadKind;
 
 /// The field manager our patches are recorded under.
@@ -131,6 +132,8 @@ pub async fn observed<T>(
 /// The API calls of reconciles.
 pub struct WorkloadApi {
     client: Client,
+    /// Where patches and Events go.
+    writer: Writer,
     events: EventPublisher,
     observer: Arc<dyn ApiObserver>,
     writes: AtomicU64,
@@ -143,8 +146,10 @@ pub struct WorkloadApi {
 
 impl WorkloadApi {
     pub fn new(client: Client, reporter: Reporter, observer: Arc<dyn ApiObserver>) -> Self {
+        let writer = Writer::through(client.clone());
         WorkloadApi {
-            events: EventPublisher::new(client.clone(), reporter),
+            events: EventPublisher::new(writer.clone(), reporter),
+            writer,
             client,
             observer,
             writes: AtomicU64::new(0),
@@ -159,6 +164,15 @@ impl WorkloadApi {
     pub fn reading_versions(self) -> Self {
         WorkloadApi {
             read_versions: true,
+            ..self
+        }
+    }
+
+    /// Patches and Events sent through `writer`.
+    pub fn writing_through(self, writer: Writer) -> Self {
+        WorkloadApi {
+            events: self.events.writing_through(writer.clone()),
+            writer,
             ..self
         }
     }
@@ -218,9 +232,9 @@ impl WorkloadApi {
         let call = Box::pin(async move {
             let request = patch_request::<K>(namespace, name, operations)?;
             if read_versions {
-                send_reading_version(&self.client, request).await
+                send_reading_version(&self.writer, request).await
             } else {
-                send_unread(&self.client, request).await.map(|()| None)
+                send_unread(&self.writer, request).await.map(|()| None)
             }
         });
         self.observed(Verb::Patch, timeout, call).await
@@ -291,10 +305,10 @@ fn patch_request<K: WorkloadKind>(
 /// Deployment's spec and status (several kB in a real cluster) to encrypt, send, decrypt and
 /// drop, 2,000 times in a cold run. Only the status counts (an error's Status is read by kube).
 pub(crate) async fn send_unread(
-    client: &Client,
+    writer: &Writer,
     request: http::Request<Vec<u8>>,
 ) -> Result<(), kube::Error> {
-    client.request_text(metadata_only(request)).await.map(drop)
+    writer.send(metadata_only(request)).await.map(drop)
 }
 
 /// `request`, asking for the written object's metadata alone in its answer.
@@ -309,11 +323,11 @@ fn metadata_only(mut request: http::Request<Vec<u8>>) -> http::Request<Vec<u8>> 
 /// Sends a write asking for the written object's metadata alone, and reads its
 /// `resourceVersion` from the answer (the rest of the metadata is skipped unparsed).
 async fn send_reading_version(
-    client: &Client,
+    writer: &Writer,
     request: http::Request<Vec<u8>>,
 ) -> Result<Option<String>, kube::Error> {
-    let text = client.request_text(metadata_only(request)).await?;
-    Ok(written_version(&text))
+    let answer = writer.send(metadata_only(request)).await?;
+    Ok(std::str::from_utf8(&answer).ok().and_then(written_version))
 }
 
 /// The `metadata.resourceVersion` of a write's answer; `None` when the answer has none (or is

@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
 use kube::Resource as _;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::Request;
@@ -25,6 +24,7 @@ use kube::runtime::events::{Event, EventType, Reporter};
 use tokio::time::Instant;
 
 use crate::reconcile::api::{json_body, send_unread};
+use crate::reconcile::writer::Writer;
 
 /// An Event published again within this long is counted in a series (the `Recorder`'s window).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -60,7 +60,7 @@ struct Cache {
 
 /// Publishes Events on workloads.
 pub struct EventPublisher {
-    client: Client,
+    writer: Writer,
     reporter: Reporter,
     cache: Mutex<Cache>,
 }
@@ -76,15 +76,20 @@ enum Send {
 }
 
 impl EventPublisher {
-    pub fn new(client: Client, reporter: Reporter) -> Self {
+    pub fn new(writer: Writer, reporter: Reporter) -> Self {
         EventPublisher {
-            client,
+            writer,
             reporter,
             cache: Mutex::new(Cache {
                 sent: HashMap::new(),
                 swept: Instant::now(),
             }),
         }
+    }
+
+    /// The same publisher, sending through `writer`.
+    pub fn writing_through(self, writer: Writer) -> Self {
+        EventPublisher { writer, ..self }
     }
 
     /// Creates the Event, or extends its series when the same one was published within
@@ -115,7 +120,7 @@ impl EventPublisher {
                 Request::new(url).patch(&name, &PatchParams::default(), &Patch::Merge(patch))
             }
         };
-        send_unread(&self.client, request.map_err(kube::Error::BuildRequest)?).await
+        send_unread(&self.writer, request.map_err(kube::Error::BuildRequest)?).await
     }
 
     /// Records the publish in the cache and says what to send. The key is hashed once (a
@@ -213,9 +218,9 @@ mod tests {
 
     fn publisher() -> EventPublisher {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("a URL"));
-        let client = Client::try_from(config).expect("a client needs no connection");
+        let client = kube::Client::try_from(config).expect("a client needs no connection");
         EventPublisher::new(
-            client,
+            Writer::through(client),
             Reporter {
                 controller: "image-cloner".into(),
                 instance: Some("pod-1".into()),

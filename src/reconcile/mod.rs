@@ -34,6 +34,7 @@ pub mod reasons;
 pub mod report;
 pub mod restore;
 pub mod screen;
+pub mod writer;
 
 #[cfg(test)]
 mod api_tests;
@@ -49,6 +50,8 @@ mod properties;
 mod pull_tests;
 #[cfg(test)]
 mod restore_tests;
+#[cfg(test)]
+mod writer_tests;
 
 use std::time::Duration;
 

@@ -1,0 +1,325 @@
+//! Where a reconcile's writes — a workload's patch, an Event — go: straight onto a few kept-alive
+//! HTTP/1.1 connections to the API server, with kube's own TLS configuration, authentication
+//! and extra headers, instead of through the kube client's whole stack.
+//!
+//! A cold run writes 4,000 times (a patch and an Event per workload) and reads nothing back but
+//! the status. Through `kube::Client` each write crossed a `tower::Buffer` (a channel to a
+//! worker task and a oneshot back), tracing, retry, decompression and body-mapping layers, and
+//! hyper-util's pool (a checkout raced against a lazy connect, a pool lock on return): callgrind
+//! of a cold `run --once` counted ~19,000 instructions a write in `request_text` and ~9,000 in
+//! the buffer's worker, besides the connection's own work. Here a write takes an idle
+//! connection, sends, reads the answer whole and puts the connection back.
+//!
+//! What the kube client's stack did that matters is kept: the Authorization header from
+//! kube's auth layer (a static token, or a token refreshed from a file or an exec plugin), the
+//! configuration's extra headers (user agent, impersonation), the server's base path, kube's
+//! TLS (its CA, client certificate, server name), a request sent on a kept-alive connection the
+//! server had closed sent again on a new one (hyper-util's pool does the same), and
+//! throttling answers (429, 503, 504) retried after a backoff or the server's `Retry-After`, as
+//! kube's default retry policy does. Errors are kube's: an error status is the server's
+//! `Status`, as `Client::request_text` reports it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::client::legacy::connect::HttpConnector;
+use kube::client::ConfigExt;
+use kube::core::Status;
+use kube::{Client, Config};
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+
+/// Throttling answers retried at most this many times (kube's `RetryPolicy::server_retry`
+/// allows 15; the call's own timeout ends the wait first).
+const MAX_RETRIES: u32 = 15;
+/// The first throttling retry's wait, doubled for each after it (kube's: 5 ms).
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest wait between two retries, whatever the server asks.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Idle connections kept; more are closed when their write ends (as many as calls in flight).
+const MAX_IDLE: usize = crate::reconcile::api::MAX_CONCURRENT_CALLS;
+
+/// Sends reconciles' writes; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    /// Through the kube client (`restore`, and tests that compare the two).
+    Kube(Client),
+    Direct(Direct),
+}
+
+impl Writer {
+    /// Writes through `client`.
+    pub fn through(client: Client) -> Writer {
+        Writer {
+            route: Route::Kube(client),
+        }
+    }
+
+    /// Writes on connections of their own to the server `config` names, with its TLS,
+    /// authentication and headers. A proxy is refused, never bypassed: kube's client is built
+    /// without proxy support too (its `http-proxy` and `socks5` features are off), so such a
+    /// configuration has already failed there.
+    pub fn for_config(config: &Config) -> Result<Writer, kube::Error> {
+        if let Some(proxy) = &config.proxy_url {
+            return Err(kube::Error::ProxyProtocolDisabled {
+                proxy_url: Box::new(proxy.clone()),
+                protocol_feature: "kube/http-proxy",
+            });
+        }
+        Ok(Writer {
+            route: Route::Direct(Direct::new(config)?),
+        })
+    }
+
+    /// Sends `request` (its URI a path, as kube's `Request` builds it) and answers its body;
+    /// an error status is kube's `Error::Api` with the server's `Status`.
+    pub async fn send(&self, request: Request<Vec<u8>>) -> Result<Bytes, kube::Error> {
+        match &self.route {
+            Route::Kube(client) => client.request_text(request).await.map(Bytes::from),
+            Route::Direct(direct) => direct.send(request).await,
+        }
+    }
+}
+
+/// The direct route: kube's request middleware over [`Connections`].
+#[derive(Clone)]
+struct Direct {
+    stack: BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError>,
+    /// The server URL's path, without its trailing slash: prefixed to every request's.
+    base_path: Arc<str>,
+}
+
+impl Direct {
+    fn new(config: &Config) -> Result<Direct, kube::Error> {
+        let connections = Connections {
+            shared: Arc::new(Shared {
+                connector: config.rustls_https_connector()?,
+                server: server_of(&config.cluster_url)?,
+                host: config
+                    .cluster_url
+                    .authority()
+                    .map(|a| a.as_str().to_owned()),
+                connect_timeout: config.connect_timeout,
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        let stack = ServiceBuilder::new()
+            .layer(config.extra_headers_layer()?)
+            .option_layer(config.auth_layer()?)
+            .service(connections)
+            .map_err(BoxError::from);
+        Ok(Direct {
+            stack: BoxCloneSyncService::new(stack),
+            base_path: config.cluster_url.path().trim_end_matches('/').into(),
+        })
+    }
+
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Bytes, kube::Error> {
+        let (mut parts, body) = request.into_parts();
+        if !self.base_path.is_empty() {
+            parts.uri = based(&self.base_path, &parts.uri)?;
+        }
+        let body = Bytes::from(body);
+        let mut backoff = FIRST_BACKOFF;
+        let mut retries = 0;
+        loop {
+            let request = Request::from_parts(parts.clone(), Full::new(body.clone()));
+            let response = self
+                .stack
+                .clone()
+                .oneshot(request)
+                .await
+                .map_err(kube_error)?;
+            let status = response.status();
+            if retryable(status) && retries < MAX_RETRIES {
+                retries += 1;
+                tokio::time::sleep(retry_after(&response).unwrap_or(backoff)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            let body = response.into_body();
+            if status.is_client_error() || status.is_server_error() {
+                return Err(api_error(status, &body));
+            }
+            return Ok(body);
+        }
+    }
+}
+
+/// The statuses kube's default retry policy retries.
+fn retryable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// The wait a `Retry-After` header asks for, in whole seconds, at most [`MAX_BACKOFF`].
+fn retry_after(response: &Response<Bytes>) -> Option<Duration> {
+    let seconds: u64 = response
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_BACKOFF))
+}
+
+/// An error answer as kube reports it: the server's `Status`, or one made of the text.
+fn api_error(status: StatusCode, body: &[u8]) -> kube::Error {
+    let status = serde_json::from_slice::<Status>(body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(body);
+        Status::failure(text.trim(), "Failed to parse error data").with_code(status.as_u16())
+    });
+    kube::Error::Api(status.boxed())
+}
+
+/// The middleware's or the connection's error as kube's client reports it.
+fn kube_error(error: BoxError) -> kube::Error {
+    error
+        .downcast::<kube::Error>()
+        .map(|e| *e)
+        .or_else(|e| {
+            e.downcast::<hyper::Error>()
+                .map(|e| kube::Error::HyperError(*e))
+        })
+        .unwrap_or_else(kube::Error::Service)
+}
+
+/// `path` (a request's path and query) under the server's `base` path, as kube's base-URI
+/// layer joins them.
+fn based(base: &str, path: &http::Uri) -> Result<http::Uri, kube::Error> {
+    let pq = path.path_and_query().map_or("/", |pq| pq.as_str());
+    format!("{base}{pq}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| kube::Error::HttpError(e.into()))
+}
+
+/// The server's scheme and authority: what a connection is opened to.
+fn server_of(url: &http::Uri) -> Result<http::Uri, kube::Error> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = url.scheme().cloned();
+    parts.authority = url.authority().cloned();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    http::Uri::from_parts(parts).map_err(|e| kube::Error::HttpError(e.into()))
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Kept-alive HTTP/1.1 connections to the API server, each request sent on an idle one or a
+/// new one, and its answer read whole before the connection is idle again.
+#[derive(Clone)]
+struct Connections {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    connector: Connector,
+    server: http::Uri,
+    /// The `Host` header when the request has none (kube's extra headers usually set it).
+    host: Option<String>,
+    connect_timeout: Option<Duration>,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl Service<Request<Full<Bytes>>> for Connections {
+    type Response = Response<Bytes>;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<Response<Bytes>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.send(request).await })
+    }
+}
+
+impl Shared {
+    async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<Bytes>, BoxError> {
+        if !request.headers().contains_key(http::header::HOST)
+            && let Some(host) = &self.host
+        {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, http::HeaderValue::from_str(host)?);
+        }
+        loop {
+            let (mut connection, kept) = match self.take_idle() {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
+            };
+            if connection.ready().await.is_err() {
+                if kept {
+                    continue;
+                }
+                return Err("the API server closed a new connection".into());
+            }
+            match connection.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    self.put_back(connection);
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: a kept connection the server had closed meanwhile.
+                    Some(unsent) if kept => request = unsent,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(c) = idle.pop() {
+            if !c.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, connection: SendRequest<Full<Bytes>>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE && !connection.is_closed() {
+            idle.push(connection);
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+        let connecting = self.connector.clone().oneshot(self.server.clone());
+        let io = match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connecting)
+                .await
+                .map_err(|_| format!("connecting to the API server took over {limit:?}"))??,
+            None => connecting.await?,
+        };
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a write connection to the API server ended");
+            }
+        });
+        Ok(sender)
+    }
+}

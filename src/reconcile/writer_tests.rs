@@ -1,0 +1,304 @@
+//! [`Writer`]'s own connections against the simulator (its token checked, its counters read)
+//! and against a bare HTTP server on loopback (the request line as sent, a closed connection):
+//! writes land with kube's authentication and headers, throttling is waited out, an error is
+//! the server's `Status` as kube's client reports it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use kube::Api;
+use kube::runtime::events::{EventType, Reporter};
+use kube_sim::FailRule;
+use kube_sim::store::resource_of;
+use kube_sim::{Options, Sim};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::api::{MAX_CONCURRENT_CALLS, Unobserved, WorkloadApi};
+use super::error::ApiError;
+use super::patch::Op;
+use super::writer::Writer;
+use crate::sim_client::{config, create};
+use crate::workload::partial::Deployment;
+
+const NS: &str = "shop";
+const WORKLOADS: usize = 40;
+const AGENT: &str = "image-cloner/test (writer)";
+
+fn cluster() -> Sim {
+    let sim = Sim::start(Options::default()).expect("the simulator starts");
+    create(
+        &sim,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    for i in 0..WORKLOADS {
+        create(
+            &sim,
+            kube_sim::fixtures::workload(
+                "Deployment",
+                NS,
+                &format!("app-{i}"),
+                &[("app", "nginx:1.27")],
+                &[],
+                json!({}),
+            ),
+        );
+    }
+    sim
+}
+
+/// The API calls of reconciles, writing on connections of their own, with the user agent
+/// image-cloner's configuration carries.
+async fn direct_api(sim: &Sim) -> WorkloadApi {
+    let mut config = config(sim).await;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(AGENT),
+    ));
+    let client = kube::Client::try_from(config.clone()).expect("a client");
+    let writer = Writer::for_config(&config).expect("a writer");
+    WorkloadApi::new(client, reporter(), Arc::new(Unobserved)).writing_through(writer)
+}
+
+fn reporter() -> Reporter {
+    Reporter {
+        controller: "image-cloner".into(),
+        instance: None,
+    }
+}
+
+fn pin_image() -> Vec<Op> {
+    vec![Op::Replace {
+        path: "/spec/template/spec/containers/0/image".into(),
+        value: json!("backup.example.com/nginx:1.27"),
+    }]
+}
+
+fn stored_image(sim: &Sim, name: &str) -> serde_json::Value {
+    let deployment =
+        resource_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect("known");
+    let stored = sim.store().get(deployment, NS, name).expect(name);
+    stored["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+}
+
+#[tokio::test]
+async fn a_burst_of_writes_lands_on_a_few_connections_with_the_configurations_token_and_agent() {
+    let sim = cluster();
+    let api = direct_api(&sim).await;
+    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("listed")
+        .items;
+    sim.faults().set_latency(Duration::from_millis(50));
+    sim.faults().reset_counters();
+    let operations = pin_image();
+    let calls = workloads.iter().map(|w| {
+        let name = w.metadata.name.clone().expect("a name");
+        let (api, operations) = (&api, &operations);
+        async move {
+            let patched = api.patch::<Deployment>(NS, &name, operations).await;
+            api.event(w, EventType::Normal, "Cloned", "copied".into())
+                .await;
+            patched
+        }
+    });
+    for result in join_all(calls).await {
+        assert_eq!(result.expect("patched"), None);
+    }
+
+    // The simulator checks the bearer token: a request without it would be answered 401.
+    let requests = sim.faults().requests();
+    assert_eq!(requests.len(), 2 * WORKLOADS);
+    for r in &requests {
+        assert_eq!((r.code / 100, r.user_agent.as_str()), (2, AGENT), "{r:?}");
+        assert!(r.metadata_only, "{r:?}");
+    }
+    assert_eq!(sim.faults().count("patch", "deployments"), WORKLOADS as u64);
+    assert_eq!(sim.faults().count("create", "events"), WORKLOADS as u64);
+    assert_eq!(stored_image(&sim, "app-7"), "backup.example.com/nginx:1.27");
+    let seen = sim.faults().connections();
+    assert!(
+        seen.peak_in_flight <= MAX_CONCURRENT_CALLS as u64,
+        "{seen:?}"
+    );
+    assert!(
+        seen.accepted <= MAX_CONCURRENT_CALLS as u64,
+        "{seen:?} for {} calls",
+        2 * WORKLOADS
+    );
+}
+
+#[tokio::test]
+async fn a_patch_on_its_own_connections_answers_the_version_it_wrote() {
+    let sim = cluster();
+    let api = direct_api(&sim).await.reading_versions();
+    let written = api
+        .patch::<Deployment>(NS, "app-2", &pin_image())
+        .await
+        .expect("patched");
+    let deployment =
+        resource_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect("known");
+    let stored = sim.store().get(deployment, NS, "app-2").expect("app-2");
+    assert_eq!(
+        written.as_deref(),
+        stored["metadata"]["resourceVersion"].as_str()
+    );
+}
+
+#[tokio::test]
+async fn throttled_writes_are_sent_again_once_the_server_allows() {
+    let sim = cluster();
+    let api = direct_api(&sim).await;
+    sim.faults().fail_next(FailRule {
+        verb: Some("patch".into()),
+        resource: Some("deployments".into()),
+        count: 2,
+        status: 429,
+        retry_after: Some(0),
+    });
+    sim.faults().fail_next(FailRule {
+        verb: Some("create".into()),
+        resource: Some("events".into()),
+        count: 1,
+        status: 503,
+        retry_after: None,
+    });
+    api.patch::<Deployment>(NS, "app-3", &pin_image())
+        .await
+        .expect("patched once the server allows");
+    let obj = Api::<Deployment>::namespaced(api.client().clone(), NS)
+        .get("app-3")
+        .await
+        .expect("read");
+    api.event(&obj, EventType::Normal, "Cloned", "copied".into())
+        .await;
+
+    let codes = |verb: &str, resource: &str| -> Vec<u16> {
+        let requests = sim.faults().requests();
+        requests
+            .iter()
+            .filter(|r| r.verb == verb && r.resource == resource)
+            .map(|r| r.code)
+            .collect()
+    };
+    assert_eq!(codes("patch", "deployments"), [429, 429, 200]);
+    assert_eq!(codes("create", "events"), [503, 201]);
+    assert_eq!(stored_image(&sim, "app-3"), "backup.example.com/nginx:1.27");
+}
+
+#[tokio::test]
+async fn an_error_answer_is_the_servers_status_as_kubes_client_reports_it() {
+    let sim = cluster();
+    let direct = direct_api(&sim).await;
+    let through_kube = WorkloadApi::new(
+        crate::sim_client::client(&sim).await,
+        reporter(),
+        Arc::new(Unobserved),
+    );
+    let status = |result: Result<Option<String>, ApiError>| match result {
+        Err(ApiError::Kube(kube::Error::Api(s))) => (s.code, s.reason, s.message),
+        other => panic!("expected the server's Status, got {other:?}"),
+    };
+    let missing = status(
+        direct
+            .patch::<Deployment>(NS, "no-such-app", &pin_image())
+            .await,
+    );
+    assert_eq!(missing.0, 404, "{missing:?}");
+    assert_eq!(
+        missing,
+        status(
+            through_kube
+                .patch::<Deployment>(NS, "no-such-app", &pin_image())
+                .await
+        )
+    );
+    // A failed `test` operation: what a concurrent edit looks like.
+    let stale = vec![Op::Test {
+        path: "/spec/template/spec/containers/0/image".into(),
+        value: json!("nginx:0.1"),
+    }];
+    let conflict = status(direct.patch::<Deployment>(NS, "app-4", &stale).await);
+    assert_eq!(conflict.0, 422, "{conflict:?}");
+    assert_eq!(
+        conflict,
+        status(through_kube.patch::<Deployment>(NS, "app-4", &stale).await)
+    );
+    assert_eq!(stored_image(&sim, "app-4"), "nginx:1.27");
+}
+
+#[test]
+fn a_configuration_with_a_proxy_is_refused_not_bypassed() {
+    let mut config = kube::Config::new("https://127.0.0.1:6443".parse().expect("a URL"));
+    config.proxy_url = Some("http://127.0.0.1:3128".parse().expect("a URL"));
+    let refused = Writer::for_config(&config).err().expect("refused");
+    assert!(refused.to_string().contains("127.0.0.1:3128"), "{refused}");
+}
+
+/// A bare HTTP/1.1 server on loopback that answers every request `{}` and closes each
+/// connection right after its first answer (without saying so: no `Connection: close`); the
+/// request heads it read, and the connections it accepted, in order.
+async fn closing_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let address = listener.local_addr().expect("an address");
+    let (heads, seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut read = Vec::new();
+            let mut buf = [0u8; 4096];
+            let head = loop {
+                let n = socket.read(&mut buf).await.expect("read");
+                assert!(n > 0, "the client closed before a whole request");
+                read.extend_from_slice(&buf[..n]);
+                if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break String::from_utf8_lossy(&read[..end]).into_owned();
+                }
+            };
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .expect("answer");
+            let _ = heads.send(head);
+            // Dropped: the connection is closed.
+        }
+    });
+    (format!("127.0.0.1:{}", address.port()), seen)
+}
+
+#[tokio::test]
+async fn writes_go_under_the_servers_path_and_a_connection_it_closed_is_replaced() {
+    let (authority, mut seen) = closing_server().await;
+    let config = kube::Config::new(
+        format!("http://{authority}/k8s/clusters/c-1/")
+            .parse()
+            .expect("a URL"),
+    );
+    let writer = Writer::for_config(&config).expect("a writer");
+    for n in 0..3 {
+        let request = http::Request::patch(
+            "/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=image-cloner",
+        )
+        .body(b"[]".to_vec())
+        .expect("a request");
+        let answer = writer.send(request).await.expect("answered");
+        assert_eq!(&answer[..], b"{}", "write {n}");
+        let head = seen.recv().await.expect("a request head");
+        let mut lines = head.lines();
+        assert_eq!(
+            lines.next(),
+            Some(
+                "PATCH /k8s/clusters/c-1/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=image-cloner HTTP/1.1"
+            ),
+            "write {n}"
+        );
+        assert!(
+            lines.any(|l| l.eq_ignore_ascii_case(&format!("host: {authority}"))),
+            "write {n}: {head}"
+        );
+        // Time for the client to see the close.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
