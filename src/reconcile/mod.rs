@@ -25,6 +25,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod guard;
+pub(crate) mod json_text;
 pub mod notices;
 pub mod parking;
 pub mod patch;
