@@ -11,19 +11,20 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource as _;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::core::Request;
 use kube::runtime::events::{Event, EventType, Reporter};
 use tokio::time::Instant;
 
-use crate::reconcile::api::{json_body, send_unread};
+use crate::reconcile::api::{JSON, collection_url, json_request, send_unread};
+use crate::reconcile::event_body::{self, NewEvent};
 use crate::reconcile::writer::Writer;
 
 /// An Event published again within this long is counted in a series (the `Recorder`'s window).
@@ -54,7 +55,9 @@ struct Sent {
 }
 
 struct Cache {
-    sent: HashMap<SeriesKey, Sent>,
+    /// Hashed with foldhash: a key is seven strings, and std's SipHash of them (on insert and
+    /// again on each growth of the table) was 8 M instructions of a cold run's 2,000 Events.
+    sent: HashMap<SeriesKey, Sent, foldhash::fast::RandomState>,
     swept: Instant,
 }
 
@@ -67,7 +70,8 @@ pub struct EventPublisher {
 
 /// What to send for one publish.
 enum Send {
-    Create(Box<K8sEvent>),
+    /// A new Event, of this name.
+    Create(String),
     Series {
         namespace: String,
         name: String,
@@ -81,7 +85,7 @@ impl EventPublisher {
             writer,
             reporter,
             cache: Mutex::new(Cache {
-                sent: HashMap::new(),
+                sent: HashMap::default(),
                 swept: Instant::now(),
             }),
         }
@@ -99,12 +103,43 @@ impl EventPublisher {
         ev: &Event,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
-        let key = series_key(ev, regarding);
-        let now = Timestamp::now();
-        let request = match self.next(key, || self.event(ev, regarding, now)) {
-            Send::Create(event) => {
-                let url = K8sEvent::url_path(&(), event.metadata.namespace.as_deref());
-                Request::new(url).create(&PostParams::default(), json_body(&*event)?)
+        let request = self.request(ev, regarding, SystemTime::now())?;
+        send_unread(&self.writer, request).await
+    }
+
+    /// The request that publishes `ev` at `now`: a new Event's POST, or its series' PATCH.
+    fn request(
+        &self,
+        ev: &Event,
+        regarding: &ObjectReference,
+        now: SystemTime,
+    ) -> Result<http::Request<Vec<u8>>, kube::Error> {
+        let controller = self.reporter.controller.as_str();
+        let namespace = regarding.namespace.as_deref().unwrap_or("default");
+        let object = regarding.name.as_deref().unwrap_or(controller);
+        match self.next(series_key(ev, regarding), namespace, || {
+            event_body::name(object, now)
+        }) {
+            Send::Create(name) => {
+                let body = event_body::body(&NewEvent {
+                    name: &name,
+                    namespace,
+                    type_: type_label(&ev.type_),
+                    reason: &ev.reason,
+                    action: &ev.action,
+                    note: ev.note.as_deref(),
+                    regarding,
+                    related: ev.secondary.as_ref(),
+                    reporting_controller: controller,
+                    reporting_instance: self.reporter.instance.as_deref().unwrap_or(controller),
+                    time: now,
+                });
+                json_request(
+                    http::Method::POST,
+                    collection_url::<K8sEvent>(namespace),
+                    JSON,
+                    body,
+                )
             }
             Send::Series {
                 namespace,
@@ -112,20 +147,23 @@ impl EventPublisher {
                 count,
             } => {
                 let url = K8sEvent::url_path(&(), Some(&namespace));
+                let last_observed = Timestamp::try_from(now).unwrap_or_else(|_| Timestamp::now());
                 let series = EventSeries {
                     count,
-                    last_observed_time: MicroTime(now),
+                    last_observed_time: MicroTime(last_observed),
                 };
                 let patch = serde_json::json!({ "series": series });
-                Request::new(url).patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                Request::new(url)
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .map_err(kube::Error::BuildRequest)
             }
-        };
-        send_unread(&self.writer, request.map_err(kube::Error::BuildRequest)?).await
+        }
     }
 
-    /// Records the publish in the cache and says what to send. The key is hashed once (a
-    /// cold run's 2,000 Events are all new: a lookup, then an insert, hashed it twice).
-    fn next(&self, key: SeriesKey, event: impl FnOnce() -> K8sEvent) -> Send {
+    /// Records the publish in the cache and says what to send: a new Event, named by `name`,
+    /// or the next count of its series. The key is hashed once (a cold run's 2,000 Events are
+    /// all new: a lookup, then an insert, hashed it twice).
+    fn next(&self, key: SeriesKey, namespace: &str, name: impl FnOnce() -> String) -> Send {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if now.duration_since(cache.swept) >= SWEEP_EVERY {
@@ -147,47 +185,14 @@ impl EventPublisher {
             }
             entry => entry,
         };
-        let event = event();
+        let name = name();
         entry.insert_entry(Sent {
-            namespace: event.metadata.namespace.clone().unwrap_or_default(),
-            name: event.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace.to_owned(),
+            name: name.clone(),
             count: 1,
             at: now,
         });
-        Send::Create(Box::new(event))
-    }
-
-    /// The new Event, as the `Recorder` builds it.
-    fn event(&self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> K8sEvent {
-        let controller = &self.reporter.controller;
-        let object = regarding.name.as_deref().unwrap_or(controller);
-        K8sEvent {
-            action: Some(ev.action.clone()),
-            reason: Some(ev.reason.clone()),
-            event_time: Some(MicroTime(now)),
-            regarding: Some(regarding.clone()),
-            note: ev.note.clone(),
-            metadata: ObjectMeta {
-                namespace: Some(
-                    regarding
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into()),
-                ),
-                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
-                ..ObjectMeta::default()
-            },
-            reporting_controller: Some(controller.clone()),
-            reporting_instance: Some(
-                self.reporter
-                    .instance
-                    .clone()
-                    .unwrap_or_else(|| controller.clone()),
-            ),
-            type_: Some(type_label(&ev.type_).into()),
-            related: ev.secondary.clone(),
-            ..K8sEvent::default()
-        }
+        Send::Create(name)
     }
 }
 
@@ -249,28 +254,47 @@ mod tests {
     }
 
     fn send(p: &EventPublisher, ev: &Event, on: &ObjectReference) -> Send {
-        p.next(series_key(ev, on), || p.event(ev, on, Timestamp::now()))
+        let namespace = on.namespace.as_deref().unwrap_or("default");
+        let object = on.name.as_deref().unwrap_or("image-cloner");
+        p.next(series_key(ev, on), namespace, || {
+            event_body::name(object, SystemTime::now())
+        })
     }
 
     #[tokio::test]
     async fn a_repeated_event_extends_its_series_and_another_workload_gets_its_own() {
         let p = publisher();
         let web = workload("web");
-        let Send::Create(first) = send(&p, &event("CopyFailed", "registry down"), &web) else {
-            panic!("the first Event is created");
-        };
-        assert_eq!(first.metadata.namespace.as_deref(), Some("shop"));
-        assert_eq!(first.reporting_instance.as_deref(), Some("pod-1"));
-        let first_name = first.metadata.name.clone().expect("a name");
+        let first = p
+            .request(
+                &event("CopyFailed", "registry down"),
+                &web,
+                SystemTime::now(),
+            )
+            .expect("a request");
+        assert_eq!(first.method(), http::Method::POST);
+        assert_eq!(first.uri(), "/apis/events.k8s.io/v1/namespaces/shop/events");
+        assert_eq!(
+            first.headers()[http::header::CONTENT_TYPE],
+            "application/json"
+        );
+        let created: serde_json::Value = serde_json::from_slice(first.body()).expect("JSON");
+        assert_eq!(created["metadata"]["namespace"], "shop");
+        assert_eq!(created["reportingInstance"], "pod-1");
+        assert_eq!(created["regarding"]["uid"], "uid-web");
+        let first_name = created["metadata"]["name"].as_str().expect("a name");
         assert!(first_name.starts_with("web."), "{first_name}");
         // The same reason again, another note: the Recorder's key has no note either.
-        match send(&p, &event("CopyFailed", "still down"), &web) {
-            Send::Series { name, count, .. } => {
-                assert_eq!(name, first_name);
-                assert_eq!(count, 2);
-            }
-            Send::Create(_) => panic!("a repeat within the window is a series"),
-        }
+        let again = p
+            .request(&event("CopyFailed", "still down"), &web, SystemTime::now())
+            .expect("a request");
+        assert_eq!(again.method(), http::Method::PATCH);
+        assert_eq!(
+            again.uri().path(),
+            format!("/apis/events.k8s.io/v1/namespaces/shop/events/{first_name}")
+        );
+        let series: serde_json::Value = serde_json::from_slice(again.body()).expect("JSON");
+        assert_eq!(series["series"]["count"], 2);
         assert!(matches!(
             send(&p, &event("CopyFailed", "x"), &workload("api")),
             Send::Create(_)

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod event_body;
 pub mod events;
 pub mod guard;
 pub(crate) mod json_text;
