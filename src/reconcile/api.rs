@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use crate::reconcile::error::ApiError;
 use crate::reconcile::events::EventPublisher;
 use crate::reconcile::guard::{Unguarded, WriteGuard};
-use crate::reconcile::patch::Op;
+use crate::reconcile::patch::{self, Op};
 use crate::reconcile::reasons;
 use crate::reconcile::writer::Writer;
 use crate::workload::WorkloadKind;
@@ -38,10 +38,6 @@ const EVENT_NOTE_MAX: usize = 1000;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events are best effort: a slow Event never holds a reconcile for long.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The room a request body is written into at first: a workload's patch or Event is 0.5–1 kB
-/// (one image), which `serde_json::to_vec`, starting at 128 bytes, reached by growing the
-/// buffer three times and copying it each time.
-const BODY_CAPACITY: usize = 1024;
 /// What a patch or an Event asks back: a `meta.k8s.io/v1` PartialObjectMetadata, the written
 /// object's metadata alone, which kube-apiserver answers gets, creates, updates and patches with
 /// since 1.15 (checked on 1.20: tests/kube-sim/tests/fidelity.rs); plain JSON after it for a
@@ -295,7 +291,12 @@ fn patch_request<K: WorkloadKind>(
     url.push_str(name);
     url.push_str("?fieldManager=");
     url.push_str(FIELD_MANAGER);
-    json_request(http::Method::PATCH, url, JSON_PATCH, json_body(operations)?)
+    json_request(
+        http::Method::PATCH,
+        url,
+        JSON_PATCH,
+        patch::operations_json(operations),
+    )
 }
 
 /// A request's body type: JSON.
@@ -382,13 +383,6 @@ pub(crate) fn written_version(answer: &str) -> Option<String> {
         .ok()
         .and_then(|a| a.metadata.resource_version)
         .filter(|v| !v.is_empty())
-}
-
-/// `value` as the JSON body of a workload's request (its patch, its Event).
-pub(crate) fn json_body<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, kube::Error> {
-    let mut body = Vec::with_capacity(BODY_CAPACITY);
-    serde_json::to_writer(&mut body, value).map_err(kube::Error::SerdeError)?;
-    Ok(body)
 }
 
 /// Cuts a note to what the API server accepts, on a character boundary.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::image::reference::ImageRef;
-use crate::reconcile::json_text::push_json_string;
+use crate::reconcile::json_text::{JsonObject, push_json_string};
 use crate::reconcile::plan::{ContainerPlan, Decision};
 use crate::reconcile::pull;
 use crate::workload::{Container, Kind, Workload};
@@ -38,6 +38,37 @@ pub enum Op {
     Add { path: String, value: Value },
     Replace { path: String, value: Value },
     Remove { path: String },
+}
+
+/// `operations` as the JSON serde writes of them (`[{"op":…,"path":…,"value":…}]`, in that
+/// order), with their strings — image references, the annotation's JSON — written by
+/// [`push_json_string`] and any other value by serde: through serde's derive and writer, a
+/// patch of three operations was ~7,500 instructions (callgrind, cold `run --once`).
+pub fn operations_json(operations: &[Op]) -> Vec<u8> {
+    let mut out = String::with_capacity(512);
+    out.push('[');
+    for (i, op) in operations.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (name, path, value) = match op {
+            Op::Test { path, value } => ("test", path, Some(value)),
+            Op::Add { path, value } => ("add", path, Some(value)),
+            Op::Replace { path, value } => ("replace", path, Some(value)),
+            Op::Remove { path } => ("remove", path, None),
+        };
+        let mut o = JsonObject::open(&mut out);
+        o.string("op", name);
+        o.string("path", path);
+        match value {
+            Some(Value::String(text)) => o.string("value", text),
+            Some(other) => o.raw("value", &other.to_string()),
+            None => {}
+        }
+        o.close();
+    }
+    out.push(']');
+    out.into_bytes()
 }
 
 /// A workload's patch, ready for `Patch::Json`.

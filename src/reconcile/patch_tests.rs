@@ -83,3 +83,28 @@ proptest! {
         prop_assert_eq!(record_value(&r), as_serde_json_writes_it(&r));
     }
 }
+
+/// Any operation: each kind, with a string value (escapes included) or another JSON value.
+fn any_operation() -> impl Strategy<Value = Op> {
+    let path = "/[a-z0-9/~\"\\\\]{0,30}";
+    let value = prop_oneof![
+        "\\PC{0,30}|[\\x00-\\x1f\"\\\\a-z]{0,20}".prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[a-z-]{1,12}".prop_map(|name| json!({"name": name})),
+        Just(json!([{"name": "regcred"}, null, true])),
+    ];
+    (0..4u8, path, value).prop_map(|(kind, path, value)| match kind {
+        0 => Op::Test { path, value },
+        1 => Op::Add { path, value },
+        2 => Op::Replace { path, value },
+        _ => Op::Remove { path },
+    })
+}
+
+proptest! {
+    #[test]
+    fn operations_are_written_as_serde_writes_them(ops in prop::collection::vec(any_operation(), 0..5)) {
+        let ours = String::from_utf8(operations_json(&ops)).expect("UTF-8");
+        prop_assert_eq!(ours, serde_json::to_string(&ops).expect("JSON"));
+    }
+}
