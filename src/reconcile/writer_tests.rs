@@ -1,157 +1,30 @@
-//! [`Writer`]'s own connections against the simulator (its token checked, its counters read)
-//! and against a bare HTTP server on loopback (the request line as sent, a closed connection):
-//! writes land with kube's authentication and headers, throttling is waited out, an error is
-//! the server's `Status` as kube's client reports it.
+//! [`Writer`]'s own connections against the simulator (faults injected, its counters read) and
+//! against a bare HTTP server on loopback (the request line as sent, a closed connection):
+//! throttling is waited out, an error is the server's `Status` as kube's client reports it,
+//! the server's path and a closed connection are handled (api_tests.rs has the burst of
+//! writes and their token and agent).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use kube::Api;
-use kube::runtime::events::{EventType, Reporter};
+use kube::runtime::events::EventType;
 use kube_sim::FailRule;
-use kube_sim::store::resource_of;
-use kube_sim::{Options, Sim};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::api::{MAX_CONCURRENT_CALLS, Unobserved, WorkloadApi};
+use super::api::{Unobserved, WorkloadApi};
+use super::api_tests::{NS, api, cluster, pin_image, reporter, stored_image};
 use super::error::ApiError;
 use super::patch::Op;
 use super::writer::Writer;
-use crate::sim_client::{config, create};
 use crate::workload::partial::Deployment;
-
-const NS: &str = "shop";
-const WORKLOADS: usize = 40;
-const AGENT: &str = "image-cloner/test (writer)";
-
-fn cluster() -> Sim {
-    let sim = Sim::start(Options::default()).expect("the simulator starts");
-    create(
-        &sim,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-    );
-    for i in 0..WORKLOADS {
-        create(
-            &sim,
-            kube_sim::fixtures::workload(
-                "Deployment",
-                NS,
-                &format!("app-{i}"),
-                &[("app", "nginx:1.27")],
-                &[],
-                json!({}),
-            ),
-        );
-    }
-    sim
-}
-
-/// The API calls of reconciles, writing on connections of their own, with the user agent
-/// image-cloner's configuration carries.
-async fn direct_api(sim: &Sim) -> WorkloadApi {
-    let mut config = config(sim).await;
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(AGENT),
-    ));
-    let client = kube::Client::try_from(config.clone()).expect("a client");
-    let writer = Writer::for_config(&config).expect("a writer");
-    WorkloadApi::new(client, reporter(), Arc::new(Unobserved)).writing_through(writer)
-}
-
-fn reporter() -> Reporter {
-    Reporter {
-        controller: "image-cloner".into(),
-        instance: None,
-    }
-}
-
-fn pin_image() -> Vec<Op> {
-    vec![Op::Replace {
-        path: "/spec/template/spec/containers/0/image".into(),
-        value: json!("backup.example.com/nginx:1.27"),
-    }]
-}
-
-fn stored_image(sim: &Sim, name: &str) -> serde_json::Value {
-    let deployment =
-        resource_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect("known");
-    let stored = sim.store().get(deployment, NS, name).expect(name);
-    stored["spec"]["template"]["spec"]["containers"][0]["image"].clone()
-}
-
-#[tokio::test]
-async fn a_burst_of_writes_lands_on_a_few_connections_with_the_configurations_token_and_agent() {
-    let sim = cluster();
-    let api = direct_api(&sim).await;
-    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
-        .list(&Default::default())
-        .await
-        .expect("listed")
-        .items;
-    sim.faults().set_latency(Duration::from_millis(50));
-    sim.faults().reset_counters();
-    let operations = pin_image();
-    let calls = workloads.iter().map(|w| {
-        let name = w.metadata.name.clone().expect("a name");
-        let (api, operations) = (&api, &operations);
-        async move {
-            let patched = api.patch::<Deployment>(NS, &name, operations).await;
-            api.event(w, EventType::Normal, "Cloned", "copied".into())
-                .await;
-            patched
-        }
-    });
-    for result in join_all(calls).await {
-        assert_eq!(result.expect("patched"), None);
-    }
-
-    // The simulator checks the bearer token: a request without it would be answered 401.
-    let requests = sim.faults().requests();
-    assert_eq!(requests.len(), 2 * WORKLOADS);
-    for r in &requests {
-        assert_eq!((r.code / 100, r.user_agent.as_str()), (2, AGENT), "{r:?}");
-        assert!(r.metadata_only, "{r:?}");
-    }
-    assert_eq!(sim.faults().count("patch", "deployments"), WORKLOADS as u64);
-    assert_eq!(sim.faults().count("create", "events"), WORKLOADS as u64);
-    assert_eq!(stored_image(&sim, "app-7"), "backup.example.com/nginx:1.27");
-    let seen = sim.faults().connections();
-    assert!(
-        seen.peak_in_flight <= MAX_CONCURRENT_CALLS as u64,
-        "{seen:?}"
-    );
-    assert!(
-        seen.accepted <= MAX_CONCURRENT_CALLS as u64,
-        "{seen:?} for {} calls",
-        2 * WORKLOADS
-    );
-}
-
-#[tokio::test]
-async fn a_patch_on_its_own_connections_answers_the_version_it_wrote() {
-    let sim = cluster();
-    let api = direct_api(&sim).await.reading_versions();
-    let written = api
-        .patch::<Deployment>(NS, "app-2", &pin_image())
-        .await
-        .expect("patched");
-    let deployment =
-        resource_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect("known");
-    let stored = sim.store().get(deployment, NS, "app-2").expect("app-2");
-    assert_eq!(
-        written.as_deref(),
-        stored["metadata"]["resourceVersion"].as_str()
-    );
-}
 
 #[tokio::test]
 async fn throttled_writes_are_sent_again_once_the_server_allows() {
     let sim = cluster();
-    let api = direct_api(&sim).await;
+    let api = api(&sim).await;
     sim.faults().fail_next(FailRule {
         verb: Some("patch".into()),
         resource: Some("deployments".into()),
@@ -192,7 +65,7 @@ async fn throttled_writes_are_sent_again_once_the_server_allows() {
 #[tokio::test]
 async fn an_error_answer_is_the_servers_status_as_kubes_client_reports_it() {
     let sim = cluster();
-    let direct = direct_api(&sim).await;
+    let direct = api(&sim).await;
     let through_kube = WorkloadApi::new(
         crate::sim_client::client(&sim).await,
         reporter(),
