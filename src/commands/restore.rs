@@ -205,7 +205,8 @@ pub async fn run(settings: &Settings, filter: &RestoreFilter) -> Result<bool, Co
         controller: "image-cloner".into(),
         instance: None,
     };
-    let api = WorkloadApi::new(session.client.clone(), reporter, Arc::new(Unobserved));
+    let api = WorkloadApi::new(session.client.clone(), reporter, Arc::new(Unobserved))
+        .writing_through(session.writer.clone());
     let mut rows = Vec::new();
     for kind in &session.kinds {
         let visitor = RestoreKind {

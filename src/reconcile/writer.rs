@@ -51,7 +51,8 @@ pub struct Writer {
 
 #[derive(Clone)]
 enum Route {
-    /// Through the kube client (`restore`, and tests that compare the two).
+    /// Through the kube client: `WorkloadApi::new`'s default, which the commands replace with
+    /// [`Writer::for_config`]'s.
     Kube(Client),
     Direct(Direct),
 }
