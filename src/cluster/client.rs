@@ -10,6 +10,7 @@ use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigEr
 use kube::{Client, Config};
 use thiserror::Error;
 
+use crate::reconcile::writer;
 use crate::workload::Kind;
 
 #[derive(Debug, Error)]
@@ -97,29 +98,10 @@ pub async fn config(
     if let Ok(agent) = http::HeaderValue::from_str(user_agent) {
         config.headers.push((http::header::USER_AGENT, agent));
     }
-    if let Some(host) = host_header(&config.cluster_url) {
+    if let Some(host) = writer::host_header(&config.cluster_url) {
         config.headers.push((http::header::HOST, host));
     }
     Ok(config)
-}
-
-/// The `Host` header of every request to `server`, made once: left to hyper-util's client, it
-/// is formatted (`format!` of host and port, then checked as a header value) for each request,
-/// which a request that has one is spared (callgrind, cold `run --once` of 4,000 requests:
-/// hyper-util's `send_request` 57.3 M → 51.1 M instructions). The value is the one hyper-util
-/// writes: the host, and the port as written unless it is the scheme's default.
-fn host_header(server: &http::Uri) -> Option<http::HeaderValue> {
-    let host = server.host()?;
-    let default_port = if matches!(server.scheme_str(), Some("https" | "wss")) {
-        443
-    } else {
-        80
-    };
-    let value = match server.port() {
-        Some(port) if port.as_u16() != default_port => format!("{host}:{port}"),
-        _ => host.to_owned(),
-    };
-    http::HeaderValue::from_str(&value).ok()
 }
 
 /// The kinds among `wanted` that the server serves, and a warning for each it does not.
@@ -168,30 +150,4 @@ pub async fn served_kinds(
 /// through the downward API), else the service account's namespace file.
 pub fn own_namespace(env_pod_namespace: Option<&str>) -> Option<String> {
     crate::settings::own_namespace(env_pod_namespace)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_host_header_is_the_host_and_a_port_other_than_the_schemes_own() {
-        let cases = [
-            ("https://10.0.0.1:6443", Some("10.0.0.1:6443")),
-            ("https://api.example.com", Some("api.example.com")),
-            ("https://api.example.com:443", Some("api.example.com")),
-            ("http://127.0.0.1:80", Some("127.0.0.1")),
-            ("http://127.0.0.1:443", Some("127.0.0.1:443")),
-            ("https://[::1]:6443/k8s/clusters/c-1", Some("[::1]:6443")),
-            ("/no/authority", None),
-        ];
-        for (server, expected) in cases {
-            let header = host_header(&server.parse().unwrap());
-            assert_eq!(
-                header.as_ref().map(|v| v.to_str().unwrap()),
-                expected,
-                "{server}"
-            );
-        }
-    }
 }
