@@ -340,7 +340,8 @@ pub(crate) fn json_request(
 /// Sends a write whose answer is not read (a workload's patch, an Event), asking for the written
 /// object's metadata alone in it: the whole object is most of the answer's bytes — a patched
 /// Deployment's spec and status (several kB in a real cluster) to encrypt, send, decrypt and
-/// drop, 2,000 times in a cold run. Only the status counts (an error's Status is read by kube).
+/// drop, 2,000 times in a cold run. Only the status counts (an error's Status is read by the
+/// [`Writer`]).
 pub(crate) async fn send_unread(
     writer: &Writer,
     request: http::Request<Vec<u8>>,
