@@ -41,9 +41,8 @@ pub enum Op {
 }
 
 /// `operations` as the JSON serde writes of them (`[{"op":…,"path":…,"value":…}]`, in that
-/// order), with their strings — image references, the annotation's JSON — written by
-/// [`push_json_string`] and any other value by serde: through serde's derive and writer, a
-/// patch of three operations was ~7,500 instructions (callgrind, cold `run --once`).
+/// order), each value by `json_text::push_json_value`: through serde's derive and writer, a patch of
+/// three operations was ~7,500 instructions (callgrind, cold `run --once`).
 pub fn operations_json(operations: &[Op]) -> Vec<u8> {
     let mut out = String::with_capacity(512);
     out.push('[');
@@ -61,8 +60,7 @@ pub fn operations_json(operations: &[Op]) -> Vec<u8> {
         o.string("op", name);
         o.string("path", path);
         match value {
-            Some(Value::String(text)) => o.string("value", text),
-            Some(other) => o.raw("value", &other.to_string()),
+            Some(value) => o.value("value", value),
             None => {}
         }
         o.close();
