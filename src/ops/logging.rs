@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
+use super::log_fields::PlainFields;
 use crate::settings::LogFormat;
 
 /// Directives added to the filter unless it names their crate (`kube_client`,
@@ -79,7 +80,7 @@ pub fn init(format: LogFormat, level: &str) {
         // Colour codes only for a person at a terminal, never into journald or a log file.
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Text => builder.with_target(false).fmt_fields(PlainFields).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

@@ -2,5 +2,6 @@
 
 pub mod audit_metrics;
 pub mod health;
+mod log_fields;
 pub mod logging;
 pub mod metrics;

@@ -1,0 +1,161 @@
+use std::error::Error;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use proptest::prelude::*;
+use tracing_subscriber::fmt::MakeWriter;
+
+use super::*;
+
+/// The lines a subscriber wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl MakeWriter<'_> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("not poisoned").clone()).expect("UTF-8")
+    }
+}
+
+/// An error with a chain of sources, each saying `text`.
+#[derive(Debug)]
+struct Failure {
+    text: String,
+    source: Option<Box<Failure>>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "failed: {}", self.text)
+    }
+}
+
+impl Error for Failure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// Every kind of field image-cloner's lines carry, and the rest a visitor can be given, each
+/// holding `s` where it can.
+fn emit(s: &str) {
+    let error = Failure {
+        text: s.to_owned(),
+        source: Some(Box::new(Failure {
+            text: s.to_owned(),
+            source: None,
+        })),
+    };
+    let span =
+        tracing::info_span!("reconcile", namespace = s, kind = %"Deployment", name = s, n = 3);
+    let _entered = span.enter();
+    tracing::info!("{s}");
+    tracing::info!(
+        container = s,
+        from = s,
+        to = "registry.example/mirror/app:1",
+        "patched"
+    );
+    tracing::warn!(
+        error = &error as &(dyn Error + 'static),
+        r#type = s,
+        count = 7u64,
+        delta = -2i64,
+        ok = true,
+        ratio = 0.5,
+        list = ?vec![s],
+        shown = %s,
+        "copy of {s} failed"
+    );
+    tracing::info!(log.target = "x", log.file = s, "from the log crate");
+    tracing::info!(message = s, after = s);
+    tracing::error!(reason = "");
+}
+
+fn written(s: &str, plain: bool, ansi: bool) -> String {
+    let out = Captured::default();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(out.clone())
+        .with_ansi(ansi)
+        .without_time()
+        .with_target(false);
+    if plain {
+        tracing::subscriber::with_default(builder.fmt_fields(PlainFields).finish(), || emit(s));
+    } else {
+        tracing::subscriber::with_default(builder.finish(), || emit(s));
+    }
+    out.text()
+}
+
+#[test]
+fn the_lines_are_the_default_formatters() {
+    let s = "web-1";
+    let ours = written(s, true, false);
+    assert_eq!(ours, written(s, false, false));
+    assert!(
+        ours.contains(r#"reconcile{namespace="web-1" kind=Deployment name="web-1" n=3}: patched container="web-1""#),
+        "{ours}"
+    );
+    assert_eq!(ours.lines().count(), 6, "{ours}");
+}
+
+#[test]
+fn text_to_escape_is_escaped_as_the_default_escapes_it() {
+    for s in [
+        "quote \" and backslash \\",
+        "tab\tnew line\ncarriage\r",
+        "\x1b[31mred\x1b[0m bell\x07 back\x08 feed\x0c del\x7f",
+        "c1 \u{80}\u{85}\u{9b}\u{9f} and \u{a0}",
+        "é😀 and 'single'",
+        "\u{200b}zero width, \u{301}combining",
+        "",
+    ] {
+        assert_eq!(written(s, true, false), written(s, false, false), "{s:?}");
+    }
+}
+
+#[test]
+fn with_colours_it_is_the_default_formatter() {
+    let s = "web \x1b[31m";
+    let ours = written(s, true, true);
+    assert_eq!(ours, written(s, false, true));
+    assert!(ours.contains("\x1b["), "colours on: {ours:?}");
+}
+
+proptest! {
+    #[test]
+    fn any_text_is_written_as_the_default_writes_it(
+        s in "\\PC{0,20}|[\\x00-\\x1f\\x7f\\u{80}-\\u{9f}\"\\\\'a-zé😀\\u{301}]{0,20}"
+    ) {
+        prop_assert_eq!(written(&s, true, false), written(&s, false, false));
+    }
+
+    #[test]
+    fn a_string_needing_no_escape_is_its_debug_between_quotes(s in "\\PC{0,20}|[ -~]{0,20}") {
+        if needs_no_escape(&s) {
+            prop_assert_eq!(format!("{s:?}"), format!("\"{s}\""));
+        }
+    }
+}
