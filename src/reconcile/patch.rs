@@ -59,9 +59,8 @@ pub fn operations_json(operations: &[Op]) -> Vec<u8> {
         let mut o = JsonObject::open(&mut out);
         o.string("op", name);
         o.string("path", path);
-        match value {
-            Some(value) => o.value("value", value),
-            None => {}
+        if let Some(value) = value {
+            o.value("value", value);
         }
         o.close();
     }
