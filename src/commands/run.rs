@@ -42,7 +42,9 @@ use crate::workload::Kind;
 /// `run --once`: reconciles everything present, prints a summary; `Ok(false)` when a
 /// reconcile failed.
 pub async fn once(settings: &Settings) -> Result<bool, CommandError> {
-    preload_system_roots();
+    if settings.backup_verifies_tls() {
+        preload_system_roots();
+    }
     clean_at_start(settings.tmp_dir.as_deref());
     if settings.leader_election {
         tracing::warn!(
@@ -192,7 +194,9 @@ fn start_protection(
 
 /// The daemon, until SIGTERM/SIGINT.
 pub async fn daemon(settings: &Settings) -> Result<bool, CommandError> {
-    preload_system_roots();
+    if settings.backup_verifies_tls() {
+        preload_system_roots();
+    }
     clean_at_start(settings.tmp_dir.as_deref());
     let session = Session::connect(settings, &Kind::wanted(settings.bare_pods)).await?;
     let metrics = Arc::new(Metrics::new());

@@ -43,7 +43,7 @@ use budget::Budgets;
 use challenge::{Challenge, parse_www_authenticate, percent_encode};
 pub use error::HeadError;
 pub use retry_after::parse_retry_after;
-use tls::{AcceptAny, HttpsClient, client, roots};
+use tls::{AcceptAny, HttpsClient, VerifiedClient, client};
 pub use tls::{TlsSetupError, preload_system_roots};
 
 /// Every manifest type a backup tag can hold.
@@ -85,7 +85,7 @@ impl std::fmt::Debug for BasicAuth {
 /// Asks registries which digest a reference resolves to.
 #[derive(Clone)]
 pub struct ManifestHead {
-    verified: HttpsClient,
+    verified: Arc<VerifiedClient>,
     unverified: HttpsClient,
     insecure: Arc<Vec<String>>,
     auths: Arc<HashMap<String, BasicAuth>>,
@@ -124,11 +124,7 @@ impl ManifestHead {
         timeout: Duration,
     ) -> Result<Self, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verified = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|source| TlsSetupError::ProtocolVersions { source })?
-            .with_root_certificates(roots(cert_dir)?)
-            .with_no_client_auth();
+        let verified = VerifiedClient::new(Arc::clone(&provider), cert_dir)?;
         let unverified = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|source| TlsSetupError::ProtocolVersions { source })?
@@ -136,7 +132,7 @@ impl ManifestHead {
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
             .with_no_client_auth();
         Ok(ManifestHead {
-            verified: client(verified),
+            verified: Arc::new(verified),
             unverified: client(unverified),
             insecure: Arc::new(
                 insecure_registries
@@ -258,7 +254,7 @@ impl ManifestHead {
             detail: e.to_string(),
         })?;
         let client = if verify {
-            &self.verified
+            self.verified.get()
         } else {
             &self.unverified
         };

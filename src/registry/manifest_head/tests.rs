@@ -375,3 +375,59 @@ async fn a_kept_answer_is_not_used_once_it_is_old() {
         "too old: the mirror asks itself"
     );
 }
+
+/// Asking only insecure registries never reads the system's CA certificates (~19 M
+/// instructions); the first verified request does.
+#[tokio::test]
+async fn the_system_certificates_are_read_when_a_verified_registry_is_first_asked() {
+    let host = fake_registry(|_, _| {
+        status(
+            "200 OK",
+            "Docker-Content-Digest: sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+        )
+    })
+    .await;
+    let insecure = head_client(&host);
+    let image = ImageRef::parse(&format!("{host}/app:1")).expect("a reference");
+    assert!(insecure.digest(&image).await.expect("answered").is_some());
+    assert!(!insecure.verified.is_made(), "no verified request yet");
+
+    let verifying = ManifestHead::new(
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("a client");
+    // A port nobody listens on: refused, after the client was made.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let nowhere = ImageRef::parse(&format!("{closed}/app:1")).expect("a reference");
+    assert!(verifying.digest(&nowhere).await.is_err());
+    assert!(verifying.verified.is_made());
+}
+
+/// `cert_dir` is still read when the client is set up: a bad certificate there stops the
+/// start instead of the first verified request.
+#[test]
+fn a_bad_certificate_in_cert_dir_stops_the_set_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("bad.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let err = ManifestHead::new(
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Some(dir.path()),
+        Duration::from_secs(5),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(err.reason(), "CertDir");
+    assert!(err.to_string().contains("bad.crt"), "{err}");
+}

@@ -92,12 +92,14 @@ pub(super) fn client(config: rustls::ClientConfig) -> HttpsClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Starts reading the system's CA certificates on a thread of its own, so that the first HEAD
-/// client finds them read. Built on the start-up's path (before the first list of `run
+/// Starts reading the system's CA certificates on a thread of its own, so that the first
+/// verified HEAD finds them read. Built on the start-up's path (before the first list of `run
 /// --once`), reading them held the first copy back by the time it took: 20–30 ms in the cold
 /// bench's start-up (the gap in its debug log), ~300 files opened and parsed while the runtime
 /// waited; on this thread, it overlaps the kubeconfig, discovery and the API server's TLS
-/// handshake. A failure to start the thread only leaves the reading to the first client.
+/// handshake. Called only when a verified registry is sure to be asked (the backup registry
+/// is not insecure): otherwise they are read when one first is, if ever. A failure to start
+/// the thread only leaves the reading to the first verified client.
 pub fn preload_system_roots() {
     let _ = std::thread::Builder::new()
         .name("ca-certificates".into())
@@ -121,8 +123,58 @@ fn system_roots() -> &'static rustls::RootCertStore {
     })
 }
 
-pub(super) fn roots(cert_dir: Option<&Path>) -> Result<rustls::RootCertStore, TlsSetupError> {
-    let mut store = system_roots().clone();
+/// The client that verifies certificates (the system roots plus `cert_dir`), made when a
+/// registry is first asked over verified TLS. Reading the system's CA certificates is ~19
+/// million instructions, 5 % of a cold `run --once` (callgrind); a run whose registries are
+/// all `insecure_registries` (a plain-HTTP mirror on the same network) never needs them.
+/// `cert_dir` is read and checked when this is set up, so a bad certificate there stops the
+/// start, as before.
+pub(super) struct VerifiedClient {
+    config: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>,
+    cert_dir: rustls::RootCertStore,
+    client: OnceLock<HttpsClient>,
+}
+
+impl VerifiedClient {
+    pub(super) fn new(
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        cert_dir: Option<&Path>,
+    ) -> Result<Self, TlsSetupError> {
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|source| TlsSetupError::ProtocolVersions { source })?;
+        Ok(VerifiedClient {
+            config,
+            cert_dir: cert_dir_roots(cert_dir)?,
+            client: OnceLock::new(),
+        })
+    }
+
+    /// The client; the first call reads the system's certificates unless they were read
+    /// ahead ([`preload_system_roots`]).
+    pub(super) fn get(&self) -> &HttpsClient {
+        self.client.get_or_init(|| {
+            let mut roots = system_roots().clone();
+            roots.roots.extend(self.cert_dir.roots.iter().cloned());
+            client(
+                self.config
+                    .clone()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        })
+    }
+
+    /// Whether the system's certificates were needed yet (tests).
+    #[cfg(test)]
+    pub(super) fn is_made(&self) -> bool {
+        self.client.get().is_some()
+    }
+}
+
+/// The certificates of `cert_dir`'s `*.crt` files, each checked as a trust anchor.
+fn cert_dir_roots(cert_dir: Option<&Path>) -> Result<rustls::RootCertStore, TlsSetupError> {
+    let mut store = rustls::RootCertStore::empty();
     if let Some(dir) = cert_dir {
         let fail = |detail: String| TlsSetupError::CertDir {
             path: dir.display().to_string(),

@@ -347,3 +347,29 @@ fn a_non_utf8_setting_is_invalid_once_and_named() {
         "{all}"
     );
 }
+
+/// The system's CA certificates are read ahead only when the backup registry will need them.
+#[test]
+fn the_backup_verifies_tls_unless_it_is_an_insecure_registry() {
+    let backup = ("BACKUP_REGISTRY", "Mirror.Example:5000/backup");
+    let verifies = |insecure: Option<&str>| {
+        let mut pairs = vec![backup];
+        if let Some(list) = insecure {
+            pairs.push(("IMAGE_CLONER_INSECURE_REGISTRIES", list));
+        }
+        load(&inputs(&pairs))
+            .expect("valid settings")
+            .settings
+            .backup_verifies_tls()
+    };
+    assert!(verifies(None));
+    assert!(
+        verifies(Some("mirror.example,other.example:5000")),
+        "another port"
+    );
+    assert!(!verifies(Some("other.example,mirror.example:5000")));
+    assert!(
+        !verifies(Some("MIRROR.example:5000")),
+        "hosts compare without case"
+    );
+}
