@@ -8,6 +8,7 @@ pub mod restore;
 pub mod run;
 pub mod session;
 pub mod status;
+mod wake_floor;
 
 pub use error::CommandError;
 
@@ -17,6 +18,13 @@ use crate::settings::cli::Command;
 /// Runs a command: `Ok(true)` when all of it succeeded, `Ok(false)` when it ran but something
 /// in it failed (the command's output says what).
 pub async fn execute(command: Command, settings: &Settings) -> Result<bool, CommandError> {
+    let wake_floor = tokio::spawn(wake_floor::keep_a_timer_due());
+    let result = run(command, settings).await;
+    wake_floor.abort();
+    result
+}
+
+async fn run(command: Command, settings: &Settings) -> Result<bool, CommandError> {
     match command {
         Command::CheckConfig => Ok(check_config::run(settings)),
         Command::Copy { images } => Ok(copy::run(settings, &images).await),
