@@ -15,13 +15,21 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push('"');
     let mut plain_from = 0;
-    for (word_at, chunk) in bytes.chunks(8).enumerate() {
-        // A last, shorter chunk is padded with a byte that needs no escape.
-        let mut word = [b'a'; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let mut flagged = escape_mask(u64::from_le_bytes(word));
+    let mut word_at = 0;
+    while word_at < bytes.len() {
+        let word = match bytes.get(word_at..word_at + 8) {
+            Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or_default()),
+            // The last, shorter word, padded with a byte that needs no escape.
+            None => {
+                let mut padded = [b'a'; 8];
+                let tail = &bytes[word_at..];
+                padded[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(padded)
+            }
+        };
+        let mut flagged = escape_mask(word);
         while flagged != 0 {
-            let at = word_at * 8 + (flagged.trailing_zeros() / 8) as usize;
+            let at = word_at + (flagged.trailing_zeros() / 8) as usize;
             // Every byte escaped is ASCII, so `at` is a character boundary.
             out.push_str(&s[plain_from..at]);
             plain_from = at + 1;
@@ -30,6 +38,7 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
             }
             flagged &= flagged - 1;
         }
+        word_at += 8;
     }
     out.push_str(&s[plain_from..]);
     out.push('"');
