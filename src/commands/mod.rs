@@ -19,12 +19,12 @@ use crate::settings::cli::Command;
 /// in it failed (the command's output says what).
 pub async fn execute(command: Command, settings: &Settings) -> Result<bool, CommandError> {
     let wake_floor = tokio::spawn(wake_floor::keep_a_timer_due());
-    let result = run(command, settings).await;
+    let result = run_command(command, settings).await;
     wake_floor.abort();
     result
 }
 
-async fn run(command: Command, settings: &Settings) -> Result<bool, CommandError> {
+async fn run_command(command: Command, settings: &Settings) -> Result<bool, CommandError> {
     match command {
         Command::CheckConfig => Ok(check_config::run(settings)),
         Command::Copy { images } => Ok(copy::run(settings, &images).await),

@@ -41,8 +41,8 @@ pub enum Op {
 }
 
 /// `operations` as the JSON serde writes of them (`[{"op":…,"path":…,"value":…}]`, in that
-/// order), each value by `json_text::push_json_value`: through serde's derive and writer, a patch of
-/// three operations was ~7,500 instructions (callgrind, cold `run --once`).
+/// order), each value by `json_text::push_json_value`: through serde's derive and writer, a
+/// patch of three operations was ~7,500 instructions (callgrind, cold `run --once`).
 pub fn operations_json(operations: &[Op]) -> Vec<u8> {
     let mut out = String::with_capacity(512);
     out.push('[');

@@ -150,8 +150,8 @@ impl VerifiedClient {
         })
     }
 
-    /// The client; the first call reads the system's certificates unless they were read
-    /// ahead ([`preload_system_roots`]).
+    /// The client; the first call reads the system's certificates (once, on the calling
+    /// thread: 5–30 ms) unless they were read ahead ([`preload_system_roots`]).
     pub(super) fn get(&self) -> &HttpsClient {
         self.client.get_or_init(|| {
             let mut roots = system_roots().clone();
