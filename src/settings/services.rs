@@ -22,11 +22,7 @@ impl Settings {
     /// `insecure_registries`): then the system's CA certificates are needed from the first
     /// copy on, and worth reading ahead (`preload_system_roots`).
     pub fn backup_verifies_tls(&self) -> bool {
-        let backup = self.backup_registry.domain();
-        !self
-            .insecure_registries
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(backup))
+        !crate::registry::is_insecure(&self.insecure_registries, self.backup_registry.domain())
     }
 
     /// The manifest HEAD client for the backup registry, with the docker config's credentials.

@@ -134,12 +134,7 @@ impl ManifestHead {
         Ok(ManifestHead {
             verified: Arc::new(verified),
             unverified: client(unverified),
-            insecure: Arc::new(
-                insecure_registries
-                    .into_iter()
-                    .map(|h| h.to_ascii_lowercase())
-                    .collect(),
-            ),
+            insecure: Arc::new(insecure_registries),
             auths: Arc::new(
                 auths
                     .into_iter()
@@ -214,7 +209,7 @@ impl ManifestHead {
             None => image.tag_or_latest().to_owned(),
         };
         let path = format!("/v2/{}/manifests/{reference}", image.path());
-        let insecure = self.insecure.iter().any(|h| h == &domain);
+        let insecure = crate::registry::is_insecure(&self.insecure, &domain);
         // An insecure registry is usually plain HTTP; try that first, then unverified TLS.
         let attempts: &[(&str, bool)] = if insecure {
             &[("http", false), ("https", false)]

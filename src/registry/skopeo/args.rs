@@ -46,10 +46,7 @@ pub fn transport(image: &ImageRef) -> String {
 }
 
 fn insecure(options: &SkopeoOptions, image: &ImageRef) -> bool {
-    options
-        .insecure_registries
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(image.domain()))
+    crate::registry::is_insecure(&options.insecure_registries, image.domain())
 }
 
 fn global_args(options: &SkopeoOptions, out: &mut Vec<OsString>) {
