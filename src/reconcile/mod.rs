@@ -55,7 +55,6 @@ mod restore_tests;
 #[cfg(test)]
 mod writer_tests;
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -133,15 +132,17 @@ pub fn span<K: WorkloadKind>(obj: &K) -> tracing::Span {
 }
 
 async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled, ReconcileError> {
-    // Borrowed until a write is refused and the object read again: a clone of each workload
-    // (its metadata's maps, its containers) was ~1,800 instructions, and its drop ~900.
-    let mut current = Cow::Borrowed(obj);
+    // The workload as listed until a write is refused and the object read again: cloning it
+    // (its metadata's maps, its containers) was ~1,800 instructions, and its drop ~900. The
+    // fresh one is boxed: inline, it made every waiting reconcile 424 bytes larger.
+    let mut fresh: Option<Box<K>> = None;
     let mut result = Reconciled::default();
     for _ in 0..MAX_REPLANS {
+        let current = fresh.as_deref().unwrap_or(obj);
         if current.left_to_owner() {
             return Ok(result);
         }
-        let w = planning_view(&*current, ctx).await?;
+        let w = planning_view(current, ctx).await?;
         let mut plans = plan::decide(&w, &ctx.policy);
         let screened = screen::privacy(&ctx.mirror, &ctx.policy, &plans).await;
         plan::mark_private(&mut plans, &screened.private);
@@ -154,7 +155,11 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
             return Err(not_leading(&w));
         }
         let (plans, access) = pull_access(ctx, &w, plans, &copies).await;
-        report_unpatched(ctx, &*current, &plans, &copies, &mut result).await;
+        // The steps after the copies are boxed, each when it runs: inline, their states (the
+        // patch's request and its Event's, ~2 KB) sized every reconcile's, and `run --once`
+        // holds 2,000 reconciles waiting on copies at once. Boxed, a waiting reconcile is
+        // ~1.5 KB rather than ~3.5 KB, and the few writing at a time reuse the same memory.
+        Box::pin(report_unpatched(ctx, current, &plans, &copies, &mut result)).await;
         if defer_patch(&copies.failures) {
             return finish(result, copies.failures, &w);
         }
@@ -169,14 +174,14 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
         if let PullAccess::NotPullable { .. } = access {
             result.requeue = Some(NOT_PULLABLE_RETRY);
         }
-        match write_patch(
+        match Box::pin(write_patch(
             ctx,
-            &*current,
+            current,
             &w,
             &plans,
             &copies.verified,
             access.secret(),
-        )
+        ))
         .await?
         {
             Written::Patched(changes, version) => {
@@ -185,9 +190,10 @@ async fn pipeline<K: WorkloadKind>(obj: &K, ctx: &Context) -> Result<Reconciled,
                 return finish(result, copies.failures, &w);
             }
             Written::NothingToPatch => return finish(result, copies.failures, &w),
-            Written::Replan(fresh) => current = Cow::Owned(fresh),
+            Written::Replan(reread) => fresh = Some(Box::new(reread)),
         }
     }
+    let current = fresh.as_deref().unwrap_or(obj);
     Err(ReconcileError::Contended {
         kind: K::KIND,
         namespace: current.namespace().unwrap_or_default(),
