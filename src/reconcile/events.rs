@@ -32,23 +32,16 @@ pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// How often entries older than [`SERIES_WINDOW`] are dropped from the cache.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// What makes two Events one series (the `Recorder`'s key; we never set `related`).
+/// What makes two Events one series — the `Recorder`'s key: the type, reason and action, and
+/// the kind, namespace, name and uid of the object regarded (we never set `related`) — as one
+/// byte string, each part its length (`u64::MAX` when absent) then its bytes. As seven fields it
+/// was six strings to allocate for every Event and keep for the series window.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    type_: &'static str,
-    reason: String,
-    action: String,
-    regarding: (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ),
-}
+struct SeriesKey(Box<[u8]>);
 
-/// An Event sent: enough to extend its series.
+/// An Event sent: enough to extend its series (its namespace is the regarded object's, in the
+/// key).
 struct Sent {
-    namespace: String,
     name: String,
     count: i32,
     at: Instant,
@@ -73,7 +66,6 @@ enum Send {
     /// A new Event, of this name.
     Create(String),
     Series {
-        namespace: String,
         name: String,
         count: i32,
     },
@@ -117,9 +109,7 @@ impl EventPublisher {
         let controller = self.reporter.controller.as_str();
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let object = regarding.name.as_deref().unwrap_or(controller);
-        match self.next(series_key(ev, regarding), namespace, || {
-            event_body::name(object, now)
-        }) {
+        match self.next(series_key(ev, regarding), || event_body::name(object, now)) {
             Send::Create(name) => {
                 let body = event_body::body(&NewEvent {
                     name: &name,
@@ -141,12 +131,8 @@ impl EventPublisher {
                     body,
                 )
             }
-            Send::Series {
-                namespace,
-                name,
-                count,
-            } => {
-                let url = K8sEvent::url_path(&(), Some(&namespace));
+            Send::Series { name, count } => {
+                let url = K8sEvent::url_path(&(), Some(namespace));
                 let last_observed = Timestamp::try_from(now).unwrap_or_else(|_| Timestamp::now());
                 let series = EventSeries {
                     count,
@@ -163,7 +149,7 @@ impl EventPublisher {
     /// Records the publish in the cache and says what to send: a new Event, named by `name`,
     /// or the next count of its series. The key is hashed once (a cold run's 2,000 Events are
     /// all new: a lookup, then an insert, hashed it twice).
-    fn next(&self, key: SeriesKey, namespace: &str, name: impl FnOnce() -> String) -> Send {
+    fn next(&self, key: SeriesKey, name: impl FnOnce() -> String) -> Send {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if now.duration_since(cache.swept) >= SWEEP_EVERY {
@@ -178,7 +164,6 @@ impl EventPublisher {
                 sent.count += 1;
                 sent.at = now;
                 return Send::Series {
-                    namespace: sent.namespace.clone(),
                     name: sent.name.clone(),
                     count: sent.count,
                 };
@@ -187,7 +172,6 @@ impl EventPublisher {
         };
         let name = name();
         entry.insert_entry(Sent {
-            namespace: namespace.to_owned(),
             name: name.clone(),
             count: 1,
             at: now,
@@ -204,17 +188,27 @@ fn type_label(t: &EventType) -> &'static str {
 }
 
 fn series_key(ev: &Event, regarding: &ObjectReference) -> SeriesKey {
-    SeriesKey {
-        type_: type_label(&ev.type_),
-        reason: ev.reason.clone(),
-        action: ev.action.clone(),
-        regarding: (
-            regarding.kind.clone(),
-            regarding.namespace.clone(),
-            regarding.name.clone(),
-            regarding.uid.clone(),
-        ),
+    let parts = [
+        Some(type_label(&ev.type_)),
+        Some(ev.reason.as_str()),
+        Some(ev.action.as_str()),
+        regarding.kind.as_deref(),
+        regarding.namespace.as_deref(),
+        regarding.name.as_deref(),
+        regarding.uid.as_deref(),
+    ];
+    let length = parts.iter().map(|p| 8 + p.map_or(0, str::len)).sum();
+    let mut key = Vec::with_capacity(length);
+    for part in parts {
+        match part {
+            Some(text) => {
+                key.extend_from_slice(&(text.len() as u64).to_le_bytes());
+                key.extend_from_slice(text.as_bytes());
+            }
+            None => key.extend_from_slice(&u64::MAX.to_le_bytes()),
+        }
     }
+    SeriesKey(key.into_boxed_slice())
 }
 
 #[cfg(test)]
@@ -296,6 +290,46 @@ mod tests {
         assert_eq!(series["series"]["count"], 2);
         assert!(creates(&p, &event("CopyFailed", "x"), &workload("api")));
         assert!(creates(&p, &event("Cloned", "x"), &web));
+    }
+
+    #[test]
+    fn series_keys_differ_whenever_a_part_does() {
+        let ev = |reason: &str, action: &str| Event {
+            action: action.into(),
+            ..event(reason, "a note is not part of the key")
+        };
+        let on = |name: Option<&str>, uid: Option<&str>| ObjectReference {
+            name: name.map(Into::into),
+            uid: uid.map(Into::into),
+            ..workload("web")
+        };
+        let web = on(Some("web"), Some("uid-web"));
+        assert_eq!(
+            series_key(&ev("Cloned", "Clone"), &web),
+            series_key(&event("Cloned", "another note"), &web)
+        );
+        let keys = [
+            series_key(&ev("Cloned", "Clone"), &web),
+            // A part's bytes moved to its neighbour.
+            series_key(&ev("Clone", "dClone"), &web),
+            series_key(&ev("Cloned", "Clone"), &on(Some("webu"), Some("id-web"))),
+            // Absent against empty, and a part absent against its neighbour absent.
+            series_key(&ev("Cloned", "Clone"), &on(Some("web"), None)),
+            series_key(&ev("Cloned", "Clone"), &on(Some("web"), Some(""))),
+            series_key(&ev("Cloned", "Clone"), &on(None, Some("web"))),
+            series_key(
+                &Event {
+                    type_: EventType::Normal,
+                    ..ev("Cloned", "Clone")
+                },
+                &web,
+            ),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
