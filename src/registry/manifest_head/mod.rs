@@ -24,6 +24,7 @@ mod challenge;
 mod error;
 mod retry_after;
 mod tls;
+mod turns;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,6 +46,8 @@ pub use error::HeadError;
 pub use retry_after::parse_retry_after;
 use tls::{AcceptAny, HttpsClient, VerifiedClient, client};
 pub use tls::{TlsSetupError, preload_system_roots};
+pub use turns::QUESTIONS_PER_REGISTRY;
+use turns::Turns;
 
 /// Every manifest type a backup tag can hold.
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws";
@@ -99,6 +102,8 @@ pub struct ManifestHead {
     anonymous_answers: Arc<AnonymousAnswers>,
     /// Challenges and tokens, so that a question is not refused first (`auth_memo.rs`).
     memo: Arc<AuthMemo>,
+    /// A few questions at a time to each registry (`turns.rs`).
+    turns: Arc<Turns>,
 }
 
 /// The host a docker config keys its credentials by, as `docker login` writes it.
@@ -146,6 +151,7 @@ impl ManifestHead {
             budgets: Arc::default(),
             anonymous_answers: Arc::default(),
             memo: Arc::default(),
+            turns: Arc::default(),
         })
     }
 
@@ -187,8 +193,9 @@ impl ManifestHead {
         self.budgets.take(registry, reserve)
     }
 
-    /// The manifest URL of `image` over each scheme to try, in order, through `attempt`; the
-    /// first answer wins, a 429 included (another scheme would meet the same limit).
+    /// The manifest URL of `image` over each scheme to try, in order, through `attempt`, once
+    /// the registry gives the question a turn; the first answer wins, a 429 included (another
+    /// scheme would meet the same limit).
     async fn over_schemes<'a, T, F, Fut>(
         &'a self,
         image: &'a ImageRef,
@@ -216,6 +223,7 @@ impl ManifestHead {
         } else {
             &[("https", true)]
         };
+        let _turn = self.turns.take(&domain).await;
         let mut last = None;
         for (scheme, verify) in attempts {
             let url = format!("{scheme}://{host}{path}");

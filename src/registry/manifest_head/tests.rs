@@ -431,3 +431,91 @@ fn a_bad_certificate_in_cert_dir_stops_the_set_up() {
     assert_eq!(err.reason(), "CertDir");
     assert!(err.to_string().contains("bad.crt"), "{err}");
 }
+
+/// What a [`slow_registry`] saw: connections accepted, requests in flight at most.
+#[derive(Default)]
+struct Load {
+    connections: std::sync::atomic::AtomicUsize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    answered: std::sync::atomic::AtomicUsize,
+}
+
+/// A registry on loopback (plain HTTP, kept-alive connections) answering every manifest HEAD
+/// 200 with a digest after `delay`, counting its load.
+async fn slow_registry(delay: Duration) -> (String, Arc<Load>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let host = listener.local_addr().expect("its address").to_string();
+    let load = Arc::new(Load::default());
+    let seen = Arc::clone(&load);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            seen.connections.fetch_add(1, SeqCst);
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                loop {
+                    while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                        if conn.read_buf(&mut pending).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    let end = pending
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .expect("a whole head")
+                        + 4;
+                    pending.drain(..end);
+                    let now = seen.in_flight.fetch_add(1, SeqCst) + 1;
+                    seen.peak.fetch_max(now, SeqCst);
+                    tokio::time::sleep(delay).await;
+                    seen.in_flight.fetch_sub(1, SeqCst);
+                    let answer = "HTTP/1.1 200 OK\r\nDocker-Content-Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\r\nContent-Length: 0\r\n\r\n";
+                    if conn.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    seen.answered.fetch_add(1, SeqCst);
+                }
+            });
+        }
+    });
+    (host, load)
+}
+
+#[tokio::test]
+async fn a_registry_is_asked_a_few_questions_at_a_time_on_kept_connections() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (host, load) = slow_registry(Duration::from_millis(20)).await;
+    let (other, other_load) = slow_registry(Duration::from_millis(20)).await;
+    let client = head_client(&host);
+    let client = ManifestHead {
+        insecure: Arc::new(vec![host.clone(), other.clone()]),
+        ..client
+    };
+    let images: Vec<ImageRef> = (0..40)
+        .map(|i| ImageRef::parse(&format!("{host}/team/app-{i}:1")).expect("a reference"))
+        .chain(
+            (0..4)
+                .map(|i| ImageRef::parse(&format!("{other}/team/app-{i}:1")).expect("a reference")),
+        )
+        .collect();
+    let answers =
+        futures::future::join_all(images.iter().map(|image| client.visibility(image))).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(Visibility::Public))),
+        "every question answered: {answers:?}"
+    );
+    assert_eq!(load.answered.load(SeqCst), 40);
+    assert_eq!(load.peak.load(SeqCst), QUESTIONS_PER_REGISTRY);
+    assert!(
+        load.connections.load(SeqCst) <= QUESTIONS_PER_REGISTRY,
+        "{} connections for {QUESTIONS_PER_REGISTRY} questions at a time",
+        load.connections.load(SeqCst)
+    );
+    // Another registry's questions do not wait behind the first one's.
+    assert_eq!(other_load.peak.load(SeqCst), 4);
+}
