@@ -14,7 +14,10 @@ use serde::Serialize;
 use crate::image::naming::{BackupRegistry, Naming};
 use crate::image::reference::ImageRef;
 use crate::source_policy::SourcePolicy;
-use crate::workload::{Container, Workload, opted_out};
+use crate::workload::{
+    APP_INSTANCE_LABEL, ARGOCD_INSTANCE_LABEL, Container, FLUX_HELM_LABEL, FLUX_KUSTOMIZE_LABEL,
+    Workload, opted_out,
+};
 
 /// The settings planning depends on.
 #[derive(Debug, Clone)]
@@ -117,14 +120,12 @@ pub fn gitops_manager(
     labels: &BTreeMap<String, String>,
 ) -> Option<&'static str> {
     if annotations.contains_key("argocd.argoproj.io/tracking-id")
-        || labels.contains_key("argocd.argoproj.io/instance")
-        || (labels.contains_key("app.kubernetes.io/instance")
+        || labels.contains_key(ARGOCD_INSTANCE_LABEL)
+        || (labels.contains_key(APP_INSTANCE_LABEL)
             && annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"))
     {
         Some("Argo CD")
-    } else if labels.contains_key("kustomize.toolkit.fluxcd.io/name")
-        || labels.contains_key("helm.toolkit.fluxcd.io/name")
-    {
+    } else if labels.contains_key(FLUX_KUSTOMIZE_LABEL) || labels.contains_key(FLUX_HELM_LABEL) {
         Some("Flux")
     } else {
         None

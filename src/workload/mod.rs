@@ -16,7 +16,10 @@ mod view;
 pub use cache::{relevant_state, trim};
 pub use kind::{Kind, KindFacts, KindVisitor, dispatch};
 pub use kinds::WorkloadKind;
-pub use view::{Container, SKIP_ANNOTATION, Workload, opted_out, view};
+pub use view::{
+    APP_INSTANCE_LABEL, ARGOCD_INSTANCE_LABEL, Container, FLUX_HELM_LABEL, FLUX_KUSTOMIZE_LABEL,
+    GITOPS_LABELS, SKIP_ANNOTATION, Workload, opted_out, view,
+};
 
 #[cfg(test)]
 mod tests;

@@ -141,3 +141,37 @@ fn the_view_reads_the_pull_secrets_and_the_resource_version() {
     }
     assert_ne!(before, relevant_state(&with));
 }
+
+#[test]
+fn the_view_keeps_the_gitops_labels_alone() {
+    let mut d = deployment();
+    d.metadata.labels = Some(
+        [
+            ("app", "web"),
+            ("team", "shop"),
+            ("app.kubernetes.io/instance", "web"),
+            ("kustomize.toolkit.fluxcd.io/name", "apps"),
+            ("argocd.argoproj.io/instance-other", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    let w = view(&d, false);
+    let kept: Vec<_> = w.labels.keys().map(String::as_str).collect();
+    assert_eq!(
+        kept,
+        [
+            "app.kubernetes.io/instance",
+            "kustomize.toolkit.fluxcd.io/name"
+        ]
+    );
+    assert_eq!(w.labels["kustomize.toolkit.fluxcd.io/name"], "apps");
+    // Annotations are kept whole: a patch adds the whole map where there is none.
+    assert_eq!(w.annotations.len(), 2);
+    assert_eq!(
+        crate::reconcile::plan::gitops_manager(&w.annotations, &w.labels),
+        Some("Argo CD"),
+        "app.kubernetes.io/instance with kubectl's last-applied annotation"
+    );
+}

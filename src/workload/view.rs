@@ -12,6 +12,22 @@ use crate::workload::partial::ContainerImage;
 /// `"true"` on a workload or its namespace: image-cloner leaves it alone.
 pub const SKIP_ANNOTATION: &str = "image-cloner.io/skip";
 
+/// Argo CD's documented custom tracking label.
+pub const ARGOCD_INSTANCE_LABEL: &str = "argocd.argoproj.io/instance";
+/// The label Argo CD tracked by before 3.0, also set by every Helm chart.
+pub const APP_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// What Flux's kustomize-controller puts on what it applies.
+pub const FLUX_KUSTOMIZE_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
+/// What Flux's helm-controller puts on what it applies.
+pub const FLUX_HELM_LABEL: &str = "helm.toolkit.fluxcd.io/name";
+/// Every label planning reads (`plan::gitops_manager`); a view keeps these alone.
+pub const GITOPS_LABELS: [&str; 4] = [
+    ARGOCD_INSTANCE_LABEL,
+    APP_INSTANCE_LABEL,
+    FLUX_KUSTOMIZE_LABEL,
+    FLUX_HELM_LABEL,
+];
+
 /// Whether these annotations (of a workload or of a namespace) opt out of image-cloner. The one
 /// place this rule lives.
 pub fn opted_out(annotations: &BTreeMap<String, String>) -> bool {
@@ -48,7 +64,11 @@ pub struct Workload {
     pub kind: Kind,
     pub namespace: String,
     pub name: String,
+    /// All of the object's annotations: a patch adds the whole map where the object has none,
+    /// so the view must know whether it has any.
     pub annotations: BTreeMap<String, String>,
+    /// Only the [`GITOPS_LABELS`] the object carries: no patch touches labels, and a copy of
+    /// every label (an `app` label is one map and two strings) was kept by each reconcile.
     pub labels: BTreeMap<String, String>,
     /// `containers` then `initContainers`; ephemeral containers are never included.
     pub containers: Vec<Container>,
@@ -89,7 +109,12 @@ pub fn view<K: WorkloadKind>(obj: &K, namespace_opted_out: bool) -> Workload {
         namespace: obj.namespace().unwrap_or_default(),
         name: obj.name_any(),
         annotations: obj.annotations().clone(),
-        labels: obj.labels().clone(),
+        labels: obj
+            .labels()
+            .iter()
+            .filter(|(key, _)| GITOPS_LABELS.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
         containers: containers(main, false)
             .chain(containers(init, true))
             .collect(),
