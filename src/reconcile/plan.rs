@@ -16,7 +16,7 @@ use crate::image::reference::ImageRef;
 use crate::source_policy::SourcePolicy;
 use crate::workload::{
     APP_INSTANCE_LABEL, ARGOCD_INSTANCE_LABEL, Container, FLUX_HELM_LABEL, FLUX_KUSTOMIZE_LABEL,
-    Workload, opted_out,
+    LAST_APPLIED, Workload, opted_out,
 };
 
 /// The settings planning depends on.
@@ -121,8 +121,7 @@ pub fn gitops_manager(
 ) -> Option<&'static str> {
     if annotations.contains_key("argocd.argoproj.io/tracking-id")
         || labels.contains_key(ARGOCD_INSTANCE_LABEL)
-        || (labels.contains_key(APP_INSTANCE_LABEL)
-            && annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"))
+        || (labels.contains_key(APP_INSTANCE_LABEL) && annotations.contains_key(LAST_APPLIED))
     {
         Some("Argo CD")
     } else if labels.contains_key(FLUX_KUSTOMIZE_LABEL) || labels.contains_key(FLUX_HELM_LABEL) {

@@ -4,7 +4,7 @@ use crate::workload::kinds::WorkloadKind;
 
 /// kubectl's copy of the whole object: only its presence matters to planning (GitOps
 /// detection), so its value is dropped from the cache.
-pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Drops from `obj` everything planning does not read, in place.
 pub fn trim<K: WorkloadKind>(obj: &mut K) {

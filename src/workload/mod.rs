@@ -13,7 +13,7 @@ mod kinds;
 pub mod partial;
 mod view;
 
-pub use cache::{relevant_state, trim};
+pub use cache::{LAST_APPLIED, relevant_state, trim};
 pub use kind::{Kind, KindFacts, KindVisitor, dispatch};
 pub use kinds::WorkloadKind;
 pub use view::{
