@@ -17,13 +17,13 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
     let mut plain_from = 0;
     let mut word_at = 0;
     while word_at < bytes.len() {
-        let word = match bytes.get(word_at..word_at + 8) {
-            Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or_default()),
+        let rest = &bytes[word_at..];
+        let word = match rest.first_chunk::<8>() {
+            Some(eight) => u64::from_le_bytes(*eight),
             // The last, shorter word, padded with a byte that needs no escape.
             None => {
                 let mut padded = [b'a'; 8];
-                let tail = &bytes[word_at..];
-                padded[..tail.len()].copy_from_slice(tail);
+                padded[..rest.len()].copy_from_slice(rest);
                 u64::from_le_bytes(padded)
             }
         };
