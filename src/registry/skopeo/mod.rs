@@ -39,7 +39,7 @@ pub use error::SkopeoError;
 pub use scratch::{CleanError, CleanReport, base_dir, clean_stale};
 
 use classify::{failure, timed_out};
-use scratch::Workspace;
+use scratch::{RunDir, Workspace};
 
 /// The most of skopeo's stderr kept while it runs (the error keeps a shorter tail).
 const STDERR_KEEP_BYTES: usize = 64 * 1024;
@@ -50,18 +50,6 @@ pub struct Skopeo {
     options: Arc<SkopeoOptions>,
     /// This process's directory under `tmp_dir`, made (after [`clean_stale`]) on first use.
     workspace: Arc<Mutex<Option<Arc<Workspace>>>>,
-}
-
-/// The directory of one run, inside the process's directory (kept alive by it).
-struct Scratch {
-    dir: tempfile::TempDir,
-    _workspace: Arc<Workspace>,
-}
-
-impl Scratch {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 impl Skopeo {
@@ -99,6 +87,9 @@ impl Skopeo {
     ) -> Result<Digest, SkopeoError> {
         let scratch = self.scratch()?;
         let digestfile = scratch.path().join("digest");
+        // Run directories are emptied after each run, but the skopeo of a cancelled one, killed
+        // as it ends, can write its digest file a moment later: never read as this copy's.
+        remove_stale(&digestfile)?;
         let options = self.options_for(&scratch);
         let args = copy_args(&options, source, dest, format, &digestfile);
         let command = CommandLine::new(&self.options.program, &args);
@@ -107,16 +98,16 @@ impl Skopeo {
     }
 
     /// The options with the run's directory as skopeo's `--tmpdir`.
-    fn options_for(&self, scratch: &Scratch) -> SkopeoOptions {
+    fn options_for(&self, scratch: &RunDir) -> SkopeoOptions {
         SkopeoOptions {
             tmp_dir: Some(scratch.path().to_owned()),
             ..SkopeoOptions::clone(&self.options)
         }
     }
 
-    /// A new directory for one run; on the first, this process's directory, after removing
+    /// An empty directory for one run; on the first, this process's directory, after removing
     /// what processes that no longer run left next to it.
-    fn scratch(&self) -> Result<Scratch, SkopeoError> {
+    fn scratch(&self) -> Result<RunDir, SkopeoError> {
         let workspace = {
             let mut slot = self
                 .workspace
@@ -133,15 +124,12 @@ impl Skopeo {
                 }
             }
         };
-        Ok(Scratch {
-            dir: workspace.run_dir()?,
-            _workspace: workspace,
-        })
+        workspace.run_dir()
     }
 
     async fn run(
         &self,
-        scratch: &Scratch,
+        scratch: &RunDir,
         args: Vec<OsString>,
         timeout: Duration,
     ) -> Result<Vec<u8>, SkopeoError> {
@@ -224,6 +212,17 @@ async fn drain(
 
 /// The digest a successful copy wrote; skopeo exited 0, so an unreadable or malformed file is
 /// an error of its own, never an empty digest.
+/// Removes the file at `path` if there is one.
+fn remove_stale(path: &Path) -> Result<(), SkopeoError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SkopeoError::ScratchDir {
+            path: path.to_owned(),
+            source: Arc::new(e),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn read_digest(command: CommandLine, path: &Path) -> Result<Digest, SkopeoError> {
     let content = std::fs::read_to_string(path).map_err(|e| SkopeoError::ReadDigestFile {
         command: command.clone(),
@@ -330,13 +329,28 @@ mod tests {
         assert!(matches!(err, SkopeoError::ReadDigestFile { .. }), "{err}");
         assert!(err.to_string().contains("exited 0"), "{err}");
         assert_eq!(err.reason(), "ReadDigestFile");
-        // skopeo was given a run directory inside this process's directory, removed since.
+        // skopeo was given a run directory inside this process's directory, emptied since
+        // and kept for the next run.
         let workspace = entries(tmp.path());
         assert_eq!(workspace.len(), 1, "{workspace:?}");
-        let tmpdir = format!("--tmpdir {}/run-", workspace[0].display());
+        let mut inside = entries(&workspace[0]);
+        inside.sort();
+        assert_eq!(inside.len(), 2, "{inside:?}");
+        assert_eq!(inside[0], workspace[0].join("lock"));
+        let run = &inside[1];
+        let tmpdir = format!("--tmpdir {}", run.display());
         assert!(err.to_string().contains(&tmpdir), "{err}");
-        let inside = entries(&workspace[0]);
-        assert_eq!(inside, [workspace[0].join("lock")], "the run dir is gone");
+        assert!(entries(run).is_empty(), "the run dir is emptied");
+
+        // A digest file a late skopeo wrote after the directory was emptied is never read as
+        // the next copy's.
+        std::fs::write(run.join("digest"), format!("sha256:{}", "a".repeat(64))).expect("write");
+        let err = skopeo
+            .copy(&image("a:1"), &image("b:1"), CopyFormat::Preserve)
+            .await
+            .expect_err("still no digest file of this copy's");
+        assert!(matches!(err, SkopeoError::ReadDigestFile { .. }), "{err}");
+        assert!(err.to_string().contains(&tmpdir), "the same run dir: {err}");
         drop(skopeo);
         assert!(
             entries(tmp.path()).is_empty(),
