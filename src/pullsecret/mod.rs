@@ -90,7 +90,8 @@ pub struct PullSecrets {
     credentials: Mutex<Result<SecretBody, String>>,
     /// The docker config became unusable and that was said.
     unreadable_said: AtomicBool,
-    namespaces: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Provisioned>>>>,
+    namespaces:
+        Mutex<HashMap<String, Arc<tokio::sync::Mutex<Provisioned>>, foldhash::fast::RandomState>>,
 }
 
 impl PullSecrets {

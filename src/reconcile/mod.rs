@@ -309,7 +309,7 @@ async fn ensure_copies(
         }
     }
     let mut copies = Copies {
-        verified: Verified::new(),
+        verified: Verified::default(),
         failures: screened.unknown.into_values().collect(),
     };
     for (source, outcome) in sources.iter().zip(outcomes) {

@@ -11,7 +11,7 @@ use crate::reconcile::report::{self, Notice};
 
 #[derive(Debug, Default)]
 pub struct EpisodeNotices {
-    published: Mutex<HashMap<String, BTreeSet<&'static str>>>,
+    published: Mutex<HashMap<String, BTreeSet<&'static str>, foldhash::fast::RandomState>>,
 }
 
 impl EpisodeNotices {

@@ -11,7 +11,7 @@ use crate::registry::mirror::{MirrorError, MirroredImage, Outcome};
 use crate::workload::Workload;
 
 /// The copies the mirror verified in this reconcile, by canonical source reference.
-pub type Verified = HashMap<String, MirroredImage>;
+pub type Verified = HashMap<String, MirroredImage, foldhash::fast::RandomState>;
 
 /// An Event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

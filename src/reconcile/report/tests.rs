@@ -82,7 +82,7 @@ fn invalid_references_and_failures_are_warnings() {
     let failure = MirrorError::SourceNotFound {
         image: "docker.io/library/nginx:1.27".into(),
     };
-    let got = unpatched(&plans, &Verified::new(), &[failure], false);
+    let got = unpatched(&plans, &Verified::default(), &[failure], false);
     let reasons: Vec<_> = got.notices.iter().map(|n| (n.warning, n.reason)).collect();
     assert_eq!(
         reasons,
@@ -115,7 +115,7 @@ fn private_sources_get_one_warning_naming_them() {
     );
     let mut plans = decide(&w, &policy());
     crate::reconcile::plan::mark_private(&mut plans, &["corp.example/app:1".to_owned()].into());
-    let out = unpatched(&plans, &Verified::new(), &[], false);
+    let out = unpatched(&plans, &Verified::default(), &[], false);
     assert_eq!(out.notices.len(), 1, "{:?}", out.notices);
     let n = &out.notices[0];
     assert!(n.warning);

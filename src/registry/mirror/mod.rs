@@ -219,8 +219,8 @@ struct Record {
 
 #[derive(Default)]
 struct State {
-    flights: HashMap<String, Flight>,
-    records: HashMap<String, Record>,
+    flights: HashMap<String, Flight, foldhash::fast::RandomState>,
+    records: HashMap<String, Record, foldhash::fast::RandomState>,
 }
 
 /// Per repository: when its visibility was learnt, and what it is.
@@ -230,7 +230,7 @@ struct Inner {
     client: Arc<dyn RegistryClient>,
     options: MirrorOptions,
     gates: Gates,
-    visibility: Mutex<HashMap<String, VisibilityCell>>,
+    visibility: Mutex<HashMap<String, VisibilityCell, foldhash::fast::RandomState>>,
     copy_slots: Semaphore,
     same_repository: SameRepository,
     state: Mutex<State>,
