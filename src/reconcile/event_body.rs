@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
-use crate::reconcile::json_text::JsonObject;
+use crate::reconcile::json_text::{self, JsonObject};
 
 /// What a new Event says, borrowed from its publish.
 pub struct NewEvent<'a> {
@@ -36,7 +36,11 @@ pub fn name(object: &str, time: SystemTime) -> String {
     let nanos = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
-    format!("{object}.{nanos:x}")
+    let mut name = String::with_capacity(object.len() + 17);
+    name.push_str(object);
+    name.push('.');
+    json_text::push_hex(&mut name, nanos);
+    name
 }
 
 /// The JSON of `event`, ready to POST.

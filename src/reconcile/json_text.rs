@@ -44,6 +44,35 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// `value` in decimal, as `Display` writes it, without `fmt`'s machinery (~1,000 instructions
+/// a `format!` where this is a few dozen).
+pub(crate) fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A remainder below 10 is a digit: the cast cannot truncate.
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+/// `value` in lowercase hexadecimal without leading zeros, as `{:x}` writes it.
+pub(crate) fn push_hex(out: &mut String, value: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let nibbles = (u128::BITS - value.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..nibbles).rev() {
+        // Masked to four bits: an index below 16.
+        out.push(char::from(DIGITS[((value >> (i * 4)) & 0xf) as usize]));
+    }
+}
+
 /// The high bit of each of the eight bytes of `word` that is `"`, `\` or below 0x20, and no
 /// other bit. The carry-free forms of "Bit Twiddling Hacks"' byte tests: each byte's low seven
 /// bits are added to without carrying into the next byte, so a flag is exact for its byte
@@ -237,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn numbers_at_their_edges_are_written_as_display_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 4_096, u64::MAX - 1, u64::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        for n in [0, 1, 0xf, 0x10, 0xff, 0x1_0000_0000, u128::MAX] {
+            let mut out = String::new();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}"), "{n}");
+        }
+    }
+
+    #[test]
     fn each_byte_to_escape_is_found_in_any_place_of_a_word() {
         for b in (0u8..0x20).chain([b'"', b'\\']) {
             for at in 0..8 {
@@ -282,6 +325,19 @@ mod tests {
             let mut out = String::new();
             push_json_value(&mut out, &value);
             prop_assert_eq!(out, serde_json::to_string(&value).expect("JSON"));
+        }
+
+        #[test]
+        fn any_number_is_written_as_display_writes_it(n: u64, wide: u128) {
+            let mut out = String::from("x");
+            push_decimal(&mut out, n);
+            prop_assert_eq!(&out, &format!("x{n}"));
+            out.clear();
+            push_hex(&mut out, wide);
+            prop_assert_eq!(&out, &format!("{wide:x}"));
+            out.clear();
+            push_hex(&mut out, u128::from(n));
+            prop_assert_eq!(out, format!("{n:x}"));
         }
 
         #[test]

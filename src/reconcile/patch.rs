@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::image::reference::ImageRef;
-use crate::reconcile::json_text::{JsonObject, push_json_string};
+use crate::reconcile::json_text::{self, JsonObject, push_json_string};
 use crate::reconcile::plan::{ContainerPlan, Decision};
 use crate::reconcile::pull;
 use crate::workload::{Container, Kind, Workload};
@@ -110,7 +110,15 @@ pub(crate) fn escape(token: &str) -> String {
 }
 
 pub(crate) fn image_pointer(kind: Kind, c: &Container) -> String {
-    format!("{}/{}/{}/image", kind.pod_spec_pointer(), c.list(), c.index)
+    let (spec, list) = (kind.pod_spec_pointer(), c.list());
+    let mut pointer = String::with_capacity(spec.len() + list.len() + 12);
+    pointer.push_str(spec);
+    pointer.push('/');
+    pointer.push_str(list);
+    pointer.push('/');
+    json_text::push_decimal(&mut pointer, c.index as u64);
+    pointer.push_str("/image");
+    pointer
 }
 
 /// Ops that set the original-images annotation to `value`, guarded by a `test` of the current
