@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::time::FormatTime;
 
 use super::*;
 
@@ -92,21 +93,103 @@ fn emit(s: &str) {
     tracing::info!(log.target = "x", log.file = s, "from the log crate");
     tracing::info!(message = s, after = s);
     tracing::error!(reason = "");
+    // Every level, a span without fields, and spans within spans.
+    let inner = tracing::debug_span!("copy", image = s);
+    let _inner = inner.enter();
+    tracing::trace!(step = s, "deep");
+    let bare = tracing::info_span!("bare");
+    let _bare = bare.enter();
+    tracing::debug!("three spans");
+    drop((_bare, _inner, _entered));
+    tracing::warn!(after = s, "no span");
 }
 
-fn written(s: &str, plain: bool, ansi: bool) -> String {
+/// A clock that always reads the same, so that lines written apart compare equal.
+#[derive(Clone, Copy)]
+struct Stopped;
+
+impl FormatTime for Stopped {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        w.write_str("2026-12-02T10:00:00.000000Z")
+    }
+}
+
+/// A clock that cannot be read.
+#[derive(Clone, Copy)]
+struct Broken;
+
+impl FormatTime for Broken {
+    fn format_time(&self, _: &mut Writer<'_>) -> fmt::Result {
+        Err(fmt::Error)
+    }
+}
+
+/// What `emit(s)` writes through PlainLines and PlainFields (`plain`) or the defaults, both
+/// as `logging::init` configures them (no target), with `timer`.
+fn written_with<T: FormatTime + Clone + Send + Sync + 'static>(
+    s: &str,
+    plain: bool,
+    ansi: bool,
+    timer: T,
+) -> String {
     let out = Captured::default();
     let builder = tracing_subscriber::fmt()
         .with_writer(out.clone())
         .with_ansi(ansi)
-        .without_time()
+        .with_max_level(tracing::Level::TRACE)
+        .with_timer(timer.clone())
         .with_target(false);
     if plain {
-        tracing::subscriber::with_default(builder.fmt_fields(PlainFields).finish(), || emit(s));
+        let subscriber = builder
+            .fmt_fields(PlainFields)
+            .event_format(PlainLines::new(timer))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || emit(s));
     } else {
         tracing::subscriber::with_default(builder.finish(), || emit(s));
     }
     out.text()
+}
+
+fn written(s: &str, plain: bool, ansi: bool) -> String {
+    written_with(s, plain, ansi, Stopped)
+}
+
+#[test]
+fn each_part_of_a_line_is_the_default_formats() {
+    let ours = written("web-1", true, false);
+    let lines: Vec<&str> = ours.lines().collect();
+    assert_eq!(lines.len(), 9, "{ours}");
+    assert_eq!(
+        lines[1],
+        "2026-12-02T10:00:00.000000Z  INFO reconcile{namespace=\"web-1\" kind=Deployment \
+         name=\"web-1\" n=3}: patched container=\"web-1\" from=\"web-1\" \
+         to=\"registry.example/mirror/app:1\""
+    );
+    assert!(
+        lines[6].starts_with("2026-12-02T10:00:00.000000Z TRACE reconcile{"),
+        "{}",
+        lines[6]
+    );
+    assert!(
+        lines[7].ends_with(" n=3}:copy{image=\"web-1\"}:bare: three spans"),
+        "{}",
+        lines[7]
+    );
+    assert_eq!(
+        lines[8],
+        "2026-12-02T10:00:00.000000Z  WARN no span after=\"web-1\""
+    );
+}
+
+#[test]
+fn a_clock_that_cannot_be_read_is_written_as_the_default_writes_it() {
+    let ours = written_with("web-1", true, false, Broken);
+    assert_eq!(ours, written_with("web-1", false, false, Broken));
+    assert!(
+        ours.starts_with("<unknown time>  INFO reconcile{"),
+        "{ours}"
+    );
 }
 
 #[test]
@@ -118,7 +201,7 @@ fn the_lines_are_the_default_formatters() {
         ours.contains(r#"reconcile{namespace="web-1" kind=Deployment name="web-1" n=3}: patched container="web-1""#),
         "{ours}"
     );
-    assert_eq!(ours.lines().count(), 6, "{ours}");
+    assert_eq!(ours.lines().count(), 9, "{ours}");
 }
 
 #[test]

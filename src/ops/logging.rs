@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
-use super::log_fields::PlainFields;
+use super::log_fields::{PlainFields, PlainLines};
 use crate::settings::LogFormat;
 
 /// Directives added to the filter unless it names their crate (`kube_client`,
@@ -45,6 +45,7 @@ fn directives(level: &str) -> String {
 /// tracing-subscriber's default timer writes it, at under a third of the cost: the default
 /// formats seven numbers through `write!`, about 2,450 instructions a line (5.1 million in a
 /// cold `run --once`, callgrind); humantime fills one buffer and writes it once (about 720).
+#[derive(Clone, Copy)]
 struct Rfc3339Micros;
 
 /// humantime's formatter covers 1970 to 9999 (before 1970 it panics).
@@ -80,7 +81,10 @@ pub fn init(format: LogFormat, level: &str) {
         // Colour codes only for a person at a terminal, never into journald or a log file.
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.with_target(false).fmt_fields(PlainFields).init(),
+        LogFormat::Text => builder
+            .fmt_fields(PlainFields)
+            .event_format(PlainLines::new(Rfc3339Micros))
+            .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
