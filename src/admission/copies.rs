@@ -26,7 +26,7 @@ pub async fn verified(mirror: &Mirror, sources: &[ImageRef], lookup_timeout: Dur
     for source in sources {
         match mirror.recorded(source) {
             Some(Ok(m)) => {
-                found.insert(source.canonical(), m.backup_ref);
+                found.insert(source.canonical().into_owned(), m.backup_ref);
             }
             _ => unknown.push(source),
         }
@@ -37,7 +37,7 @@ pub async fn verified(mirror: &Mirror, sources: &[ImageRef], lookup_timeout: Dur
     for (source, result) in unknown.iter().zip(join_all(checks).await) {
         match result {
             Ok(Ok(Some(backup_ref))) => {
-                found.insert(source.canonical(), backup_ref);
+                found.insert(source.canonical().into_owned(), backup_ref);
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
@@ -84,7 +84,7 @@ pub async fn screened(
                 private: BTreeSet::new(),
                 unsettled: plan::privacy_to_check(plans, policy)
                     .iter()
-                    .map(ImageRef::canonical)
+                    .map(|s| s.canonical().into_owned())
                     .collect(),
             }
         }

@@ -397,7 +397,7 @@ impl Admission {
             // Unsettled: the daemon's screen could not tell whether it may copy it; not judged.
             &|s| {
                 let c = s.canonical();
-                a.verified.contains_key(&c) || a.unsettled.contains(&c)
+                a.verified.contains_key(c.as_ref()) || a.unsettled.contains(c.as_ref())
             },
             &|s| {
                 let target = policy.backup.target(s, policy.naming).ok()?;

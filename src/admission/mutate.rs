@@ -21,7 +21,7 @@ pub fn mutation(
     patch::patch_pulling(
         w,
         plans,
-        &|s| verified.get(&s.canonical()).cloned(),
+        &|s| verified.get(s.canonical().as_ref()).cloned(),
         pull_secret,
     )
 }
@@ -32,7 +32,7 @@ pub fn first_copy<'a>(plans: &[ContainerPlan], verified: &'a Verified) -> Option
     plans
         .iter()
         .filter(|p| p.decision == Decision::Clone)
-        .find_map(|p| verified.get(&p.source.as_ref()?.canonical()))
+        .find_map(|p| verified.get(p.source.as_ref()?.canonical().as_ref()))
         .map(String::as_str)
 }
 
@@ -66,7 +66,7 @@ mod tests {
 
     fn verified() -> Verified {
         let nginx = ImageRef::parse("nginx:1.27").expect("valid");
-        Verified::from([(nginx.canonical(), COPY.to_owned())])
+        Verified::from([(nginx.canonical().into_owned(), COPY.to_owned())])
     }
 
     fn deployment(annotations: Value) -> Value {
@@ -152,7 +152,10 @@ mod tests {
         let obj = deployment(json!({}));
         let d = decode(Kind::Deployment, &obj, "shop", false).expect("decodes");
         let mut plans = decide(&d.workload, &policy());
-        let nginx = ImageRef::parse("nginx:1.27").expect("valid").canonical();
+        let nginx = ImageRef::parse("nginx:1.27")
+            .expect("valid")
+            .canonical()
+            .into_owned();
         crate::reconcile::plan::mark_private(&mut plans, &BTreeSet::from([nginx]));
         assert!(first_copy(&plans, &verified()).is_none());
         assert!(mutation(&d.workload, &plans, &verified(), None).is_none());

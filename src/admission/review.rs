@@ -203,13 +203,16 @@ pub fn settle(
 ) -> (Verified, Vec<crate::image::reference::ImageRef>) {
     plan::mark_private(plans, &privacy.private);
     let to_mirror = plan::to_mirror(plans);
-    let copied: BTreeSet<String> = to_mirror.iter().map(|s| s.canonical()).collect();
+    let copied: BTreeSet<String> = to_mirror
+        .iter()
+        .map(|s| s.canonical().into_owned())
+        .collect();
     verified.retain(|source, _| copied.contains(source) && !privacy.unsettled.contains(source));
     let to_queue = to_mirror
         .into_iter()
         .filter(|s| {
             let c = s.canonical();
-            !privacy.unsettled.contains(&c) && !verified.contains_key(&c)
+            !privacy.unsettled.contains(c.as_ref()) && !verified.contains_key(c.as_ref())
         })
         .collect();
     (verified, to_queue)
@@ -346,6 +349,7 @@ mod tests {
             crate::image::reference::ImageRef::parse(i)
                 .expect("valid")
                 .canonical()
+                .into_owned()
         };
         let verified: Verified = images
             .iter()
@@ -360,7 +364,7 @@ mod tests {
         let mut rewritten: Vec<&String> = verified.keys().collect();
         rewritten.sort();
         assert_eq!(rewritten, [&canonical("nginx:1.27")]);
-        let queued: Vec<String> = queued.iter().map(|s| s.canonical()).collect();
+        let queued: Vec<String> = queued.iter().map(|s| s.canonical().into_owned()).collect();
         assert_eq!(queued, [canonical("redis:7.4")]);
         assert_eq!(plans[2].decision, Decision::PrivateSource);
         assert_eq!(

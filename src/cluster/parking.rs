@@ -179,7 +179,10 @@ impl Parking for ParkingLot {
     fn park(&self, workload: WorkloadKey, waits: Vec<CopyWait>) {
         let waiting = Waiting::new(&self.inner);
         tokio::spawn(async move {
-            let sources: Vec<String> = waits.iter().map(|w| w.source().canonical()).collect();
+            let sources: Vec<String> = waits
+                .iter()
+                .map(|w| w.source().canonical().into_owned())
+                .collect();
             let outcomes = join_all(waits.into_iter().map(CopyWait::outcome)).await;
             let failed: Handed = sources
                 .into_iter()

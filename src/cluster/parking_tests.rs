@@ -128,7 +128,7 @@ async fn a_failed_copy_is_handed_over_after_the_mirror_forgot_it_and_not_for_eve
         "the mirror forgot it"
     );
     let handed = p.lot.handed(&web());
-    let failed = &handed[&source().canonical()];
+    let failed = &handed[source().canonical().as_ref()];
     assert_eq!(failed.reason(), "BackupUnavailable", "{failed}");
     assert!(p.lot.handed(&web()).is_empty(), "handed over once");
 

@@ -107,7 +107,7 @@ pub async fn ask_privacy(
     use futures::StreamExt as _;
     let sources: BTreeMap<String, ImageRef> = sources
         .filter(|s| policy.sources.must_check_privacy(s))
-        .map(|s| (s.canonical(), s))
+        .map(|s| (s.canonical().into_owned(), s))
         .collect();
     futures::stream::iter(sources)
         .map(|(key, source)| async move {
@@ -132,7 +132,7 @@ pub async fn check_privacy(rows: &mut [PlanRow], mirror: &Mirror, policy: &Polic
         let Ok(source) = ImageRef::parse(&row.image) else {
             continue;
         };
-        match answers.get(&source.canonical()) {
+        match answers.get(source.canonical().as_ref()) {
             Some(Ok(Visibility::Private)) => {
                 row.decision = Decision::PrivateSource;
                 row.backup = None;

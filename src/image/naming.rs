@@ -128,7 +128,7 @@ impl BackupRegistry {
                 "path component {bad:?} is not valid (lowercase letters and digits, separated by '.', '_', '__' or dashes); {EXPECTED}"
             ));
         }
-        let domain = normalize_domain(host);
+        let domain = normalize_domain(host).to_owned();
         if domain.starts_with('[') {
             return Err(format!("an IPv6 literal host cannot be used; {EXPECTED}"));
         }

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use crate::image::naming::{BackupRegistry, Naming};
-use crate::image::reference::ImageRef;
+use crate::image::reference::{Digest, ImageRef};
 
 /// A host: a name of one to three labels (upper case allowed, as the runtime keeps it), an
 /// IPv4 address, `localhost` or Docker Hub's names, with an optional port.
@@ -64,12 +64,57 @@ fn near_grammar() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9./:@_\\[\\]\\- ~$\\\\\u{0}\u{e9}\u{200b}]{0,80}"
 }
 
-/// `parse → to_string → parse` gives the same reference.
+/// `parse → to_string → parse` gives the same reference, and its parts make it up.
 fn round_trips(input: &str) -> Result<(), TestCaseError> {
     if let Ok(r) = ImageRef::parse(input) {
         let again = ImageRef::parse(&r.to_string());
         prop_assert_eq!(again.as_ref(), Ok(&r), "{} printed as {}", input, r);
+        parts_make_it_up(&r)?;
     }
+    Ok(())
+}
+
+/// The reference is its parts, each as they were given: `domain/path[:tag][@digest]`; its
+/// canonical name adds `:latest` where it has neither tag nor digest, and is lent exactly when
+/// it has a tag and no digest; and a repository's other references keep its domain and path.
+fn parts_make_it_up(r: &ImageRef) -> Result<(), TestCaseError> {
+    use std::borrow::Cow;
+    let (domain, path, tag, digest) = (r.domain(), r.path(), r.tag(), r.digest());
+    prop_assert!(!domain.contains('/') && !path.is_empty(), "{:?}", r);
+    let tag_part = tag.map(|t| format!(":{t}")).unwrap_or_default();
+    let digest_part = digest.map(|d| format!("@{d}")).unwrap_or_default();
+    prop_assert_eq!(
+        r.to_string(),
+        format!("{domain}/{path}{tag_part}{digest_part}")
+    );
+    prop_assert_eq!(r.repository(), format!("{domain}/{path}"));
+    let latest = if tag.is_none() && digest.is_none() {
+        ":latest"
+    } else {
+        ""
+    };
+    let canonical = r.canonical();
+    prop_assert_eq!(
+        canonical.as_ref(),
+        format!("{domain}/{path}{tag_part}{latest}{digest_part}")
+    );
+    prop_assert_eq!(
+        matches!(canonical, Cow::Borrowed(_)),
+        tag.is_some() && digest.is_none()
+    );
+    prop_assert_eq!(
+        format!("{r:?}"),
+        format!(
+            "ImageRef {{ domain: {domain:?}, path: {path:?}, tag: {tag:?}, digest: {digest:?} }}"
+        )
+    );
+    let retagged = r.by_tag("v2");
+    prop_assert_eq!((retagged.domain(), retagged.path()), (domain, path));
+    prop_assert_eq!((retagged.tag(), retagged.digest()), (Some("v2"), None));
+    let d = Digest::sha256_of(b"x");
+    let pinned = r.by_digest(&d);
+    prop_assert_eq!((pinned.domain(), pinned.path()), (domain, path));
+    prop_assert_eq!((pinned.tag(), pinned.digest()), (None, Some(&d)));
     Ok(())
 }
 

@@ -276,7 +276,7 @@ async fn ensure_copies(
 ) -> Option<Copies> {
     let sources: Vec<_> = plan::to_mirror(plans)
         .into_iter()
-        .filter(|s| !screened.unknown.contains_key(&s.canonical()))
+        .filter(|s| !screened.unknown.contains_key(s.canonical().as_ref()))
         .collect();
     let parking = ctx.parking.as_ref().map(|p| (p, WorkloadKey::of(w)));
     let mut handed = parking
@@ -286,7 +286,7 @@ async fn ensure_copies(
     let mut outcomes = Vec::with_capacity(sources.len());
     let mut running = Vec::new();
     for source in &sources {
-        let failed = handed.remove(&source.canonical()).map(Err);
+        let failed = handed.remove(source.canonical().as_ref()).map(Err);
         match failed.map_or_else(|| ctx.mirror.start(source), Ensured::Done) {
             Ensured::Done(outcome) => outcomes.push(Some(outcome)),
             Ensured::Running(copy) => {
@@ -317,7 +317,7 @@ async fn ensure_copies(
         let Some(outcome) = outcome else { continue };
         match outcome {
             Ok(m) => {
-                copies.verified.insert(source.canonical(), m);
+                copies.verified.insert(source.canonical().into_owned(), m);
             }
             Err(e) => {
                 tracing::warn!(
@@ -354,7 +354,7 @@ async fn pull_access(
     let first_copy = plans
         .iter()
         .filter(|p| p.decision == Decision::Clone)
-        .find_map(|p| copies.verified.get(&p.source.as_ref()?.canonical()));
+        .find_map(|p| copies.verified.get(p.source.as_ref()?.canonical().as_ref()));
     let Some(copy) = first_copy else {
         return (plans, PullAccess::NodeCredentials);
     };
@@ -424,7 +424,9 @@ async fn write_patch<K: WorkloadKind>(
     pull_secret: Option<&str>,
 ) -> Result<Written<K>, ReconcileError> {
     let found = |s: &crate::image::reference::ImageRef| {
-        verified.get(&s.canonical()).map(|m| m.backup_ref.clone())
+        verified
+            .get(s.canonical().as_ref())
+            .map(|m| m.backup_ref.clone())
     };
     let Some(planned) = patch::patch_pulling(w, plans, &found, pull_secret) else {
         return Ok(Written::NothingToPatch);

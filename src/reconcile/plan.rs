@@ -195,7 +195,7 @@ pub fn to_mirror(plans: &[ContainerPlan]) -> Vec<ImageRef> {
         .iter()
         .filter(|p| p.decision.copies())
         .filter_map(|p| p.source.clone())
-        .filter(|s| seen.insert(s.canonical()))
+        .filter(|s| seen.insert(s.canonical().into_owned()))
         .collect()
 }
 
@@ -215,7 +215,7 @@ pub fn mark_private(plans: &mut [ContainerPlan], private: &BTreeSet<String>) {
         let is_private = p
             .source
             .as_ref()
-            .is_some_and(|s| private.contains(&s.canonical()));
+            .is_some_and(|s| private.contains(s.canonical().as_ref()));
         if is_private && p.decision.copies() {
             p.decision = Decision::PrivateSource;
         }

@@ -470,7 +470,8 @@ fn private_sources_are_neither_copied_nor_patched() {
     );
     let private = BTreeSet::from([ImageRef::parse("ghcr.io/org/private:1")
         .unwrap()
-        .canonical()]);
+        .canonical()
+        .into_owned()]);
     mark_private(&mut plans, &private);
     assert_eq!(plans[0].decision, Decision::PrivateSource);
     assert_eq!(plans[0].decision.label(), "private-source");

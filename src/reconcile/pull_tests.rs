@@ -157,7 +157,9 @@ fn pods_that_could_not_pull_get_their_images_copied_only_with_an_event_naming_th
         converted: false,
         outcome: crate::registry::mirror::Outcome::Copied,
     };
-    let verified = [(source.canonical(), copy)].into_iter().collect();
+    let verified = [(source.canonical().into_owned(), copy)]
+        .into_iter()
+        .collect();
     let got = unpatched(&plans, &verified, &[], false);
     assert_eq!(got.notices.len(), 1, "{got:?}");
     let notice = &got.notices[0];

@@ -94,7 +94,11 @@ pub fn unpatched(
         let copies: Vec<MirroredImage> = plans
             .iter()
             .filter(|p| copied_not_patched(&p.decision) == Some(reason))
-            .filter_map(|p| verified.get(&p.source.as_ref()?.canonical()).cloned())
+            .filter_map(|p| {
+                verified
+                    .get(p.source.as_ref()?.canonical().as_ref())
+                    .cloned()
+            })
             .collect();
         if copies.is_empty() {
             continue;

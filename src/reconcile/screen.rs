@@ -32,11 +32,11 @@ pub async fn privacy(mirror: &Mirror, policy: &Policy, plans: &[ContainerPlan]) 
             Ok(Visibility::Private) => {
                 // Told once per repository at info, where the answer was learnt (the mirror).
                 tracing::debug!(image = %source, "private source: not copied (copy_private_sources)");
-                screened.private.insert(source.canonical());
+                screened.private.insert(source.canonical().into_owned());
             }
             Err(e) => {
                 tracing::warn!(image = %source, reason = e.reason(), error = %e, "privacy unknown: not copied");
-                screened.unknown.insert(source.canonical(), e);
+                screened.unknown.insert(source.canonical().into_owned(), e);
             }
         }
     }

@@ -233,13 +233,15 @@ fn tag_and_digest_parts() {
 
 #[test]
 fn canonical_names_one_image_one_way() {
-    let a = ImageRef::parse("nginx").unwrap().canonical();
+    let a = ImageRef::parse("nginx").unwrap().canonical().into_owned();
     let b = ImageRef::parse("docker.io/library/nginx:latest")
         .unwrap()
-        .canonical();
+        .canonical()
+        .into_owned();
     let c = ImageRef::parse("index.docker.io/library/nginx:latest")
         .unwrap()
-        .canonical();
+        .canonical()
+        .into_owned();
     assert_eq!(a, b);
     assert_eq!(b, c);
     assert_ne!(a, ImageRef::parse("nginx:1.27").unwrap().canonical());

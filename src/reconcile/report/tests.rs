@@ -41,7 +41,7 @@ fn verified(images: &[&str], outcome: Outcome) -> Verified {
                 converted: false,
                 outcome,
             };
-            (source.canonical(), m)
+            (source.canonical().into_owned(), m)
         })
         .collect()
 }

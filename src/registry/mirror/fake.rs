@@ -67,7 +67,8 @@ impl Fake {
         self.manifests.lock().expect("lock").insert(
             ImageRef::parse(reference)
                 .expect("a valid reference")
-                .canonical(),
+                .canonical()
+                .into_owned(),
             m,
         );
         self
@@ -76,7 +77,7 @@ impl Fake {
     fn get(&self, image: &ImageRef) -> Option<RawManifest> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         let map = self.manifests.lock().expect("lock");
-        map.get(&image.canonical()).cloned().or_else(|| {
+        map.get(image.canonical().as_ref()).cloned().or_else(|| {
             // By digest: any manifest with that digest in the same repository.
             let d = image.digest()?;
             map.values().find(|m| &m.digest == d).cloned()
@@ -128,10 +129,10 @@ impl RegistryClient for Fake {
                     });
                 }
             };
-            self.manifests
-                .lock()
-                .expect("lock")
-                .insert(dest.canonical(), RawManifest::modern(served.clone()));
+            self.manifests.lock().expect("lock").insert(
+                dest.canonical().into_owned(),
+                RawManifest::modern(served.clone()),
+            );
             tokio::task::yield_now().await;
             Ok(pushed)
         })

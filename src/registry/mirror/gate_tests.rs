@@ -80,7 +80,7 @@ impl Throttling {
         }
         if image.domain() == "backup.example" {
             let backup = self.backup.lock().expect("lock");
-            return Ok(backup.get(&image.canonical()).cloned());
+            return Ok(backup.get(image.canonical().as_ref()).cloned());
         }
         Ok(Some(Digest::sha256_of(image.repository().as_bytes())))
     }
@@ -128,7 +128,7 @@ impl RegistryClient for Throttling {
             }
             let pushed = source.digest().cloned().expect("copies are made by digest");
             let mut backup = self.backup.lock().expect("lock");
-            backup.insert(dest.canonical(), pushed.clone());
+            backup.insert(dest.canonical().into_owned(), pushed.clone());
             Ok(pushed)
         })
     }

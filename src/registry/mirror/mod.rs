@@ -318,7 +318,7 @@ impl Mirror {
     /// The remembered result for `source`, if still fresh. Does no I/O.
     pub fn recorded(&self, source: &ImageRef) -> Option<Result<MirroredImage, MirrorError>> {
         let state = self.inner.lock();
-        let record = state.records.get(&source.canonical())?;
+        let record = state.records.get(source.canonical().as_ref())?;
         self.inner
             .fresh(source, record)
             .then(|| record.result.clone())
@@ -356,7 +356,10 @@ impl Mirror {
     /// Forgets what was remembered about `source`, so that the next `ensure` asks the
     /// registries again (a copy once verified can be deleted since).
     pub fn forget(&self, source: &ImageRef) {
-        self.inner.lock().records.remove(&source.canonical());
+        self.inner
+            .lock()
+            .records
+            .remove(source.canonical().as_ref());
     }
 
     /// Forgets every remembered copy written to `backup` (repository and tag): the audit found
@@ -382,13 +385,13 @@ impl Mirror {
     pub fn start(&self, source: &ImageRef) -> Ensured {
         let key = source.canonical();
         let mut state = self.inner.lock();
-        if let Some(record) = state.records.get(&key)
+        if let Some(record) = state.records.get(key.as_ref())
             && self.inner.fresh(source, record)
         {
             self.inner.counters.shared.fetch_add(1, Ordering::Relaxed);
             return Ensured::Done(record.result.clone());
         }
-        if let Some(flight) = state.flights.get(&key) {
+        if let Some(flight) = state.flights.get(key.as_ref()) {
             self.inner.counters.shared.fetch_add(1, Ordering::Relaxed);
             return Ensured::Running(CopyWait {
                 source: source.clone(),
@@ -396,6 +399,7 @@ impl Mirror {
             });
         }
         let (tx, rx) = watch::channel(None);
+        let key = key.into_owned();
         state.flights.insert(key.clone(), rx.clone());
         let guard = FlightGuard {
             inner: Arc::clone(&self.inner),
