@@ -308,7 +308,8 @@ const JSON_PATCH: &str = "application/json-patch+json";
 /// (`/apis/apps/v1/namespaces/shop/deployments`, `/api/v1/...` for the core group).
 pub(crate) fn collection_url<K: kube::Resource<DynamicType = ()>>(namespace: &str) -> String {
     let (group, version, plural) = (K::group(&()), K::api_version(&()), K::plural(&()));
-    let mut url = String::with_capacity(48 + namespace.len() + plural.len());
+    // Room for the group and version, and for a patch's `/name?fieldManager=...` after.
+    let mut url = String::with_capacity(112 + namespace.len() + plural.len());
     url.push_str(if group.is_empty() { "/api/" } else { "/apis/" });
     url.push_str(&version);
     url.push_str("/namespaces/");
@@ -326,6 +327,9 @@ pub(crate) fn json_request(
     body: Vec<u8>,
 ) -> Result<http::Request<Vec<u8>>, kube::Error> {
     let mut request = http::Request::new(body);
+    // Room for the headers the writer adds (accept, host, authorization, the configuration's):
+    // grown one at a time from none, the map was reallocated twice a request.
+    *request.headers_mut() = http::HeaderMap::with_capacity(8);
     *request.method_mut() = method;
     *request.uri_mut() = http::Uri::try_from(url).map_err(|e| {
         kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e.into()))
