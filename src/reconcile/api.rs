@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use tokio::sync::Semaphore;
 
 use crate::reconcile::error::ApiError;
-use crate::reconcile::events::EventPublisher;
+use crate::reconcile::event_body::Regarding;
+use crate::reconcile::events::{EventPublisher, Said};
 use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::reconcile::patch::{self, Op};
 use crate::reconcile::reasons;
@@ -253,20 +254,28 @@ impl WorkloadApi {
             tracing::debug!(reason, "Event not published: this replica does not lead");
             return;
         };
-        let event = Event {
+        let note = truncate_note(note);
+        let said = Said {
             type_,
-            reason: reason.to_owned(),
-            note: Some(truncate_note(note)),
+            reason,
+            note: Some(&note),
             action: if reason == reasons::CLONED {
                 reasons::ACTION_PATCH
             } else {
                 reasons::ACTION_CLONE
-            }
-            .to_owned(),
-            secondary: None,
+            },
         };
-        let reference = obj.object_ref(&());
-        let publish = Box::pin(self.events.publish(&event, &reference));
+        // What `obj.object_ref(&())` would copy, borrowed.
+        let (api_version, kind, meta) = (K::api_version(&()), K::kind(&()), obj.meta());
+        let regarding = Regarding {
+            api_version: Some(&api_version),
+            kind: Some(&kind),
+            name: meta.name.as_deref(),
+            namespace: meta.namespace.as_deref(),
+            resource_version: meta.resource_version.as_deref(),
+            uid: meta.uid.as_deref(),
+        };
+        let publish = Box::pin(self.events.publish(&said, &regarding));
         if let Err(e) = self.observed(Verb::CreateEvent, timeout, publish).await {
             tracing::warn!(reason, error = %e, "could not publish an Event");
         }

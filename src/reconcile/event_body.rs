@@ -10,9 +10,20 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::ObjectReference;
-
 use crate::reconcile::json_text::{self, JsonObject};
+
+/// The object an Event regards, borrowed from it: what `Resource::object_ref` copies into an
+/// `ObjectReference` (six strings a publish) — the kind and API version, and the object's name,
+/// namespace, uid and resourceVersion.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Regarding<'a> {
+    pub api_version: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub resource_version: Option<&'a str>,
+    pub uid: Option<&'a str>,
+}
 
 /// What a new Event says, borrowed from its publish.
 pub struct NewEvent<'a> {
@@ -23,8 +34,7 @@ pub struct NewEvent<'a> {
     pub reason: &'a str,
     pub action: &'a str,
     pub note: Option<&'a str>,
-    pub regarding: &'a ObjectReference,
-    pub related: Option<&'a ObjectReference>,
+    pub regarding: &'a Regarding<'a>,
     pub reporting_controller: &'a str,
     pub reporting_instance: &'a str,
     pub time: SystemTime,
@@ -58,9 +68,6 @@ pub fn body(event: &NewEvent<'_>) -> Vec<u8> {
     e.optional("note", event.note);
     e.string("reason", event.reason);
     reference(e.object("regarding"), event.regarding);
-    if let Some(related) = event.related {
-        reference(e.object("related"), related);
-    }
     e.string("reportingController", event.reporting_controller);
     e.string("reportingInstance", event.reporting_instance);
     e.string("type", event.type_);
@@ -77,14 +84,14 @@ fn micro_time(time: SystemTime) -> String {
     text
 }
 
-fn reference(mut o: JsonObject<'_>, r: &ObjectReference) {
-    o.optional("apiVersion", r.api_version.as_deref());
-    o.optional("fieldPath", r.field_path.as_deref());
-    o.optional("kind", r.kind.as_deref());
-    o.optional("name", r.name.as_deref());
-    o.optional("namespace", r.namespace.as_deref());
-    o.optional("resourceVersion", r.resource_version.as_deref());
-    o.optional("uid", r.uid.as_deref());
+/// An `ObjectReference`'s members, as serde writes them (a regarded object has no field path).
+fn reference(mut o: JsonObject<'_>, r: &Regarding<'_>) {
+    o.optional("apiVersion", r.api_version);
+    o.optional("kind", r.kind);
+    o.optional("name", r.name);
+    o.optional("namespace", r.namespace);
+    o.optional("resourceVersion", r.resource_version);
+    o.optional("uid", r.uid);
     o.close();
 }
 
@@ -92,6 +99,7 @@ fn reference(mut o: JsonObject<'_>, r: &ObjectReference) {
 mod tests {
     use std::time::Duration;
 
+    use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::events::v1::Event as K8sEvent;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
     use k8s_openapi::jiff::Timestamp;
@@ -109,8 +117,7 @@ mod tests {
             event_time: Some(MicroTime(
                 Timestamp::try_from(e.time).expect("a time jiff holds"),
             )),
-            regarding: Some(e.regarding.clone()),
-            related: e.related.cloned(),
+            regarding: Some(object_reference(e.regarding)),
             note: e.note.map(str::to_owned),
             metadata: ObjectMeta {
                 namespace: Some(e.namespace.into()),
@@ -124,15 +131,27 @@ mod tests {
         }
     }
 
-    fn reference(name: &str) -> ObjectReference {
+    /// The `ObjectReference` the Recorder was given for the same object.
+    fn object_reference(r: &Regarding<'_>) -> ObjectReference {
         ObjectReference {
-            api_version: Some("apps/v1".into()),
-            kind: Some("Deployment".into()),
-            name: Some(name.into()),
-            namespace: Some("shop".into()),
-            resource_version: Some("4711".into()),
-            uid: Some("0c9d6e4a-1b2f-4c3d-9e8f-7a6b5c4d3e2f".into()),
+            api_version: r.api_version.map(Into::into),
+            kind: r.kind.map(Into::into),
+            name: r.name.map(Into::into),
+            namespace: r.namespace.map(Into::into),
+            resource_version: r.resource_version.map(Into::into),
+            uid: r.uid.map(Into::into),
             field_path: None,
+        }
+    }
+
+    fn reference(name: &str) -> Regarding<'_> {
+        Regarding {
+            api_version: Some("apps/v1"),
+            kind: Some("Deployment"),
+            name: Some(name),
+            namespace: Some("shop"),
+            resource_version: Some("4711"),
+            uid: Some("0c9d6e4a-1b2f-4c3d-9e8f-7a6b5c4d3e2f"),
         }
     }
 
@@ -142,7 +161,7 @@ mod tests {
         assert_eq!(ours, serde);
     }
 
-    fn event<'a>(regarding: &'a ObjectReference, note: Option<&'a str>) -> NewEvent<'a> {
+    fn event<'a>(regarding: &'a Regarding<'a>, note: Option<&'a str>) -> NewEvent<'a> {
         NewEvent {
             name: "web.18f3a2b4c5d6e7f8",
             namespace: "shop",
@@ -151,7 +170,6 @@ mod tests {
             action: "Patch",
             note,
             regarding,
-            related: None,
             reporting_controller: "image-cloner",
             reporting_instance: "image-cloner-7d9f8-abcde",
             time: UNIX_EPOCH + Duration::new(1_764_662_400, 123_456_789),
@@ -166,15 +184,12 @@ mod tests {
             Some("Pinned to backup.example.com/nginx:1.27@sha256:0123"),
         ));
         assert_written_as_serde_writes_it(&event(&web, None));
-        let sparse = ObjectReference {
-            kind: Some("CronJob".into()),
-            name: Some("nightly".into()),
-            ..ObjectReference::default()
+        let sparse = Regarding {
+            kind: Some("CronJob"),
+            name: Some("nightly"),
+            ..Regarding::default()
         };
-        let related = reference("api");
-        let mut with_related = event(&sparse, Some("x"));
-        with_related.related = Some(&related);
-        assert_written_as_serde_writes_it(&with_related);
+        assert_written_as_serde_writes_it(&event(&sparse, Some("x")));
     }
 
     #[test]

@@ -13,18 +13,17 @@ use std::collections::hash_map::Entry;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource as _;
 use kube::api::{Patch, PatchParams};
 use kube::core::Request;
-use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use tokio::time::Instant;
 
 use crate::reconcile::api::{JSON, collection_url, json_request, send_unread};
-use crate::reconcile::event_body::{self, NewEvent};
+use crate::reconcile::event_body::{self, NewEvent, Regarding};
 use crate::reconcile::writer::Writer;
 
 /// An Event published again within this long is counted in a series (the `Recorder`'s window).
@@ -61,6 +60,16 @@ pub struct EventPublisher {
     cache: Mutex<Cache>,
 }
 
+/// What an Event says, borrowed from its publish: kube-runtime's `Event` without the strings it
+/// owns, and without `secondary` (a related object), which image-cloner never names.
+#[derive(Debug, Clone, Copy)]
+pub struct Said<'a> {
+    pub type_: EventType,
+    pub reason: &'a str,
+    pub action: &'a str,
+    pub note: Option<&'a str>,
+}
+
 /// What to send for one publish.
 enum Send {
     /// A new Event, of this name.
@@ -92,8 +101,8 @@ impl EventPublisher {
     /// [`SERIES_WINDOW`].
     pub async fn publish(
         &self,
-        ev: &Event,
-        regarding: &ObjectReference,
+        ev: &Said<'_>,
+        regarding: &Regarding<'_>,
     ) -> Result<(), kube::Error> {
         let request = self.request(ev, regarding, SystemTime::now())?;
         send_unread(&self.writer, request).await
@@ -102,24 +111,23 @@ impl EventPublisher {
     /// The request that publishes `ev` at `now`: a new Event's POST, or its series' PATCH.
     fn request(
         &self,
-        ev: &Event,
-        regarding: &ObjectReference,
+        ev: &Said<'_>,
+        regarding: &Regarding<'_>,
         now: SystemTime,
     ) -> Result<http::Request<Vec<u8>>, kube::Error> {
         let controller = self.reporter.controller.as_str();
-        let namespace = regarding.namespace.as_deref().unwrap_or("default");
-        let object = regarding.name.as_deref().unwrap_or(controller);
+        let namespace = regarding.namespace.unwrap_or("default");
+        let object = regarding.name.unwrap_or(controller);
         match self.next(series_key(ev, regarding), || event_body::name(object, now)) {
             Send::Create(name) => {
                 let body = event_body::body(&NewEvent {
                     name: &name,
                     namespace,
                     type_: type_label(&ev.type_),
-                    reason: &ev.reason,
-                    action: &ev.action,
-                    note: ev.note.as_deref(),
+                    reason: ev.reason,
+                    action: ev.action,
+                    note: ev.note,
                     regarding,
-                    related: ev.secondary.as_ref(),
                     reporting_controller: controller,
                     reporting_instance: self.reporter.instance.as_deref().unwrap_or(controller),
                     time: now,
@@ -187,15 +195,15 @@ fn type_label(t: &EventType) -> &'static str {
     }
 }
 
-fn series_key(ev: &Event, regarding: &ObjectReference) -> SeriesKey {
+fn series_key(ev: &Said<'_>, regarding: &Regarding<'_>) -> SeriesKey {
     let parts = [
         Some(type_label(&ev.type_)),
-        Some(ev.reason.as_str()),
-        Some(ev.action.as_str()),
-        regarding.kind.as_deref(),
-        regarding.namespace.as_deref(),
-        regarding.name.as_deref(),
-        regarding.uid.as_deref(),
+        Some(ev.reason),
+        Some(ev.action),
+        regarding.kind,
+        regarding.namespace,
+        regarding.name,
+        regarding.uid,
     ];
     let length = parts.iter().map(|p| 8 + p.map_or(0, str::len)).sum();
     let mut key = Vec::with_capacity(length);
@@ -227,29 +235,34 @@ mod tests {
         )
     }
 
-    fn event(reason: &str, note: &str) -> Event {
-        Event {
+    fn event<'a>(reason: &'a str, note: &'a str) -> Said<'a> {
+        Said {
             type_: EventType::Warning,
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: "Clone".into(),
-            secondary: None,
+            reason,
+            note: Some(note),
+            action: "Clone",
         }
     }
 
-    fn workload(name: &str) -> ObjectReference {
-        ObjectReference {
-            kind: Some("Deployment".into()),
-            namespace: Some("shop".into()),
-            name: Some(name.into()),
-            uid: Some(format!("uid-{name}")),
-            ..ObjectReference::default()
+    /// A Deployment in `shop` whose uid is `uid-<name>`.
+    fn workload(name: &'static str) -> Regarding<'static> {
+        let uid = match name {
+            "web" => "uid-web",
+            "api" => "uid-api",
+            _ => "uid-other",
+        };
+        Regarding {
+            kind: Some("Deployment"),
+            namespace: Some("shop"),
+            name: Some(name),
+            uid: Some(uid),
+            ..Regarding::default()
         }
     }
 
     /// Whether publishing `ev` on `on` now creates a new Event (a POST) rather than extending
     /// a series (a PATCH).
-    fn creates(p: &EventPublisher, ev: &Event, on: &ObjectReference) -> bool {
+    fn creates(p: &EventPublisher, ev: &Said<'_>, on: &Regarding<'_>) -> bool {
         let request = p.request(ev, on, SystemTime::now()).expect("a request");
         request.method() == http::Method::POST
     }
@@ -294,13 +307,13 @@ mod tests {
 
     #[test]
     fn series_keys_differ_whenever_a_part_does() {
-        let ev = |reason: &str, action: &str| Event {
-            action: action.into(),
+        let ev = |reason: &'static str, action: &'static str| Said {
+            action,
             ..event(reason, "a note is not part of the key")
         };
-        let on = |name: Option<&str>, uid: Option<&str>| ObjectReference {
-            name: name.map(Into::into),
-            uid: uid.map(Into::into),
+        let on = |name: Option<&'static str>, uid: Option<&'static str>| Regarding {
+            name,
+            uid,
             ..workload("web")
         };
         let web = on(Some("web"), Some("uid-web"));
@@ -318,7 +331,7 @@ mod tests {
             series_key(&ev("Cloned", "Clone"), &on(Some("web"), Some(""))),
             series_key(&ev("Cloned", "Clone"), &on(None, Some("web"))),
             series_key(
-                &Event {
+                &Said {
                     type_: EventType::Normal,
                     ..ev("Cloned", "Clone")
                 },
