@@ -103,7 +103,7 @@ impl Registry {
     fn push(&self, reference: &str, d: &Digest) {
         let r = image(reference);
         let mut repos = self.repos.lock().expect("lock");
-        let repo = repos.entry(r.repository()).or_default();
+        let repo = repos.entry(r.repository().to_owned()).or_default();
         repo.digests.insert(d.clone());
         if let Some(tag) = r.tag() {
             repo.tags.insert(tag.to_owned(), d.clone());
@@ -122,7 +122,7 @@ impl Registry {
     fn lookup(&self, image: &ImageRef) -> Option<Digest> {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let repos = self.repos.lock().expect("lock");
-        let repo = repos.get(&image.repository())?;
+        let repo = repos.get(image.repository())?;
         match (image.digest(), image.tag()) {
             (Some(d), _) => repo.digests.contains(d).then(|| d.clone()),
             (None, tag) => repo.tags.get(tag.unwrap_or("latest")).cloned(),

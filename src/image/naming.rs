@@ -167,7 +167,7 @@ impl BackupRegistry {
             });
         }
         let relative = match naming {
-            Naming::Flat => fold(&source.repository()),
+            Naming::Flat => fold(source.repository()),
             Naming::Nested => format!("{}/{}", fold(source.domain()), source.path()),
         };
         let repository = match &self.path {

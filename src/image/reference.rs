@@ -256,8 +256,8 @@ impl ImageRef {
     }
 
     /// `domain/path`: the fully qualified repository.
-    pub fn repository(&self) -> String {
-        self.name[..self.repository_end()].to_owned()
+    pub fn repository(&self) -> &str {
+        &self.name[..self.repository_end()]
     }
 
     pub fn tag(&self) -> Option<&str> {

@@ -35,11 +35,11 @@ impl SourceFilter {
     /// is not copied, or `None` when it is.
     pub fn excluded(&self, source: &ImageRef) -> Option<Excluded> {
         let repository = source.repository();
-        if let Some(p) = self.exclude.iter().find(|p| p.matches(&repository)) {
+        if let Some(p) = self.exclude.iter().find(|p| p.matches(repository)) {
             return Some(Excluded::Matches(p.to_string()));
         }
         let included =
-            self.include.is_empty() || self.include.iter().any(|p| p.matches(&repository));
+            self.include.is_empty() || self.include.iter().any(|p| p.matches(repository));
         (!included).then_some(Excluded::NotIncluded)
     }
 }

@@ -143,7 +143,7 @@ fn flat_is_injective_over_generated_names() {
                 continue;
             };
             let t = b.target(&r, Naming::Flat).unwrap().repository;
-            if let Some(prev) = seen.insert(t.clone(), r.repository()) {
+            if let Some(prev) = seen.insert(t.clone(), r.repository().to_owned()) {
                 assert_eq!(prev, r.repository(), "collision on {t}");
             }
         }

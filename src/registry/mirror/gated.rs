@@ -111,14 +111,17 @@ impl Mirror {
     /// workloads on one private image would otherwise log 500 lines at each.
     pub async fn visibility(&self, source: &ImageRef) -> Result<Visibility, MirrorError> {
         let inner = &self.inner;
-        let cell = Arc::clone(
-            inner
+        let cell = {
+            let mut cells = inner
                 .visibility
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(source.repository())
-                .or_default(),
-        );
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Looked up by the borrowed name first: the entry's key is made only once.
+            match cells.get(source.repository()) {
+                Some(cell) => Arc::clone(cell),
+                None => Arc::clone(cells.entry(source.repository().to_owned()).or_default()),
+            }
+        };
         let mut known = cell.lock().await;
         if let Some((at, v)) = *known
             && at.elapsed() < inner.options.success_ttl

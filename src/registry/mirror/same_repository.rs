@@ -34,11 +34,11 @@ impl SameRepository {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             // Entries no copy holds any more go: the map never outgrows the copies under way.
             locks.retain(|_, lock| lock.strong_count() > 0);
-            match locks.get(&key).and_then(Weak::upgrade) {
+            match locks.get(key).and_then(Weak::upgrade) {
                 Some(lock) => lock,
                 None => {
                     let lock = Arc::new(tokio::sync::Mutex::new(()));
-                    locks.insert(key, Arc::downgrade(&lock));
+                    locks.insert(key.to_owned(), Arc::downgrade(&lock));
                     lock
                 }
             }
