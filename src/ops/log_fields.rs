@@ -201,8 +201,7 @@ impl Visit for PlainVisitor<'_> {
 
 /// Whether `str`'s `Debug` is the text between quotes: printable ASCII but `"` and `\`.
 fn needs_no_escape(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    crate::reconcile::json_text::is_plain_printable(s)
 }
 
 /// What the default visitor's message writer does (tracing-subscriber's `EscapingWriter`):

@@ -73,20 +73,37 @@ pub(crate) fn push_hex(out: &mut String, value: u128) {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = ONES * 0x7f;
+const HIGHS: u64 = ONES * 0x80;
+
+/// Whether every byte of `s` is printable ASCII other than `"` and `\`: text whose `Debug` is
+/// itself between quotes. Eight bytes at a time, as [`push_json_string`] checks its text.
+pub(crate) fn is_plain_printable(s: &str) -> bool {
+    let (words, rest) = s.as_bytes().as_chunks::<8>();
+    words.iter().all(|w| {
+        let w = u64::from_le_bytes(*w);
+        // Below 0x20, a quote or a backslash; 0x80 or more; DEL.
+        (escape_mask(w) | (w & HIGHS) | zero_bytes(w ^ (ONES * 0x7f))) == 0
+    }) && rest
+        .iter()
+        .all(|&b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// The high bit of each zero byte of `v`, and no other bit.
+fn zero_bytes(v: u64) -> u64 {
+    !(((v & LOWS) + LOWS) | v) & HIGHS
+}
+
 /// The high bit of each of the eight bytes of `word` that is `"`, `\` or below 0x20, and no
 /// other bit. The carry-free forms of "Bit Twiddling Hacks"' byte tests: each byte's low seven
 /// bits are added to without carrying into the next byte, so a flag is exact for its byte
 /// whatever the others hold (a byte of 0x80 or more never counts as below 0x20).
 fn escape_mask(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOWS: u64 = ONES * 0x7f;
-    const HIGHS: u64 = ONES * 0x80;
-    // The high bit of each zero byte of `v`.
-    let zero = |v: u64| !(((v & LOWS) + LOWS) | v) & HIGHS;
     // A byte's low bits plus 0x60 reach 0x80 exactly when the byte is 0x20 or more.
     let below_space = !(((word & LOWS) + ONES * 0x60) | word) & HIGHS;
-    let quote = zero(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    let quote = zero_bytes(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_bytes(word ^ (ONES * u64::from(b'\\')));
     below_space | quote | backslash
 }
 
@@ -266,6 +283,22 @@ mod tests {
     }
 
     #[test]
+    fn one_byte_to_escape_anywhere_makes_text_not_plain() {
+        let plain = "abcdefgh'~ 0123!z";
+        assert!(is_plain_printable(plain));
+        let bad = (0u8..0x20)
+            .chain([b'"', b'\\', 0x7f])
+            .map(|b| char::from(b).to_string())
+            .chain(["é".to_owned(), "\u{85}".to_owned()]);
+        for text in bad {
+            for at in 0..=plain.len() {
+                let s = format!("{}{text}{}", &plain[..at], &plain[at..]);
+                assert!(!is_plain_printable(&s), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
     fn numbers_at_their_edges_are_written_as_display_writes_them() {
         for n in [0, 1, 9, 10, 99, 100, 4_096, u64::MAX - 1, u64::MAX] {
             let mut out = String::new();
@@ -325,6 +358,14 @@ mod tests {
             let mut out = String::new();
             push_json_value(&mut out, &value);
             prop_assert_eq!(out, serde_json::to_string(&value).expect("JSON"));
+        }
+
+        #[test]
+        fn plain_printable_text_is_told_as_byte_by_byte(
+            s in "\\PC{0,40}|[\\x00-\\x1f\\x7f\\u{80}-\\u{a0}\"\\\\'a-z~ é😀]{0,40}"
+        ) {
+            let bytewise = s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+            prop_assert_eq!(is_plain_printable(&s), bytewise, "{:?}", s);
         }
 
         #[test]
