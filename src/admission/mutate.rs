@@ -61,6 +61,7 @@ mod tests {
             only_namespaces: BTreeSet::new(),
             patch_gitops_managed: false,
             sources: Default::default(),
+            refs: Default::default(),
         }
     }
 

@@ -301,6 +301,7 @@ mod tests {
             only_namespaces: Default::default(),
             patch_gitops_managed: false,
             sources: Default::default(),
+            refs: Default::default(),
         }
     }
 

@@ -41,6 +41,7 @@ pub(super) fn policy() -> Policy {
         only_namespaces: BTreeSet::new(),
         patch_gitops_managed: false,
         sources: Default::default(),
+        refs: Default::default(),
     }
 }
 

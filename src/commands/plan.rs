@@ -315,6 +315,7 @@ mod tests {
             patch_gitops_managed: false,
             only_namespaces: BTreeSet::new(),
             sources: Default::default(),
+            refs: Default::default(),
         };
         let w = Workload {
             kind: Kind::Deployment,

@@ -178,6 +178,7 @@ pub fn policy(settings: &Settings, own_namespace: Option<String>) -> Policy {
         patch_gitops_managed: settings.patch_gitops_managed,
         only_namespaces: settings.namespaces.clone(),
         sources: settings.sources.clone(),
+        refs: Default::default(),
     }
 }
 

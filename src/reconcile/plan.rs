@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::image::naming::{BackupRegistry, Naming};
+use crate::image::parsed::ParsedRefs;
 use crate::image::reference::ImageRef;
 use crate::source_policy::SourcePolicy;
 use crate::workload::{
@@ -32,6 +33,8 @@ pub struct Policy {
     pub patch_gitops_managed: bool,
     /// Which sources are copied at all: filters, and whose private images.
     pub sources: SourcePolicy,
+    /// The workloads' image references, each text parsed once (shared by the policy's clones).
+    pub refs: ParsedRefs,
 }
 
 /// What happens to one container, and why.
@@ -151,7 +154,7 @@ pub fn decide(workload: &Workload, policy: &Policy) -> Vec<ContainerPlan> {
             let (decision, source) = if let Some(skip) = &workload_skip {
                 (skip.clone(), None)
             } else {
-                match ImageRef::parse(&c.image) {
+                match policy.refs.parse(&c.image) {
                     Err(e) => (
                         Decision::InvalidReference {
                             error: e.to_string(),

@@ -21,6 +21,7 @@ pub(super) fn policy() -> Policy {
         patch_gitops_managed: false,
         only_namespaces: BTreeSet::new(),
         sources: Default::default(),
+        refs: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ fn policy() -> Policy {
         only_namespaces: Default::default(),
         patch_gitops_managed: false,
         sources: Default::default(),
+        refs: Default::default(),
     }
 }
 
