@@ -2,8 +2,9 @@
 //!
 //! One kube-runtime `Controller` per served workload kind, all sharing one [`Context`] (and so
 //! one mirror: a copy started for a Deployment is joined by the StatefulSet that needs the same
-//! image). Objects are trimmed as they arrive from the watch, before they enter the caches. A
-//! namespace that stops opting out has its workloads reconciled at once.
+//! image). Objects arrive from the watch as the partial types read them, without what planning
+//! never reads (`workload::partial`). A namespace that stops opting out has its workloads
+//! reconciled at once.
 //!
 //! Error policy: transient failures (network, 5xx, 429, timeouts, a copy that failed on the
 //! way) are retried with exponential backoff and jitter, capped; permanent ones (source image
@@ -368,7 +369,6 @@ async fn control<K: WorkloadKind>(
                 f(K::KIND);
             }
         })
-        .modify(workload::trim::<K>)
         .reflect(writer)
         .touched_objects()
         .predicate_filter(workload::relevant_state::<K>, PredicateConfig::default());

@@ -1,4 +1,5 @@
-//! Paged, trimmed lists: what `run --once`, `plan` and `restore` read in one go.
+//! Paged lists, each object read as the caches hold it: what `run --once`, `plan` and
+//! `restore` read in one go.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +18,7 @@ pub const PAGE_SIZE: u32 = 500;
 pub const FIRST_PAGE_SIZE: u32 = 50;
 
 /// Every object of a kind (in `namespace`, matching `selector`, when given), page by page,
-/// trimmed as the caches would hold it.
+/// read as the caches would hold it (`workload::partial`).
 pub async fn list<K: WorkloadKind>(
     client: &Client,
     namespace: Option<&str>,
@@ -48,15 +49,7 @@ pub async fn for_each_page<K: WorkloadKind>(
     loop {
         let page = api.list(&params).await?;
         params.limit = Some(PAGE_SIZE);
-        each(
-            page.items
-                .into_iter()
-                .map(|mut o| {
-                    workload::trim(&mut o);
-                    o
-                })
-                .collect(),
-        );
+        each(page.items);
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => break,

@@ -493,8 +493,7 @@ fn not_leading(w: &Workload) -> ReconcileError {
 }
 
 async fn reread<K: WorkloadKind>(ctx: &Context, w: &Workload) -> Result<K, ReconcileError> {
-    let mut fresh = ctx
-        .api
+    ctx.api
         .get::<K>(&w.namespace, &w.name)
         .await
         .map_err(|source| ReconcileError::Reread {
@@ -502,9 +501,7 @@ async fn reread<K: WorkloadKind>(ctx: &Context, w: &Workload) -> Result<K, Recon
             namespace: w.namespace.clone(),
             name: w.name.clone(),
             source,
-        })?;
-    workload::trim(&mut fresh);
-    Ok(fresh)
+        })
 }
 
 /// The reconcile's result: an error when an image could not be mirrored, so that it is retried.

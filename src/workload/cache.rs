@@ -1,22 +1,7 @@
-//! What the caches keep of a workload, and which changes wake a reconcile.
+//! Which changes to a cached workload wake a reconcile. (What the caches keep of one is what
+//! the partial types read: `partial` and `metadata`.)
 
 use crate::workload::kinds::WorkloadKind;
-
-/// kubectl's copy of the whole object: only its presence matters to planning (GitOps
-/// detection), so its value is dropped from the cache.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Drops from `obj` everything planning does not read, in place.
-pub fn trim<K: WorkloadKind>(obj: &mut K) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    if let Some(a) = meta.annotations.as_mut()
-        && let Some(v) = a.get_mut(LAST_APPLIED)
-    {
-        v.clear();
-        v.shrink_to_fit();
-    }
-}
 
 /// A hash of what planning reads (generation, labels, annotations, container images, pull
 /// secrets), so that

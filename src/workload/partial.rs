@@ -75,7 +75,7 @@ macro_rules! partial {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, Deserialize, Serialize)]
         pub struct $name {
-            #[serde(default)]
+            #[serde(default, deserialize_with = "super::metadata::read")]
             pub metadata: ObjectMeta,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub spec: Option<$spec>,

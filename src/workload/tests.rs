@@ -1,7 +1,6 @@
-//! The workload views and cache trimming, on real JSON of each kind.
+//! The workload views and what the caches keep, on real JSON of each kind.
 
 use super::*;
-use crate::workload::cache::LAST_APPLIED;
 use crate::workload::partial::{Deployment, Pod, ReplicaSet};
 
 fn deployment() -> Deployment {
@@ -48,13 +47,11 @@ fn the_view_lists_containers_then_init_containers_with_their_indexes() {
 }
 
 #[test]
-fn trimming_keeps_what_planning_reads_and_nothing_else() {
-    let mut d = deployment();
-    let before = view(&d, false);
-    trim(&mut d);
+fn a_read_workload_keeps_what_planning_reads_and_nothing_else() {
+    let d = deployment();
     let after = view(&d, false);
-    assert_eq!(before.containers, after.containers);
-    assert_eq!(before.labels, after.labels);
+    assert_eq!(after.containers.len(), 3);
+    assert_eq!(after.annotations["team"], "a");
     assert!(after.annotations.contains_key(LAST_APPLIED));
     assert_eq!(after.annotations[LAST_APPLIED], "");
     assert!(d.metadata.managed_fields.is_none());
