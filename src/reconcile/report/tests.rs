@@ -163,3 +163,19 @@ fn once_per_episode_keeps_one_notice_per_reason_and_everything_else() {
     let (keep, _) = once_per_episode(batch, &met);
     assert_eq!(keep, [n("SourceNotFound")]);
 }
+
+#[test]
+fn the_cloned_note_names_each_change_from_and_to() {
+    let change = |from: &str, to: &str| crate::reconcile::patch::ImageChange {
+        container: "c".into(),
+        init: false,
+        from: from.into(),
+        to: to.into(),
+    };
+    let one = patched_notice(&[change("nginx:1.27", "b.example/m/nginx@sha256:1")]);
+    assert_eq!(one.note, "nginx:1.27 → b.example/m/nginx@sha256:1");
+    assert_eq!((one.reason, one.warning), (reasons::CLONED, false));
+    let two = patched_notice(&[change("a:1", "b/a:1"), change("c:2", "b/c:2")]);
+    assert_eq!(two.note, "a:1 → b/a:1; c:2 → b/c:2");
+    assert_eq!(patched_notice(&[]).note, "");
+}
