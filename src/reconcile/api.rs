@@ -62,6 +62,17 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// Every verb, in the order declared (`verb as usize` is its place here).
+    pub const ALL: [Verb; 7] = [
+        Verb::Get,
+        Verb::Patch,
+        Verb::CreateEvent,
+        Verb::GetSecret,
+        Verb::CreateSecret,
+        Verb::PatchSecret,
+        Verb::DeleteSecret,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Verb::Get => "get",
@@ -86,6 +97,13 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
+    /// Every outcome, in the order declared (`outcome as usize` is its place here).
+    pub const ALL: [CallOutcome; 3] = [
+        CallOutcome::Success,
+        CallOutcome::Error,
+        CallOutcome::Timeout,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             CallOutcome::Success => "success",
@@ -500,15 +518,7 @@ mod tests {
 
     #[test]
     fn labels_follow_prometheus_conventions() {
-        for v in [
-            Verb::Get,
-            Verb::Patch,
-            Verb::CreateEvent,
-            Verb::GetSecret,
-            Verb::CreateSecret,
-            Verb::PatchSecret,
-            Verb::DeleteSecret,
-        ] {
+        for v in Verb::ALL {
             assert!(
                 v.label()
                     .chars()
@@ -516,5 +526,26 @@ mod tests {
             );
         }
         assert_eq!(CallOutcome::Timeout.label(), "timeout");
+    }
+
+    /// The lists hold every variant once, each at its declared place (the metrics index them).
+    #[test]
+    fn every_verb_and_outcome_is_listed_at_its_place() {
+        for (i, v) in Verb::ALL.into_iter().enumerate() {
+            assert_eq!(v as usize, i, "{v:?}");
+            // A verb added without a place here fails to compile in this match.
+            match v {
+                Verb::Get
+                | Verb::Patch
+                | Verb::CreateEvent
+                | Verb::GetSecret
+                | Verb::CreateSecret
+                | Verb::PatchSecret
+                | Verb::DeleteSecret => {}
+            }
+        }
+        for (i, o) in CallOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i, "{o:?}");
+        }
     }
 }
