@@ -127,10 +127,16 @@ impl Direct {
             parts.uri = based(&self.base_path, &parts.uri)?;
         }
         let body = Bytes::from(body);
+        // Kept for a retry. The first attempt sends the request's own parts: a clone's header
+        // map has room for its entries alone, and the layers' headers (host, authorization, the
+        // configuration's) then grew it twice a request, where the caller made room for them.
+        let kept = parts.clone();
+        let mut next = Some(parts);
         let mut backoff = FIRST_BACKOFF;
         let mut retries = 0;
         loop {
-            let request = Request::from_parts(parts.clone(), Full::new(body.clone()));
+            let parts = next.take().unwrap_or_else(|| kept.clone());
+            let request = Request::from_parts(parts, Full::new(body.clone()));
             let response = self
                 .stack
                 .clone()
