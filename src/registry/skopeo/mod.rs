@@ -210,8 +210,6 @@ async fn drain(
     }
 }
 
-/// The digest a successful copy wrote; skopeo exited 0, so an unreadable or malformed file is
-/// an error of its own, never an empty digest.
 /// Removes the file at `path` if there is one.
 fn remove_stale(path: &Path) -> Result<(), SkopeoError> {
     match std::fs::remove_file(path) {
@@ -223,6 +221,8 @@ fn remove_stale(path: &Path) -> Result<(), SkopeoError> {
     }
 }
 
+/// The digest a successful copy wrote; skopeo exited 0, so an unreadable or malformed file is
+/// an error of its own, never an empty digest.
 fn read_digest(command: CommandLine, path: &Path) -> Result<Digest, SkopeoError> {
     let content = std::fs::read_to_string(path).map_err(|e| SkopeoError::ReadDigestFile {
         command: command.clone(),
