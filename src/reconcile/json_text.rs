@@ -81,13 +81,14 @@ const HIGHS: u64 = ONES * 0x80;
 /// itself between quotes. Eight bytes at a time, as [`push_json_string`] checks its text.
 pub(crate) fn is_plain_printable(s: &str) -> bool {
     let (words, rest) = s.as_bytes().as_chunks::<8>();
-    words.iter().all(|w| {
+    // The last, shorter word padded with a plain byte, as `push_json_string` pads it.
+    let mut last = [b'a'; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    words.iter().chain([&last]).all(|w| {
         let w = u64::from_le_bytes(*w);
         // Below 0x20, a quote or a backslash; 0x80 or more; DEL.
         (escape_mask(w) | (w & HIGHS) | zero_bytes(w ^ (ONES * 0x7f))) == 0
-    }) && rest
-        .iter()
-        .all(|&b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    })
 }
 
 /// The high bit of each zero byte of `v`, and no other bit.
