@@ -312,6 +312,13 @@ fn remove(path: &Path, is_dir: bool) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A base directory and a live workspace in it.
+    fn live_workspace() -> (tempfile::TempDir, Arc<Workspace>) {
+        let base = tempfile::tempdir().expect("a temp dir");
+        let live = Arc::new(Workspace::create(base.path()).expect("a workspace"));
+        (base, live)
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .expect("list the temp dir")
@@ -328,8 +335,7 @@ mod tests {
 
     #[test]
     fn a_live_workspace_is_kept_and_its_own_drop_removes_it() {
-        let base = tempfile::tempdir().expect("a temp dir");
-        let live = Arc::new(Workspace::create(base.path()).expect("a workspace"));
+        let (base, live) = live_workspace();
         let name = live.path().file_name().expect("a name").to_string_lossy();
         assert!(name.starts_with(&format!("image-cloner-{}-", std::process::id())));
         let run = live.run_dir().expect("a run dir");
@@ -345,8 +351,7 @@ mod tests {
 
     #[test]
     fn a_run_dir_is_emptied_and_handed_to_the_next_run() {
-        let base = tempfile::tempdir().expect("a temp dir");
-        let live = Arc::new(Workspace::create(base.path()).expect("a workspace"));
+        let (base, live) = live_workspace();
         let run = live.run_dir().expect("a run dir");
         let first = run.path().to_owned();
         // What a copy and a future skopeo staging under its --tmpdir would leave.
@@ -372,8 +377,7 @@ mod tests {
 
     #[test]
     fn a_run_dir_that_cannot_be_emptied_is_not_reused() {
-        let base = tempfile::tempdir().expect("a temp dir");
-        let live = Arc::new(Workspace::create(base.path()).expect("a workspace"));
+        let (_base, live) = live_workspace();
         let run = live.run_dir().expect("a run dir");
         let first = run.path().to_owned();
         // Replaced by a file: it can no longer be listed, so it cannot be shown empty.
@@ -391,8 +395,7 @@ mod tests {
 
     #[test]
     fn spare_run_dirs_are_bounded() {
-        let base = tempfile::tempdir().expect("a temp dir");
-        let live = Arc::new(Workspace::create(base.path()).expect("a workspace"));
+        let (_base, live) = live_workspace();
         let runs: Vec<RunDir> = (0..MAX_SPARE_RUN_DIRS + 4)
             .map(|_| live.run_dir().expect("a run dir"))
             .collect();
