@@ -36,6 +36,7 @@ pub mod reasons;
 pub mod report;
 pub mod restore;
 pub mod screen;
+pub(crate) mod time_text;
 pub mod writer;
 
 #[cfg(test)]
