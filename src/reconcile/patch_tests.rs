@@ -77,6 +77,23 @@ proptest! {
         prop_assert_eq!(original_images(&annotations), Some(r));
     }
 
+    /// Changes written without the map are the map's text, a repeated name (which a pod never
+    /// has) recorded by its last change, as the map's insert keeps it.
+    #[test]
+    fn changes_are_recorded_as_the_map_of_them_is(
+        changes in prop::collection::vec(("[a-c]{1,2}", any::<String>(), any::<String>()), 1..6)
+    ) {
+        let changes: Vec<ImageChange> = changes
+            .into_iter()
+            .map(|(container, from, to)| ImageChange { container, init: false, from, to })
+            .collect();
+        let mut map = OriginalImages::new();
+        for c in &changes {
+            map.insert(c.container.clone(), Recorded { original: c.from.clone(), backup: c.to.clone() });
+        }
+        prop_assert_eq!(record_changes(&changes), record_value(&map));
+    }
+
     #[test]
     fn any_control_character_is_escaped_as_serde_json_escapes_it(s in "[\\x00-\\x1f\"\\\\a-z]{0,24}") {
         let r = recorded(&[(s.as_str(), s.as_str(), s.as_str())]);
