@@ -48,6 +48,14 @@ impl AnonymousCheck {
         if self.known_pullable(copy).await {
             return Verdict::Pullable;
         }
+        // Boxed, where it runs: inline, the request's state sized every check, copied into the
+        // gate's box for each patched workload (callgrind: ~570 instructions of `memcpy` a
+        // workload, with the pull secret's provisioning below).
+        Box::pin(self.ask_once(copy)).await
+    }
+
+    /// [`Self::check`] for a copy under a registry not known to answer anonymous pulls.
+    async fn ask_once(&self, copy: &str) -> Verdict {
         let image = match ImageRef::parse(copy) {
             Ok(i) => i,
             Err(e) => return Verdict::Unknown(format!("{copy} is not a reference: {e}")),

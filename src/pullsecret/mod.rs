@@ -220,7 +220,13 @@ impl PullSecrets {
     }
 
     async fn decide(&self, namespace: &str, copy: &str) -> PullAccess {
-        let failed = match self.provisioned(namespace).await {
+        // Boxed, and only with a pull secret to provision: inline, the provisioning's API
+        // calls sized every decision (see `check`).
+        let provisioned = match self.options.secret {
+            Some(_) => Box::pin(self.provisioned(namespace)).await,
+            None => Ok(None),
+        };
+        let failed = match provisioned {
             Ok(Some(name)) => return PullAccess::Secret(name),
             Ok(None) => None,
             Err(e) => {
