@@ -58,7 +58,6 @@ mod writer_tests;
 
 use std::time::Duration;
 
-use futures::future::join_all;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use tracing::Instrument as _;
@@ -72,7 +71,7 @@ use self::pull::PullAccess;
 use self::report::{AfterRejection, Notice, Verified};
 use self::screen::Screened;
 use crate::audit::WorkloadKey;
-use crate::registry::mirror::{CopyWait, Ensured, MirrorError, MirroredImage};
+use crate::registry::mirror::{Ensured, MirrorError, MirroredImage};
 use crate::workload::{self, Kind, Workload, WorkloadKind};
 
 /// How long a reconcile waits for the namespace cache before it is retried later.
@@ -302,11 +301,13 @@ async fn ensure_copies(
             parking.park(key, running);
             return None;
         }
-        let mut ended = join_all(running.into_iter().map(CopyWait::outcome))
-            .await
-            .into_iter();
+        // One after the other: the copies run in the mirror's tasks whatever waits on them, so
+        // the last ends when it would under `join_all`, without its boxed set of futures.
+        let mut running = running.into_iter();
         for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
-            *slot = ended.next();
+            if let Some(copy) = running.next() {
+                *slot = Some(copy.outcome().await);
+            }
         }
     }
     let mut copies = Copies {
