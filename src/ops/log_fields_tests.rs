@@ -227,6 +227,15 @@ fn with_colours_it_is_the_default_formatter() {
     assert!(ours.contains("\x1b["), "colours on: {ours:?}");
 }
 
+/// Fields longer than what is gathered before it is written on, alone and together.
+#[test]
+fn long_fields_are_written_as_the_default_writes_them() {
+    for len in [100, 127, 128, 200, 255, 256, 257, 600] {
+        let s: String = "abcdefghij".chars().cycle().take(len).collect();
+        assert_eq!(written(&s, true, false), written(&s, false, false), "{len}");
+    }
+}
+
 proptest! {
     #[test]
     fn any_text_is_written_as_the_default_writes_it(
