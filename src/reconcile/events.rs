@@ -38,10 +38,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SeriesKey(Box<[u8]>);
 
-/// An Event sent: enough to extend its series (its namespace is the regarded object's, in the
-/// key).
+/// An Event sent: enough to extend its series. Its name is made again from the time it was
+/// created at and the object's name in the key (its namespace is the object's too): kept, it
+/// was a copy of every Event's name for the series window.
 struct Sent {
-    name: String,
+    created: SystemTime,
     count: i32,
     at: Instant,
 }
@@ -72,12 +73,10 @@ pub struct Said<'a> {
 
 /// What to send for one publish.
 enum Send {
-    /// A new Event, of this name.
-    Create(String),
-    Series {
-        name: String,
-        count: i32,
-    },
+    /// A new Event.
+    Create,
+    /// The next count of the series of the Event created at `created`.
+    Series { created: SystemTime, count: i32 },
 }
 
 impl EventPublisher {
@@ -118,8 +117,9 @@ impl EventPublisher {
         let controller = self.reporter.controller.as_str();
         let namespace = regarding.namespace.unwrap_or("default");
         let object = regarding.name.unwrap_or(controller);
-        match self.next(series_key(ev, regarding), || event_body::name(object, now)) {
-            Send::Create(name) => {
+        match self.next(series_key(ev, regarding), now) {
+            Send::Create => {
+                let name = event_body::name(object, now);
                 let body = event_body::body(&NewEvent {
                     name: &name,
                     namespace,
@@ -139,7 +139,8 @@ impl EventPublisher {
                     body,
                 )
             }
-            Send::Series { name, count } => {
+            Send::Series { created, count } => {
+                let name = event_body::name(object, created);
                 let url = K8sEvent::url_path(&(), Some(namespace));
                 let last_observed = Timestamp::try_from(now).unwrap_or_else(|_| Timestamp::now());
                 let series = EventSeries {
@@ -154,10 +155,10 @@ impl EventPublisher {
         }
     }
 
-    /// Records the publish in the cache and says what to send: a new Event, named by `name`,
-    /// or the next count of its series. The key is hashed once (a cold run's 2,000 Events are
-    /// all new: a lookup, then an insert, hashed it twice).
-    fn next(&self, key: SeriesKey, name: impl FnOnce() -> String) -> Send {
+    /// Records the publish at `created` in the cache and says what to send: a new Event, or the
+    /// next count of its series. The key is hashed once (a cold run's 2,000 Events are all new:
+    /// a lookup, then an insert, hashed it twice).
+    fn next(&self, key: SeriesKey, created: SystemTime) -> Send {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if now.duration_since(cache.swept) >= SWEEP_EVERY {
@@ -172,19 +173,18 @@ impl EventPublisher {
                 sent.count += 1;
                 sent.at = now;
                 return Send::Series {
-                    name: sent.name.clone(),
+                    created: sent.created,
                     count: sent.count,
                 };
             }
             entry => entry,
         };
-        let name = name();
         entry.insert_entry(Sent {
-            name: name.clone(),
+            created,
             count: 1,
             at: now,
         });
-        Send::Create(name)
+        Send::Create
     }
 }
 
