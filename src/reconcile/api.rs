@@ -346,6 +346,12 @@ pub(crate) fn collection_url<K: kube::Resource<DynamicType = ()>>(namespace: &st
     url
 }
 
+/// `url` (a path and query) as a request's URI, or kube's error for one that is not.
+pub(crate) fn request_uri(url: String) -> Result<http::Uri, kube::Error> {
+    http::Uri::try_from(url)
+        .map_err(|e| kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e.into())))
+}
+
 /// A request of `method` to `url` carrying `body` of `content_type`.
 pub(crate) fn json_request(
     method: http::Method,
@@ -353,19 +359,32 @@ pub(crate) fn json_request(
     content_type: &'static str,
     body: Vec<u8>,
 ) -> Result<http::Request<Vec<u8>>, kube::Error> {
+    Ok(json_request_to(
+        method,
+        request_uri(url)?,
+        content_type,
+        body,
+    ))
+}
+
+/// [`json_request`] to a URI already parsed.
+pub(crate) fn json_request_to(
+    method: http::Method,
+    uri: http::Uri,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> http::Request<Vec<u8>> {
     let mut request = http::Request::new(body);
     // Room for the headers the writer adds (accept, host, authorization, the configuration's):
     // grown one at a time from none, the map was reallocated twice a request.
     *request.headers_mut() = http::HeaderMap::with_capacity(8);
     *request.method_mut() = method;
-    *request.uri_mut() = http::Uri::try_from(url).map_err(|e| {
-        kube::Error::BuildRequest(kube::core::request::Error::BuildRequest(e.into()))
-    })?;
+    *request.uri_mut() = uri;
     request.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(content_type),
     );
-    Ok(request)
+    request
 }
 
 /// Sends a write whose answer is not read (a workload's patch, an Event), asking for the written
