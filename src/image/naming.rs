@@ -185,19 +185,20 @@ impl BackupRegistry {
             (None, Some(d)) => tag_for_digest(d),
             (None, None) => "latest".to_owned(),
         };
-        let path = repository[self.domain.len() + 1..].to_owned();
+        let path = &repository[self.domain.len() + 1..];
         let legacy = match (source.tag(), source.digest()) {
             (None, Some(d)) => Some(ImageRef::from_parts(
-                self.domain.clone(),
-                path.clone(),
-                Some(legacy_tag_for_digest(d)),
+                &self.domain,
+                path,
+                Some(&legacy_tag_for_digest(d)),
             )),
             _ => None,
         };
+        let image = ImageRef::from_parts(&self.domain, path, Some(&tag));
         Ok(BackupTarget {
             repository,
-            tag: tag.clone(),
-            image: ImageRef::from_parts(self.domain.clone(), path, Some(tag)),
+            tag,
+            image,
             legacy,
         })
     }

@@ -210,18 +210,13 @@ impl ImageRef {
         if name_len > NAME_TOTAL_LENGTH_MAX {
             return Err(fail(input, Problem::NameTooLong(name_len)));
         }
-        let mut image = ImageRef::named(domain, path, tag);
+        let mut image = ImageRef::from_parts(domain, path, tag);
         image.digest = digest;
         Ok(image)
     }
 
-    /// Builds a reference from parts the caller has already validated.
-    pub(crate) fn from_parts(domain: String, path: String, tag: Option<String>) -> Self {
-        ImageRef::named(&domain, &path, tag.as_deref())
-    }
-
-    /// `domain/path[:tag]`, without a digest.
-    fn named(domain: &str, path: &str, tag: Option<&str>) -> Self {
+    /// `domain/path[:tag]`, without a digest, from parts the caller has already validated.
+    pub(crate) fn from_parts(domain: &str, path: &str, tag: Option<&str>) -> Self {
         let tag_len = tag.map_or(0, |t| 1 + t.len());
         let mut name = String::with_capacity(domain.len() + 1 + path.len() + tag_len);
         name.push_str(domain);
@@ -276,14 +271,14 @@ impl ImageRef {
     /// The same repository pinned to `digest` alone. skopeo refuses references carrying both a
     /// tag and a digest, so a source is always read by digest once its digest is known.
     pub fn by_digest(&self, digest: &Digest) -> ImageRef {
-        let mut image = ImageRef::named(self.domain(), self.path(), None);
+        let mut image = ImageRef::from_parts(self.domain(), self.path(), None);
         image.digest = Some(digest.clone());
         image
     }
 
     /// The same repository at `tag` alone.
     pub fn by_tag(&self, tag: &str) -> ImageRef {
-        ImageRef::named(self.domain(), self.path(), Some(tag))
+        ImageRef::from_parts(self.domain(), self.path(), Some(tag))
     }
 
     /// The name a source is known by for single-flight and caching: what the runtime would
