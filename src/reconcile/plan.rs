@@ -198,7 +198,8 @@ pub fn to_mirror(plans: &[ContainerPlan]) -> Vec<ImageRef> {
     for source in copied.filter_map(|p| p.source.as_ref()) {
         // A pod has a handful of containers: looking through those kept costs less than a set
         // of owned canonical names (two allocations a source, twice a reconcile).
-        if !sources.iter().any(|s| s.canonical() == source.canonical()) {
+        let name = source.canonical();
+        if !sources.iter().any(|s| s.canonical() == name) {
             sources.push(source.clone());
         }
     }
