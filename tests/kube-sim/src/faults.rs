@@ -99,6 +99,7 @@ pub struct Faults {
     state: Mutex<State>,
     connections: AtomicU64,
     handshakes: AtomicU64,
+    resumed: AtomicU64,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
 }
@@ -111,6 +112,9 @@ pub struct Connections {
     pub accepted: u64,
     /// TLS handshakes completed on them.
     pub tls_handshakes: u64,
+    /// Of those, the ones that resumed a session from a ticket the server had sent: no
+    /// certificate sent, checked or signed for.
+    pub resumed_tls_handshakes: u64,
     /// The most requests being answered at once (a watch counts until its response starts).
     pub peak_in_flight: u64,
 }
@@ -166,6 +170,7 @@ impl Faults {
         s.log.clear();
         self.connections.store(0, Ordering::Relaxed);
         self.handshakes.store(0, Ordering::Relaxed);
+        self.resumed.store(0, Ordering::Relaxed);
         self.peak_in_flight
             .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
@@ -175,6 +180,7 @@ impl Faults {
         Connections {
             accepted: self.connections.load(Ordering::Relaxed),
             tls_handshakes: self.handshakes.load(Ordering::Relaxed),
+            resumed_tls_handshakes: self.resumed.load(Ordering::Relaxed),
             peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
         }
     }
@@ -189,8 +195,11 @@ impl Faults {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn handshake_completed(&self) {
+    pub(crate) fn handshake_completed(&self, resumed: bool) {
         self.handshakes.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Requests by (verb, resource).

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::HandshakeKind;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -75,7 +76,8 @@ pub async fn serve(
             let Ok(stream) = tls.accept(tcp).await else {
                 return;
             };
-            shared.faults.handshake_completed();
+            let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+            shared.faults.handshake_completed(resumed);
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
                 async move {

@@ -338,7 +338,7 @@ async fn connections_and_tls_handshakes_are_counted() {
     assert_eq!(code, 200);
     assert_eq!(
         counters["connections"],
-        json!({"accepted": 3, "tls_handshakes": 2, "peak_in_flight": 1}),
+        json!({"accepted": 3, "tls_handshakes": 2, "resumed_tls_handshakes": 0, "peak_in_flight": 1}),
         "{counters}"
     );
 }
