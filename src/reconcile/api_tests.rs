@@ -140,6 +140,41 @@ async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections()
     assert_eq!(stored_image(&sim, "app-7"), "backup.example.com/nginx:1.27");
 }
 
+/// The same burst on a writer with no connection yet: its connections are opened one after
+/// another, each resuming the TLS session of the one before it (the server sends a ticket a
+/// connection, ahead of that connection's first answer, and a ticket is used once). So the
+/// server's certificate is sent, checked and signed for once, however many connections the
+/// burst needs; opened side by side, every one of them was a full handshake.
+#[tokio::test]
+async fn a_burst_of_writes_resumes_one_tls_session_on_every_new_connection() {
+    let sim = cluster();
+    let api = api(&sim).await;
+    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("listed")
+        .items;
+    sim.faults().set_latency(Duration::from_millis(50));
+    sim.faults().reset_counters();
+    let events = workloads
+        .iter()
+        .map(|w| api.event(w, EventType::Normal, "Cloned", "copied".into()));
+    join_all(events).await;
+
+    assert_eq!(sim.faults().count("create", "events"), WORKLOADS as u64);
+    let seen = sim.faults().connections();
+    assert!(
+        seen.accepted >= 2,
+        "the burst needed a second connection: {seen:?}"
+    );
+    assert_eq!(seen.tls_handshakes, seen.accepted, "{seen:?}");
+    assert_eq!(
+        seen.tls_handshakes - seen.resumed_tls_handshakes,
+        1,
+        "full handshakes: {seen:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_patch_answers_the_version_it_wrote_only_when_asked_to() {
     let sim = cluster();
