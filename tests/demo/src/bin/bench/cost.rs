@@ -385,9 +385,10 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         counts(&b.skopeo)
     );
     println!(
-        "    API server: {} TCP connections, {} TLS handshakes, at most {} requests in flight; requests: {}",
+        "    API server: {} TCP connections, {} TLS handshakes ({} resumed), at most {} requests in flight; requests: {}",
         c.api.accepted,
         c.api.tls_handshakes,
+        c.api.resumed_tls_handshakes,
         c.api.peak_in_flight,
         counts(&c.api_requests)
     );
@@ -543,9 +544,14 @@ pub fn rows(costs: &[&ColdCost], copies: &[u64]) -> Vec<Row> {
             crate::verdict(per_copy_ok),
         ),
         (
-            "cold: API server TCP connections / TLS handshakes".into(),
+            "cold: API server TCP connections / TLS handshakes (full)".into(),
             each(costs, |c| {
-                format!("{}/{}", c.api.accepted, c.api.tls_handshakes)
+                format!(
+                    "{}/{} ({})",
+                    c.api.accepted,
+                    c.api.tls_handshakes,
+                    c.api.tls_handshakes - c.api.resumed_tls_handshakes
+                )
             }),
             String::new(),
             "",
