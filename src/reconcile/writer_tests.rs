@@ -111,14 +111,22 @@ fn a_configuration_with_a_proxy_is_refused_not_bypassed() {
     assert!(refused.to_string().contains("127.0.0.1:3128"), "{refused}");
 }
 
-/// A bare HTTP/1.1 server on loopback that answers every request `{}` and closes each
-/// connection right after its first answer (without saying so: no `Connection: close`); the
-/// request heads it read, and the connections it accepted, in order.
-async fn closing_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+/// An answer of `{}`.
+const OK: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+
+/// A bare HTTP/1.1 server on loopback that answers `answers` in turn (then the last again) and
+/// closes each connection right after its first answer (without saying so: no `Connection:
+/// close`); the request heads it read, and the connections it accepted, in order.
+async fn closing_server(
+    answers: &'static [&'static [u8]],
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let address = listener.local_addr().expect("an address");
     let (heads, seen) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
+        let mut answers = answers.iter().copied();
+        let mut last = OK;
         while let Ok((mut socket, _)) = listener.accept().await {
             let mut read = Vec::new();
             let mut buf = [0u8; 4096];
@@ -130,10 +138,8 @@ async fn closing_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<Strin
                     break String::from_utf8_lossy(&read[..end]).into_owned();
                 }
             };
-            socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-                .await
-                .expect("answer");
+            last = answers.next().unwrap_or(last);
+            socket.write_all(last).await.expect("answer");
             let _ = heads.send(head);
             // Dropped: the connection is closed.
         }
@@ -141,9 +147,45 @@ async fn closing_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<Strin
     (format!("127.0.0.1:{}", address.port()), seen)
 }
 
+/// A throttled write is sent again with the head it was first sent with, whatever its headers:
+/// a few (kept in place) or many, a name given twice included.
+#[tokio::test]
+async fn a_throttled_write_is_sent_again_with_the_same_head() {
+    const THROTTLED: &[u8] =
+        b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 0\r\ncontent-length: 0\r\n\r\n";
+    let (authority, mut seen) = closing_server(&[THROTTLED, OK, THROTTLED, THROTTLED, OK]).await;
+    let config = kube::Config::new(format!("http://{authority}").parse().expect("a URL"));
+    let writer = Writer::for_config(&config).expect("a writer");
+    let few = http::Request::post("/api/v1/namespaces/shop/events")
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(b"{}".to_vec())
+        .expect("a request");
+    let many = http::Request::patch("/apis/apps/v1/namespaces/shop/deployments/web")
+        .header("content-type", "application/json-patch+json")
+        .header("accept", "application/json")
+        .header("x-trace", "a")
+        .header("x-trace", "b")
+        .header("x-tenant", "shop")
+        .header("x-more", "1")
+        .body(b"[]".to_vec())
+        .expect("a request");
+    for (request, attempts) in [(few, 2), (many, 3)] {
+        let answer = writer.send(request).await.expect("answered");
+        assert_eq!(&answer[..], b"{}");
+        let mut heads = Vec::new();
+        for _ in 0..attempts {
+            heads.push(seen.recv().await.expect("a request head"));
+        }
+        assert!(heads.iter().all(|h| *h == heads[0]), "{heads:#?}");
+    }
+    let last = seen.try_recv();
+    assert!(last.is_err(), "an attempt too many: {last:?}");
+}
+
 #[tokio::test]
 async fn writes_go_under_the_servers_path_and_a_connection_it_closed_is_replaced() {
-    let (authority, mut seen) = closing_server().await;
+    let (authority, mut seen) = closing_server(&[OK]).await;
     let config = kube::Config::new(
         format!("http://{authority}/k8s/clusters/c-1/")
             .parse()
