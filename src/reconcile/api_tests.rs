@@ -10,7 +10,7 @@ use futures::future::join_all;
 use kube::Api;
 use kube::runtime::events::{EventType, Reporter};
 use kube_sim::store::resource_of;
-use kube_sim::{Options, Sim};
+use kube_sim::{LatencyRule, Options, Sim};
 use serde_json::json;
 
 use super::api::{MAX_CONCURRENT_CALLS, Unobserved, WorkloadApi};
@@ -173,6 +173,46 @@ async fn a_burst_of_writes_resumes_one_tls_session_on_every_new_connection() {
         1,
         "full handshakes: {seen:?}"
     );
+}
+
+/// A new connection whose first answer is slow to come (a write an admission webhook holds)
+/// keeps the others from opening connections for a moment only: the writes behind it are sent
+/// and answered while it still waits.
+#[tokio::test]
+async fn a_slow_first_answer_holds_back_no_other_write() {
+    let sim = cluster();
+    let api = api(&sim).await;
+    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("listed");
+    sim.faults().reset_counters();
+    sim.faults().add_latency(LatencyRule {
+        verb: Some("patch".into()),
+        resource: Some("deployments".into()),
+        millis: 4_000,
+    });
+    let operations = pin_image();
+    let patch = api.patch::<Deployment>(NS, "app-1", &operations);
+    let mut patch = std::pin::pin!(patch);
+    // The patch opens the first connection and waits for its answer.
+    tokio::select! {
+        answered = &mut patch => panic!("answered before its latency: {answered:?}"),
+        () = async {
+            while sim.faults().connections().accepted == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } => {}
+    }
+    let events = workloads.items[..4]
+        .iter()
+        .map(|w| api.event(w, EventType::Normal, "Cloned", "copied".into()));
+    tokio::select! {
+        answered = &mut patch => panic!("the Events waited for the patch: {answered:?}"),
+        _ = join_all(events) => {}
+    }
+    assert_eq!(sim.faults().count("create", "events"), 4);
+    patch.await.expect("patched");
 }
 
 #[tokio::test]

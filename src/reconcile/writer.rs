@@ -42,6 +42,10 @@ const MAX_RETRIES: u32 = 15;
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// The longest wait between two retries, whatever the server asks.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest a new connection keeps others from opening while its first answer is awaited
+/// ([`Shared::send`]): an API server answers a write in milliseconds, its session ticket ahead
+/// of the answer.
+const OPENING_HOLD: Duration = Duration::from_millis(500);
 /// Idle connections kept; more are closed when their write ends (as many as calls in flight).
 const MAX_IDLE: usize = crate::reconcile::api::MAX_CONCURRENT_CALLS;
 
@@ -290,8 +294,8 @@ impl Service<Request<Full<Bytes>>> for Connections {
 impl Shared {
     /// Sends `request` on an idle connection, or on a new one when none is idle.
     ///
-    /// New connections are opened one at a time, each held until its first answer is read.
-    /// The API server sends a TLS 1.3 session ticket on each connection (Go sends one),
+    /// New connections are opened one at a time, each keeping the next from opening until its
+    /// first answer comes. The API server sends a TLS 1.3 session ticket on each connection (Go sends one),
     /// ahead of that connection's first answer, and a ticket is used once: connections opened
     /// side by side found none and each made a full handshake, the server's certificate chain
     /// sent, signed for and checked (6 of a cold run's 9 handshakes; callgrind: 1.5 M
@@ -299,7 +303,8 @@ impl Shared {
     /// resumes with the ticket the one before it received. The cost is a slower first burst
     /// (40 writes at 50 ms an answer: 0.27 s on 8 connections opened at once, 0.47 s so), once:
     /// the connections are kept. A request that waited takes a connection that went idle
-    /// meanwhile rather than opening another.
+    /// meanwhile rather than opening another, and waits at most [`OPENING_HOLD`] for a first
+    /// answer that is slow to come.
     async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<Bytes>, BoxError> {
         if !request.headers().contains_key(http::header::HOST)
             && let Some(host) = &self.host
@@ -309,7 +314,7 @@ impl Shared {
                 .insert(http::header::HOST, host.clone());
         }
         loop {
-            let (mut connection, kept, _opening) = match self.take_idle() {
+            let (mut connection, kept, opening) = match self.take_idle() {
                 Some(c) => (c, true, None),
                 None => {
                     let opening = self.opening.lock().await;
@@ -325,7 +330,12 @@ impl Shared {
                 }
                 return Err("the API server closed a new connection".into());
             }
-            match connection.try_send_request(request).await {
+            let sent = connection.try_send_request(request);
+            let answered = match opening {
+                Some(opening) => held_until_answered(sent, opening).await,
+                None => sent.await,
+            };
+            match answered {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     let body = read_whole(body).await?;
@@ -373,6 +383,23 @@ impl Shared {
             }
         });
         Ok(sender)
+    }
+}
+
+/// `answer`, the gate on opening connections held until it comes or [`OPENING_HOLD`] passes:
+/// one slow answer (a write a slow admission webhook holds, say) must not keep every other
+/// write from a connection of its own for longer.
+async fn held_until_answered<F: Future>(
+    answer: F,
+    opening: tokio::sync::MutexGuard<'_, ()>,
+) -> F::Output {
+    let mut answer = std::pin::pin!(answer);
+    tokio::select! {
+        answered = &mut answer => answered,
+        () = tokio::time::sleep(OPENING_HOLD) => {
+            drop(opening);
+            answer.await
+        }
     }
 }
 
