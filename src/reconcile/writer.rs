@@ -269,7 +269,8 @@ struct Shared {
     host: Option<http::HeaderValue>,
     connect_timeout: Option<Duration>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    /// Held from a new connection's start to its first answer read: see [`Shared::send`].
+    /// Held from a new connection's start until its first answer comes (or [`OPENING_HOLD`]
+    /// passes): see [`Shared::send`].
     opening: tokio::sync::Mutex<()>,
 }
 
@@ -295,12 +296,12 @@ impl Shared {
     /// Sends `request` on an idle connection, or on a new one when none is idle.
     ///
     /// New connections are opened one at a time, each keeping the next from opening until its
-    /// first answer comes. The API server sends a TLS 1.3 session ticket on each connection (Go sends one),
-    /// ahead of that connection's first answer, and a ticket is used once: connections opened
-    /// side by side found none and each made a full handshake, the server's certificate chain
-    /// sent, signed for and checked (6 of a cold run's 9 handshakes; callgrind: 1.5 M
-    /// instructions of signature checks each, on this side alone). One after another, each
-    /// resumes with the ticket the one before it received. The cost is a slower first burst
+    /// first answer comes. The API server sends a TLS 1.3 session ticket on each connection
+    /// (Go sends one), ahead of that connection's first answer, and a ticket is used once:
+    /// connections opened side by side found none and each made a full handshake, the
+    /// server's certificate chain sent, signed for and checked (6 of a cold run's 9
+    /// handshakes; callgrind: 1.5 M instructions of signature checks each, on this side
+    /// alone). One after another, each resumes with the ticket the one before it received. The cost is a slower first burst
     /// (40 writes at 50 ms an answer: 0.27 s on 8 connections opened at once, 0.47 s so), once:
     /// the connections are kept. A request that waited takes a connection that went idle
     /// meanwhile rather than opening another, and waits at most [`OPENING_HOLD`] for a first
