@@ -68,6 +68,15 @@ pub(super) async fn api(sim: &Sim) -> WorkloadApi {
     WorkloadApi::new(client, reporter(), Arc::new(Unobserved)).writing_through(writer)
 }
 
+/// The Deployments of [`cluster`], listed through the kube client.
+async fn listed(api: &WorkloadApi) -> Vec<Deployment> {
+    Api::<Deployment>::namespaced(api.client().clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("listed")
+        .items
+}
+
 pub(super) fn pin_image() -> Vec<Op> {
     vec![Op::Replace {
         path: "/spec/template/spec/containers/0/image".into(),
@@ -86,11 +95,7 @@ pub(super) fn stored_image(sim: &Sim, name: &str) -> serde_json::Value {
 async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections() {
     let sim = cluster();
     let api = api(&sim).await;
-    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
-        .list(&Default::default())
-        .await
-        .expect("listed")
-        .items;
+    let workloads = listed(&api).await;
     assert_eq!(workloads.len(), WORKLOADS);
     // Slow answers, so that the calls would overlap if nothing held them back.
     sim.faults().set_latency(Duration::from_millis(50));
@@ -149,11 +154,7 @@ async fn a_burst_of_patches_and_events_keeps_to_the_bound_on_a_few_connections()
 async fn a_burst_of_writes_resumes_one_tls_session_on_every_new_connection() {
     let sim = cluster();
     let api = api(&sim).await;
-    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
-        .list(&Default::default())
-        .await
-        .expect("listed")
-        .items;
+    let workloads = listed(&api).await;
     sim.faults().set_latency(Duration::from_millis(50));
     sim.faults().reset_counters();
     let events = workloads
@@ -182,10 +183,7 @@ async fn a_burst_of_writes_resumes_one_tls_session_on_every_new_connection() {
 async fn a_slow_first_answer_holds_back_no_other_write() {
     let sim = cluster();
     let api = api(&sim).await;
-    let workloads = Api::<Deployment>::namespaced(api.client().clone(), NS)
-        .list(&Default::default())
-        .await
-        .expect("listed");
+    let workloads = listed(&api).await;
     sim.faults().reset_counters();
     sim.faults().add_latency(LatencyRule {
         verb: Some("patch".into()),
@@ -204,7 +202,7 @@ async fn a_slow_first_answer_holds_back_no_other_write() {
             }
         } => {}
     }
-    let events = workloads.items[..4]
+    let events = workloads[..4]
         .iter()
         .map(|w| api.event(w, EventType::Normal, "Cloned", "copied".into()));
     tokio::select! {
