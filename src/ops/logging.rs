@@ -121,7 +121,7 @@ mod tests {
                 "2026-12-31T23:59:59.999999Z",
             ),
             (
-                Duration::new(253_402_300_799, 0),
+                Duration::new(time_text::LAST_SECOND_OF_9999, 0),
                 "9999-12-31T23:59:59.000000Z",
             ),
         ];

@@ -6,7 +6,8 @@
 //! run publishes 2,000 `Cloned` Events, so it visited 2 million cache entries (10 % of
 //! image-cloner's instructions in that run, measured with callgrind), and it parsed each Event
 //! the API server sent back. Here the cache holds only what a series needs (when the Event
-//! was created, which names it, and its count), is swept at most once per [`SWEEP_EVERY`], and no response body is parsed.
+//! was created, which names it, and its count), is swept at most once per [`SWEEP_EVERY`],
+//! and no response body is parsed.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

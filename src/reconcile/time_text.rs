@@ -9,7 +9,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The last second of 9999 since the epoch: four digits of year, as humantime writes them.
-const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+pub(crate) const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
 
 /// `time` as its RFC 3339 text (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), the text humantime's
 /// `format_rfc3339_micros` writes; `None` for a time before 1970 or after 9999, which that text

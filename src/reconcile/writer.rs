@@ -301,11 +301,11 @@ impl Shared {
     /// connections opened side by side found none and each made a full handshake, the
     /// server's certificate chain sent, signed for and checked (6 of a cold run's 9
     /// handshakes; callgrind: 1.5 M instructions of signature checks each, on this side
-    /// alone). One after another, each resumes with the ticket the one before it received. The cost is a slower first burst
-    /// (40 writes at 50 ms an answer: 0.27 s on 8 connections opened at once, 0.47 s so), once:
-    /// the connections are kept. A request that waited takes a connection that went idle
-    /// meanwhile rather than opening another, and waits at most [`OPENING_HOLD`] for a first
-    /// answer that is slow to come.
+    /// alone). One after another, each resumes with the ticket the one before it received.
+    /// The cost is a slower first burst (40 writes at 50 ms an answer: 0.27 s on 8 connections
+    /// opened at once, 0.47 s so), once: the connections are kept. A request that waited takes
+    /// a connection that went idle meanwhile rather than opening another, and waits at most
+    /// [`OPENING_HOLD`] for a first answer that is slow to come.
     async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<Bytes>, BoxError> {
         if !request.headers().contains_key(http::header::HOST)
             && let Some(host) = &self.host
