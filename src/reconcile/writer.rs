@@ -377,7 +377,14 @@ impl Shared {
                 .map_err(|_| format!("connecting to the API server took over {limit:?}"))??,
             None => connecting.await?,
         };
-        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        // Each write's head and body flattened into one buffer, handed to TLS in one call:
+        // hyper's queued (vectored) writes, which it picks for a stream that says it takes
+        // them, go through rustls' `write_vectored`, which copies every slice into its record
+        // anyway (callgrind, cold `run --once`: 275.2 M instructions → 272.2 M).
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(io)
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "a write connection to the API server ended");
