@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use image_cloner::commands;
-use image_cloner::ops::logging;
+use image_cloner::ops::{huge_pages, logging};
 use image_cloner::reconcile::error::with_causes;
 use image_cloner::settings::cli::{self, Command};
 use image_cloner::settings::{self, Inputs};
@@ -11,9 +11,10 @@ use image_cloner::settings::{self, Inputs};
 /// mimalloc rather than glibc's malloc: in the cold run (2,000 workloads, 4,000 API calls) glibc's
 /// allocator was a fifth of image-cloner's own CPU (`perf`: `_int_malloc`, `unlink_chunk`,
 /// `malloc_consolidate`), its free-list work on many short-lived buffers of many sizes.
-/// Version 2 without transparent huge pages (Cargo.toml): mimalloc 3's defaults (huge pages,
-/// memory returned after a second) held 83–85 MiB where glibc held 52 MiB in the warm restart
-/// of 10,000 workloads (DESIGN: ≤ 64 MiB); v2 without them holds 52.6 MiB for the same CPU.
+/// Version 2 (Cargo.toml): mimalloc 3's defaults (huge pages, memory returned after a second)
+/// held 83–85 MiB where glibc held 52 MiB in the warm restart of 10,000 workloads (DESIGN:
+/// ≤ 64 MiB); v2, with the daemon's huge pages off (`ops::huge_pages`), holds 52.6 MiB for the
+/// same CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -21,7 +22,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_BAD_SETTINGS: u8 = 2;
 
 fn main() -> ExitCode {
+    // First, so that no huge page is taken after the runtime's own first allocations.
+    let huge_pages_off = huge_pages::off();
     let (cli, flags) = cli::parse();
+    if cli.command.exits_when_done() {
+        // Failing, the command runs as it did with them off: nothing to report.
+        let _ = huge_pages::back_on();
+    }
     let inputs = Inputs {
         config_file: cli.config.clone(),
         env: std::env::vars_os().collect(),
@@ -42,6 +49,11 @@ fn main() -> ExitCode {
     logging::init(settings.log_format, &settings.log_level);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    if let (Err(e), false) = (&huge_pages_off, cli.command.exits_when_done()) {
+        tracing::warn!(
+            "transparent huge pages could not be turned off ({e}): the daemon's memory follows the host's THP mode"
+        );
     }
     if let Command::CheckConfig = cli.command {
         print!("{settings}");

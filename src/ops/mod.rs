@@ -2,6 +2,7 @@
 
 pub mod audit_metrics;
 pub mod health;
+pub mod huge_pages;
 mod log_fields;
 pub mod logging;
 pub mod metrics;

@@ -87,6 +87,13 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command does its work and exits: every one but the daemon (`run` without
+    /// `--once`), which runs until it is stopped. The ones that exit run with transparent huge
+    /// pages (`ops::huge_pages`).
+    pub fn exits_when_done(&self) -> bool {
+        !matches!(self, Command::Run { once: false })
+    }
+
     /// What the command reads from the settings.
     pub fn task(&self) -> Task {
         match self {

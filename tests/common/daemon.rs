@@ -135,6 +135,19 @@ impl Daemon {
         }
     }
 
+    /// A line of the daemon's `/proc/<pid>/<file>` that starts with `key`, without the key
+    /// (`status`'s `THP_enabled:`, say).
+    pub fn proc_line(&self, file: &str, key: &str) -> String {
+        let pid = self.child.lock().unwrap_or_else(|e| e.into_inner()).id();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/{file}: {e}"));
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} line in /proc/{pid}/{file}:\n{text}"))
+            .trim()
+            .to_owned()
+    }
+
     /// SIGTERM, then the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());

@@ -26,6 +26,17 @@ pub fn daemon_and_outage(env: &Env) {
         "the daemon patches a new workload",
         || env.resolves_in_backup(&env.images("Deployment", ns, "first")[0]),
     );
+    // The daemon runs without transparent huge pages, whatever the host's THP mode: off from
+    // the first line of its `main`, for it and the skopeo it starts, so it holds at most the
+    // one the Rust runtime's allocations before `main` may have taken (`run --once` and the
+    // other commands that exit keep them).
+    assert_eq!(daemon.proc_line("status", "THP_enabled:"), "0");
+    let huge = daemon.proc_line("smaps_rollup", "AnonHugePages:");
+    let kib: u64 = huge
+        .strip_suffix(" kB")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("AnonHugePages: {huge}"));
+    assert!(kib <= 2048, "the daemon holds {huge} of huge pages");
 
     // A GitOps-managed workload created now, on an image already copied: still told where.
     env.create(workload(

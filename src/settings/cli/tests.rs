@@ -177,3 +177,29 @@ fn commands_map_to_what_they_read() {
 fn copy_needs_an_image() {
     assert!(parse_from(&["image-cloner", "copy"]).is_err());
 }
+
+/// Only the daemon runs until it is stopped; everything else, `run --once` among it, exits.
+#[test]
+fn only_the_daemon_runs_until_stopped() {
+    let exits = |args: &[&str]| {
+        let mut argv = vec!["image-cloner"];
+        argv.extend(args);
+        parse_from(&argv)
+            .expect("a valid command line")
+            .0
+            .command
+            .exits_when_done()
+    };
+    assert!(!exits(&["run"]));
+    for args in [
+        &["run", "--once"][..],
+        &["copy", "nginx:1.27"],
+        &["plan"],
+        &["plan", "--check-backup"],
+        &["check-config"],
+        &["restore"],
+        &["status"],
+    ] {
+        assert!(exits(args), "{args:?}");
+    }
+}
