@@ -1,11 +1,11 @@
 //! Transparent huge pages: for the commands that run and exit, never for the daemon.
 //!
-//! A cold `run --once` touches ~15 MB of fresh heap (2,000 reconciles waiting on their copies,
-//! the lists, the connections' buffers), and each 4 KiB page of it costs a fault — a trap and a
-//! zeroed page: ~3,600 faults in the cold bench. With mimalloc's arenas in huge pages (it
-//! `madvise`s them, which THP's usual `madvise` mode waits for) the same run takes ~590, and
-//! image-cloner's own CPU read 87.5 ms against 92.7 ms side by side (twenty cold rounds each),
-//! for a peak RSS of ~32 MiB rather than 25.
+//! A cold `run --once` touches ~14 MB of fresh memory (2,000 reconciles waiting on their
+//! copies, the lists, the connections' buffers), and each 4 KiB page of it costs a fault — a
+//! trap and a zeroed page: ~3,600 faults in the cold bench. With mimalloc's arenas in huge pages
+//! (it `madvise`s them, which THP's usual `madvise` mode waits for) the same run takes ~770,
+//! and image-cloner's own CPU read 88.2 ms against 91.8 ms side by side (forty cold rounds
+//! each, in both orders), for a peak RSS of ~30 MiB rather than 25.
 //!
 //! The daemon runs for months: huge pages there are memory held for a few live bytes each
 //! (mimalloc 3's huge-page defaults held 83–85 MiB in the warm restart of 10,000 workloads,
@@ -14,9 +14,9 @@
 //! the first line of `main` and turned back on once the command is known to be one that exits;
 //! the daemon keeps at most the one huge page the Rust runtime's first allocations, before
 //! `main`, may have taken (the first 2 MiB of the heap, which it fills anyway). The switch is
-//! the kernel's, per process
-//! (`PR_SET_THP_DISABLE`): it holds on hosts whose THP mode is `always` too, where huge pages
-//! need no `madvise`, and the processes the daemon starts (skopeo) inherit it.
+//! the kernel's, per process (`PR_SET_THP_DISABLE`): it holds on hosts whose THP mode is
+//! `always` too, where huge pages need no `madvise`, and the processes the daemon starts
+//! (skopeo) inherit it.
 
 use std::io;
 
