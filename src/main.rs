@@ -25,7 +25,8 @@ fn main() -> ExitCode {
     // First, so that no huge page is taken after the runtime's own first allocations.
     let huge_pages_off = huge_pages::off();
     let (cli, flags) = cli::parse();
-    if cli.command.exits_when_done() {
+    let exits_when_done = cli.command.exits_when_done();
+    if exits_when_done {
         // Failing, the command runs as it did with them off: nothing to report.
         let _ = huge_pages::back_on();
     }
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    if let (Err(e), false) = (&huge_pages_off, cli.command.exits_when_done()) {
+    if let (Err(e), false) = (&huge_pages_off, exits_when_done) {
         tracing::warn!(
             "transparent huge pages could not be turned off ({e}): the daemon's memory follows the host's THP mode"
         );

@@ -315,16 +315,18 @@ impl Shared {
                 .insert(http::header::HOST, host.clone());
         }
         loop {
-            let (mut connection, kept, opening) = match self.take_idle() {
-                Some(c) => (c, true, None),
+            // `opening` is held only for a new connection: a kept one is one without it.
+            let (mut connection, opening) = match self.take_idle() {
+                Some(c) => (c, None),
                 None => {
                     let opening = self.opening.lock().await;
                     match self.take_idle() {
-                        Some(c) => (c, true, None),
-                        None => (self.connect().await?, false, Some(opening)),
+                        Some(c) => (c, None),
+                        None => (self.connect().await?, Some(opening)),
                     }
                 }
             };
+            let kept = opening.is_none();
             if connection.ready().await.is_err() {
                 if kept {
                     continue;
