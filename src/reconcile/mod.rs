@@ -54,6 +54,8 @@ mod pull_tests;
 #[cfg(test)]
 mod restore_tests;
 #[cfg(test)]
+mod span_tests;
+#[cfg(test)]
 mod writer_tests;
 
 use std::time::Duration;
@@ -121,13 +123,20 @@ pub async fn reconcile<K: WorkloadKind>(
     pipeline(obj, ctx).instrument(span(obj)).await
 }
 
-/// The span every line about one workload's reconcile is logged in.
+/// The span every line about one workload's reconcile is logged in. Its fields borrow the
+/// object's metadata: `namespace()` and `name_any()` cloned two strings a reconcile only for the
+/// span to copy them again.
 pub fn span<K: WorkloadKind>(obj: &K) -> tracing::Span {
+    let meta = obj.meta();
     tracing::info_span!(
         "reconcile",
-        namespace = obj.namespace().unwrap_or_default(),
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
         kind = %K::KIND,
-        name = obj.name_any()
+        name = meta
+            .name
+            .as_deref()
+            .or(meta.generate_name.as_deref())
+            .unwrap_or_default()
     )
 }
 
