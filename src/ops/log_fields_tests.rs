@@ -1,44 +1,10 @@
 use std::error::Error;
-use std::io;
-use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::time::FormatTime;
 
 use super::*;
-
-/// The lines a subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl MakeWriter<'_> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("not poisoned").clone()).expect("UTF-8")
-    }
-}
+use crate::ops::captured_lines::Captured;
 
 /// An error with a chain of sources, each saying `text`.
 #[derive(Debug)]

@@ -1,6 +1,8 @@
 //! The operator's surface: health, metrics, logging.
 
 pub mod audit_metrics;
+#[cfg(test)]
+pub(crate) mod captured_lines;
 pub mod health;
 pub mod huge_pages;
 mod log_fields;

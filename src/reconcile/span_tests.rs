@@ -1,29 +1,9 @@
 //! The reconcile span names the workload in every line: its namespace, kind and name, or its
 //! `generateName` when it has no name yet (as `ResourceExt::name_any` gives it).
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use super::span;
+use crate::ops::captured_lines::Captured;
 use crate::workload::partial::Deployment;
-
-/// What the subscriber wrote.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Lines {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 fn line_in_span_of(metadata: serde_json::Value) -> String {
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
@@ -31,10 +11,9 @@ fn line_in_span_of(metadata: serde_json::Value) -> String {
         "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
     }))
     .expect("a Deployment");
-    let lines = Lines::default();
-    let writer = lines.clone();
+    let lines = Captured::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
+        .with_writer(lines.clone())
         .with_ansi(false)
         .without_time()
         .finish();
@@ -42,8 +21,7 @@ fn line_in_span_of(metadata: serde_json::Value) -> String {
         let _in = span(&deployment).entered();
         tracing::info!("patched");
     });
-    let text = lines.0.lock().expect("not poisoned").clone();
-    String::from_utf8(text).expect("UTF-8")
+    lines.text()
 }
 
 #[test]
