@@ -12,12 +12,7 @@ fn line_in_span_of(metadata: serde_json::Value) -> String {
     }))
     .expect("a Deployment");
     let lines = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(lines.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(lines.subscriber(), || {
         let _in = span(&deployment).entered();
         tracing::info!("patched");
     });

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::image::manifest::RawManifest;
+use crate::ops::captured_lines::Captured;
 use crate::registry::client::{LookupError, RegistryClient, Visibility};
 use crate::registry::skopeo::{CopyFormat, SkopeoError};
 
@@ -322,46 +323,10 @@ async fn privacy_is_asked_once_per_repository() {
     assert_eq!(fake.visibility_asked.load(Ordering::SeqCst), 3);
 }
 
-/// The lines a test's subscriber writes.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl tracing_subscriber::fmt::MakeWriter<'_> for Lines {
-    type Writer = Lines;
-    fn make_writer(&self) -> Lines {
-        self.clone()
-    }
-}
-
-impl Lines {
-    fn taken(&self) -> Vec<String> {
-        let bytes = std::mem::take(&mut *self.0.lock().expect("lock"));
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_private_repository_is_logged_when_learnt_and_when_it_opens_not_at_each_ask() {
-    let lines = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(lines.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let lines = Captured::default();
+    let _logging = tracing::subscriber::set_default(lines.subscriber());
     let fake = Arc::new(Throttling::default());
     let m = mirror(&fake);
     let ask = |reference: &'static str| {
