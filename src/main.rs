@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use image_cloner::commands;
-use image_cloner::ops::{huge_pages, logging};
+use image_cloner::ops::{allocator, huge_pages, logging};
 use image_cloner::reconcile::error::with_causes;
 use image_cloner::settings::cli::{self, Command};
 use image_cloner::settings::{self, Inputs};
@@ -14,9 +14,10 @@ use image_cloner::settings::{self, Inputs};
 /// Version 2 (Cargo.toml): mimalloc 3's defaults (huge pages, memory returned after a second)
 /// held 83–85 MiB where glibc held 52 MiB in the warm restart of 10,000 workloads (DESIGN:
 /// ≤ 64 MiB); v2, with the daemon's huge pages off (`ops::huge_pages`), holds 52.6 MiB for the
-/// same CPU.
+/// same CPU. Entered at its plain `mi_malloc` where a word's alignment is enough
+/// (`ops::allocator`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 /// Exit status for invalid settings, distinct from a run that failed.
 const EXIT_BAD_SETTINGS: u8 = 2;

@@ -1,5 +1,6 @@
-//! The operator's surface: health, metrics, logging.
+//! The operator's surface: health, metrics, logging; and the process's allocator.
 
+pub mod allocator;
 pub mod audit_metrics;
 #[cfg(test)]
 pub(crate) mod captured_lines;
