@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::reconcile::json_text::{self, JsonObject};
+use crate::reconcile::json_text::{self, push_json_string};
 use crate::reconcile::time_text;
 
 /// The object an Event regards, borrowed from it: what `Resource::object_ref` copies into an
@@ -38,9 +38,27 @@ pub struct NewEvent<'a> {
     pub action: &'a str,
     pub note: Option<&'a str>,
     pub regarding: &'a Regarding<'a>,
-    pub reporting_controller: &'a str,
-    pub reporting_instance: &'a str,
+    pub reporting: &'a Reporting,
     pub time: SystemTime,
+}
+
+/// The reporting controller and instance's members, the same in every Event a publisher sends:
+/// written and escaped once, where each Event wrote and escaped them again.
+#[derive(Debug, Clone)]
+pub struct Reporting {
+    /// `,"reportingController":…,"reportingInstance":…`
+    members: String,
+}
+
+impl Reporting {
+    pub fn new(controller: &str, instance: &str) -> Reporting {
+        let mut members = String::with_capacity(controller.len() + instance.len() + 48);
+        members.push_str(r#","reportingController":"#);
+        push_json_string(&mut members, controller);
+        members.push_str(r#","reportingInstance":"#);
+        push_json_string(&mut members, instance);
+        Reporting { members }
+    }
 }
 
 /// The Event's name as the `Recorder` makes it: the regarded object's name and the time in
@@ -56,29 +74,42 @@ pub fn name(object: &str, time: SystemTime) -> String {
     name
 }
 
-/// The JSON of `event`, ready to POST.
+/// The JSON of `event`, ready to POST: its members in the order serde writes them, each key
+/// and the text between the values written as one constant (through a general object writer,
+/// each of an Event's 19 keys was a comma, quotes and a colon pushed one at a time: ~60
+/// instructions a key, callgrind of a cold `run --once`).
 pub fn body(event: &NewEvent<'_>) -> Vec<u8> {
     let mut out = String::with_capacity(1024);
-    let mut e = JsonObject::open(&mut out);
-    e.string("apiVersion", "events.k8s.io/v1");
-    e.string("kind", "Event");
-    e.string("action", event.action);
-    // k8s-openapi writes a `MicroTime` as this RFC 3339 text (`%Y-%m-%dT%H:%M:%S%.6fZ`).
+    out.push_str(r#"{"apiVersion":"events.k8s.io/v1","kind":"Event","action":"#);
+    push_json_string(&mut out, event.action);
+    // k8s-openapi writes a `MicroTime` as this RFC 3339 text (`%Y-%m-%dT%H:%M:%S%.6fZ`): digits
+    // and separators only, nothing to escape.
+    out.push_str(r#","eventTime":"#);
     match time_text::rfc3339_micros(event.time) {
-        Some(text) => e.string("eventTime", text.as_str()),
-        None => e.raw("eventTime", &micro_time_by_serde(event.time)),
+        Some(text) => {
+            out.push('"');
+            out.push_str(text.as_str());
+            out.push('"');
+        }
+        None => out.push_str(&micro_time_by_serde(event.time)),
     }
-    let mut metadata = e.object("metadata");
-    metadata.string("name", event.name);
-    metadata.string("namespace", event.namespace);
-    metadata.close();
-    e.optional("note", event.note);
-    e.string("reason", event.reason);
-    reference(e.object("regarding"), event.regarding);
-    e.string("reportingController", event.reporting_controller);
-    e.string("reportingInstance", event.reporting_instance);
-    e.string("type", event.type_);
-    e.close();
+    out.push_str(r#","metadata":{"name":"#);
+    push_json_string(&mut out, event.name);
+    out.push_str(r#","namespace":"#);
+    push_json_string(&mut out, event.namespace);
+    out.push('}');
+    if let Some(note) = event.note {
+        out.push_str(r#","note":"#);
+        push_json_string(&mut out, note);
+    }
+    out.push_str(r#","reason":"#);
+    push_json_string(&mut out, event.reason);
+    out.push_str(r#","regarding":"#);
+    reference(&mut out, event.regarding);
+    out.push_str(&event.reporting.members);
+    out.push_str(r#","type":"#);
+    push_json_string(&mut out, event.type_);
+    out.push('}');
     out.into_bytes()
 }
 
@@ -89,15 +120,30 @@ fn micro_time_by_serde(time: SystemTime) -> String {
     serde_json::to_string(&MicroTime(at)).unwrap_or_else(|_| "null".to_owned())
 }
 
-/// An `ObjectReference`'s members, as serde writes them (a regarded object has no field path).
-fn reference(mut o: JsonObject<'_>, r: &Regarding<'_>) {
-    o.optional("apiVersion", r.api_version);
-    o.optional("kind", r.kind);
-    o.optional("name", r.name);
-    o.optional("namespace", r.namespace);
-    o.optional("resourceVersion", r.resource_version);
-    o.optional("uid", r.uid);
-    o.close();
+/// An `ObjectReference`'s members, as serde writes them (a regarded object has no field path;
+/// a member without a value is left out).
+fn reference(out: &mut String, r: &Regarding<'_>) {
+    let members = [
+        (r#""apiVersion":"#, r.api_version),
+        (r#""kind":"#, r.kind),
+        (r#""name":"#, r.name),
+        (r#""namespace":"#, r.namespace),
+        (r#""resourceVersion":"#, r.resource_version),
+        (r#""uid":"#, r.uid),
+    ];
+    let mut before = '{';
+    for (key, value) in members {
+        if let Some(value) = value {
+            out.push(before);
+            out.push_str(key);
+            push_json_string(out, value);
+            before = ',';
+        }
+    }
+    if before == '{' {
+        out.push('{');
+    }
+    out.push('}');
 }
 
 #[cfg(test)]
@@ -128,8 +174,8 @@ mod tests {
                 name: Some(e.name.into()),
                 ..ObjectMeta::default()
             },
-            reporting_controller: Some(e.reporting_controller.into()),
-            reporting_instance: Some(e.reporting_instance.into()),
+            reporting_controller: Some(CONTROLLER.into()),
+            reporting_instance: Some(INSTANCE.into()),
             type_: Some(e.type_.into()),
             ..K8sEvent::default()
         }
@@ -159,10 +205,20 @@ mod tests {
         }
     }
 
+    /// The same bytes: the same members, in the same order, escaped the same way.
     fn assert_written_as_serde_writes_it(e: &NewEvent<'_>) {
-        let ours: Value = serde_json::from_slice(&body(e)).expect("JSON");
-        let serde = serde_json::to_value(as_the_recorder_builds_it(e)).expect("serialized");
+        let ours = String::from_utf8(body(e)).expect("UTF-8");
+        let serde = serde_json::to_string(&as_the_recorder_builds_it(e)).expect("serialized");
         assert_eq!(ours, serde);
+    }
+
+    const CONTROLLER: &str = "image-cloner";
+    const INSTANCE: &str = "image-cloner-7d9f8-abcde";
+
+    fn reporting() -> &'static Reporting {
+        static REPORTING: std::sync::LazyLock<Reporting> =
+            std::sync::LazyLock::new(|| Reporting::new(CONTROLLER, INSTANCE));
+        &REPORTING
     }
 
     fn event<'a>(regarding: &'a Regarding<'a>, note: Option<&'a str>) -> NewEvent<'a> {
@@ -174,8 +230,7 @@ mod tests {
             action: "Patch",
             note,
             regarding,
-            reporting_controller: "image-cloner",
-            reporting_instance: "image-cloner-7d9f8-abcde",
+            reporting: reporting(),
             time: UNIX_EPOCH + Duration::new(1_764_662_400, 123_456_789),
         }
     }
@@ -194,6 +249,21 @@ mod tests {
             ..Regarding::default()
         };
         assert_written_as_serde_writes_it(&event(&sparse, Some("x")));
+    }
+
+    /// A regarded object with no member at all (serde writes `{}`), and a reporter whose
+    /// names need escaping: they are escaped once, when the publisher is made.
+    #[test]
+    fn an_empty_reference_and_a_reporter_to_escape_are_written_as_serde_writes_them() {
+        let none = Regarding::default();
+        assert_written_as_serde_writes_it(&event(&none, None));
+        let reporting = Reporting::new("ctl\"x", "inst\\ance\n");
+        let web = reference("web");
+        let mut e = event(&web, None);
+        e.reporting = &reporting;
+        let ours: Value = serde_json::from_slice(&body(&e)).expect("JSON");
+        assert_eq!(ours["reportingController"], "ctl\"x");
+        assert_eq!(ours["reportingInstance"], "inst\\ance\n");
     }
 
     /// A clock set before 1970: the time is still the one serde writes.
@@ -223,8 +293,8 @@ mod tests {
             let mut e = event(&regarding, Some(&note));
             e.reason = &note;
             e.time = UNIX_EPOCH + Duration::from_micros(micros);
-            let ours: Value = serde_json::from_slice(&body(&e)).expect("JSON");
-            let serde = serde_json::to_value(as_the_recorder_builds_it(&e)).expect("serialized");
+            let ours = String::from_utf8(body(&e)).expect("UTF-8");
+            let serde = serde_json::to_string(&as_the_recorder_builds_it(&e)).expect("serialized");
             prop_assert_eq!(ours, serde);
         }
     }

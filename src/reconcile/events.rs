@@ -24,7 +24,7 @@ use kube::runtime::events::{EventType, Reporter};
 use tokio::time::Instant;
 
 use crate::reconcile::api::{JSON, collection_url, json_request_to, request_uri, send_unread};
-use crate::reconcile::event_body::{self, NewEvent, Regarding};
+use crate::reconcile::event_body::{self, NewEvent, Regarding, Reporting};
 use crate::reconcile::writer::Writer;
 
 /// An Event published again within this long is counted in a series (the `Recorder`'s window).
@@ -62,6 +62,8 @@ const MAX_KEPT_URLS: usize = 1_024;
 pub struct EventPublisher {
     writer: Writer,
     reporter: Reporter,
+    /// The reporter's members of every new Event, written once.
+    reporting: Reporting,
     cache: Mutex<Cache>,
     /// Each namespace's Events URL, parsed once: written and parsed for every Event, it was
     /// ~1,000 instructions and two allocations (callgrind, cold `run --once`), where a kept
@@ -89,9 +91,15 @@ enum Send {
 
 impl EventPublisher {
     pub fn new(writer: Writer, reporter: Reporter) -> Self {
+        let controller = reporter.controller.as_str();
+        let reporting = Reporting::new(
+            controller,
+            reporter.instance.as_deref().unwrap_or(controller),
+        );
         EventPublisher {
             writer,
             reporter,
+            reporting,
             cache: Mutex::new(Cache {
                 sent: HashMap::default(),
                 swept: Instant::now(),
@@ -137,8 +145,7 @@ impl EventPublisher {
                     action: ev.action,
                     note: ev.note,
                     regarding,
-                    reporting_controller: controller,
-                    reporting_instance: self.reporter.instance.as_deref().unwrap_or(controller),
+                    reporting: &self.reporting,
                     time: now,
                 });
                 Ok(json_request_to(

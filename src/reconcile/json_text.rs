@@ -195,68 +195,6 @@ pub(crate) fn push_json_value(out: &mut String, value: &serde_json::Value) {
     }
 }
 
-/// A JSON object written member by member into `out`: each key a constant of the caller's,
-/// written as it is (no key needs escaping), each string value escaped by
-/// [`push_json_string`].
-pub(crate) struct JsonObject<'a> {
-    out: &'a mut String,
-    empty: bool,
-}
-
-impl<'a> JsonObject<'a> {
-    /// Opens an object at the end of `out`.
-    pub(crate) fn open(out: &'a mut String) -> Self {
-        out.push('{');
-        JsonObject { out, empty: true }
-    }
-
-    fn key(&mut self, key: &str) {
-        debug_assert!(!key.contains(['"', '\\']) && !key.contains(|c: char| c.is_control()));
-        if !self.empty {
-            self.out.push(',');
-        }
-        self.empty = false;
-        self.out.push('"');
-        self.out.push_str(key);
-        self.out.push_str("\":");
-    }
-
-    pub(crate) fn string(&mut self, key: &str, value: &str) {
-        self.key(key);
-        push_json_string(self.out, value);
-    }
-
-    /// A member only when there is a value: how serde leaves out a `None` that Kubernetes'
-    /// types skip.
-    pub(crate) fn optional(&mut self, key: &str, value: Option<&str>) {
-        if let Some(value) = value {
-            self.string(key, value);
-        }
-    }
-
-    /// A value already JSON text (a number, a timestamp's quoted string).
-    pub(crate) fn raw(&mut self, key: &str, json: &str) {
-        self.key(key);
-        self.out.push_str(json);
-    }
-
-    /// Any JSON value, written by [`push_json_value`].
-    pub(crate) fn value(&mut self, key: &str, value: &serde_json::Value) {
-        self.key(key);
-        push_json_value(self.out, value);
-    }
-
-    /// A nested object, written until it is closed.
-    pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_> {
-        self.key(key);
-        JsonObject::open(self.out)
-    }
-
-    pub(crate) fn close(self) {
-        self.out.push('}');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
