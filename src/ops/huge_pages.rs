@@ -7,6 +7,13 @@
 //! and image-cloner's own CPU read 88.2 ms against 91.8 ms side by side (forty cold rounds
 //! each, in both orders), for a peak RSS of ~30 MiB rather than 25.
 //!
+//! On a VM whose balloon reports free memory to its host (Firecracker's free page reporting),
+//! a huge page is a free 2 MiB block the host may have taken back, and its first touch is then
+//! 512 host faults: 16 MiB in huge pages took 6–51 ms there, in 4 KiB pages 7–22 ms. A cold
+//! `run --once` takes 8 huge pages (`perf stat`, `kmem:mm_page_alloc` of order 9), and kept
+//! off them it read no better: own CPU / skopeo CPU 6.25 % against 6.35 % with them, eighteen
+//! cold rounds each in both orders (skopeo given the host's mode either way).
+//!
 //! The daemon runs for months: huge pages there are memory held for a few live bytes each
 //! (mimalloc 3's huge-page defaults held 83–85 MiB in the warm restart of 10,000 workloads,
 //! where DESIGN allows 64), and on a host whose memory has fragmented a huge-page fault can

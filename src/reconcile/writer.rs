@@ -10,6 +10,14 @@
 //! the buffer's worker, besides the connection's own work. Here a write takes an idle
 //! connection, sends, reads the answer whole and puts the connection back.
 //!
+//! HTTP/1.1, not one multiplexed HTTP/2 connection: fewer connections do not make a write
+//! cheaper. Two bare hyper clients over rustls on loopback, each sending 4,000 PATCHes of
+//! 900 bytes to a hyper server that answers both protocols, measured by the client thread's
+//! CPU (`getrusage(RUSAGE_THREAD)`, four runs each): HTTP/1.1 on 8 connections 57–58 ms;
+//! HTTP/2 on one connection, 8 streams at a time 73–97 ms, 40 at a time 71–83 ms. The system
+//! time HTTP/2 saves by writing several requests at once, its streams, flow control and
+//! header compression spend again, and more.
+//!
 //! What the kube client's stack did that matters is kept: the Authorization header from
 //! kube's auth layer (a static token, or a token refreshed from a file or an exec plugin), the
 //! configuration's extra headers (user agent, impersonation), the server's base path, kube's
