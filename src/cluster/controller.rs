@@ -30,7 +30,7 @@ use crate::audit::{Cached, LastWord, WorkloadKey};
 use crate::cluster::list::PAGE_SIZE;
 use crate::cluster::own_writes::OwnWrites;
 use crate::cluster::parking::{Finish, ParkingLot};
-use crate::reconcile::api::MAX_CONCURRENT_CALLS;
+use crate::reconcile::writer::MAX_CONNECTIONS;
 use crate::reconcile::{Context, ReconcileError, reconcile};
 use crate::workload::{self, Kind, KindVisitor, Workload, WorkloadKind, dispatch};
 
@@ -43,12 +43,13 @@ const PERMANENT_RETRY: Duration = Duration::from_secs(900);
 /// Retry of a workload whose namespace's opt-out is not known yet: soon, and without counting
 /// as a failure (the namespace cache comes back on its own).
 const NAMESPACE_RETRY: Duration = Duration::from_secs(2);
-/// Reconciles in flight per kind: twice the API calls that can be in flight. A workload waiting
+/// Reconciles in flight per kind: twice the connections the writes go on (each takes a few
+/// outstanding, `reconcile::writer::PIPELINE_DEPTH`). A workload waiting
 /// on copies is parked, holding no slot ([`crate::reconcile::parking`]), so what fills the
 /// slots is API calls and registry checks; kube-runtime polls every reconcile in flight at
 /// each wake-up of any, so slots beyond what that work can use only cost CPU (callgrind, the
 /// bench's daemon cold round: 1.14 billion instructions with 64, 1.00 billion with 16).
-const RECONCILES_IN_FLIGHT: u16 = 2 * MAX_CONCURRENT_CALLS as u16;
+const RECONCILES_IN_FLIGHT: u16 = 2 * MAX_CONNECTIONS as u16;
 /// A parked workload is reconciled again after this long even without its wake-up (the daemon
 /// stopped and started its controllers meanwhile; a copy still running then parks it again).
 const PARKED_RECHECK: Duration = Duration::from_secs(300);

@@ -28,7 +28,7 @@ use crate::reconcile::events::{EventPublisher, Said};
 use crate::reconcile::guard::{Unguarded, WriteGuard};
 use crate::reconcile::patch::{self, Op};
 use crate::reconcile::reasons;
-use crate::reconcile::writer::Writer;
+use crate::reconcile::writer::{self, Writer};
 use crate::workload::WorkloadKind;
 
 /// The field manager our patches are recorded under.
@@ -45,8 +45,10 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// server without it. Errors are Status objects either way.
 const METADATA_ONLY: &str =
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
-/// API calls of reconciles in flight at once; more wait their turn (within their timeout).
-pub const MAX_CONCURRENT_CALLS: usize = 8;
+/// API calls of reconciles in flight at once; more wait their turn (within their timeout). The
+/// writer's connections carry them, a few outstanding on each, so that the server has no more
+/// than [`writer::MAX_CONNECTIONS`] of them in hand at once.
+pub const MAX_CONCURRENT_CALLS: usize = writer::MAX_CONNECTIONS * writer::PIPELINE_DEPTH;
 
 /// The verbs counted, as metric label values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

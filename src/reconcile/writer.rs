@@ -7,8 +7,9 @@
 //! worker task and a oneshot back), tracing, retry, decompression and body-mapping layers, and
 //! hyper-util's pool (a checkout raced against a lazy connect, a pool lock on return): callgrind
 //! of a cold `run --once` counted ~19,000 instructions a write in `request_text` and ~9,000 in
-//! the buffer's worker, besides the connection's own work. Here a write takes an idle
-//! connection, sends, reads the answer whole and puts the connection back.
+//! the buffer's worker, besides the connection's own work. Here a write is encoded once and
+//! queued on one of a few pipelined connections ([`super::pipelined`]), whose task writes the
+//! requests queued together at once and reads their answers back to back.
 //!
 //! HTTP/1.1, not one multiplexed HTTP/2 connection: fewer connections do not make a write
 //! cheaper. Two bare hyper clients over rustls on loopback, each sending 4,000 PATCHes of
@@ -22,7 +23,8 @@
 //! kube's auth layer (a static token, or a token refreshed from a file or an exec plugin), the
 //! configuration's extra headers (user agent, impersonation), the server's base path, kube's
 //! TLS (its CA, client certificate, server name), a request sent on a kept-alive connection the
-//! server had closed sent again on a new one (hyper-util's pool does the same), and
+//! server had closed sent again on another (hyper-util's pool does the same for a request not
+//! yet written; here, for one no byte of whose answer came), and
 //! throttling answers (429, 503, 504) retried after a backoff or the server's `Retry-After`, as
 //! kube's default retry policy does. Errors are kube's: an error status is the server's
 //! `Status`, as `Client::request_text` reports it.
@@ -33,15 +35,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Body;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use kube::client::ConfigExt;
 use kube::client::middleware::{AuthLayer, ExtraHeaders};
 use kube::core::Status;
 use kube::{Client, Config};
 use tower::util::Either;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+
+use super::http1_answer::Answer;
+use super::pipelined::{Pipelined, Unanswered};
 
 /// Throttling answers retried at most this many times (kube's `RetryPolicy::server_retry`
 /// allows 15; the call's own timeout ends the wait first).
@@ -54,8 +58,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// ([`Shared::send`]): an API server answers a write in milliseconds, its session ticket ahead
 /// of the answer.
 const OPENING_HOLD: Duration = Duration::from_millis(500);
-/// Idle connections kept; more are closed when their write ends (as many as calls in flight).
-const MAX_IDLE: usize = crate::reconcile::api::MAX_CONCURRENT_CALLS;
+/// Connections opened at most: the API server works on one request of a connection at a
+/// time, so this is also the most of our writes it has in hand at once.
+pub const MAX_CONNECTIONS: usize = 8;
+/// Requests meant to be outstanding on one connection at most: the calls in flight are bounded
+/// to [`MAX_CONNECTIONS`] times this (`api::MAX_CONCURRENT_CALLS`), spread over the connections
+/// by the fewest outstanding. Deeper queues would batch more, and hold more behind a slow answer.
+pub const PIPELINE_DEPTH: usize = 4;
 
 /// Sends reconciles' writes; cheap to clone.
 #[derive(Clone)]
@@ -123,11 +132,11 @@ impl Direct {
     fn new(config: &Config) -> Result<Direct, kube::Error> {
         let connections = Connections {
             shared: Arc::new(Shared {
-                connector: config.rustls_https_connector()?,
+                connector: config.rustls_https_connector_with_connector(http_connector())?,
                 server: server_of(&config.cluster_url)?,
                 host: host_header(&config.cluster_url),
                 connect_timeout: config.connect_timeout,
-                idle: Mutex::new(Vec::new()),
+                open: Mutex::new(Vec::new()),
                 opening: tokio::sync::Mutex::new(()),
             }),
         };
@@ -263,8 +272,19 @@ pub fn host_header(server: &http::Uri) -> Option<http::HeaderValue> {
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Kept-alive HTTP/1.1 connections to the API server, each request sent on an idle one or a
-/// new one, and its answer read whole before the connection is idle again.
+/// kube's TCP connector (`ConfigExt::rustls_https_connector`'s), with Nagle's algorithm off: a
+/// request written while the connection's earlier ones are unanswered would otherwise wait for
+/// the server's acknowledgement of them (up to its delayed-ACK timer, 40 ms on Linux).
+fn http_connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http
+}
+
+/// Kept-alive pipelined HTTP/1.1 connections to the API server ([`Pipelined`]): a request goes
+/// on an idle connection, or a new one while there are fewer than [`MAX_CONNECTIONS`], or
+/// else behind the requests of the one with the fewest outstanding.
 #[derive(Clone)]
 struct Connections {
     shared: Arc<Shared>,
@@ -276,7 +296,7 @@ struct Shared {
     /// The `Host` header when the request has none (the configuration's usually carries it).
     host: Option<http::HeaderValue>,
     connect_timeout: Option<Duration>,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    open: Mutex<Vec<Pipelined>>,
     /// Held from a new connection's start until its first answer comes (or [`OPENING_HOLD`]
     /// passes): see [`Shared::send`].
     opening: tokio::sync::Mutex<()>,
@@ -295,13 +315,16 @@ impl Service<Request<Full<Bytes>>> for Connections {
     }
 
     fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, whole(body));
         let shared = Arc::clone(&self.shared);
         Box::pin(async move { shared.send(request).await })
     }
 }
 
 impl Shared {
-    /// Sends `request` on an idle connection, or on a new one when none is idle.
+    /// Sends `request` and reads its answer; a request the connection ended before answering
+    /// (and before a byte of its answer came) is sent once more, on another connection.
     ///
     /// New connections are opened one at a time, each keeping the next from opening until its
     /// first answer comes. The API server sends a TLS 1.3 session ticket on each connection
@@ -310,76 +333,87 @@ impl Shared {
     /// server's certificate chain sent, signed for and checked (6 of a cold run's 9
     /// handshakes; callgrind: 1.5 M instructions of signature checks each, on this side
     /// alone). One after another, each resumes with the ticket the one before it received.
-    /// The cost is a slower first burst (40 writes at 50 ms an answer: 0.27 s on 8 connections
-    /// opened at once, 0.47 s so), once: the connections are kept. A request that waited takes
-    /// a connection that went idle meanwhile rather than opening another, and waits at most
-    /// [`OPENING_HOLD`] for a first answer that is slow to come.
-    async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<Bytes>, BoxError> {
-        if !request.headers().contains_key(http::header::HOST)
-            && let Some(host) = &self.host
-        {
-            request
-                .headers_mut()
-                .insert(http::header::HOST, host.clone());
-        }
+    /// Meanwhile requests queue on the connections already open, and wait only when there is
+    /// none; a new connection holds the others back at most [`OPENING_HOLD`].
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, BoxError> {
+        let request = encode(&request, self.host.as_ref());
+        let mut sent_again = false;
         loop {
-            // `opening` is held only for a new connection: a kept one is one without it.
-            let (mut connection, opening) = match self.take_idle() {
-                Some(c) => (c, None),
-                None => {
-                    let opening = self.opening.lock().await;
-                    match self.take_idle() {
-                        Some(c) => (c, None),
-                        None => (self.connect().await?, Some(opening)),
-                    }
-                }
+            let (connection, opening) = self.choose().await?;
+            let Some(answer) = connection.send(request.clone()) else {
+                // Ended since it was chosen: it is dropped from the open ones at the next choice.
+                continue;
             };
-            let kept = opening.is_none();
-            if connection.ready().await.is_err() {
-                if kept {
-                    continue;
-                }
-                return Err("the API server closed a new connection".into());
-            }
-            let sent = connection.try_send_request(request);
             let answered = match opening {
-                Some(opening) => held_until_answered(sent, opening).await,
-                None => sent.await,
+                Some(opening) => held_until_answered(answer, opening).await,
+                None => answer.await,
             };
-            match answered {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let body = read_whole(body).await?;
-                    self.put_back(connection);
-                    return Ok(Response::from_parts(parts, body));
+            let unanswered = match answered {
+                Ok(Ok(answer)) => return Ok(response_of(answer)),
+                Ok(Err(unanswered)) => unanswered,
+                // The connection's task is gone without a word (it panicked).
+                Err(_) => Unanswered::NotStarted("the connection's task ended".into()),
+            };
+            match unanswered {
+                Unanswered::NotStarted(_) if !sent_again => sent_again = true,
+                unanswered => return Err(unanswered.into()),
+            }
+        }
+    }
+
+    /// The connection to send on, and the opening gate when it is a new one: an idle one, else a
+    /// new one, else (one is being opened) the least busy of those that have answered before.
+    /// A connection yet to answer is not queued behind: its first answer may be slow to come (a
+    /// write an admission webhook holds), and the next connection opens after [`OPENING_HOLD`].
+    async fn choose(
+        &self,
+    ) -> Result<(Pipelined, Option<tokio::sync::MutexGuard<'_, ()>>), BoxError> {
+        let choice = self.choice();
+        if let Some(c) = choice.without_opening() {
+            return Ok((c, None));
+        }
+        let opening = match self.opening.try_lock() {
+            Ok(opening) => opening,
+            // One is being opened: queue behind the least busy that has answered, or wait.
+            Err(_) => {
+                if let Some(c) = choice.least_busy_proven {
+                    return Ok((c, None));
                 }
-                Err(mut e) => match e.take_message() {
-                    // Not sent: a kept connection the server had closed meanwhile.
-                    Some(unsent) if kept => request = unsent,
-                    _ => return Err(e.into_error().into()),
-                },
+                // Kept once granted, not dropped and tried again: the lock is handed to its
+                // waiters in turn, and each would find it held by the next.
+                let opening = self.opening.lock().await;
+                if let Some(c) = self.choice().without_opening() {
+                    return Ok((c, None));
+                }
+                opening
             }
+        };
+        let connection = self.connect().await?;
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(connection.clone());
+        Ok((connection, Some(opening)))
+    }
+
+    /// What [`Self::choose`] picks from; ended connections are forgotten.
+    fn choice(&self) -> Choice {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|c| !c.is_closed());
+        let least_busy = open.iter().min_by_key(|c| c.outstanding()).cloned();
+        let least_busy_proven = open
+            .iter()
+            .filter(|c| c.has_answered())
+            .min_by_key(|c| c.outstanding())
+            .cloned();
+        Choice {
+            least_busy,
+            least_busy_proven,
+            open: open.len(),
         }
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(c) = idle.pop() {
-            if !c.is_closed() {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn put_back(&self, connection: SendRequest<Full<Bytes>>) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE && !connection.is_closed() {
-            idle.push(connection);
-        }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+    async fn connect(&self) -> Result<Pipelined, BoxError> {
         let connecting = self.connector.clone().oneshot(self.server.clone());
         let io = match self.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, connecting)
@@ -387,21 +421,91 @@ impl Shared {
                 .map_err(|_| format!("connecting to the API server took over {limit:?}"))??,
             None => connecting.await?,
         };
-        // Each write's head and body flattened into one buffer, handed to TLS in one call:
-        // hyper's queued (vectored) writes, which it picks for a stream that says it takes
-        // them, go through rustls' `write_vectored`, which copies every slice into its record
-        // anyway (callgrind, cold `run --once`: 275.2 M instructions → 272.2 M).
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .writev(false)
-            .handshake(io)
-            .await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a write connection to the API server ended");
-            }
-        });
-        Ok(sender)
+        Ok(Pipelined::start(TokioIo::new(io)))
     }
+}
+
+/// The bytes of a body the layers above were handed whole (kube's refreshing-token layer takes
+/// a body type, which `Bytes` is not): its one frame, there at once.
+fn whole(mut body: Full<Bytes>) -> Bytes {
+    use futures::FutureExt;
+    match body.frame().now_or_never() {
+        Some(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        Some(Some(Err(never))) => match never {},
+        Some(None) | None => Bytes::new(),
+    }
+}
+
+/// The open connections as [`Shared::choose`] sees them.
+struct Choice {
+    /// The one with the fewest requests outstanding.
+    least_busy: Option<Pipelined>,
+    /// The same among those that have answered a request.
+    least_busy_proven: Option<Pipelined>,
+    open: usize,
+}
+
+impl Choice {
+    /// The connection to send on without opening one: an idle one, or the least busy when no
+    /// more may be opened.
+    fn without_opening(&self) -> Option<Pipelined> {
+        let least_busy = self.least_busy.as_ref()?;
+        (least_busy.outstanding() == 0 || self.open >= MAX_CONNECTIONS).then(|| least_busy.clone())
+    }
+}
+
+/// `request`'s head and body as sent: the request line, the `Host` header (`host` when the
+/// request has none), its headers, and the body's length. Header names and values are the
+/// `http` crate's, which admit no line break.
+fn encode(request: &Request<Bytes>, host: Option<&http::HeaderValue>) -> Bytes {
+    let headers = request.headers();
+    let body = request.body();
+    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = Vec::with_capacity(256 + path.len() + body.len());
+    out.extend_from_slice(request.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(http::header::HOST)
+        && let Some(host) = host
+    {
+        push_header(&mut out, "host", host.as_bytes());
+    }
+    for (name, value) in headers {
+        // The body's framing is ours to say.
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        push_header(&mut out, name.as_str(), value.as_bytes());
+    }
+    if !body.is_empty() || !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "content-length: {}\r\n", body.len());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// An answer as the layers above see it: its status, its `Retry-After` (the only header the
+/// writer reads) and its body.
+fn response_of(answer: Answer) -> Response<Bytes> {
+    let mut response = Response::new(answer.body);
+    *response.status_mut() = answer.status;
+    if let Some(retry_after) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, retry_after);
+    }
+    response
 }
 
 /// `answer`, the gate on opening connections held until it comes or [`OPENING_HOLD`] passes:
@@ -421,54 +525,9 @@ async fn held_until_answered<F: Future>(
     }
 }
 
-/// An answer's body, whole, read frame by frame: http-body-util's `collect` queues even the
-/// one frame a small answer is in a `VecDeque` of its own (an allocation for each of a cold
-/// run's 4,000 answers). One frame is kept as it is; more are joined.
-async fn read_whole<B>(mut body: B) -> Result<Bytes, B::Error>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    let mut whole = Bytes::new();
-    let mut joined: Option<Vec<u8>> = None;
-    while let Some(frame) = body.frame().await {
-        // Trailers, which an HTTP/1.1 answer to a write does not carry, are not the body.
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        match &mut joined {
-            Some(joined) => joined.extend_from_slice(&data),
-            None if whole.is_empty() => whole = data,
-            None => joined = Some([whole.as_ref(), data.as_ref()].concat()),
-        }
-    }
-    Ok(joined.map_or(whole, Bytes::from))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A body of the given data frames (and a trailers frame, which is not the body).
-    async fn read_frames(parts: &[&'static str]) -> Bytes {
-        let mut frames: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = parts
-            .iter()
-            .map(|p| Ok(hyper::body::Frame::data(Bytes::from_static(p.as_bytes()))))
-            .collect();
-        frames.push(Ok(hyper::body::Frame::trailers(http::HeaderMap::new())));
-        let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
-        read_whole(body).await.unwrap_or_else(|e| match e {})
-    }
-
-    #[tokio::test]
-    async fn a_body_is_read_whole_from_any_number_of_frames() {
-        assert_eq!(read_frames(&[]).await, "");
-        assert_eq!(
-            read_frames(&["{\"kind\":\"Status\"}"]).await,
-            "{\"kind\":\"Status\"}"
-        );
-        assert_eq!(read_frames(&["", "ab"]).await, "ab");
-        assert_eq!(read_frames(&["ab", "", "cd", "e"]).await, "abcde");
-    }
 
     #[test]
     fn the_host_header_is_the_host_and_a_port_other_than_the_schemes_own() {

@@ -217,3 +217,145 @@ async fn writes_go_under_the_servers_path_and_a_connection_it_closed_is_replaced
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Writes sent all at once on the real kube-apiserver (envtest), far more than the writer's
+/// connections, so that most are pipelined behind others: each is answered as it would be alone
+/// — a patch whose `test` holds applied, a stale one refused with the server's 422 `Status`,
+/// each Event created — and the stored objects say the same.
+#[tokio::test]
+async fn the_real_api_server_answers_each_of_a_burst_of_pipelined_writes() {
+    use futures::future::join_all;
+    use k8s_openapi::api::apps::v1::Deployment as FullDeployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::PostParams;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    const WORKLOADS: usize = 120;
+    const NS: &str = "pipelined";
+    let Some(envtest) = kube_sim::envtest::Envtest::start() else {
+        return;
+    };
+    let kubeconfig = Kubeconfig::read_from(envtest.kubeconfig()).expect("a kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a config");
+    let client = kube::Client::try_from(config.clone()).expect("a client");
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(namespace).expect("a Namespace"),
+        )
+        .await
+        .expect("the namespace created");
+    let deployments = Api::<FullDeployment>::namespaced(client.clone(), NS);
+    for i in 0..WORKLOADS {
+        let name = format!("app-{i}");
+        let object = kube_sim::fixtures::workload(
+            "Deployment",
+            NS,
+            &name,
+            &[("app", "nginx:1.27")],
+            &[],
+            json!({"labels": {"app": name}}),
+        );
+        deployments
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).expect("a Deployment"),
+            )
+            .await
+            .expect("created");
+    }
+
+    let writer = Writer::for_config(&config).expect("a writer");
+    let image = "/spec/template/spec/containers/0/image";
+    let patch = |i: usize| {
+        // Every third workload's `test` is stale, as after a concurrent edit.
+        let tested = if i.is_multiple_of(3) {
+            "nginx:0.1"
+        } else {
+            "nginx:1.27"
+        };
+        let operations = json!([
+            {"op": "test", "path": image, "value": tested},
+            {"op": "replace", "path": image, "value": format!("backup.example.com/nginx:1.27-{i}")},
+        ]);
+        http::Request::patch(format!(
+            "/apis/apps/v1/namespaces/{NS}/deployments/app-{i}?fieldManager=image-cloner"
+        ))
+        .header("content-type", "application/json-patch+json")
+        .header("accept", "application/json")
+        .body(serde_json::to_vec(&operations).expect("JSON"))
+        .expect("a request")
+    };
+    let event = |i: usize| {
+        let body = json!({
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": format!("app-{i}.cloned"), "namespace": NS},
+            "eventTime": "2026-12-04T06:00:00.000000Z",
+            "reportingController": "image-cloner",
+            "reportingInstance": "test",
+            "action": "Patch",
+            "reason": "Cloned",
+            "type": "Normal",
+            "note": format!("write {i}"),
+            "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": NS, "name": format!("app-{i}")},
+        });
+        http::Request::post(format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(serde_json::to_vec(&body).expect("JSON"))
+            .expect("a request")
+    };
+    let writes = (0..WORKLOADS).flat_map(|i| {
+        let writer = &writer;
+        [
+            Box::pin(async move { (i, "patch", writer.send(patch(i)).await) })
+                as std::pin::Pin<Box<dyn Future<Output = _>>>,
+            Box::pin(async move { (i, "event", writer.send(event(i)).await) }),
+        ]
+    });
+    for (i, what, answered) in join_all(writes).await {
+        match (what, i.is_multiple_of(3), answered) {
+            ("patch", false, Ok(answer)) => {
+                let object: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+                assert_eq!(object["metadata"]["name"], format!("app-{i}"));
+            }
+            ("patch", true, Err(kube::Error::Api(status))) => {
+                assert_eq!(status.code, 422, "{i}: {status:?}");
+            }
+            ("event", _, Ok(answer)) => {
+                let object: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+                assert_eq!(object["note"], format!("write {i}"));
+            }
+            (what, stale, answered) => {
+                panic!("{what} {i} (stale: {stale}) answered {answered:?}")
+            }
+        }
+    }
+    for d in deployments
+        .list(&Default::default())
+        .await
+        .expect("listed")
+        .items
+    {
+        let name = d.metadata.name.clone().expect("a name");
+        let i: usize = name["app-".len()..].parse().expect("a number");
+        let object = serde_json::to_value(&d).expect("JSON");
+        let stored = object["spec"]["template"]["spec"]["containers"][0]["image"].as_str();
+        let expected = if i.is_multiple_of(3) {
+            "nginx:1.27".to_owned()
+        } else {
+            format!("backup.example.com/nginx:1.27-{i}")
+        };
+        assert_eq!(stored, Some(expected.as_str()), "{name}");
+    }
+    let events = Api::<Event>::namespaced(client, NS)
+        .list(&Default::default())
+        .await
+        .expect("listed");
+    assert_eq!(events.items.len(), WORKLOADS);
+}
