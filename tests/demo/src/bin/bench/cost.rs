@@ -364,7 +364,7 @@ pub fn print_round(c: &ColdCost, copies: u64) {
         c.all_cpu_ratio()
     );
     println!(
-        "    floor: the same {} API requests (a patch and an Event per Deployment) from a bare HTTP/1.1 client, {} connections, one thread: {} of its CPU ({:.1} % of image-cloner's skopeo)",
+        "    floor: the same {} API requests (a patch and an Event per Deployment) from a bare HTTP/1.1 client, one at a time on each of {} connections (not pipelined), one thread: {} of its CPU ({:.1} % of image-cloner's skopeo)",
         c.floor.requests,
         crate::floor::CONNECTIONS,
         secs(c.floor.cpu),

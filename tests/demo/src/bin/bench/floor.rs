@@ -29,7 +29,9 @@ use serde_json::json;
 use crate::client::{Sender, client_tls, connect};
 use crate::{COLD_WORKLOADS, ORIGINAL_IMAGES, namespace_of, populate};
 
-/// image-cloner's `MAX_CONCURRENT_CALLS` (src/reconcile/api.rs): API calls in flight at once.
+/// image-cloner's `MAX_CONNECTIONS` (src/reconcile/writer.rs): the connections its writes go
+/// on. This client sends one request at a time on each (image-cloner's writer pipelines up to
+/// `PIPELINE_DEPTH`), so image-cloner's connections can cost less than this floor's.
 pub const CONNECTIONS: usize = 8;
 /// What image-cloner's patches and Events ask back (`METADATA_ONLY`, src/reconcile/api.rs):
 /// the written object's metadata alone.
