@@ -341,6 +341,9 @@ impl Shared {
         loop {
             let (connection, opening) = self.choose().await?;
             let Some(answer) = connection.send(request.clone()) else {
+                if opening.is_some() {
+                    return Err("the API server closed a new connection".into());
+                }
                 // Ended since it was chosen: it is dropped from the open ones at the next choice.
                 continue;
             };

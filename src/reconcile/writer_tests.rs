@@ -218,6 +218,41 @@ async fn writes_go_under_the_servers_path_and_a_connection_it_closed_is_replaced
     }
 }
 
+/// A server that closes every connection as soon as it accepts it: the write is tried on a
+/// second connection, then fails with why, rather than opening connections without end.
+#[tokio::test]
+async fn a_server_that_closes_every_connection_at_once_fails_the_write() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let address = listener.local_addr().expect("an address");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(socket);
+        }
+    });
+    let config = kube::Config::new(format!("http://{address}").parse().expect("a URL"));
+    let writer = Writer::for_config(&config).expect("a writer");
+    let request = http::Request::post("/api/v1/namespaces/shop/events")
+        .body(b"{}".to_vec())
+        .expect("a request");
+    let error = tokio::time::timeout(Duration::from_secs(10), writer.send(request))
+        .await
+        .expect("an answer in time")
+        .expect_err("no answer from a server that closes");
+    let text = error.to_string();
+    assert!(
+        text.contains("before this request was answered")
+            || text.contains("closed a new connection"),
+        "{text}"
+    );
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::Relaxed) <= 2,
+        "{accepted:?}"
+    );
+}
+
 /// Writes sent all at once on the real kube-apiserver (envtest), far more than the writer's
 /// connections, so that most are pipelined behind others: each is answered as it would be alone
 /// — a patch whose `test` holds applied, a stale one refused with the server's 422 `Status`,
