@@ -33,20 +33,22 @@ pub(super) fn cluster() -> Sim {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
     );
     for i in 0..WORKLOADS {
-        let name = format!("app-{i}");
-        create(
-            &sim,
-            kube_sim::fixtures::workload(
-                "Deployment",
-                NS,
-                &name,
-                &[("app", "nginx:1.27")],
-                &[],
-                json!({"labels": {"app": name}}),
-            ),
-        );
+        create(&sim, app(NS, i));
     }
     sim
+}
+
+/// Deployment `app-{i}` in `namespace`, one container `app` on `nginx:1.27`.
+pub(super) fn app(namespace: &str, i: usize) -> serde_json::Value {
+    let name = format!("app-{i}");
+    kube_sim::fixtures::workload(
+        "Deployment",
+        namespace,
+        &name,
+        &[("app", "nginx:1.27")],
+        &[],
+        json!({"labels": {"app": name}}),
+    )
 }
 
 pub(super) fn reporter() -> Reporter {

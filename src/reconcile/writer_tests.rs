@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::api::{Unobserved, WorkloadApi};
-use super::api_tests::{NS, api, cluster, pin_image, reporter, stored_image};
+use super::api_tests::{NS, api, app, cluster, pin_image, reporter, stored_image};
 use super::error::ApiError;
 use super::patch::Op;
 use super::writer::Writer;
@@ -286,19 +286,10 @@ async fn the_real_api_server_answers_each_of_a_burst_of_pipelined_writes() {
         .expect("the namespace created");
     let deployments = Api::<FullDeployment>::namespaced(client.clone(), NS);
     for i in 0..WORKLOADS {
-        let name = format!("app-{i}");
-        let object = kube_sim::fixtures::workload(
-            "Deployment",
-            NS,
-            &name,
-            &[("app", "nginx:1.27")],
-            &[],
-            json!({"labels": {"app": name}}),
-        );
         deployments
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(object).expect("a Deployment"),
+                &serde_json::from_value(app(NS, i)).expect("a Deployment"),
             )
             .await
             .expect("created");
