@@ -166,9 +166,12 @@ impl Head {
 }
 
 /// A chunked body (RFC 9112 §7.1), joined, and the bytes it took (trailers included), once its
-/// last chunk and trailers are all in `rest`.
+/// last chunk and trailers are all in `rest`. The chunks are only located until then: the
+/// connection calls again after each read, and a body copied at each call would be copied
+/// once per read.
 fn dechunk(rest: &[u8]) -> Result<Option<(Bytes, usize)>, AnswerError> {
-    let mut body = Vec::new();
+    let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut length = 0;
     let mut at = 0;
     loop {
         let Some(line_end) = find_crlf(&rest[at..]) else {
@@ -199,17 +202,22 @@ fn dechunk(rest: &[u8]) -> Result<Option<(Bytes, usize)>, AnswerError> {
                 };
                 at += line_end + 2;
                 if line_end == 0 {
+                    let mut body = Vec::with_capacity(length);
+                    for chunk in chunks {
+                        body.extend_from_slice(&rest[chunk]);
+                    }
                     return Ok(Some((Bytes::from(body), at)));
                 }
             }
         }
-        if body.len() + size > MAX_BODY {
+        length += size;
+        if length > MAX_BODY {
             return Err(AnswerError::TooLarge);
         }
         if rest.len() < at + size + 2 {
             return Ok(None);
         }
-        body.extend_from_slice(&rest[at..at + size]);
+        chunks.push(at..at + size);
         at += size;
         if &rest[at..at + 2] != b"\r\n" {
             return Err(AnswerError::Malformed("a chunk not ended by CRLF".into()));
