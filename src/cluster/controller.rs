@@ -44,8 +44,8 @@ const PERMANENT_RETRY: Duration = Duration::from_secs(900);
 /// as a failure (the namespace cache comes back on its own).
 const NAMESPACE_RETRY: Duration = Duration::from_secs(2);
 /// Reconciles in flight per kind: twice the connections the writes go on (each takes a few
-/// outstanding, `reconcile::writer::PIPELINE_DEPTH`). A workload waiting
-/// on copies is parked, holding no slot ([`crate::reconcile::parking`]), so what fills the
+/// outstanding, `reconcile::writer::PIPELINE_DEPTH`). A workload waiting on copies is parked,
+/// holding no slot ([`crate::reconcile::parking`]), so what fills the
 /// slots is API calls and registry checks; kube-runtime polls every reconcile in flight at
 /// each wake-up of any, so slots beyond what that work can use only cost CPU (callgrind, the
 /// bench's daemon cold round: 1.14 billion instructions with 64, 1.00 billion with 16).

@@ -8,11 +8,11 @@
 //! had up to 2,000 patches and Events in flight when the copies finished, and hyper's pool
 //! opens a new connection (a TCP and a TLS handshake) for every request that finds no idle
 //! one: 125 connections for 4,000 requests in the cold bench, where a few suffice. The writes
-//! now go pipelined on at most `writer::MAX_CONNECTIONS` connections, a few outstanding on each. Nothing
-//! but the response status is read from a patch or an Event, so each asks for the written
-//! object's metadata alone ([`send_unread`]), and that is not parsed either — but for a
-//! patch's `resourceVersion` in the daemon ([`WorkloadApi::reading_versions`]), which knows its
-//! own write in the watch's echo of it by that.
+//! now go pipelined on at most `writer::MAX_CONNECTIONS` connections, a few outstanding on
+//! each. Nothing but the response status is read from a patch or an Event, so each asks for
+//! the written object's metadata alone ([`send_unread`]), and that is not parsed either — but
+//! for a patch's `resourceVersion` in the daemon ([`WorkloadApi::reading_versions`]), which
+//! knows its own write in the watch's echo of it by that.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
